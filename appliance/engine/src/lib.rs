@@ -1,0 +1,1 @@
+//! Inference engine on burn (filled in by the engine issue).

@@ -1,0 +1,1 @@
+//! Tokenizer from GGUF metadata (filled in by the engine issue).

@@ -1,0 +1,2 @@
+//! Airlock policy file (filled in by the service-shell issue).
+#![forbid(unsafe_code)]
