@@ -47,8 +47,10 @@ mod dequant;
 mod error;
 mod file;
 mod parse;
+mod quantize;
 mod types;
 mod value;
+pub mod write;
 
 pub use dequant::dequantize;
 pub use error::GgufError;
