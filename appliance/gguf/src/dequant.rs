@@ -9,7 +9,7 @@ use crate::{GgmlType, GgufError};
 pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), GgufError> {
     let (bb, bs) = (ty.block_bytes(), ty.block_size());
     let n_blocks = bytes.len() / bb;
-    if bytes.len() % bb != 0 || n_blocks.checked_mul(bs) != Some(out.len()) {
+    if !bytes.len().is_multiple_of(bb) || n_blocks.checked_mul(bs) != Some(out.len()) {
         return Err(GgufError::DequantizeSize {
             ty: ty.name(),
             n_bytes: bytes.len(),
@@ -46,6 +46,7 @@ fn each<const B: usize, const N: usize>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 mod tests {
     use super::*;
 

@@ -48,6 +48,7 @@ mod error;
 mod file;
 mod parse;
 mod quantize;
+mod summary;
 mod types;
 mod value;
 pub mod write;
@@ -56,6 +57,7 @@ pub use dequant::dequantize;
 pub use error::GgufError;
 pub use file::{GgufFile, TensorInfo};
 pub use parse::{ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC};
+pub use summary::Summary;
 pub use types::{GgmlType, ggml_type_name};
 pub use value::{Array, FromValue, Metadata, Value, ValueType};
 

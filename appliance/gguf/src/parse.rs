@@ -37,6 +37,11 @@ const MIN_KV_BYTES: u64 = 8 + 4 + 1;
 /// Smallest encoded tensor info: empty name + n_dims = 0 + type + offset.
 const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 4 + 8;
 
+/// Most items reserved up front for a declared count. Counts are already bounded by the file
+/// size, but an in-memory item (a `String`, a tensor info) is larger than its smallest
+/// encoding, so beyond this the vectors grow only as items are actually parsed.
+const PREALLOC_LIMIT: usize = 1 << 16;
+
 /// The validated header of a GGUF file.
 #[derive(Debug)]
 pub(crate) struct Header {
@@ -158,7 +163,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Header, GgufError> {
     let kv_count = c.u64("metadata count")?;
     // Both counts are bounded by the file size before anything is reserved.
     let kv_count = c.check_count(kv_count, MIN_KV_BYTES, "metadata count", kv_at)?;
-    c.check_count(tensor_count, MIN_TENSOR_INFO_BYTES, "tensor count", at)?;
+    let tensor_count = c.check_count(tensor_count, MIN_TENSOR_INFO_BYTES, "tensor count", at)?;
 
     let mut metadata = Metadata::default();
     for _ in 0..kv_count {
@@ -176,11 +181,8 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Header, GgufError> {
 
     let alignment = alignment(&metadata)?;
 
-    // The tensor count was checked against the bytes left after the counts; the metadata has
-    // consumed some since, so bound it again against what is left now.
-    let tensor_count = c.check_count(tensor_count, MIN_TENSOR_INFO_BYTES, "tensor count", at)?;
-    let mut raw = Vec::with_capacity(tensor_count);
-    let mut by_name = HashMap::with_capacity(tensor_count);
+    let mut raw = Vec::with_capacity(tensor_count.min(PREALLOC_LIMIT));
+    let mut by_name = HashMap::with_capacity(tensor_count.min(PREALLOC_LIMIT));
     for i in 0..tensor_count {
         let info = read_tensor_info(&mut c, alignment)?;
         if by_name.insert(info.0.clone(), i).is_some() {
@@ -313,7 +315,7 @@ fn read_tensor_info(c: &mut Cursor<'_>, alignment: u64) -> Result<RawTensor, Ggu
     // ggml quantizes along rows: the first (contiguous) dimension must be whole blocks.
     let dim0 = dims.first().copied().unwrap_or(1);
     let block_size = ggml_type.block_size() as u64;
-    if dim0 % block_size != 0 {
+    if !dim0.is_multiple_of(block_size) {
         return Err(GgufError::PartialBlock {
             tensor: name,
             ty: ggml_type.name(),
@@ -324,7 +326,7 @@ fn read_tensor_info(c: &mut Cursor<'_>, alignment: u64) -> Result<RawTensor, Ggu
     let Some(n_bytes) = ggml_type.bytes_for(n_elements) else {
         return Err(GgufError::DimsOverflow { tensor: name, dims });
     };
-    if offset % alignment != 0 {
+    if !offset.is_multiple_of(alignment) {
         return Err(GgufError::MisalignedTensor {
             tensor: name,
             offset,
@@ -433,21 +435,21 @@ fn read_array(c: &mut Cursor<'_>, key: &str, depth: u32) -> Result<Array, GgufEr
         ValueType::F32 => Array::F32(fixed(c, n, "f32 array", f32::from_le_bytes)?),
         ValueType::F64 => Array::F64(fixed(c, n, "f64 array", f64::from_le_bytes)?),
         ValueType::Bool => {
-            let mut v = Vec::with_capacity(n);
+            let mut v = Vec::with_capacity(n.min(PREALLOC_LIMIT));
             for _ in 0..n {
                 v.push(read_bool(c, key)?);
             }
             Array::Bool(v)
         }
         ValueType::String => {
-            let mut v = Vec::with_capacity(n);
+            let mut v = Vec::with_capacity(n.min(PREALLOC_LIMIT));
             for _ in 0..n {
                 v.push(c.string("string array item")?);
             }
             Array::String(v)
         }
         ValueType::Array => {
-            let mut v = Vec::with_capacity(n);
+            let mut v = Vec::with_capacity(n.min(PREALLOC_LIMIT));
             for _ in 0..n {
                 v.push(read_array(c, key, depth + 1)?);
             }

@@ -15,7 +15,7 @@ use crate::{GgmlType, GgufError};
 /// Encodes `values` (a whole number of blocks) as `ty`.
 pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>, GgufError> {
     let bs = ty.block_size();
-    if values.len() % bs != 0 {
+    if !values.len().is_multiple_of(bs) {
         return Err(GgufError::Write {
             reason: format!("{} values are not whole {ty} blocks of {bs}", values.len()),
         });
@@ -178,6 +178,7 @@ fn q6_k(x: &[f32], out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 mod tests {
     use super::*;
     use crate::dequantize;
