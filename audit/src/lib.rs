@@ -1,4 +1,8 @@
 //! Airlock audit log (filled in by the audit issue).
 #![forbid(unsafe_code)]
 
+mod keyfile;
 pub mod merkle;
+pub mod note;
+
+pub use keyfile::KeyFileError;
