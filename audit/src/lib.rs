@@ -4,5 +4,6 @@
 mod keyfile;
 pub mod merkle;
 pub mod note;
+pub mod seal;
 
 pub use keyfile::KeyFileError;
