@@ -113,7 +113,8 @@ impl fmt::Debug for GgufFile {
 
 impl GgufFile {
     /// Memory-maps `path` and validates it completely (see the crate docs for every check).
-    pub fn open(path: &Path) -> Result<GgufFile, GgufError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
+        let path = path.as_ref();
         let io = |source| GgufError::Io {
             path: path.to_owned(),
             source,

@@ -39,7 +39,7 @@
 //! # Non-goals
 //! No big-endian files, no GGUF v1, no quantization types beyond the list in [`GgmlType`], no
 //! model-architecture knowledge (the engine reads `llama.*` keys itself), no in-place editing.
-//! The writer ([`write`]) exists for tests: it can also write deliberately malformed files.
+//! The writer ([`write`](mod@write)) exists for tests: it can also write deliberately malformed files.
 #![deny(unsafe_code)]
 
 pub mod blocks;

@@ -102,6 +102,16 @@ fn default_model_parses_with_expected_shape() {
     assert!(norm.iter().all(|v| v.is_finite() && *v != 0.0));
 
     let s = Summary::new(&f);
+    let text = s.to_string();
+    assert!(text.contains("architecture:    llama"), "{text}");
+    assert!(text.contains("chat template:   present"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Q4_1   {:>4} tensors",
+            by_type[&GgmlType::Q4_1].len()
+        )),
+        "{text}"
+    );
     assert_eq!(s.architecture.as_deref(), Some("llama"));
     assert_eq!(s.block_count, Some(30));
     assert!(s.chat_template);
