@@ -46,7 +46,7 @@ pub enum GgufError {
     /// cannot fit in what is left of the file. Checked before anything is allocated, so a
     /// hostile length cannot make us reserve memory.
     #[error(
-        "{what} at offset {offset} declares {declared} (at least {min_bytes} bytes) but only {remaining} bytes remain"
+        "{what} at offset {offset} declares {declared} (at least {min_bytes} bytes) but only {remaining} bytes remain: truncated or corrupt file"
     )]
     LengthBeyondFile {
         what: &'static str,
@@ -135,7 +135,7 @@ pub enum GgufError {
 
     /// A tensor's data range `[start, start + n_bytes)` lies (partly) outside the file.
     #[error(
-        "tensor {tensor:?}: data [{start}, {start}+{n_bytes}) lies beyond the end of the file ({file_len} bytes)"
+        "tensor {tensor:?}: data [{start}, {start}+{n_bytes}) lies beyond the end of the file ({file_len} bytes): truncated or corrupt file"
     )]
     TensorOutOfBounds {
         tensor: String,

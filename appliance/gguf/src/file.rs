@@ -67,6 +67,15 @@ impl TensorInfo {
     pub fn row_len(&self) -> u64 {
         self.dims.first().copied().unwrap_or(1)
     }
+    /// Bytes of one row (`row_len` values, whole blocks): `tensor_bytes` is `n_rows` of these.
+    pub fn row_bytes(&self) -> usize {
+        // INVARIANT: row_len is whole blocks and its size is at most n_bytes (or the tensor is
+        // empty), which fits in the file; the fallback is unreachable.
+        self.ggml_type
+            .bytes_for(self.row_len())
+            .and_then(|b| usize::try_from(b).ok())
+            .unwrap_or(0)
+    }
     /// Number of rows (`n_elements / row_len`; 0 for an empty tensor).
     pub fn n_rows(&self) -> u64 {
         self.n_elements.checked_div(self.row_len()).unwrap_or(0)
@@ -113,7 +122,8 @@ impl fmt::Debug for GgufFile {
 
 impl GgufFile {
     /// Memory-maps `path` and validates it completely (see the crate docs for every check).
-    pub fn open(path: &Path) -> Result<GgufFile, GgufError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
+        let path = path.as_ref();
         let io = |source| GgufError::Io {
             path: path.to_owned(),
             source,
@@ -244,4 +254,30 @@ fn map_read_only(file: &File) -> std::io::Result<memmap2::Mmap> {
     // service runs with that directory read-only (Landlock). Nothing in this crate writes
     // through or remaps the mapping; the mapping is private and read-only.
     unsafe { memmap2::Mmap::map(file) }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gguf_file_is_send_and_sync() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<GgufFile>();
+        shareable::<TensorInfo>();
+    }
+
+    #[test]
+    fn rows_partition_the_tensor() {
+        let mut w = crate::write::GgufWriter::new();
+        let x: Vec<f32> = (0..512 * 3).map(|i| i as f32 / 1000.0).collect();
+        w.tensor_from_f32("t", &[512, 3], GgmlType::Q6_K, &x)
+            .unwrap();
+        let f = GgufFile::from_bytes(w.to_bytes()).unwrap();
+        let t = &f.tensors()[0];
+        assert_eq!((t.row_len(), t.n_rows(), t.row_bytes()), (512, 3, 420));
+        assert_eq!(t.row_bytes() as u64 * t.n_rows(), t.n_bytes());
+        assert_eq!(f.tensor_bytes(t).chunks_exact(t.row_bytes()).count(), 3);
+    }
 }

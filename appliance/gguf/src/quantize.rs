@@ -49,6 +49,14 @@ fn half(v: f32) -> (f32, [u8; 2]) {
     (h.to_f32(), h.to_le_bytes())
 }
 
+/// Enlarges a super-block scale before rounding it to f16 (relative precision 2^-11) so the
+/// rounded value still covers the largest sub-block.
+const F16_MARGIN: f32 = 1.0 + 1.0 / 512.0;
+
+fn max_of(v: &[f32]) -> f32 {
+    v.iter().copied().fold(0f32, f32::max)
+}
+
 fn inv(d: f32) -> f32 {
     if d == 0.0 { 0.0 } else { 1.0 / d }
 }
@@ -93,27 +101,31 @@ fn q8_0(x: &[f32], out: &mut Vec<u8>) {
 }
 
 /// Q4_K (`qmax` 15) and Q5_K (`qmax` 31): 8 sub-blocks of 32 with 6-bit scales and mins.
+///
+/// Mins are chosen first and rounded *up*, then scales rounded up to cover each sub-block's
+/// top value, so no weight is clamped: the error is at most half of that sub-block's step.
 fn qk_asym(x: &[f32], qmax: u8, out: &mut Vec<u8>) {
-    let mut scale = [0f32; 8];
+    let qm = f32::from(qmax);
+    let mut top = [0f32; 8];
     let mut minv = [0f32; 8];
     for (j, sub) in x.chunks_exact(32).enumerate() {
         // Mins are subtracted (x = d*sc*q - dmin*m, m >= 0): a positive minimum is clamped to 0.
         let mn = sub.iter().copied().fold(0f32, f32::min);
-        let mx = sub.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        scale[j] = (mx - mn) / f32::from(qmax);
+        top[j] = sub.iter().copied().fold(mn, f32::max);
         minv[j] = -mn;
     }
-    let (d, db) = half(scale.iter().copied().fold(0f32, f32::max) / 63.0);
-    let (dmin, dminb) = half(minv.iter().copied().fold(0f32, f32::max) / 63.0);
-    let sc: [u8; 8] = std::array::from_fn(|j| (scale[j] * inv(d)).round().clamp(0.0, 63.0) as u8);
-    let mq: [u8; 8] = std::array::from_fn(|j| (minv[j] * inv(dmin)).round().clamp(0.0, 63.0) as u8);
+    let (dmin, dminb) = half(max_of(&minv) / 63.0 * F16_MARGIN);
+    let mq: [u8; 8] = std::array::from_fn(|j| (minv[j] * inv(dmin)).ceil().clamp(0.0, 63.0) as u8);
+    let dm: [f32; 8] = std::array::from_fn(|j| dmin * f32::from(mq[j]));
+    let need: [f32; 8] = std::array::from_fn(|j| (top[j] + dm[j]) / qm);
+    let (d, db) = half(max_of(&need) / 63.0 * F16_MARGIN);
+    let sc: [u8; 8] = std::array::from_fn(|j| (need[j] * inv(d)).ceil().clamp(0.0, 63.0) as u8);
 
     let mut q = [0u8; QK_K];
     for (j, sub) in x.chunks_exact(32).enumerate() {
         let ds = d * f32::from(sc[j]);
-        let dm = dmin * f32::from(mq[j]);
         for (l, &v) in sub.iter().enumerate() {
-            q[32 * j + l] = ((v + dm) * inv(ds)).round().clamp(0.0, f32::from(qmax)) as u8;
+            q[32 * j + l] = ((v + dm[j]) * inv(ds)).round().clamp(0.0, qm) as u8;
         }
     }
 
@@ -156,8 +168,9 @@ fn q6_k(x: &[f32], out: &mut Vec<u8>) {
             .fold(0f32, |m, &v| m.max(v.abs()))
             / 31.0
     });
-    let (d, db) = half(scale.iter().copied().fold(0f32, f32::max) / 127.0);
-    let sc: [i8; 16] = std::array::from_fn(|i| (scale[i] * inv(d)).round().clamp(0.0, 127.0) as i8);
+    // Scales rounded up: |x| / step <= 31, so no weight is clamped.
+    let (d, db) = half(max_of(&scale) / 127.0 * F16_MARGIN);
+    let sc: [i8; 16] = std::array::from_fn(|i| (scale[i] * inv(d)).ceil().clamp(0.0, 127.0) as i8);
     let q: [u8; QK_K] = std::array::from_fn(|i| {
         let s = d * f32::from(sc[i / 16]);
         ((x[i] * inv(s)).round().clamp(-32.0, 31.0) + 32.0) as u8
@@ -211,6 +224,54 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
             assert!(err <= tol, "{ty}: max error {err} > {tol}");
+        }
+    }
+
+    /// Sub-blocks of very different ranges and offsets: each value stays within half its own
+    /// sub-block's step (plus the super-block's scale granularity), nothing is clamped.
+    #[test]
+    fn k_quants_cover_heterogeneous_sub_blocks() {
+        let x: Vec<f32> = (0..512)
+            .map(|i| {
+                let sub = i / 16;
+                let scale = [0.001f32, 0.03, 1.0, 0.2][sub % 4];
+                let offset = [0.0f32, 0.5, -0.7, 0.05][(sub / 4) % 4];
+                offset + scale * (((i * 37) % 23) as f32 / 11.0 - 1.0)
+            })
+            .collect();
+        for (ty, qmax, sub_len) in [
+            (GgmlType::Q4_K, 15.0f32, 32),
+            (GgmlType::Q5_K, 31.0, 32),
+            (GgmlType::Q6_K, 31.0, 16),
+        ] {
+            let bytes = quantize(ty, &x).unwrap();
+            let mut y = vec![0f32; x.len()];
+            dequantize(ty, &bytes, &mut y).unwrap();
+            for (sb, (xs, ys)) in x.chunks(256).zip(y.chunks(256)).enumerate() {
+                let stats: Vec<(f32, f32)> = xs
+                    .chunks(sub_len)
+                    .map(|s| {
+                        let mn = s.iter().copied().fold(0f32, f32::min);
+                        let mx = s.iter().copied().fold(mn, f32::max);
+                        let amax = s.iter().fold(0f32, |m, v| m.max(v.abs()));
+                        if ty == GgmlType::Q6_K {
+                            (amax / qmax, 0.0)
+                        } else {
+                            ((mx - mn) / qmax, -mn)
+                        }
+                    })
+                    .collect();
+                let max_step = stats.iter().fold(0f32, |m, s| m.max(s.0));
+                let max_min = stats.iter().fold(0f32, |m, s| m.max(s.1));
+                for (k, (a, b)) in xs.iter().zip(ys).enumerate() {
+                    let (step, _) = stats[k / sub_len];
+                    let bound = 0.5 * step + (max_step + 2.0 * max_min / qmax) / 100.0 + 1e-6;
+                    assert!(
+                        (a - b).abs() <= bound,
+                        "{ty} super-block {sb} value {k}: {a} -> {b}, bound {bound}"
+                    );
+                }
+            }
         }
     }
 

@@ -73,6 +73,11 @@ impl GgmlType {
         }
     }
 
+    /// True for the block-quantized types (not F32/F16/BF16).
+    pub fn is_quantized(self) -> bool {
+        self.block_size() > 1
+    }
+
     /// Number of weights in one block (1 for the float types).
     pub fn block_size(self) -> usize {
         match self {

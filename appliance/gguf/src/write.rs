@@ -1,7 +1,7 @@
 //! [`GgufWriter`]: builds GGUF v3 (or v2) files in memory, for tests of this and other crates
 //! (synthetic models, malformed files).
 //!
-//! The writer lays a file out exactly as the spec says (see [`crate::parse`]'s docs): header,
+//! The writer lays a file out exactly as the spec says (GGUF spec, "File Structure"): header,
 //! metadata in insertion order, tensor infos in insertion order, padding to the alignment,
 //! then each tensor's data at the next aligned offset. [`GgufWriter::to_bytes_with_layout`]
 //! also returns where each structural field landed, so tests can corrupt a file precisely.

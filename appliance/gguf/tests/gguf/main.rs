@@ -3,6 +3,8 @@
 
 /// Shared helpers: seeded RNG, the small valid fixture file, locating the default model.
 mod common;
+/// A file written by llama.cpp's gguf-py: metadata, layout and dequantization agree with ours.
+mod cross_check;
 /// Each block type's decoder against a straightforward per-element reference, on random blocks.
 mod dequant_reference;
 /// One malformed file per error variant (writer + byte surgery), asserting the exact variant.

@@ -102,6 +102,16 @@ fn default_model_parses_with_expected_shape() {
     assert!(norm.iter().all(|v| v.is_finite() && *v != 0.0));
 
     let s = Summary::new(&f);
+    let text = s.to_string();
+    assert!(text.contains("architecture:    llama"), "{text}");
+    assert!(text.contains("chat template:   present"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Q4_1   {:>4} tensors",
+            by_type[&GgmlType::Q4_1].len()
+        )),
+        "{text}"
+    );
     assert_eq!(s.architecture.as_deref(), Some("llama"));
     assert_eq!(s.block_count, Some(30));
     assert!(s.chat_template);
@@ -128,5 +138,76 @@ fn truncated_default_model_fails_clearly() {
             "cut at {cut}: {e:?}"
         );
         eprintln!("cut at {cut}: {e}");
+    }
+}
+
+/// Known answers from an independent decoder: gguf-py 0.19.0 (`gguf.quants.dequantize`) on the
+/// default model, computed once with
+/// `v = dequantize(t.data, t.tensor_type).astype(float32); v.astype(float64).sum(), abs(..).sum(), v[:4]`.
+/// Covers the Q8_0 embedding, Q4_1 projections and an F32 norm.
+#[test]
+#[allow(
+    clippy::excessive_precision,
+    reason = "the f32 values exactly as numpy printed them in f64"
+)]
+fn default_model_dequantizes_like_ggufpy() {
+    const KNOWN: [(&str, f64, f64, [f32; 4]); 4] = [
+        (
+            "token_embd.weight",
+            -15353.04449415207,
+            2802153.619805813,
+            [
+                -0.10654449462890625,
+                0.032978057861328125,
+                0.048198699951171875,
+                -0.022830963134765625,
+            ],
+        ),
+        (
+            "blk.0.ffn_down.weight",
+            150.63577270507812,
+            128458.06286621094,
+            [
+                -0.330810546875,
+                0.3460693359375,
+                0.0753173828125,
+                -0.4661865234375,
+            ],
+        ),
+        (
+            "blk.29.attn_q.weight",
+            191.08612442016602,
+            37141.59959793091,
+            [
+                0.261962890625,
+                -0.065673828125,
+                -0.02471923828125,
+                0.09814453125,
+            ],
+        ),
+        (
+            "output_norm.weight",
+            1038.33203125,
+            1045.09765625,
+            [1.7578125, 1.8203125, 1.78125, 1.6015625],
+        ),
+    ];
+    let f = GgufFile::open(default_model()).unwrap();
+    for (name, sum, abs_sum, first) in KNOWN {
+        let v = f
+            .dequantize_tensor(f.require_tensor(name).unwrap())
+            .unwrap();
+        let s: f64 = v.iter().map(|&x| f64::from(x)).sum();
+        let a: f64 = v.iter().map(|&x| f64::from(x).abs()).sum();
+        // Summation order differs (numpy sums pairwise); the values themselves are identical.
+        assert!(
+            (s - sum).abs() <= 1e-9 * abs_sum,
+            "{name}: sum {s} vs {sum}"
+        );
+        assert!(
+            (a - abs_sum).abs() <= 1e-9 * abs_sum,
+            "{name}: |sum| {a} vs {abs_sum}"
+        );
+        assert_eq!(v[..4], first, "{name}");
     }
 }

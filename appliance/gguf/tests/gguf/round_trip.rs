@@ -123,7 +123,7 @@ fn open_maps_a_file_from_disk() {
         Err(airlock_gguf::GgufError::Truncated { what: "magic", .. })
     ));
     assert!(matches!(
-        GgufFile::open(&dir.join("absent.gguf")),
+        GgufFile::open(dir.join("absent.gguf")),
         Err(airlock_gguf::GgufError::Io { .. })
     ));
     std::fs::remove_dir_all(&dir).unwrap();
