@@ -119,10 +119,10 @@ pub enum NoteError {
     /// The root hash is not base64 of 32 bytes.
     #[error("checkpoint root hash is malformed")]
     BadRootHash,
-    /// An extension line is empty or contains a newline or control character.
+    /// An extension line is empty or contains a character below U+0020.
     #[error("checkpoint extension line {index} is malformed")]
     BadExtensionLine { index: usize },
-    /// A key name or origin is empty or has whitespace, `+` or control characters.
+    /// A key name or origin is empty or has whitespace, `+` or characters below U+0020.
     #[error("invalid key name or origin {0:?}")]
     BadName(String),
     /// A vkey string is not `<name>+<8 hex digits>+<base64>`.
@@ -147,13 +147,13 @@ pub enum NoteError {
 // ----------------------------------------------------------------------------
 
 /// Key names and origins: non-empty, no Unicode whitespace, no `+`
-/// (signed-note §Format), and no control characters (which a note may not
-/// contain at all).
+/// (signed-note §Format), and no character below U+0020 (which a note may not
+/// contain at all, so a signer with such a name could never be verified).
 fn check_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty()
         || name
             .chars()
-            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
+            .any(|c| c.is_whitespace() || c == '+' || u32::from(c) < 0x20)
     {
         return Err(NoteError::BadName(name.to_owned()));
     }
@@ -537,7 +537,7 @@ fn open_note<'a>(bytes: &'a [u8], verifiers: &[Verifier]) -> Result<&'a str, Not
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Checkpoint {
     // INVARIANT: origin passes check_name; extension lines are non-empty and
-    // free of control characters, so body() is always a valid note text.
+    // free of characters below U+0020, so body() is always a valid note text.
     origin: String,
     size: u64,
     root: Hash,
@@ -561,7 +561,9 @@ impl Checkpoint {
     /// Adds an extension line (NOT RECOMMENDED by the spec: monitors cannot
     /// audit them).
     pub fn with_extension(mut self, line: &str) -> Result<Self, NoteError> {
-        if line.is_empty() || line.chars().any(char::is_control) {
+        // The note rule (no character below U+0020), with newline included
+        // since it would end the line: exactly what the parser accepts.
+        if line.is_empty() || line.chars().any(|c| u32::from(c) < 0x20) {
             return Err(NoteError::BadExtensionLine {
                 index: self.extensions.len(),
             });
