@@ -3,6 +3,8 @@
 //! body rules, and key files.
 
 use super::*;
+use crate::keyfile;
+use ring::signature::Ed25519KeyPair;
 use std::os::unix::fs::PermissionsExt;
 
 #[derive(serde::Deserialize)]
