@@ -1,0 +1,1 @@
+//! Signed model bundles (filled in by the bundle issue).
