@@ -194,13 +194,34 @@ impl crate::AuditLog {
             )));
         }
         let shared = self.shared();
+        let prefix = if from == 0 {
+            None
+        } else {
+            let mut frontier = crate::merkle::Frontier::new();
+            for item in shared
+                .records
+                .range(crate::store::seq_key(0)..crate::store::seq_key(from))
+            {
+                let (_, v) = item?;
+                let r = Record::from_json(&v).map_err(crate::Error::Storage)?;
+                frontier
+                    .push(crate::merkle::leaf_hash(r.hash.as_bytes()))
+                    .map_err(|e| crate::Error::Storage(e.to_string()))?;
+            }
+            Some(crate::codec::b64(&frontier.to_bytes()))
+        };
         let header = Header {
             format: EXPORT_FORMAT.to_string(),
             origin: shared.origin.clone(),
             from,
             to: (end > from).then(|| end - 1),
-            checkpoint: None,
-            prefix: None,
+            // The latest checkpoint, unless the range stops before it (`--to`): a reader
+            // would take the missing tail for truncation.
+            checkpoint: shared.latest_checkpoint().filter(|note| {
+                crate::verify::open_note(&shared.verifier, note.as_bytes())
+                    .is_ok_and(|vc| vc.size() <= end)
+            }),
+            prefix,
         };
         let lines = shared
             .records

@@ -1,147 +1,139 @@
-//! Key files in the state directory: created once, mode 0600, never rewritten.
+//! The files of a state directory besides the database.
 //!
-//! - `signing.key`: the audit signing key, Ed25519 PKCS#8 v2 (as `ring` generates it).
-//! - `master.key`: the 32-byte master key that wraps per-subject data keys (sealed mode).
+//! - `origin`: the checkpoint origin line, also the signing key's name (C2SP convention);
+//!   written once on first open, never changed (checkpoints of one log share it).
+//! - `signing.key`: the audit signing key, Ed25519 PKCS#8 PEM, mode 0600
+//!   ([`note::create_signing_key_file`]).
+//! - `master.key`: the 32-byte master key wrapping per-subject data keys, mode 0600
+//!   ([`seal::MasterKey`]); created the first time sealed mode is used.
 //!
-//! A key file is written to a temporary name with `O_EXCL` and mode 0600, synced, renamed
-//! into place and the directory synced, so a crash leaves either no key or a whole key. An
-//! existing key file readable by group or others is refused (fail closed: someone loosened
-//! its permissions).
+//! Key files are created and read by [`crate::keyfile`]: atomically, never replaced,
+//! refused when group or other can access them.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{Ed25519KeyPair, KeyPair};
 
+use crate::codec;
 use crate::error::{Error, Result};
+use crate::note::{self, Signer, Verifier};
+use crate::seal::MasterKey;
 
+pub(crate) const ORIGIN_FILE: &str = "origin";
 pub(crate) const SIGNING_KEY_FILE: &str = "signing.key";
-#[allow(dead_code, reason = "used by sealed mode, which lands with seal.rs")]
 pub(crate) const MASTER_KEY_FILE: &str = "master.key";
-/// Largest key file accepted (a PKCS#8 Ed25519 document is 83-85 bytes).
-const MAX_KEY_FILE: u64 = 4096;
+const MAX_ORIGIN_LEN: u64 = 1024;
 
-fn key_err(path: &Path, reason: impl Into<String>) -> Error {
+fn key_err(path: &Path, reason: impl std::fmt::Display) -> Error {
     Error::Key {
         path: path.to_path_buf(),
-        reason: reason.into(),
+        reason: reason.to_string(),
     }
-}
-
-/// Reads a key file, refusing loose permissions and oversized files.
-pub(crate) fn read_key_file(path: &Path) -> Result<Option<Vec<u8>>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(key_err(path, e.to_string())),
-    };
-    let meta = file.metadata().map_err(|e| key_err(path, e.to_string()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(key_err(
-            path,
-            format!(
-                "permissions {:o} allow group/other access; expected 0600",
-                meta.permissions().mode() & 0o777
-            ),
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_KEY_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| key_err(path, e.to_string()))?;
-    if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(key_err(path, "file too large for a key"));
-    }
-    Ok(Some(bytes))
-}
-
-/// Writes `bytes` to `path` atomically with mode 0600; fails if `path` exists.
-pub(crate) fn write_key_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp: PathBuf = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| key_err(&tmp, e.to_string()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| key_err(&tmp, e.to_string()))?;
-    drop(f);
-    if path.exists() {
-        let _ = fs::remove_file(&tmp);
-        return Err(key_err(path, "already exists"));
-    }
-    fs::rename(&tmp, path).map_err(|e| key_err(path, e.to_string()))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| key_err(dir, e.to_string()))?;
-    Ok(())
-}
-
-/// Loads the audit signing key, creating it on first use.
-pub(crate) fn load_or_create_signing_key(dir: &Path) -> Result<Ed25519KeyPair> {
-    let path = dir.join(SIGNING_KEY_FILE);
-    let pkcs8 = match read_key_file(&path)? {
-        Some(bytes) => bytes,
-        None => {
-            let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-                .map_err(|_| key_err(&path, "key generation failed"))?;
-            write_key_file(&path, doc.as_ref())?;
-            doc.as_ref().to_vec()
-        }
-    };
-    Ed25519KeyPair::from_pkcs8(&pkcs8)
-        .map_err(|e| key_err(&path, format!("not an Ed25519 PKCS#8 v2 key: {e}")))
-}
-
-/// The raw 32-byte public key of the signing key in `dir`, without opening the database
-/// (so `airlock audit pubkey` works while the service holds the sled lock).
-pub(crate) fn signing_public_key(dir: &Path) -> Result<[u8; 32]> {
-    let path = dir.join(SIGNING_KEY_FILE);
-    let pkcs8 = read_key_file(&path)?
-        .ok_or_else(|| key_err(&path, "no signing key (has the log been opened once?)"))?;
-    let pair = Ed25519KeyPair::from_pkcs8(&pkcs8)
-        .map_err(|e| key_err(&path, format!("not an Ed25519 PKCS#8 v2 key: {e}")))?;
-    let mut out = [0u8; 32];
-    out.copy_from_slice(pair.public_key().as_ref());
-    Ok(out)
-}
-
-/// Loads the 32-byte master key, creating it on first use.
-#[allow(dead_code, reason = "used by sealed mode, which lands with seal.rs")]
-pub(crate) fn load_or_create_master_key(dir: &Path) -> Result<[u8; 32]> {
-    let path = dir.join(MASTER_KEY_FILE);
-    let bytes = match read_key_file(&path)? {
-        Some(b) => b,
-        None => {
-            let mut key = [0u8; 32];
-            SystemRandom::new()
-                .fill(&mut key)
-                .map_err(|_| key_err(&path, "random generator failed"))?;
-            write_key_file(&path, &key)?;
-            key.to_vec()
-        }
-    };
-    bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| key_err(&path, format!("expected 32 bytes, found {}", bytes.len())))
 }
 
 /// Creates `dir` (mode 0700) if needed.
 pub(crate) fn ensure_state_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
-        fs::create_dir_all(dir).map_err(|e| key_err(dir, e.to_string()))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| key_err(dir, e.to_string()))?;
+        fs::create_dir_all(dir).map_err(|e| key_err(dir, e))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| key_err(dir, e))?;
     }
     Ok(())
+}
+
+/// Reads the stored origin, if any.
+pub(crate) fn read_origin(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join(ORIGIN_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(key_err(&path, e)),
+    };
+    if bytes.len() as u64 > MAX_ORIGIN_LEN {
+        return Err(key_err(&path, "origin file too large"));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| key_err(&path, "origin is not UTF-8"))?;
+    let origin = text.strip_suffix('\n').unwrap_or(&text).to_string();
+    // The origin is the key name: it must be a valid signed-note key name.
+    Verifier::new(&origin, [0; 32]).map_err(|e| key_err(&path, e))?;
+    Ok(Some(origin))
+}
+
+/// The origin of the log in `dir`: the stored one (which `wanted` must match), or `wanted`
+/// / a fresh `airlock/audit/<random>` written on first open.
+pub(crate) fn load_or_create_origin(dir: &Path, wanted: Option<&str>) -> Result<String> {
+    if let Some(stored) = read_origin(dir)? {
+        if let Some(w) = wanted
+            && w != stored
+        {
+            return Err(Error::Config(format!(
+                "origin {w:?} differs from this log's origin {stored:?}"
+            )));
+        }
+        return Ok(stored);
+    }
+    let origin = match wanted {
+        Some(w) => w.to_string(),
+        None => {
+            let mut id = [0u8; 8];
+            SystemRandom::new()
+                .fill(&mut id)
+                .map_err(|_| Error::Storage("random generator failed".into()))?;
+            format!("airlock/audit/{}", codec::hex(&id))
+        }
+    };
+    Verifier::new(&origin, [0; 32])
+        .map_err(|e| Error::Config(format!("invalid origin {origin:?}: {e}")))?;
+    let path = dir.join(ORIGIN_FILE);
+    let tmp = dir.join(".origin.tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(|e| key_err(&tmp, e))?;
+    f.write_all(format!("{origin}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| key_err(&tmp, e))?;
+    // hard_link fails if the name exists: a concurrent first open cannot replace it.
+    fs::hard_link(&tmp, &path).map_err(|e| key_err(&path, e))?;
+    let _ = fs::remove_file(&tmp);
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| key_err(dir, e))?;
+    Ok(origin)
+}
+
+/// Loads the signing key named `origin`, creating it on first open.
+pub(crate) fn load_or_create_signer(dir: &Path, origin: &str) -> Result<Signer> {
+    let path = dir.join(SIGNING_KEY_FILE);
+    if path.exists() {
+        Signer::load(origin, &path).map_err(|e| key_err(&path, e))
+    } else {
+        note::create_signing_key_file(origin, &path).map_err(|e| key_err(&path, e))
+    }
+}
+
+/// The verifier (public key, as a C2SP vkey) of the log in `dir`, from its files alone:
+/// works while the service holds the database lock.
+pub(crate) fn verifier(dir: &Path) -> Result<Verifier> {
+    let origin = read_origin(dir)?.ok_or_else(|| {
+        key_err(
+            &dir.join(ORIGIN_FILE),
+            "no audit log here (has the service started once?)",
+        )
+    })?;
+    let path = dir.join(SIGNING_KEY_FILE);
+    let signer = Signer::load(&origin, &path).map_err(|e| key_err(&path, e))?;
+    Ok(signer.verifier().clone())
+}
+
+pub(crate) fn load_or_create_master_key(dir: &Path) -> Result<MasterKey> {
+    let path = dir.join(MASTER_KEY_FILE);
+    MasterKey::load_or_create(&path).map_err(|e| key_err(&path, e))
 }
 
 #[cfg(test)]
@@ -149,37 +141,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signing_key_is_created_once_with_0600() {
+    fn origin_is_created_once_and_pinned() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let a = load_or_create_signing_key(dir.path()).expect("create");
-        let b = load_or_create_signing_key(dir.path()).expect("load");
-        assert_eq!(a.public_key().as_ref(), b.public_key().as_ref());
+        let a = load_or_create_origin(dir.path(), None).expect("create");
+        assert!(a.starts_with("airlock/audit/"));
+        assert_eq!(load_or_create_origin(dir.path(), None).expect("load"), a);
+        assert_eq!(
+            load_or_create_origin(dir.path(), Some(&a)).expect("same"),
+            a
+        );
+        let err =
+            load_or_create_origin(dir.path(), Some("other.example/log")).expect_err("differs");
+        assert!(matches!(err, Error::Config(_)), "{err}");
+    }
+
+    #[test]
+    fn signing_key_is_created_once_with_0600_and_its_vkey_is_readable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let origin = load_or_create_origin(dir.path(), None).expect("origin");
+        let a = load_or_create_signer(dir.path(), &origin).expect("create");
+        let b = load_or_create_signer(dir.path(), &origin).expect("load");
+        assert_eq!(a.verifier(), b.verifier());
         let mode = fs::metadata(dir.path().join(SIGNING_KEY_FILE))
             .expect("meta")
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(
-            signing_public_key(dir.path()).expect("pub").as_slice(),
-            a.public_key().as_ref()
+            verifier(dir.path()).expect("vkey").vkey(),
+            a.verifier().vkey()
         );
     }
 
     #[test]
     fn loose_permissions_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        load_or_create_signing_key(dir.path()).expect("create");
+        let origin = load_or_create_origin(dir.path(), None).expect("origin");
+        load_or_create_signer(dir.path(), &origin).expect("create");
         let path = dir.path().join(SIGNING_KEY_FILE);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
-        let err = load_or_create_signing_key(dir.path()).expect_err("must refuse");
-        assert!(err.to_string().contains("group/other"), "{err}");
-    }
-
-    #[test]
-    fn garbage_key_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        write_key_file(&dir.path().join(SIGNING_KEY_FILE), b"not a key").expect("write");
-        let err = load_or_create_signing_key(dir.path()).expect_err("must refuse");
-        assert!(err.to_string().contains("PKCS#8"), "{err}");
+        let err = load_or_create_signer(dir.path(), &origin).expect_err("must refuse");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 }

@@ -20,15 +20,26 @@
 mod codec;
 pub mod error;
 pub mod export;
+mod keyfile;
 mod keys;
+pub mod merkle;
+pub mod note;
 mod pending;
+pub mod proof;
 pub mod record;
+pub mod seal;
+mod sealing;
 pub mod store;
 pub mod verify;
 
 pub use error::{Error, Result};
 pub use export::{ExportReader, ExportSummary, Header, parse_export};
+pub use keyfile::KeyFileError;
 pub use pending::Pending;
+pub use proof::{
+    ConsistencyProof, InclusionProof, verify_consistency_proof, verify_inclusion_proof,
+};
 pub use record::{Actor, Digest, Event, Kind, ModelRef, Record, Sealed, Tokens};
-pub use store::{AuditLog, Config, ContentMode, Receipt};
-pub use verify::{Failure, Reason, Report, verify_export, verify_state};
+pub use sealing::Shown;
+pub use store::{AuditLog, Config, ContentMode, Receipt, public_key};
+pub use verify::{Failure, Options, Reason, Report, verify_export, verify_state};

@@ -20,7 +20,9 @@
 
 use std::fmt;
 
-use crate::record::{Digest, GENESIS_PREV, Record};
+use crate::merkle::{self, Frontier, Hash};
+use crate::note::{self, NoteError, VerifiedCheckpoint, Verifier};
+use crate::record::{Digest, GENESIS_PREV, Kind, Record};
 
 /// Why verification stopped. Each reason names what an auditor should suspect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,10 +51,13 @@ pub enum Reason {
     BadSignature,
     /// The checkpoint carries no signature of the trusted key (signed by another key).
     WrongKey,
-    /// The records do not hash to the root signed in the checkpoint of this size.
-    RootMismatch { size: u64 },
+    /// The records do not hash to the root signed in the checkpoint of this size; the
+    /// previous checkpoint that matched had size `since` (the change is in `since..size`).
+    RootMismatch { size: u64, since: u64 },
     /// An older checkpoint given by the auditor is not extended by this log.
     Inconsistent(String),
+    /// The export belongs to another log than the trusted key's.
+    OtherLog { origin: String, key_name: String },
 }
 
 impl fmt::Display for Reason {
@@ -83,14 +88,18 @@ impl fmt::Display for Reason {
             Reason::BadCheckpoint(why) => write!(f, "bad checkpoint: {why}"),
             Reason::BadSignature => f.write_str("bad signature on checkpoint"),
             Reason::WrongKey => f.write_str("checkpoint is not signed by the trusted key"),
-            Reason::RootMismatch { size } => write!(
+            Reason::RootMismatch { size, since } => write!(
                 f,
-                "records do not extend the signed checkpoint of size {size} \
-                 (a record before seq {size} was edited, inserted or removed and re-hashed)"
+                "records do not extend the signed checkpoint of size {size}: a record in \
+                 seq {since}..{size} was edited, inserted or removed and the chain re-hashed"
             ),
             Reason::Inconsistent(why) => {
                 write!(f, "not consistent with the older checkpoint: {why}")
             }
+            Reason::OtherLog { origin, key_name } => write!(
+                f,
+                "wrong key: the export is of log {origin:?} but the key is {key_name:?}'s"
+            ),
         }
     }
 }
@@ -177,28 +186,28 @@ impl ChainVerifier {
         }
     }
 
-    /// Feeds the next record. Returns the records that passed, in order (zero or one: the
+    /// Feeds the next record. Returns the record that passed with its line, if any (the
     /// verifier holds one record back for its look-ahead).
     pub(crate) fn push(
         &mut self,
         record: Record,
         line: Option<u64>,
-    ) -> Result<Option<Record>, Failure> {
+    ) -> Result<Option<(Record, Option<u64>)>, Failure> {
         let held = self.held.replace((record, line));
         match held {
             None => Ok(None),
             Some((r, l)) => {
                 let next = self.held.as_ref().map(|(n, _)| n.seq);
-                self.check(r, l, next).map(Some)
+                self.check(r, l, next).map(|r| Some((r, l)))
             }
         }
     }
 
     /// Checks the held record; returns it if it passed.
-    pub(crate) fn finish(&mut self) -> Result<Option<Record>, Failure> {
+    pub(crate) fn finish(&mut self) -> Result<Option<(Record, Option<u64>)>, Failure> {
         match self.held.take() {
             None => Ok(None),
-            Some((r, l)) => self.check(r, l, None).map(Some),
+            Some((r, l)) => self.check(r, l, None).map(|r| Some((r, l))),
         }
     }
 
@@ -248,12 +257,60 @@ impl ChainVerifier {
     }
 }
 
-/// Verifies an export read from `input`: every record's hash and link, in file order.
+/// Extra inputs of a verification.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options<'a> {
+    /// An older signed checkpoint (note text) the auditor kept: the log must extend it.
+    pub since_checkpoint: Option<&'a [u8]>,
+}
+
+/// Verifies an export read from `input` against the trusted log key `key`.
 ///
 /// Returns the [`Report`] printed as `OK: …`, or the first [`Failure`].
-pub fn verify_export(input: impl std::io::BufRead) -> Result<Report, Failure> {
+pub fn verify_export(
+    input: impl std::io::BufRead,
+    key: &Verifier,
+    options: &Options<'_>,
+) -> Result<Report, Failure> {
     let (header, mut reader) = crate::export::ExportReader::new(input)?;
-    let mut log = LogVerifier::new(header.from);
+    let header_fail = |reason| Failure {
+        seq: None,
+        line: Some(1),
+        reason,
+    };
+    if header.origin != key.name() {
+        return Err(header_fail(Reason::OtherLog {
+            origin: header.origin.clone(),
+            key_name: key.name().to_string(),
+        }));
+    }
+    let prefix = match (&header.prefix, header.from) {
+        (None, 0) => Frontier::new(),
+        (None, from) => {
+            return Err(header_fail(Reason::Malformed(format!(
+                "export starts at seq {from} but has no Merkle prefix"
+            ))));
+        }
+        (Some(p), from) => {
+            let f = crate::codec::unb64(p)
+                .and_then(|b| Frontier::from_bytes(&b).ok())
+                .ok_or_else(|| header_fail(Reason::Malformed("bad Merkle prefix".into())))?;
+            if f.size() != from {
+                return Err(header_fail(Reason::Malformed(format!(
+                    "Merkle prefix has size {} but the export starts at seq {from}",
+                    f.size()
+                ))));
+            }
+            f
+        }
+    };
+    let mut log = LogVerifier::new(key.clone(), prefix);
+    if let Some(note) = &header.checkpoint {
+        log.claim(note.as_bytes(), None)?;
+    }
+    if let Some(old) = options.since_checkpoint {
+        log.since(old)?;
+    }
     let mut position = header.from;
     loop {
         let next = reader.next_record().map_err(|mut f| {
@@ -268,13 +325,19 @@ pub fn verify_export(input: impl std::io::BufRead) -> Result<Report, Failure> {
             None => break,
         }
     }
-    log.finish()
+    log.finish().map(|v| v.report)
 }
 
-/// Verifies the records stored in the state directory `dir` (the service must be stopped:
-/// sled allows one process per database). Nothing is written.
-pub fn verify_state(dir: impl AsRef<std::path::Path>) -> Result<Report, Failure> {
-    let db_path = dir.as_ref().join(crate::store::DB_DIR);
+/// Verifies the state directory `dir` against the trusted log key `key`: every stored
+/// record, and the latest checkpoint kept beside the database. The service must be stopped
+/// (sled allows one process per database). Nothing is written.
+pub fn verify_state(
+    dir: impl AsRef<std::path::Path>,
+    key: &Verifier,
+    options: &Options<'_>,
+) -> Result<Report, Failure> {
+    let dir = dir.as_ref();
+    let db_path = dir.join(crate::store::DB_DIR);
     let unreadable = |why: String| Failure {
         seq: None,
         line: None,
@@ -286,13 +349,21 @@ pub fn verify_state(dir: impl AsRef<std::path::Path>) -> Result<Report, Failure>
             db_path.display()
         )));
     }
+    let latest =
+        crate::store::read_latest_checkpoint(dir).map_err(|e| unreadable(e.to_string()))?;
     let db = crate::store::open_db(&db_path).map_err(|e| unreadable(e.to_string()))?;
     let records = db
         .open_tree(crate::store::RECORDS_TREE)
         .map_err(|e| unreadable(e.to_string()))?;
-    let mut log = LogVerifier::new(0);
+    let mut log = LogVerifier::new(key.clone(), Frontier::new());
+    if let Some(note) = latest {
+        log.claim(&note, None)?;
+    }
+    if let Some(old) = options.since_checkpoint {
+        log.since(old)?;
+    }
     check_tree(&records, &mut log)?;
-    log.finish()
+    log.finish().map(|v| v.report)
 }
 
 /// Feeds every record of a records tree, in key order, to `log`.
@@ -331,21 +402,155 @@ pub(crate) fn check_tree(records: &sled::Tree, log: &mut LogVerifier) -> Result<
     Ok(())
 }
 
-/// Chain checks plus (with the `proofs` modules) Merkle and checkpoint checks.
+/// Maps a note error to what an auditor should suspect.
+fn note_reason(e: NoteError) -> Reason {
+    match e {
+        NoteError::NoKnownSignature => Reason::WrongKey,
+        NoteError::InvalidSignature { .. } | NoteError::DuplicateSignature { .. } => {
+            Reason::BadSignature
+        }
+        other => Reason::BadCheckpoint(other.to_string()),
+    }
+}
+
+/// Opens a checkpoint note with the trusted key (origin = the key's name).
+pub(crate) fn open_note(key: &Verifier, note: &[u8]) -> Result<VerifiedCheckpoint, Reason> {
+    note::open_checkpoint(key.name(), std::slice::from_ref(key), note).map_err(note_reason)
+}
+
+/// A checkpoint that the records must reach and match.
+#[derive(Debug)]
+struct Expected {
+    size: u64,
+    root: Hash,
+    /// Line of the export it came from (the header), for messages.
+    line: Option<u64>,
+    /// From the auditor (`--since-checkpoint`) rather than from the log.
+    pinned: bool,
+}
+
+/// What a successful walk over a full log leaves behind (used by the store on open).
+#[derive(Debug)]
+pub(crate) struct Verified {
+    pub(crate) report: Report,
+    pub(crate) frontier: Frontier,
+    /// The latest checkpoint record's note, if any.
+    pub(crate) latest_note: Option<String>,
+}
+
+/// Chain checks plus Merkle and checkpoint checks:
+///
+/// 4. **Checkpoint records** (`audit.checkpoint`, written right after the records they
+///    cover, so at seq = size): the note verifies under the trusted key (else *wrong key*
+///    or *bad signature*), its size equals the record's seq, sizes strictly increase, and
+///    the Merkle root of the records before it equals the signed root (else the records
+///    were changed and re-hashed since signing).
+/// 5. **Claimed checkpoints** (the export header's latest checkpoint, the state's
+///    `checkpoint` file, the auditor's `--since-checkpoint`): the records must reach their
+///    size (else *truncated*) and match their root.
 #[derive(Debug)]
 pub(crate) struct LogVerifier {
     chain: ChainVerifier,
+    key: Verifier,
+    frontier: Frontier,
     pushed: u64,
     first: u64,
+    /// Size of the last matching checkpoint (or the prefix size).
+    last_good: u64,
+    last_checkpoint: Option<u64>,
+    latest_note: Option<String>,
+    expected: Vec<Expected>,
 }
 
 impl LogVerifier {
-    pub(crate) fn new(first_seq: u64) -> LogVerifier {
+    /// A verifier for records starting after `prefix` (empty for a full log).
+    pub(crate) fn new(key: Verifier, prefix: Frontier) -> LogVerifier {
+        let first = prefix.size();
         LogVerifier {
-            chain: ChainVerifier::new(first_seq, None),
+            chain: ChainVerifier::new(first, None),
+            key,
+            frontier: prefix,
             pushed: 0,
-            first: first_seq,
+            first,
+            last_good: first,
+            last_checkpoint: None,
+            latest_note: None,
+            expected: Vec::new(),
         }
+    }
+
+    /// Adds a signed checkpoint the records must reach and match.
+    pub(crate) fn claim(&mut self, note: &[u8], line: Option<u64>) -> Result<(), Failure> {
+        self.expect(note, line.or(Some(1)), false)
+    }
+
+    /// Adds the auditor's pinned older checkpoint.
+    pub(crate) fn since(&mut self, note: &[u8]) -> Result<(), Failure> {
+        self.expect(note, None, true)
+    }
+
+    fn expect(&mut self, note: &[u8], line: Option<u64>, pinned: bool) -> Result<(), Failure> {
+        let vc = open_note(&self.key, note).map_err(|reason| Failure {
+            seq: None,
+            line,
+            reason: if pinned {
+                Reason::Inconsistent(format!("the older checkpoint does not verify: {reason}"))
+            } else {
+                reason
+            },
+        })?;
+        if vc.size() < self.first {
+            return Err(Failure {
+                seq: None,
+                line,
+                reason: Reason::Inconsistent(format!(
+                    "checkpoint of size {} is older than the export's first seq {}; \
+                     export from seq {} or earlier",
+                    vc.size(),
+                    self.first,
+                    vc.size()
+                )),
+            });
+        }
+        self.expected.push(Expected {
+            size: vc.size(),
+            root: *vc.root(),
+            line,
+            pinned,
+        });
+        self.check_expected()
+    }
+
+    /// Compares every expected checkpoint whose size the frontier has reached.
+    fn check_expected(&mut self) -> Result<(), Failure> {
+        let size = self.frontier.size();
+        let root = self.frontier.root();
+        let mut i = 0;
+        while i < self.expected.len() {
+            if self.expected[i].size != size {
+                i += 1;
+                continue;
+            }
+            let e = self.expected.swap_remove(i);
+            if e.root != root {
+                return Err(Failure {
+                    seq: Some(self.last_good),
+                    line: e.line,
+                    reason: if e.pinned {
+                        Reason::Inconsistent(format!(
+                            "the records do not hash to its root at size {size}"
+                        ))
+                    } else {
+                        Reason::RootMismatch {
+                            size,
+                            since: self.last_good,
+                        }
+                    },
+                });
+            }
+            self.last_good = self.last_good.max(size);
+        }
+        Ok(())
     }
 
     /// Seq the next pushed record should have, counting the one held for look-ahead.
@@ -355,20 +560,76 @@ impl LogVerifier {
 
     pub(crate) fn push(&mut self, record: Record, line: Option<u64>) -> Result<(), Failure> {
         self.pushed += 1;
-        if let Some(passed) = self.chain.push(record, line)? {
-            self.on_passed(&passed)?;
+        if let Some((passed, passed_line)) = self.chain.push(record, line)? {
+            self.on_passed(&passed, passed_line)?;
         }
         Ok(())
     }
 
-    fn on_passed(&mut self, _record: &Record) -> Result<(), Failure> {
-        Ok(())
+    fn on_passed(&mut self, record: &Record, line: Option<u64>) -> Result<(), Failure> {
+        let fail = |reason| Failure {
+            seq: Some(record.seq),
+            line,
+            reason,
+        };
+        if record.kind == Kind::AuditCheckpoint {
+            let note = record
+                .params
+                .get("note")
+                .ok_or_else(|| fail(Reason::BadCheckpoint("no note in the record".into())))?;
+            let vc = open_note(&self.key, note.as_bytes()).map_err(fail)?;
+            if vc.size() != record.seq {
+                return Err(fail(Reason::BadCheckpoint(format!(
+                    "checkpoint of size {} recorded at seq {}",
+                    vc.size(),
+                    record.seq
+                ))));
+            }
+            if self.last_checkpoint.is_some_and(|last| last >= vc.size()) {
+                return Err(fail(Reason::BadCheckpoint(
+                    "checkpoint sizes do not increase".into(),
+                )));
+            }
+            // The frontier holds exactly the records before this one.
+            if self.frontier.root() != *vc.root() {
+                return Err(fail(Reason::RootMismatch {
+                    size: vc.size(),
+                    since: self.last_good,
+                }));
+            }
+            self.last_good = vc.size();
+            self.last_checkpoint = Some(vc.size());
+            self.latest_note = Some(note.clone());
+        }
+        self.frontier
+            .push(merkle::leaf_hash(record.hash.as_bytes()))
+            .map_err(|e| fail(Reason::Malformed(e.to_string())))?;
+        self.check_expected()
     }
 
-    pub(crate) fn finish(mut self) -> Result<Report, Failure> {
-        if let Some(passed) = self.chain.finish()? {
-            self.on_passed(&passed)?;
+    pub(crate) fn finish(mut self) -> Result<Verified, Failure> {
+        if let Some((passed, line)) = self.chain.finish()? {
+            self.on_passed(&passed, line)?;
         }
-        Ok(self.chain.report(None))
+        let present = self.frontier.size();
+        if let Some(e) = self.expected.iter().min_by_key(|e| e.size) {
+            return Err(Failure {
+                seq: Some(present),
+                line: e.line,
+                reason: Reason::Truncated {
+                    checkpoint_size: e.size,
+                    present,
+                },
+            });
+        }
+        let report = self.chain.report(
+            self.last_checkpoint
+                .max((self.last_good > self.first).then_some(self.last_good)),
+        );
+        Ok(Verified {
+            report,
+            frontier: self.frontier,
+            latest_note: self.latest_note,
+        })
     }
 }

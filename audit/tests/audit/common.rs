@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use audit::{Actor, AuditLog, Config, Digest, Event, Kind, ModelRef};
+use audit::note::Verifier;
+use audit::{Actor, AuditLog, Config, Digest, Event, Kind, ModelRef, Options, Report};
 
 pub fn actor(name: &str) -> Actor {
     Actor {
@@ -62,9 +63,10 @@ pub fn fill(log: &AuditLog, n: u64) {
     }
 }
 
+/// A checkpoint every 4 records, none by time: positions of checkpoints are predictable.
 pub fn test_config() -> Config {
     Config {
-        checkpoint_every: 0,
+        checkpoint_every: 4,
         checkpoint_interval: None,
         ..Config::default()
     }
@@ -74,12 +76,24 @@ pub fn open(dir: &Path) -> AuditLog {
     AuditLog::open(dir, test_config()).expect("open")
 }
 
-/// A closed log with `n` records in `dir`, and its export.
+/// A closed log with `n` events in `dir`, and its export. The export is taken after a
+/// reopen, so the checkpoints (signed by the writer between batches) are all in place.
 pub fn populated(dir: &Path, n: u64) -> Vec<u8> {
     let log = open(dir);
     fill(&log, n);
+    log.close().expect("close");
+    drop(log);
+    let log = open(dir);
     let mut out = Vec::new();
     log.export(&mut out, None, None).expect("export");
-    log.close().expect("close");
     out
+}
+
+/// The trusted key of the log in `dir`.
+pub fn key(dir: &Path) -> Verifier {
+    audit::public_key(dir).expect("public key")
+}
+
+pub fn verify(export: &[u8], key: &Verifier) -> Result<Report, audit::Failure> {
+    audit::verify_export(export, key, &Options::default())
 }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use audit::{AuditLog, Config, Error, Kind, verify_state};
+use audit::{AuditLog, Config, Error, Kind, Options, verify_state};
 use rand::Rng;
 
 use crate::common::event;
@@ -171,7 +171,12 @@ fn sigkill_loses_no_acknowledged_record() {
         assert_eq!(r.seq(), len);
         drop(log);
     }
-    let report = verify_state(dir.path()).expect("chain verifies after crashes");
+    let report = verify_state(
+        dir.path(),
+        &crate::common::key(dir.path()),
+        &Options::default(),
+    )
+    .expect("chain verifies after crashes");
     eprintln!(
         "{rounds} SIGKILL rounds, {} acknowledged appends: {report}",
         all_acked.len()
@@ -274,5 +279,10 @@ fn failing_writes_are_refused_and_nothing_half_written_survives() {
         .expect("append after recovery");
     assert_eq!(r.seq(), len);
     drop(log);
-    verify_state(dir.path()).expect("chain verifies");
+    verify_state(
+        dir.path(),
+        &crate::common::key(dir.path()),
+        &Options::default(),
+    )
+    .expect("chain verifies");
 }

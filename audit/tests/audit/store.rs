@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
-use audit::{AuditLog, Error, Event, Kind, verify_export, verify_state};
+use audit::{AuditLog, Error, Event, Kind, Options, verify_state};
 
-use crate::common::{event, fill, open, test_config};
+use crate::common::{event, fill, key, open, test_config, verify};
 
 #[test]
 fn appends_are_dense_and_survive_reopen() {
@@ -18,15 +18,20 @@ fn appends_are_dense_and_survive_reopen() {
     drop(log);
 
     let log = open(dir.path());
-    assert_eq!(log.len(), 2);
+    assert_eq!(log.len(), 3);
+    // close() signed a checkpoint of size 2, appended as record 2.
+    let cp = log.record(2).expect("checkpoint record");
+    assert_eq!(cp.kind, Kind::AuditCheckpoint);
+    assert_eq!(cp.prev, r1.hash());
     let r2 = log.append(event(Kind::ServiceStop, 2)).expect("append");
-    assert_eq!(r2.seq(), 2);
-    assert_eq!(log.record(2).expect("record").prev, r1.hash());
+    assert_eq!(r2.seq(), 3);
+    assert_eq!(log.record(3).expect("record").prev, cp.hash);
     log.close().expect("close");
     drop(log); // releases sled's lock
-    let report = verify_state(dir.path()).expect("verify");
-    assert_eq!(report.records, 3);
-    assert_eq!(report.head, Some(r2.hash()));
+    let report = verify_state(dir.path(), &key(dir.path()), &Options::default()).expect("verify");
+    // 3 events and the checkpoint that each close() signed after new records.
+    assert_eq!(report.records, 5);
+    assert_eq!(report.last_checkpoint, Some(4));
 }
 
 #[test]
@@ -52,14 +57,19 @@ fn concurrent_appenders_get_distinct_seqs_and_the_chain_verifies() {
         .collect();
     receipts.sort_by_key(|r| r.seq());
     assert_eq!(receipts.len(), 400);
-    for (i, r) in receipts.iter().enumerate() {
-        assert_eq!(r.seq(), i as u64);
+    receipts.dedup_by_key(|r| r.seq());
+    assert_eq!(receipts.len(), 400, "duplicate seqs");
+    for r in &receipts {
         assert_eq!(log.record(r.seq()).expect("record").hash, r.hash());
     }
+    log.close().expect("close");
     let mut out = Vec::new();
     log.export(&mut out, None, None).expect("export");
-    let report = verify_export(out.as_slice()).expect("verify");
-    assert_eq!(report.records, 400);
+    let report = verify(&out, &key(dir.path())).expect("verify");
+    // 400 events plus checkpoints (every 4 events, signed by the writer in between).
+    let checkpoints = report.records - 400;
+    assert!((1..=100).contains(&checkpoints), "{report}");
+    assert_eq!(report.last_checkpoint, Some(report.records - 1), "{report}");
 }
 
 #[test]
@@ -137,7 +147,7 @@ fn partial_export_verifies_from_its_first_record() {
     let mut out = Vec::new();
     let summary = log.export(&mut out, Some(5), Some(9)).expect("export");
     assert_eq!(summary.records, 5);
-    let report = verify_export(out.as_slice()).expect("verify");
+    let report = verify(&out, &key(dir.path())).expect("verify");
     assert_eq!((report.first_seq, report.records), (5, 5));
     assert_eq!(report.head, Some(log.record(9).expect("record").hash));
 }

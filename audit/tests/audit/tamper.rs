@@ -1,11 +1,16 @@
 //! The tamper matrix. Each mutation of an export or of a state directory must be detected,
 //! and the failure must name the first bad seq.
 
-use audit::{AuditLog, Failure, Reason, verify_export, verify_state};
+use audit::{AuditLog, Config, Failure, Kind, Options, Reason, Record, verify_state};
 
-use crate::common::{populated, test_config};
+use crate::common::{key, populated, test_config, verify};
 
+/// Events in the fixture log; with a checkpoint every 4 and one at close, the log holds
+/// `TOTAL` records with checkpoints at seqs 4, 9 and 14 (close() adds none: no event
+/// follows the last checkpoint).
 const N: u64 = 12;
+const TOTAL: u64 = 15;
+const CHECKPOINTS: [u64; 3] = [4, 9, 14];
 
 fn lines(export: &[u8]) -> Vec<Vec<u8>> {
     export
@@ -24,8 +29,15 @@ fn join(lines: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+fn fixture() -> (tempfile::TempDir, Vec<u8>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = populated(dir.path(), N);
+    (dir, export)
+}
+
 fn fails_at(export: &[u8], seq: u64) -> Failure {
-    match verify_export(export) {
+    let key = KEY.with(|k| k.borrow().clone()).expect("fixture key set");
+    match verify(export, &key) {
         Ok(report) => panic!("tampered export verified: {report}"),
         Err(f) => {
             assert_eq!(f.seq, Some(seq), "wrong seq named: {f}");
@@ -35,26 +47,42 @@ fn fails_at(export: &[u8], seq: u64) -> Failure {
     }
 }
 
+thread_local! {
+    static KEY: std::cell::RefCell<Option<audit::note::Verifier>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A fixture log and export; its key becomes the trusted key of `fails_at`.
+fn setup() -> (tempfile::TempDir, Vec<u8>) {
+    let (dir, export) = fixture();
+    KEY.with(|k| *k.borrow_mut() = Some(key(dir.path())));
+    (dir, export)
+}
+
 #[test]
 fn untouched_export_verifies() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let export = populated(dir.path(), N);
-    let report = verify_export(export.as_slice()).expect("verify");
-    assert_eq!(report.records, N);
+    let (dir, export) = setup();
+    let report = verify(&export, &key(dir.path())).expect("verify");
+    assert_eq!(report.records, TOTAL);
+    let lines = lines(&export);
+    for seq in CHECKPOINTS {
+        let r = Record::from_json(&lines[(seq + 1) as usize]).expect("record");
+        assert_eq!(r.kind, Kind::AuditCheckpoint, "seq {seq}");
+    }
+    let text = report.to_string();
     assert!(
-        report
-            .to_string()
-            .starts_with(&format!("OK: {N} records, head "))
+        text.starts_with(&format!("OK: {TOTAL} records, head ")),
+        "{text}"
     );
+    assert!(text.ends_with("last checkpoint 14"), "{text}");
 }
 
 #[test]
 fn every_single_byte_flip_in_every_record_is_detected_at_its_seq() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let export = populated(dir.path(), N);
+    let (_dir, export) = setup();
     let original = lines(&export);
     let mut checked = 0;
-    for seq in 0..N {
+    for seq in 0..TOTAL {
         let line = (seq + 1) as usize; // line 0 is the header
         for pos in 0..original[line].len() {
             let mut mutated = original.clone();
@@ -68,10 +96,9 @@ fn every_single_byte_flip_in_every_record_is_detected_at_its_seq() {
 
 #[test]
 fn every_field_edit_is_detected_as_an_edit() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let export = populated(dir.path(), N);
+    let (_dir, export) = setup();
     let original = lines(&export);
-    for seq in 0..N {
+    for seq in 0..TOTAL {
         let line = (seq + 1) as usize;
         let value: serde_json::Value = serde_json::from_slice(&original[line]).expect("json");
         let fields: Vec<String> = value.as_object().expect("object").keys().cloned().collect();
@@ -137,10 +164,9 @@ fn mutate(v: &mut serde_json::Value) {
 
 #[test]
 fn deleting_a_record_is_detected() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let export = populated(dir.path(), N);
+    let (_dir, export) = setup();
     let original = lines(&export);
-    for seq in 0..N - 1 {
+    for seq in 0..TOTAL - 1 {
         let mut mutated = original.clone();
         mutated.remove((seq + 1) as usize);
         let f = fails_at(&join(&mutated), seq);
@@ -150,10 +176,9 @@ fn deleting_a_record_is_detected() {
 
 #[test]
 fn inserting_a_duplicate_record_is_detected() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let export = populated(dir.path(), N);
+    let (_dir, export) = setup();
     let original = lines(&export);
-    for seq in 0..N {
+    for seq in 0..TOTAL {
         let mut mutated = original.clone();
         let line = (seq + 1) as usize;
         mutated.insert(line + 1, original[line].clone());
@@ -164,10 +189,9 @@ fn inserting_a_duplicate_record_is_detected() {
 
 #[test]
 fn a_forged_record_with_a_valid_hash_breaks_the_next_link() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let export = populated(dir.path(), N);
+    let (_dir, export) = setup();
     let original = lines(&export);
-    let seq = 4u64;
+    let seq = 6u64;
     let mut record = audit::Record::from_json(&original[(seq + 1) as usize]).expect("record");
     record.status = Some("forged".into());
     record.hash = record.compute_hash();
@@ -179,10 +203,9 @@ fn a_forged_record_with_a_valid_hash_breaks_the_next_link() {
 
 #[test]
 fn swapping_two_records_is_detected_as_reordering() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let export = populated(dir.path(), N);
+    let (_dir, export) = setup();
     let original = lines(&export);
-    for seq in 0..N - 1 {
+    for seq in 0..TOTAL - 1 {
         let mut mutated = original.clone();
         mutated.swap((seq + 1) as usize, (seq + 2) as usize);
         let f = fails_at(&join(&mutated), seq);
@@ -200,27 +223,197 @@ fn garbage_exports_fail_without_panicking() {
         b"{\"format\":\"airlock-audit-export-v1\",\"origin\":\"x\",\"from\":0}\n\n",
         b"{\"format\":\"airlock-audit-export-v1\",\"origin\":\"x\",\"from\":0}\n\xff\xfe\n",
     ] {
-        let f = verify_export(input).expect_err("garbage verified");
+        let key = audit::note::Verifier::new("x", [7; 32]).expect("verifier");
+        let f =
+            audit::verify_export(input, &key, &Options::default()).expect_err("garbage verified");
         assert!(matches!(f.reason, Reason::Malformed(_)), "{f}");
     }
 }
 
+/// Re-hashes records `from..` after an edit, as an attacker with write access would, so
+/// that the chain itself verifies and only the signed checkpoints can object.
+fn rehash_from(lines: &mut [Vec<u8>], from: usize) {
+    let mut prev = Record::from_json(&lines[from - 1]).map(|r| r.hash).ok();
+    for line in lines.iter_mut().skip(from) {
+        let mut r = Record::from_json(line).expect("record");
+        if let Some(p) = prev {
+            r.prev = p;
+        }
+        r.hash = r.compute_hash();
+        prev = Some(r.hash);
+        *line = r.to_json();
+    }
+}
+
+#[test]
+fn an_edit_with_the_whole_chain_rehashed_is_caught_by_the_next_checkpoint() {
+    let (_dir, export) = setup();
+    let original = lines(&export);
+    let seq = 6u64; // between the checkpoints at 4 and 9
+    let mut mutated = original.clone();
+    let mut r = Record::from_json(&mutated[(seq + 1) as usize]).expect("record");
+    r.status = Some("edited".into());
+    mutated[(seq + 1) as usize] = r.to_json();
+    rehash_from(&mut mutated, (seq + 1) as usize);
+    let f = fails_at(&join(&mutated), 9);
+    assert_eq!(f.reason, Reason::RootMismatch { size: 9, since: 4 });
+}
+
+#[test]
+fn truncating_after_a_checkpoint_is_detected() {
+    let (_dir, export) = setup();
+    let original = lines(&export);
+    for cp in [4u64, 9] {
+        let kept = &original[..(cp + 2) as usize]; // header + records 0..=cp
+        let f = fails_at(&join(kept), cp + 1);
+        assert_eq!(
+            f.reason,
+            Reason::Truncated {
+                checkpoint_size: 14,
+                present: cp + 1
+            }
+        );
+    }
+}
+
+/// Replaces the signature bytes of the signed note in `line` (a checkpoint record).
+fn forge_signature(note: &str) -> String {
+    // The last line is "— <name> <base64(keyid || sig)>"; flip one signature byte.
+    let (body, sig_line) = note.trim_end().rsplit_once('\n').expect("signature line");
+    let (prefix, b64) = sig_line.rsplit_once(' ').expect("signature");
+    use base64::Engine as _;
+    let mut raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("b64");
+    raw[10] ^= 0x01;
+    format!(
+        "{body}\n{prefix} {}\n",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+#[test]
+fn a_replaced_checkpoint_signature_is_detected() {
+    let (_dir, export) = setup();
+    let original = lines(&export);
+    let cp = 9u64;
+    let mut mutated = original.clone();
+    let mut r = Record::from_json(&mutated[(cp + 1) as usize]).expect("record");
+    let note = r.params["note"].clone();
+    r.params.insert("note".into(), forge_signature(&note));
+    mutated[(cp + 1) as usize] = r.to_json();
+    // Without re-hashing, the edit itself shows.
+    assert_eq!(fails_at(&join(&mutated), cp).reason, Reason::Edited);
+    // Re-hashed, the signature check catches it.
+    rehash_from(&mut mutated, (cp + 1) as usize);
+    assert_eq!(fails_at(&join(&mutated), cp).reason, Reason::BadSignature);
+}
+
+#[test]
+fn a_replaced_header_checkpoint_signature_is_detected() {
+    let (dir, export) = setup();
+    let mut l = lines(&export);
+    let mut header: audit::Header = serde_json::from_slice(&l[0]).expect("header");
+    let note = header.checkpoint.clone().expect("checkpoint");
+    header.checkpoint = Some(forge_signature(&note));
+    l[0] = serde_json::to_vec(&header).expect("json");
+    let f = verify(&join(&l), &key(dir.path())).expect_err("forged header verified");
+    assert_eq!((f.line, &f.reason), (Some(1), &Reason::BadSignature), "{f}");
+}
+
+#[test]
+fn verifying_with_the_wrong_key_fails() {
+    let (dir, export) = setup();
+    // Another log under the same origin name: same key name, different key.
+    let other = tempfile::tempdir().expect("tempdir");
+    let same_name = AuditLog::open(
+        other.path(),
+        Config {
+            origin: Some(
+                audit::public_key(dir.path())
+                    .expect("key")
+                    .name()
+                    .to_string(),
+            ),
+            ..test_config()
+        },
+    )
+    .expect("open other");
+    drop(same_name);
+    let f = verify(&export, &key(other.path())).expect_err("wrong key verified");
+    assert_eq!(f.reason, Reason::WrongKey, "{f}");
+    // A log with another origin: refused before reading records.
+    let third = tempfile::tempdir().expect("tempdir");
+    populated(third.path(), 1);
+    let f = verify(&export, &key(third.path())).expect_err("other log verified");
+    assert!(matches!(f.reason, Reason::OtherLog { .. }), "{f}");
+}
+
+#[test]
+fn an_older_checkpoint_is_extended_and_a_forked_one_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = AuditLog::open(dir.path(), test_config()).expect("open");
+    crate::common::fill(&log, 5);
+    let old = log.checkpoint().expect("checkpoint").expect("signed");
+    crate::common::fill(&log, 7);
+    let mut export = Vec::new();
+    log.export(&mut export, None, None).expect("export");
+    let key = log.verifier().clone();
+    let opts = Options {
+        since_checkpoint: Some(old.as_bytes()),
+    };
+    audit::verify_export(export.as_slice(), &key, &opts).expect("extends the old checkpoint");
+    // Consistency proof path (no export needed).
+    let proof = log.prove_consistency(6).expect("proof");
+    audit::verify_consistency_proof(old.as_bytes(), &proof, &key).expect("consistent");
+    // Inclusion proof of a record in the latest checkpoint.
+    let inc = log.prove(3, None).expect("prove");
+    audit::verify_inclusion_proof(&inc, &key).expect("included");
+    let mut bad = inc.clone();
+    bad.seq = 2;
+    assert!(audit::verify_inclusion_proof(&bad, &key).is_err());
+    drop(log);
+
+    // The old checkpoint checked against a log whose early records were rewritten.
+    let mut l = lines(&export);
+    let mut r = Record::from_json(&l[2]).expect("record");
+    r.status = Some("rewritten".into());
+    l[2] = r.to_json();
+    rehash_from(&mut l, 2);
+    let f = audit::verify_export(join(&l).as_slice(), &key, &opts).expect_err("fork verified");
+    assert!(
+        matches!(
+            f.reason,
+            Reason::Inconsistent(_) | Reason::RootMismatch { .. }
+        ),
+        "{f}"
+    );
+}
+
 // ---- the same attacks on a state directory -------------------------------------------
 
-fn tamper_state(n: u64, attack: impl FnOnce(&sled::Tree)) -> tempfile::TempDir {
+fn tamper_state(attack: impl FnOnce(&sled::Tree)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    populated(dir.path(), n);
-    let db = sled::open(dir.path().join("db")).expect("sled");
+    populated(dir.path(), N);
+    let db = (0..40)
+        .find_map(|_| {
+            sled::open(dir.path().join("db"))
+                .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(50)))
+                .ok()
+        })
+        .expect("sled");
     let tree = db.open_tree("records").expect("tree");
     attack(&tree);
     db.flush().expect("flush");
     drop(tree);
     drop(db);
+    // sled's own flusher thread may hold the lock briefly after drop.
+    std::thread::sleep(std::time::Duration::from_millis(600));
     dir
 }
 
-fn state_fails_at(dir: &std::path::Path, seq: u64) {
-    let f = verify_state(dir).expect_err("tampered state verified");
+fn state_fails_at(dir: &std::path::Path, seq: u64) -> Failure {
+    let f = verify_state(dir, &key(dir), &Options::default()).expect_err("tampered state verified");
     assert_eq!(f.seq, Some(seq), "{f}");
     match AuditLog::open(dir, test_config()) {
         Ok(_) => panic!("a corrupt store opened"),
@@ -232,19 +425,27 @@ fn state_fails_at(dir: &std::path::Path, seq: u64) {
             );
         }
     }
+    f
 }
 
-fn key(seq: u64) -> [u8; 8] {
+fn skey(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
 #[test]
 fn state_dir_byte_flips_are_detected() {
-    for (seq, pos) in [(0u64, 10usize), (5, 40), (7, 200), (11, 3)] {
-        let dir = tamper_state(N, |t| {
-            let mut v = t.get(key(seq)).expect("get").expect("present").to_vec();
+    for (seq, pos) in [
+        (0u64, 10usize),
+        (5, 40),
+        (7, 200),
+        (9, 150),
+        (11, 3),
+        (14, 60),
+    ] {
+        let dir = tamper_state(|t| {
+            let mut v = t.get(skey(seq)).expect("get").expect("present").to_vec();
             v[pos] ^= 0x01;
-            t.insert(key(seq), v).expect("insert");
+            t.insert(skey(seq), v).expect("insert");
         });
         state_fails_at(dir.path(), seq);
     }
@@ -252,33 +453,96 @@ fn state_dir_byte_flips_are_detected() {
 
 #[test]
 fn state_dir_deletion_is_detected() {
-    let dir = tamper_state(N, |t| {
-        t.remove(key(6)).expect("remove");
+    let dir = tamper_state(|t| {
+        t.remove(skey(6)).expect("remove");
     });
-    state_fails_at(dir.path(), 6);
+    assert_eq!(
+        state_fails_at(dir.path(), 6).reason,
+        Reason::Missing { found: 7 }
+    );
 }
 
 #[test]
 fn state_dir_insertion_is_detected() {
     // Shift records 6.. up by one key and put a copy of record 5 at key 6.
-    let dir = tamper_state(N, |t| {
-        for seq in (6..N).rev() {
-            let v = t.get(key(seq)).expect("get").expect("present");
-            t.insert(key(seq + 1), v).expect("insert");
+    let dir = tamper_state(|t| {
+        for seq in (6..TOTAL).rev() {
+            let v = t.get(skey(seq)).expect("get").expect("present");
+            t.insert(skey(seq + 1), v).expect("insert");
         }
-        let five = t.get(key(5)).expect("get").expect("present");
-        t.insert(key(6), five).expect("insert");
+        let five = t.get(skey(5)).expect("get").expect("present");
+        t.insert(skey(6), five).expect("insert");
     });
     state_fails_at(dir.path(), 6);
 }
 
 #[test]
 fn state_dir_swap_is_detected() {
-    let dir = tamper_state(N, |t| {
-        let a = t.get(key(3)).expect("get").expect("present");
-        let b = t.get(key(4)).expect("get").expect("present");
-        t.insert(key(3), b).expect("insert");
-        t.insert(key(4), a).expect("insert");
+    let dir = tamper_state(|t| {
+        let a = t.get(skey(2)).expect("get").expect("present");
+        let b = t.get(skey(3)).expect("get").expect("present");
+        t.insert(skey(2), b).expect("insert");
+        t.insert(skey(3), a).expect("insert");
     });
-    state_fails_at(dir.path(), 3);
+    // In a state directory the key says which seq a value should be.
+    let f = state_fails_at(dir.path(), 2);
+    assert!(
+        matches!(&f.reason, Reason::Malformed(m) if m.contains("key seq 2 but says seq 3")),
+        "{f}"
+    );
+}
+
+#[test]
+fn state_dir_truncated_after_a_checkpoint_is_detected() {
+    let dir = tamper_state(|t| {
+        for seq in 10..TOTAL {
+            t.remove(skey(seq)).expect("remove");
+        }
+    });
+    let f = state_fails_at(dir.path(), 10);
+    assert_eq!(
+        f.reason,
+        Reason::Truncated {
+            checkpoint_size: 14,
+            present: 10
+        }
+    );
+}
+
+#[test]
+fn state_dir_rehashed_edit_and_forged_signature_are_detected() {
+    let dir = tamper_state(|t| {
+        let mut lines: Vec<Vec<u8>> = (0..TOTAL)
+            .map(|s| t.get(skey(s)).expect("get").expect("present").to_vec())
+            .collect();
+        let mut r = Record::from_json(&lines[9]).expect("checkpoint record");
+        let note = r.params["note"].clone();
+        r.params.insert("note".into(), forge_signature(&note));
+        lines[9] = r.to_json();
+        rehash_from(&mut lines, 9);
+        for (s, l) in lines.into_iter().enumerate() {
+            t.insert(skey(s as u64), l).expect("insert");
+        }
+    });
+    assert_eq!(state_fails_at(dir.path(), 9).reason, Reason::BadSignature);
+}
+
+#[test]
+fn state_dir_with_the_wrong_key_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    populated(dir.path(), N);
+    let other = tempfile::tempdir().expect("tempdir");
+    drop(
+        AuditLog::open(
+            other.path(),
+            Config {
+                origin: Some(key(dir.path()).name().to_string()),
+                ..test_config()
+            },
+        )
+        .expect("open"),
+    );
+    let f =
+        verify_state(dir.path(), &key(other.path()), &Options::default()).expect_err("wrong key");
+    assert_eq!(f.reason, Reason::WrongKey, "{f}");
 }
