@@ -279,6 +279,23 @@ mod tests {
     }
 
     #[test]
+    fn a_sealed_blob_is_bound_to_its_seq_and_field() {
+        let key = DataKey::generate().expect("key");
+        let sealed = seal_content(&key, "s", 1, 7, Some(b"text"), None).expect("seal");
+        let blob = from_bytes(sealed.prompt.as_deref().expect("prompt")).expect("blob");
+        let plain = seal::open(&key, &blob, &aad(7, "prompt")).expect("open");
+        assert_eq!(plain.as_slice(), b"text");
+        assert!(
+            seal::open(&key, &blob, &aad(8, "prompt")).is_err(),
+            "moved to seq 8"
+        );
+        assert!(
+            seal::open(&key, &blob, &aad(7, "output")).is_err(),
+            "moved to output"
+        );
+    }
+
+    #[test]
     fn epochs() {
         let day = Duration::from_secs(86_400);
         assert_eq!(epoch_of(Duration::from_secs(86_400 * 3 + 5), day), 3);

@@ -56,6 +56,12 @@ pub enum Reason {
     RootMismatch { size: u64, since: u64 },
     /// An older checkpoint given by the auditor is not extended by this log.
     Inconsistent(String),
+    /// The export header's last seq (`to`) is not the last record's: records were cut off
+    /// or added after the export was written.
+    RangeMismatch {
+        header_to: Option<u64>,
+        last: Option<u64>,
+    },
     /// The export belongs to another log than the trusted key's.
     OtherLog { origin: String, key_name: String },
 }
@@ -96,6 +102,12 @@ impl fmt::Display for Reason {
             Reason::Inconsistent(why) => {
                 write!(f, "not consistent with the older checkpoint: {why}")
             }
+            Reason::RangeMismatch { header_to, last } => write!(
+                f,
+                "the export header says the last record is seq {} but it is seq {}",
+                header_to.map_or("none".to_string(), |t| t.to_string()),
+                last.map_or("none".to_string(), |t| t.to_string())
+            ),
             Reason::OtherLog { origin, key_name } => write!(
                 f,
                 "wrong key: the export is of log {origin:?} but the key is {key_name:?}'s"
@@ -325,7 +337,21 @@ pub fn verify_export(
             None => break,
         }
     }
-    log.finish().map(|v| v.report)
+    let verified = log.finish()?;
+    // The header's range must describe the records (it is unsigned, but a mismatch means
+    // the file was cut or edited).
+    let last = (position > header.from).then(|| position - 1);
+    if header.to != last {
+        return Err(Failure {
+            seq: Some(position),
+            line: Some(1),
+            reason: Reason::RangeMismatch {
+                header_to: header.to,
+                last,
+            },
+        });
+    }
+    Ok(verified.report)
 }
 
 /// Verifies the state directory `dir` against the trusted log key `key`: every stored
