@@ -24,7 +24,7 @@
 //! storing interior nodes, and fine for an offline `prove` command.
 //!
 //! # Invariants
-//! - [`Hash`] equality is constant time, so comparing a computed root with an
+//! - [`Hash`](struct@Hash) equality is constant time, so comparing a computed root with an
 //!   attacker-supplied one leaks nothing about where they differ.
 //! - A [`Frontier`] always holds exactly one subtree root per set bit of its
 //!   size (checked when decoding), so `root()` cannot be computed from a

@@ -205,12 +205,50 @@ impl Sealed {
     pub fn ciphertext(&self) -> &[u8] {
         &self.ciphertext
     }
+
+    /// One opaque blob, `nonce || ciphertext || tag`, for storage in a
+    /// single field.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(NONCE_LEN + self.ciphertext.len());
+        out.extend_from_slice(&self.nonce);
+        out.extend_from_slice(&self.ciphertext);
+        out
+    }
+
+    /// Parses [`Sealed::to_bytes`]; fails if too short to hold a nonce and a
+    /// tag (whether it decrypts is only known by [`open`]).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SealError> {
+        let malformed = SealError::Malformed { len: bytes.len() };
+        let (nonce, ciphertext) = bytes.split_first_chunk::<NONCE_LEN>().ok_or(malformed)?;
+        if ciphertext.len() < TAG_LEN {
+            return Err(SealError::Malformed { len: bytes.len() });
+        }
+        Ok(Sealed {
+            nonce: *nonce,
+            ciphertext: ciphertext.to_vec(),
+        })
+    }
 }
 
 /// A data key encrypted under the master key for one [`KeyContext`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct WrappedKey(Sealed);
+
+impl WrappedKey {
+    /// `nonce || encrypted key || tag` (60 bytes), for storage.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.to_bytes()
+    }
+
+    /// Parses [`WrappedKey::to_bytes`], checking the length.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SealError> {
+        if bytes.len() != NONCE_LEN + KEY_LEN + TAG_LEN {
+            return Err(SealError::Malformed { len: bytes.len() });
+        }
+        Sealed::from_bytes(bytes).map(WrappedKey)
+    }
+}
 
 fn aes_key(bytes: &[u8; KEY_LEN]) -> LessSafeKey {
     // INVARIANT: AES-256-GCM accepts exactly KEY_LEN bytes, which the array

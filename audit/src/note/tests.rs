@@ -3,6 +3,8 @@
 //! body rules, and key files.
 
 use super::*;
+use crate::keyfile;
+use ring::signature::Ed25519KeyPair;
 use std::os::unix::fs::PermissionsExt;
 
 #[derive(serde::Deserialize)]
@@ -572,9 +574,21 @@ fn checkpoint_constructor_rejects_bad_origins_and_extensions() {
         Err(NoteError::BadExtensionLine { index: 0 })
     ));
     assert!(matches!(
-        cp.with_extension("a\nb"),
+        cp.clone().with_extension("a\nb"),
         Err(NoteError::BadExtensionLine { index: 0 })
     ));
+    // Regression (fuzz/note): DEL and C1 controls are allowed by the note
+    // rules, so an extension the parser accepts must also be constructible.
+    let ext = "x\u{7f}\u{85}y";
+    let cp = cp.with_extension(ext).expect("DEL is not below U+0020");
+    let s = fresh_signer(ORIGIN);
+    let opened = open_checkpoint(
+        ORIGIN,
+        &[s.verifier().clone()],
+        sign_checkpoint(&cp, &s).as_bytes(),
+    )
+    .expect("open");
+    assert_eq!(opened.extensions(), [ext]);
     assert!(matches!(
         Signer::from_pkcs8("bad name", &generate_signing_key().expect("key")),
         Err(NoteError::BadName(_))

@@ -227,3 +227,42 @@ fn master_key_file_wrong_length_and_first_start() {
     let b = MasterKey::load_or_create(&fresh).expect("load");
     assert_eq!(*a.0, *b.0);
 }
+
+#[test]
+fn byte_forms_roundtrip_and_reject_short_input() {
+    let k = DataKey::generate().expect("key");
+    let s = seal(&k, b"content", AAD).expect("seal");
+    let bytes = s.to_bytes();
+    assert_eq!(bytes.len(), 12 + 7 + TAG_LEN);
+    let back = Sealed::from_bytes(&bytes).expect("parse");
+    assert_eq!(open(&k, &back, AAD).expect("open").as_slice(), b"content");
+    assert!(matches!(
+        Sealed::from_bytes(&bytes[..12 + TAG_LEN - 1]),
+        Err(SealError::Malformed { len: 27 })
+    ));
+    assert!(matches!(
+        Sealed::from_bytes(&[0; 5]),
+        Err(SealError::Malformed { len: 5 })
+    ));
+    // An empty plaintext is nonce + tag only, and still valid.
+    let empty = seal(&k, b"", AAD).expect("seal");
+    let parsed = Sealed::from_bytes(&empty.to_bytes()).expect("parse");
+    assert!(open(&k, &parsed, AAD).expect("open").is_empty());
+
+    let m = MasterKey::generate().expect("master");
+    let w = wrap(&m, &k, ctx("s", 9)).expect("wrap");
+    let wb = w.to_bytes();
+    assert_eq!(wb.len(), 60);
+    let w2 = WrappedKey::from_bytes(&wb).expect("parse");
+    assert!(unwrap(&m, &w2, ctx("s", 9)).is_ok());
+    assert!(matches!(
+        WrappedKey::from_bytes(&wb[..59]),
+        Err(SealError::Malformed { len: 59 })
+    ));
+    let mut longer = wb.clone();
+    longer.push(0);
+    assert!(matches!(
+        WrappedKey::from_bytes(&longer),
+        Err(SealError::Malformed { len: 61 })
+    ));
+}
