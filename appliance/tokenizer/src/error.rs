@@ -26,6 +26,11 @@ pub enum TokenizerError {
         supported: &'static str,
     },
 
+    /// A metadata key is present with a type we cannot use (reported by the
+    /// GGUF reader, which names the key).
+    #[error(transparent)]
+    Metadata(#[from] airlock_gguf::GgufError),
+
     /// A required metadata key is absent.
     #[error("missing metadata key {key}")]
     MissingKey { key: &'static str },

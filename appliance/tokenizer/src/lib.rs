@@ -35,6 +35,7 @@ mod bpe;
 mod bytelevel;
 mod chat;
 mod error;
+mod gguf;
 mod pretok;
 mod spec;
 mod special;
