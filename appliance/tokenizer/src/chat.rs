@@ -1,0 +1,257 @@
+//! [`ChatTemplate`]: the model's Jinja chat template, rendered with minijinja.
+//!
+//! The environment imitates what Hugging Face `transformers` (and llama.cpp's
+//! template engine) give a chat template: `trim_blocks` and `lstrip_blocks`
+//! on, the variables `messages`, `add_generation_prompt`, `bos_token`,
+//! `eos_token`, the function `raise_exception(msg)`, Python string methods
+//! (`.strip()`, `.startswith()`... through `minijinja-contrib`'s pycompat),
+//! loop controls, and a `tojson` that writes like Python's
+//! `json.dumps(ensure_ascii=False)` (`", "` and `": "` separators, optional
+//! `indent` and `sort_keys`), not minijinja's compact HTML-safe JSON.
+//!
+//! Safety: the template comes from the model file, so it is untrusted. The
+//! environment has no loader (no `include`/`import` of files), no network,
+//! and a fuel limit so a hostile template cannot loop for ever.
+//! Non-goals: tool-calling variables (`tools`, `documents`) and
+//! `strftime_now` are not provided; templates that test `is defined` work.
+
+use minijinja::value::{Kwargs, Value};
+use minijinja::{Environment, Error, ErrorKind, context};
+use serde::{Deserialize, Serialize};
+
+use crate::error::TokenizerError;
+
+/// Instructions one rendering may execute (a chat of hundreds of turns takes
+/// well under a million).
+const TEMPLATE_FUEL: u64 = 20_000_000;
+
+const TEMPLATE_NAME: &str = "tokenizer.chat_template";
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant`, ... (the template decides what it accepts).
+    pub role: String,
+    /// The message text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message with the given role and content.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A compiled chat template.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChatTemplate {
+    /// Compiles `source`. `model` only names the model in errors.
+    pub fn new(
+        source: &str,
+        bos_token: &str,
+        eos_token: &str,
+        model: &str,
+    ) -> Result<Self, TokenizerError> {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_filter("tojson", tojson);
+        env.add_template_owned(TEMPLATE_NAME, source.to_owned())
+            .map_err(|source| TokenizerError::TemplateSyntax {
+                model: model.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            env,
+            bos_token: bos_token.to_owned(),
+            eos_token: eos_token.to_owned(),
+        })
+    }
+
+    /// Renders a conversation. With `add_generation_prompt` the template
+    /// appends the header of the assistant's next turn.
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, TokenizerError> {
+        let render = || -> Result<String, Error> {
+            self.env.get_template(TEMPLATE_NAME)?.render(context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+            })
+        };
+        render().map_err(|source| TokenizerError::TemplateRender { source })
+    }
+}
+
+/// `raise_exception(message)`: templates call it to reject a conversation.
+fn raise_exception(message: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, message))
+}
+
+/// `value|tojson(indent=None, sort_keys=False)` with Python's layout.
+fn tojson(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    kwargs.assert_all_used()?;
+    let json = serde_json::to_value(value).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "value cannot be serialized to JSON",
+        )
+        .with_source(e)
+    })?;
+    let mut out = String::new();
+    write_py_json(&json, indent, sort_keys.unwrap_or(false), 0, &mut out);
+    Ok(Value::from_safe_string(out))
+}
+
+fn write_py_json(
+    v: &serde_json::Value,
+    indent: Option<usize>,
+    sort_keys: bool,
+    depth: usize,
+    out: &mut String,
+) {
+    use serde_json::Value as J;
+    let newline = |out: &mut String, depth: usize| {
+        if let Some(n) = indent {
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', n * depth));
+        }
+    };
+    // Python: ", " between items without indent, "," at line ends with it.
+    let item_sep = if indent.is_some() { "," } else { ", " };
+    match v {
+        J::Array(items) if !items.is_empty() => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, depth + 1);
+                write_py_json(item, indent, sort_keys, depth + 1, out);
+            }
+            newline(out, depth);
+            out.push(']');
+        }
+        J::Object(map) if !map.is_empty() => {
+            let mut entries: Vec<_> = map.iter().collect();
+            if sort_keys {
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+            }
+            out.push('{');
+            for (i, (k, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, depth + 1);
+                out.push_str(&J::String(k.clone()).to_string());
+                out.push_str(": ");
+                write_py_json(item, indent, sort_keys, depth + 1, out);
+            }
+            newline(out, depth);
+            out.push('}');
+        }
+        // Scalars and empty containers: serde_json's compact form matches Python's.
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+mod tests {
+    use super::*;
+
+    fn render(src: &str, msgs: &[ChatMessage], gen_prompt: bool) -> Result<String, TokenizerError> {
+        ChatTemplate::new(src, "<s>", "</s>", "test")?.render(msgs, gen_prompt)
+    }
+
+    #[test]
+    fn variables_and_trim_blocks() {
+        let src = "{{ bos_token }}{% for m in messages %}\n[{{ m.role }}] {{ m['content'] }}{{ eos_token }}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}";
+        let out = render(src, &[ChatMessage::new("user", "hi")], true).unwrap();
+        assert_eq!(out, "<s>[user] hi</s>\n[assistant]");
+    }
+
+    #[test]
+    fn raise_exception_is_an_error_with_its_message() {
+        let src = "{% if messages[0].role != 'system' %}{{ raise_exception('first must be system') }}{% endif %}";
+        let err = render(src, &[ChatMessage::new("user", "x")], false).unwrap_err();
+        assert!(matches!(err, TokenizerError::TemplateRender { .. }));
+        assert!(err.to_string().contains("first must be system"), "{err}");
+    }
+
+    #[test]
+    fn python_string_methods_and_loop_controls() {
+        let src = "{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}{{ m.content.strip().upper() }}{% endfor %}";
+        let out = render(
+            src,
+            &[
+                ChatMessage::new("user", "  hi "),
+                ChatMessage::new("user", "no"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(out, "HI");
+    }
+
+    #[test]
+    fn tojson_matches_python_json_dumps() {
+        let src = "{{ messages[0] | tojson }}|{{ [1, [], {}] | tojson }}|{{ {'b': 1, 'a': 'é<'} | tojson(sort_keys=true) }}|{{ [1] | tojson(indent=2) }}";
+        let out = render(src, &[ChatMessage::new("user", "a\"b")], false).unwrap();
+        assert_eq!(
+            out,
+            "{\"role\": \"user\", \"content\": \"a\\\"b\"}|[1, [], {}]|{\"a\": \"é<\", \"b\": 1}|[\n  1\n]"
+        );
+    }
+
+    #[test]
+    fn no_include_from_files() {
+        let err = render("{% include '/etc/passwd' %}", &[], false).unwrap_err();
+        assert!(
+            matches!(err, TokenizerError::TemplateRender { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn runaway_template_runs_out_of_fuel() {
+        let src =
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let err = render(src, &[], false).unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("fuel"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_names_the_model() {
+        let err = ChatTemplate::new("{% for %}", "", "", "Some Model").unwrap_err();
+        assert!(matches!(err, TokenizerError::TemplateSyntax { .. }));
+        assert!(err.to_string().contains("Some Model"), "{err}");
+    }
+}
