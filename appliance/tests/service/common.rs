@@ -48,6 +48,11 @@ impl Fixture {
 
     /// `extra` is appended to the `[tls]` section (e.g. `tls12 = true`).
     pub fn with_policy_extra(extra: &str) -> Fixture {
+        Self::with(extra, "")
+    }
+
+    /// `tls_extra` goes into `[tls]`, `limits_extra` into `[limits]`.
+    pub fn with(extra: &str, limits_extra: &str) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = dir.path().join("pki");
         let out = airlock(&["pki", "dev", "--out", pki.to_str().expect("utf-8")]);
@@ -72,6 +77,7 @@ crl = ["pki/crl.pem"]
 {extra}
 [limits]
 max_body_bytes = {MAX_BODY}
+{limits_extra}
 
 [[identity]]
 roles = ["user"]
@@ -89,6 +95,19 @@ match = {{ fingerprint = "{pinned}" }}
         );
         std::fs::write(dir.path().join("airlock.toml"), policy).expect("write policy");
         Fixture { dir, port }
+    }
+
+    /// A fixture view of an existing directory holding `pki/` and `airlock.toml`
+    /// (e.g. an `airlock dev` state dir), for a server on `port`.
+    pub fn from_dir(dir: &Path, port: u16) -> Fixture {
+        let copy = tempfile::tempdir().expect("tempdir");
+        let pki = copy.path().join("pki");
+        std::fs::create_dir_all(&pki).expect("mkdir");
+        for entry in std::fs::read_dir(dir.join("pki")).expect("pki dir") {
+            let path = entry.expect("entry").path();
+            std::fs::copy(&path, pki.join(path.file_name().expect("name"))).expect("copy");
+        }
+        Fixture { dir: copy, port }
     }
 
     pub fn policy(&self) -> PathBuf {
@@ -167,7 +186,7 @@ match = {{ fingerprint = "{pinned}" }}
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
