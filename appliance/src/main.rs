@@ -1,5 +1,4 @@
-//! `airlock`: the appliance binary.
-fn main() {
-    eprintln!("airlock: no commands yet");
-    std::process::exit(2);
+//! `airlock`: the Airlock appliance binary. See the `appliance` library for the design.
+fn main() -> std::process::ExitCode {
+    appliance::cli::main()
 }

@@ -1,2 +1,42 @@
-//! Airlock policy file (filled in by the service-shell issue).
+//! The Airlock policy file: what the appliance serves, to whom, and within which limits.
+//!
+//! # Design
+//! The policy is one TOML file (see `airlock.example.toml` beside this crate). It is plain
+//! data: one sub-config struct per component ([`ServerConfig`], [`TlsConfig`], [`Limits`],
+//! the `[[identity]]` rules), each with its defaults as named constants. Loading is
+//! *parse, don't validate*: globs, CIDRs, fingerprints and roles are parsed into typed values
+//! while the file is deserialised, so a [`Policy`] that exists is a valid one.
+//!
+//! # Invariants
+//! - Every table rejects unknown keys (`deny_unknown_fields`): a misspelt key is an error,
+//!   never a silently ignored setting.
+//! - Every error names the policy file, the key path (`identity[2].match.cn`) and the reason.
+//! - Relative paths in the file are resolved against the directory of the policy file, so a
+//!   loaded policy holds absolute paths only.
+//! - Identity matching is default deny: a certificate that matches no rule gets the empty
+//!   [`RoleSet`].
+//!
+//! # Non-goals
+//! This crate does no TLS, no certificate parsing and no HTTP: the appliance extracts
+//! [`CertFacts`] from a certificate that rustls has already verified and asks
+//! [`Policy::roles_for`] which roles they carry. Later issues add the `[audit]`, `[egress]`
+//! and `[trust]` sections as further sub-config structs of [`Policy`].
 #![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod identity;
+mod load;
+
+pub use config::{
+    DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_COMPLETION_TOKENS,
+    DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_QUEUE_DEPTH, DEFAULT_REQUESTS_PER_MINUTE,
+    DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_STATE_DIR, Limits, Policy, ServerConfig, TlsConfig,
+};
+pub use error::PolicyError;
+pub use identity::{
+    CertFacts, Fingerprint, IdentityRule, Match, Pattern, Role, RoleSet, UnknownRole,
+};
+
+/// The commented example policy shipped with the crate (it parses: see the tests).
+pub const EXAMPLE_POLICY: &str = include_str!("../airlock.example.toml");

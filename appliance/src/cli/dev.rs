@@ -1,0 +1,123 @@
+//! `airlock dev`: the one-command demo.
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use policy::{Policy, Role};
+use ring::digest;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// Run a demo service with a dev PKI and policy kept in a state directory.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  airlock dev --state ./airlock-dev --listen 127.0.0.1:8443\n\n\
+Creates (or reuses) STATE/pki/ (the files of `airlock pki dev`) and STATE/airlock.toml (a\n\
+policy mapping each role's certificate to its role), then serves and prints a curl\n\
+command that works. Running it again reuses both. STATE also holds the service's state\n\
+(logs/, later the audit log and models), so offline commands accept --state STATE."
+)]
+pub struct Args {
+    /// State directory (relative to the current directory).
+    #[arg(long, default_value = "airlock-dev")]
+    state: PathBuf,
+    /// Listen address (default: the policy's, 127.0.0.1:8443).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.state)
+        .with_context(|| format!("cannot create {}", args.state.display()))?;
+    let state = std::path::absolute(&args.state)?;
+    let pki = state.join("pki");
+    ensure_pki(&pki)?;
+    let policy_path = state.join("airlock.toml");
+    if !policy_path.exists() {
+        std::fs::write(&policy_path, dev_policy(&pki)?)
+            .with_context(|| format!("cannot write {}", policy_path.display()))?;
+    }
+    let policy = Policy::load(&policy_path)?;
+    super::serve::serve(policy, args.listen, |bound| {
+        print!("{}", instructions(&pki, &policy_path, bound));
+        // stdout is block-buffered when piped (install.sh, tests): show it now.
+        let _ = std::io::stdout().flush();
+    })
+}
+
+/// Creates the dev PKI, or checks that an existing one is complete.
+fn ensure_pki(pki: &Path) -> anyhow::Result<()> {
+    if !pki.join("ca.crt").exists() {
+        crate::pki::generate(pki, false)?;
+        return Ok(());
+    }
+    if let Some(missing) = crate::pki::file_names()
+        .into_iter()
+        .map(|n| pki.join(n))
+        .find(|p| !p.exists())
+    {
+        bail!(
+            "incomplete dev PKI: {} is missing (recreate it with `airlock pki dev --out {} --force`)",
+            missing.display(),
+            pki.display()
+        );
+    }
+    Ok(())
+}
+
+fn fingerprint(path: &Path) -> anyhow::Result<String> {
+    let der = CertificateDer::from_pem_file(path)
+        .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+    let hash = digest::digest(&digest::SHA256, der.as_ref());
+    Ok(hash.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The dev policy: state in the state directory, each role's dev certificate pinned by
+/// fingerprint to its role.
+fn dev_policy(pki: &Path) -> anyhow::Result<String> {
+    let mut text = String::from(
+        "# Airlock development policy, written by `airlock dev`. Edit freely: it is reused.\n\
+         # Paths are relative to this file. Check with: airlock policy check --config THIS_FILE\n\
+         state_dir = \".\"\n\n\
+         [server]\nlisten = [\"127.0.0.1:8443\"]\nshutdown_grace_secs = 5\n\n\
+         [tls]\ncert = \"pki/server.crt\"\nkey = \"pki/server.key\"\nclient_ca = [\"pki/ca.crt\"]\n",
+    );
+    for role in Role::ALL {
+        let fp = fingerprint(&pki.join(format!("{role}.crt")))?;
+        write!(
+            text,
+            "\n[[identity]]\nname = \"dev {role}\"\nroles = [\"{role}\"]\n\
+             match = {{ fingerprint = \"{fp}\", cn = \"{role}\" }}\n"
+        )?;
+    }
+    Ok(text)
+}
+
+/// What `airlock dev` prints once listening.
+fn instructions(pki: &Path, policy: &Path, bound: &[SocketAddr]) -> String {
+    let Some(addr) = bound.first() else {
+        return String::new();
+    };
+    let host = if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    let url = format!("https://{host}:{}", addr.port());
+    let curl = |role: &str, path: &str| {
+        format!(
+            "curl --cert {0}/{role}.crt --key {0}/{role}.key --cacert {0}/ca.crt {url}{path}",
+            pki.display()
+        )
+    };
+    format!(
+        "Airlock dev service on {url} (policy {}).\nTry:\n  {}\n  {}\nStop with Ctrl-C.\n",
+        policy.display(),
+        curl("user", "/healthz"),
+        curl("operator", "/metrics"),
+    )
+}

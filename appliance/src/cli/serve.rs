@@ -1,0 +1,60 @@
+//! `airlock serve`: the service.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use policy::Policy;
+
+use crate::{listeners, lockdown, logging, server};
+
+/// Run the mTLS service with a policy file (what systemd runs).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  airlock serve --config /etc/airlock/airlock.toml\n\n\
+Listens on the policy's server.listen addresses, or on the sockets systemd passes\n\
+(LISTEN_FDS). SIGTERM or SIGINT stops accepting and drains in-flight requests for\n\
+server.shutdown_grace_secs. Logs: stderr and STATE_DIR/logs/airlock.DATE.jsonl."
+)]
+pub struct Args {
+    /// Policy file.
+    #[arg(long, short, env = "AIRLOCK_CONFIG", default_value = super::DEFAULT_CONFIG)]
+    config: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let policy = Policy::load(&args.config)?;
+    serve(policy, None, |_| {})
+}
+
+/// The start-up sequence shared by `serve` and `dev`. `announce` runs once the listeners
+/// are bound (connections queue from then on), before the runtime starts.
+pub(super) fn serve(
+    policy: Policy,
+    listen_override: Option<SocketAddr>,
+    announce: impl FnOnce(&[SocketAddr]),
+) -> anyhow::Result<()> {
+    logging::init_service(&policy.state_dir).with_context(|| {
+        format!(
+            "cannot create the log directory {}",
+            policy.state_dir.join("logs").display()
+        )
+    })?;
+    tracing::info!(policy = %policy.source().display(), "policy loaded");
+
+    // Hook point: Landlock (no-egress issue). Nothing above has spawned a thread.
+    lockdown::before_runtime(&policy)?;
+
+    let addrs = listen_override.map_or_else(|| policy.server.listen.clone(), |a| vec![a]);
+    let (listeners, origin) = listeners::acquire(&addrs)?;
+    let tls = server::tls::server_config(&policy.tls)?;
+    let bound: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    for addr in &bound {
+        tracing::info!(%addr, ?origin, tls12 = policy.tls.tls12, "listening");
+    }
+    announce(&bound);
+    server::run(Arc::new(policy), listeners, tls).context("server failed")
+}

@@ -1,0 +1,23 @@
+//! Integration tests of the `airlock` binary: the real executable, real certificates
+//! (from `airlock pki dev` plus rcgen for the expired/revoked/unknown ones), real TLS
+//! handshakes from a rustls client, on loopback only.
+mod common;
+
+/// `airlock dev`: one command, twice on the same state dir.
+mod dev;
+/// Handshakes the server must refuse, each with its specific alert.
+mod handshake;
+/// Role guard, error shapes, limits and request ids over real mTLS.
+mod http;
+/// JSON log file, and that request bodies never reach it.
+mod logs;
+/// `airlock pki dev` files, modes and overwrite refusal.
+mod pki;
+/// `airlock policy check` on good and broken policies.
+mod policy_check;
+/// SIGTERM drains an in-flight request.
+mod shutdown;
+/// systemd socket activation (`LISTEN_FDS`).
+mod socket_activation;
+/// Start-up failures on bad TLS material.
+mod startup;
