@@ -371,13 +371,13 @@ fn take_sampling(
         }
         Endpoint::Completion => take::<u32>(fields, "max_tokens")?,
     };
-    if let Some(n) = max_tokens {
-        if n == 0 || n > ceiling {
-            return Err(bad(
-                format!("max_tokens must be between 1 and {ceiling} (the policy's limit)"),
-                Some("max_tokens"),
-            ));
-        }
+    if let Some(n) = max_tokens
+        && (n == 0 || n > ceiling)
+    {
+        return Err(bad(
+            format!("max_tokens must be between 1 and {ceiling} (the policy's limit)"),
+            Some("max_tokens"),
+        ));
     }
     Ok(Sampling {
         temperature,
@@ -447,15 +447,14 @@ fn refuse_unsupported(fields: &mut Map<String, Value>, endpoint: Endpoint) -> Re
             }
         }
     }
-    if endpoint == Endpoint::Chat {
-        if let Some(format) = fields.remove("response_format") {
-            if format.get("type").and_then(Value::as_str) != Some("text") {
-                return Err(bad(
-                    "only response_format {\"type\": \"text\"} is supported",
-                    Some("response_format"),
-                ));
-            }
-        }
+    if endpoint == Endpoint::Chat
+        && let Some(format) = fields.remove("response_format")
+        && format.get("type").and_then(Value::as_str) != Some("text")
+    {
+        return Err(bad(
+            "only response_format {\"type\": \"text\"} is supported",
+            Some("response_format"),
+        ));
     }
     Ok(())
 }
