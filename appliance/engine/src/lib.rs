@@ -1,1 +1,40 @@
-//! Inference engine on burn (filled in by the engine issue).
+//! Llama-family inference on burn with weights kept quantized.
+//!
+//! # Layers
+//! * [`QWeight`] borrows a weight matrix from the memory-mapped GGUF, still encoded.
+//! * [`kernels`]: fused decode-and-multiply kernels (portable reference, AVX2 chosen at run
+//!   time) with rows split over rayon; [`ops`] plugs them into burn as a backend extension
+//!   for flex.
+//! * [`model`]: the `llama` architecture on burn tensors, batch-aware (each sequence has its
+//!   own KV-cache slot and position); [`config`] reads its hyper-parameters from metadata.
+//! * [`sampling`], [`Batch`] (step-wise continuous batching), [`generate()`] (one prompt,
+//!   streamed text, timing), [`Engine`] (model + tokenizer + chat template, `Send + Sync`).
+//!
+//! # Non-goals
+//! No HTTP, no scheduling policy (the server builds that on [`Batch`]), no training, no
+//! architectures other than `llama` (others are refused by name).
+#![deny(unsafe_code)]
+
+pub mod batch;
+pub mod config;
+mod engine;
+mod error;
+pub mod generate;
+pub mod kernels;
+pub mod kv_cache;
+pub mod model;
+pub mod ops;
+mod qweight;
+pub mod sampling;
+
+pub use airlock_gguf;
+pub use airlock_tokenizer;
+pub use batch::{Batch, FinishReason, SeqId, SeqRequest, StepToken};
+pub use config::LlamaConfig;
+pub use engine::Engine;
+pub use error::{EngineError, Result};
+pub use generate::{GenerateRequest, Generation, StopReason, Timing, generate};
+pub use kv_cache::KvCache;
+pub use model::{Llama, Logits, SeqInput};
+pub use qweight::QWeight;
+pub use sampling::{Sampler, SamplingParams};

@@ -1,0 +1,227 @@
+//! [`Batch`]: step-wise batched decoding, the building block of continuous batching.
+//!
+//! Sequences join ([`Batch::add`]) and leave ([`Batch::remove`]) between steps; each
+//! [`Batch::step`] runs one forward pass over every active sequence: a chunk of the prompt for
+//! sequences still reading it, one token for the others. Each sequence has its own KV-cache
+//! slot, position and sampler, so they never see each other's tokens.
+//!
+//! A `Batch` is owned by one thread (the decode loop); the [`crate::Engine`] it runs on is
+//! shared (`Send + Sync`).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::kv_cache::KvCache;
+use crate::model::{Logits, SeqInput};
+use crate::sampling::{Sampler, SamplingParams};
+
+/// Prompt tokens fed per sequence per step (bounds a step's latency and scratch memory).
+pub const PROMPT_CHUNK: usize = 512;
+
+/// Identifies a sequence in a [`Batch`].
+pub type SeqId = u64;
+
+/// Why a sequence stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model produced an end-of-generation token.
+    EndOfText,
+    /// `max_tokens` new tokens were produced.
+    Length,
+}
+
+/// What to generate for one sequence.
+#[derive(Debug, Clone)]
+pub struct SeqRequest {
+    /// Prompt token ids (non-empty).
+    pub prompt: Vec<u32>,
+    /// Most new tokens to produce.
+    pub max_tokens: usize,
+    /// Token choice.
+    pub sampling: SamplingParams,
+    /// Keep going past end-of-generation tokens (benchmarks).
+    pub ignore_eos: bool,
+}
+
+/// One token produced by a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepToken {
+    /// The sequence.
+    pub id: SeqId,
+    /// The new token.
+    pub token: u32,
+    /// Set when this is the sequence's last token; the sequence is then removed.
+    pub finished: Option<FinishReason>,
+}
+
+#[derive(Debug)]
+struct Seq {
+    slot: usize,
+    tokens: Vec<u32>,
+    /// Tokens of `tokens` already in the cache.
+    fed: usize,
+    prompt_len: usize,
+    max_tokens: usize,
+    ignore_eos: bool,
+    sampler: Sampler,
+}
+
+/// Timing of the last [`Batch::step`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepStats {
+    /// Tokens run through the model.
+    pub tokens: usize,
+    /// Wall time of the forward pass and sampling.
+    pub elapsed: Duration,
+}
+
+/// Sequences decoded together; see the module docs.
+#[derive(Debug)]
+pub struct Batch {
+    cache: KvCache,
+    seqs: BTreeMap<SeqId, Seq>,
+    next_id: SeqId,
+    last: StepStats,
+}
+
+impl Batch {
+    /// An empty batch for `engine`'s model.
+    pub fn new(engine: &Engine) -> Batch {
+        Batch {
+            cache: engine.model().new_cache(),
+            seqs: BTreeMap::new(),
+            next_id: 0,
+            last: StepStats::default(),
+        }
+    }
+
+    /// Adds a sequence; fails if the prompt is empty or prompt + `max_tokens` exceeds the
+    /// model's context, or a sampling parameter is invalid.
+    pub fn add(&mut self, engine: &Engine, req: SeqRequest) -> Result<SeqId> {
+        let cfg = engine.model().config();
+        if req.prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if let Some(&id) = req.prompt.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+            return Err(EngineError::TokenOutOfRange {
+                id,
+                vocab: cfg.vocab_size,
+            });
+        }
+        let needed = req.prompt.len() + req.max_tokens;
+        if needed > cfg.context_length {
+            return Err(EngineError::ContextOverflow {
+                needed,
+                prompt: req.prompt.len(),
+                max_new: req.max_tokens,
+                limit: cfg.context_length,
+            });
+        }
+        let sampler = Sampler::new(req.sampling)?;
+        let slot = self.cache.allocate();
+        let id = self.next_id;
+        self.next_id += 1;
+        self.seqs.insert(
+            id,
+            Seq {
+                slot,
+                prompt_len: req.prompt.len(),
+                tokens: req.prompt,
+                fed: 0,
+                max_tokens: req.max_tokens,
+                ignore_eos: req.ignore_eos,
+                sampler,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Removes a sequence (finished, cancelled or disconnected) and frees its cache slot.
+    pub fn remove(&mut self, id: SeqId) -> Result<()> {
+        let s = self
+            .seqs
+            .remove(&id)
+            .ok_or(EngineError::UnknownSequence { id })?;
+        self.cache.free(s.slot);
+        Ok(())
+    }
+
+    /// Active sequences.
+    pub fn len(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// True when no sequence is active.
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+
+    /// All tokens (prompt and generated) of a sequence.
+    pub fn tokens(&self, id: SeqId) -> Option<&[u32]> {
+        self.seqs.get(&id).map(|s| s.tokens.as_slice())
+    }
+
+    /// Timing of the last step.
+    pub fn last_step(&self) -> StepStats {
+        self.last
+    }
+
+    /// Runs one forward pass over every active sequence and returns the tokens produced
+    /// (none for a sequence still reading its prompt). Finished sequences are removed.
+    pub fn step(&mut self, engine: &Engine) -> Result<Vec<StepToken>> {
+        let t0 = Instant::now();
+        let ids: Vec<SeqId> = self.seqs.keys().copied().collect();
+        let mut inputs = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let s = &self.seqs[id];
+            let end = (s.fed + PROMPT_CHUNK).min(s.tokens.len());
+            inputs.push(SeqInput {
+                slot: s.slot,
+                tokens: &s.tokens[s.fed..end],
+            });
+        }
+        let fed: Vec<usize> = inputs.iter().map(|i| i.tokens.len()).collect();
+        let logits = engine
+            .model()
+            .forward(&inputs, &mut self.cache, Logits::Last)?;
+        let vocab = engine.model().config().vocab_size;
+        let mut out = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let Some(s) = self.seqs.get_mut(id) else {
+                continue;
+            };
+            s.fed += fed[i];
+            if s.fed < s.tokens.len() {
+                continue; // still reading the prompt
+            }
+            let row = &logits[i * vocab..(i + 1) * vocab];
+            let token = s.sampler.sample(row, &s.tokens);
+            s.tokens.push(token);
+            let generated = s.tokens.len() - s.prompt_len;
+            let finished = if !s.ignore_eos && engine.tokenizer().is_eog(token) {
+                Some(FinishReason::EndOfText)
+            } else if generated >= s.max_tokens {
+                Some(FinishReason::Length)
+            } else {
+                None
+            };
+            out.push(StepToken {
+                id: *id,
+                token,
+                finished,
+            });
+        }
+        for t in &out {
+            if t.finished.is_some() {
+                self.remove(t.id)?;
+            }
+        }
+        self.last = StepStats {
+            tokens: fed.iter().sum(),
+            elapsed: t0.elapsed(),
+        };
+        Ok(out)
+    }
+}

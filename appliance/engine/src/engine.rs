@@ -1,0 +1,147 @@
+//! [`Engine`]: a loaded model with its tokenizer and chat template, shareable across threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use airlock_gguf::GgufFile;
+use airlock_tokenizer::{ChatMessage, ChatTemplate, EncodeOptions, Tokenizer};
+use burn::tensor::Device;
+use sha2::{Digest, Sha256};
+
+use crate::error::{EngineError, Result};
+use crate::model::Llama;
+
+/// A model ready to generate. `Send + Sync`: hold it in an `Arc` and run [`crate::Batch`]
+/// steps on a dedicated thread.
+#[derive(Debug)]
+pub struct Engine {
+    model: Llama,
+    tokenizer: Tokenizer,
+    template: Option<ChatTemplate>,
+    file: Arc<GgufFile>,
+    path: PathBuf,
+    name: String,
+    sha256: OnceLock<String>,
+}
+
+impl Engine {
+    /// Maps and validates `path`, builds the tokenizer and chat template from its metadata and
+    /// loads the model on the CPU (flex). `threads` sizes the global rayon pool the kernels
+    /// run on (default: all cores); it takes effect only for the first engine of a process.
+    pub fn load(path: impl AsRef<Path>, threads: Option<usize>) -> Result<Engine> {
+        let path = path.as_ref();
+        if let Some(n) = threads {
+            // Fails only if the pool already exists (a second engine): keep that pool.
+            let _ = rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .build_global();
+        }
+        let file = Arc::new(GgufFile::open(path)?);
+        Engine::from_file(file, path)
+    }
+
+    /// As [`Engine::load`] for a file already opened (tests, in-memory models).
+    pub fn from_file(file: Arc<GgufFile>, path: &Path) -> Result<Engine> {
+        let model = Llama::load(&file, &Device::flex())?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        let template = match tokenizer.chat_template_source() {
+            Some(_) => Some(tokenizer.chat_template()?),
+            None => None,
+        };
+        let name = file
+            .metadata()
+            .get_str("general.name")
+            .map(str::to_owned)
+            .ok()
+            .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "model".to_owned());
+        Ok(Engine {
+            model,
+            tokenizer,
+            template,
+            file,
+            path: path.to_owned(),
+            name,
+            sha256: OnceLock::new(),
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The mapped file.
+    pub fn file(&self) -> &Arc<GgufFile> {
+        &self.file
+    }
+
+    /// `general.name`, else the file name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Path the model was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// SHA-256 of the file (hex), computed on first use.
+    pub fn sha256(&self) -> &str {
+        self.sha256.get_or_init(|| {
+            let mut h = Sha256::new();
+            h.update(self.file.bytes());
+            h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        })
+    }
+
+    /// True if the file has a chat template.
+    pub fn has_chat_template(&self) -> bool {
+        self.template.is_some()
+    }
+
+    /// Renders a conversation with the file's chat template, ready for the assistant's turn.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        let t = self
+            .template
+            .as_ref()
+            .ok_or_else(|| EngineError::NoChatTemplate {
+                model: self.name.clone(),
+            })?;
+        Ok(t.render(messages, true)?)
+    }
+
+    /// Token ids of a rendered chat prompt (special tokens parsed, BOS as the model says).
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        let text = self.render_chat(messages)?;
+        Ok(self.tokenizer.encode(&text, EncodeOptions::PROMPT)?)
+    }
+
+    /// Token ids of a raw prompt: `parse_special` lets special-token text (`<|im_start|>`)
+    /// become those tokens; BOS is added as the model says.
+    pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
+        Ok(self.tokenizer.encode(
+            text,
+            EncodeOptions {
+                parse_special,
+                add_special: true,
+            },
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn engine_is_send_and_sync() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<super::Engine>();
+        fn sendable<T: Send>() {}
+        sendable::<crate::Batch>();
+    }
+}

@@ -1,0 +1,245 @@
+//! AVX2 + FMA + F16C kernels (x86-64), chosen at run time by [`super::Isa::detect`].
+//!
+//! Each function computes `row · x` for one encoded row and f32 activations, the same value as
+//! [`super::portable::row_dot`] up to f32 rounding order (tests compare them on random rows).
+//! Per 32-weight block the 4-bit or 8-bit codes are widened to eight-lane f32 vectors
+//! (`vpmovzxbd`/`vpmovsxbd` + `vcvtdq2ps`), multiplied with the activations by FMA, and the
+//! block sum is scaled by the block's `d` into a vector accumulator; the offset term
+//! (`m` for Q4_1, `-8d` for Q4_0) multiplies the block's activation sum. One horizontal sum per
+//! row.
+//!
+//! # Safety contract (all `unsafe fn` here)
+//! * The CPU supports AVX2, FMA and F16C (the caller checked with `is_x86_feature_detected!`).
+//! * `row.len()` is `x.len() / block_size * block_bytes` and `x.len()` is whole blocks: every
+//!   load below reads inside a `chunks_exact` piece of exactly the block's size, so no load can
+//!   leave either slice. The safe wrappers in `super` check the lengths.
+
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use airlock_gguf::GgmlType;
+use airlock_gguf::blocks::{Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, QK, QK_K};
+
+use super::portable;
+
+/// Horizontal sum of eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps::<1>(v);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+    _mm_cvtss_f32(s)
+}
+
+/// The little-endian f16 at `p` (two readable bytes) as f32.
+#[inline]
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// Loads the 32 activations of one block as four vectors (`xb.len() == 32`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_x32(xb: &[f32]) -> [__m256; 4] {
+    debug_assert_eq!(xb.len(), QK);
+    let p = xb.as_ptr();
+    // SAFETY: xb has 32 elements (contract); offsets 0, 8, 16, 24 read 8 each.
+    unsafe {
+        [
+            _mm256_loadu_ps(p),
+            _mm256_loadu_ps(p.add(8)),
+            _mm256_loadu_ps(p.add(16)),
+            _mm256_loadu_ps(p.add(24)),
+        ]
+    }
+}
+
+/// `Σ q_j x_j` over a block of 4-bit codes `qs` (16 bytes: low nibbles are codes 0..16, high
+/// nibbles codes 16..32), plus `Σ x_j`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibble_dot(qs: &[u8], x: [__m256; 4]) -> (__m256, __m256) {
+    debug_assert_eq!(qs.len(), QK / 2);
+    // SAFETY: qs has 16 bytes (contract), one unaligned 128-bit load.
+    let q = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+    let m4 = _mm_set1_epi8(0x0f);
+    let lo = _mm_and_si128(q, m4);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), m4);
+    let w0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+    let w1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(lo)));
+    let w2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+    let w3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(hi)));
+    let p = _mm256_mul_ps(w0, x[0]);
+    let p = _mm256_fmadd_ps(w1, x[1], p);
+    let p = _mm256_fmadd_ps(w2, x[2], p);
+    let p = _mm256_fmadd_ps(w3, x[3], p);
+    let s = _mm256_add_ps(_mm256_add_ps(x[0], x[1]), _mm256_add_ps(x[2], x[3]));
+    (p, s)
+}
+
+/// Q4_0: `Σ_blocks d (Σ q x − 8 Σ x)`.
+///
+/// # Safety
+/// See the module's contract.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_q4_0(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut off = _mm256_setzero_ps();
+    for (b, xb) in row.chunks_exact(Q4_0_BYTES).zip(x.chunks_exact(QK)) {
+        let d = f16_at(b, 0);
+        // SAFETY: contract; b is one 18-byte block, xb 32 values.
+        let (p, s) = unsafe { nibble_dot(&b[2..], load_x32(xb)) };
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc);
+        off = _mm256_fmadd_ps(_mm256_set1_ps(-8.0 * d), s, off);
+    }
+    // SAFETY: features checked by the caller.
+    unsafe { hsum(_mm256_add_ps(acc, off)) }
+}
+
+/// Q4_1: `Σ_blocks (d Σ q x + m Σ x)`.
+///
+/// # Safety
+/// See the module's contract.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_q4_1(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut off = _mm256_setzero_ps();
+    for (b, xb) in row.chunks_exact(Q4_1_BYTES).zip(x.chunks_exact(QK)) {
+        let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+        // SAFETY: contract; b is one 20-byte block, xb 32 values.
+        let (p, s) = unsafe { nibble_dot(&b[4..], load_x32(xb)) };
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc);
+        off = _mm256_fmadd_ps(_mm256_set1_ps(m), s, off);
+    }
+    // SAFETY: features checked by the caller.
+    unsafe { hsum(_mm256_add_ps(acc, off)) }
+}
+
+/// Q8_0: `Σ_blocks d Σ q x` with signed 8-bit `q`.
+///
+/// # Safety
+/// See the module's contract.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (b, xb) in row.chunks_exact(Q8_0_BYTES).zip(x.chunks_exact(QK)) {
+        let d = f16_at(b, 0);
+        // SAFETY: contract; b is one 34-byte block (codes at 2..34), xb 32 values.
+        unsafe {
+            let x = load_x32(xb);
+            let q = b.as_ptr().add(2);
+            let w = |o: usize| {
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(q.add(o).cast())))
+            };
+            let p = _mm256_mul_ps(w(0), x[0]);
+            let p = _mm256_fmadd_ps(w(8), x[1], p);
+            let p = _mm256_fmadd_ps(w(16), x[2], p);
+            let p = _mm256_fmadd_ps(w(24), x[3], p);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc);
+        }
+    }
+    // SAFETY: features checked by the caller.
+    unsafe { hsum(acc) }
+}
+
+/// F32 rows.
+///
+/// # Safety
+/// See the module's contract (`row.len() == 4 * x.len()`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut tail = 0f32;
+    let whole = x.len() / 8 * 8;
+    for (i, xc) in x[..whole].chunks_exact(8).enumerate() {
+        // SAFETY: row has 4 bytes per value: bytes 32i..32i+32 exist.
+        unsafe {
+            let w = _mm256_loadu_ps(row.as_ptr().add(32 * i).cast());
+            acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(xc.as_ptr()), acc);
+        }
+    }
+    for (j, &xv) in x.iter().enumerate().skip(whole) {
+        let c = &row[4 * j..4 * j + 4];
+        tail += f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * xv;
+    }
+    // SAFETY: features checked by the caller.
+    unsafe { hsum(acc) + tail }
+}
+
+/// F16 rows (`vcvtph2ps`).
+///
+/// # Safety
+/// See the module's contract (`row.len() == 2 * x.len()`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut tail = 0f32;
+    let whole = x.len() / 8 * 8;
+    for (i, xc) in x[..whole].chunks_exact(8).enumerate() {
+        // SAFETY: row has 2 bytes per value: bytes 16i..16i+16 exist.
+        unsafe {
+            let h = _mm_loadu_si128(row.as_ptr().add(16 * i).cast());
+            acc = _mm256_fmadd_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(xc.as_ptr()), acc);
+        }
+    }
+    for (j, &xv) in x.iter().enumerate().skip(whole) {
+        tail += f16_at(row, 2 * j) * xv;
+    }
+    // SAFETY: features checked by the caller.
+    unsafe { hsum(acc) + tail }
+}
+
+/// `a · b` for f32 slices of equal length.
+///
+/// # Safety
+/// AVX2/FMA/F16C present; `a.len() == b.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_f32_slices(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let n16 = a.len() / 16 * 16;
+    let mut i = 0;
+    while i < n16 {
+        // SAFETY: i + 16 <= len of both.
+        unsafe {
+            acc0 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(a.as_ptr().add(i)),
+                _mm256_loadu_ps(b.as_ptr().add(i)),
+                acc0,
+            );
+            acc1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(a.as_ptr().add(i + 8)),
+                _mm256_loadu_ps(b.as_ptr().add(i + 8)),
+                acc1,
+            );
+        }
+        i += 16;
+    }
+    let tail: f32 = a[n16..].iter().zip(&b[n16..]).map(|(x, y)| x * y).sum();
+    // SAFETY: features checked by the caller.
+    unsafe { hsum(_mm256_add_ps(acc0, acc1)) + tail }
+}
+
+/// K-quants and BF16: each super-block decoded by the reference decoder, then a SIMD dot.
+///
+/// # Safety
+/// See the module's contract.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_generic(ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
+    let (bs, bb) = (ty.block_size(), ty.block_bytes());
+    if bs == 1 {
+        return portable::row_dot(ty, row, x);
+    }
+    let mut buf = [0f32; QK_K];
+    let mut sum = 0f32;
+    for (b, xb) in row.chunks_exact(bb).zip(x.chunks_exact(bs)) {
+        portable::decode_block(ty, b, &mut buf);
+        // SAFETY: equal lengths (bs each); features checked by the caller.
+        sum += unsafe { dot_f32_slices(&buf[..bs], xb) };
+    }
+    sum
+}

@@ -1,0 +1,176 @@
+//! Matrix kernels over weights still in their GGUF encoding.
+//!
+//! * [`matmul_rows`]: `out[t, r] = W[r, :] · x[t, :]` for a few activation rows (decode steps,
+//!   small batches). Each weight row is decoded and multiplied in registers, never written out
+//!   as f32: the product reads the 4–8-bit weights once per step, which is what bounds decode
+//!   speed. Rows are split over rayon's pool (flex runs matrix-vector products on one thread).
+//! * [`dequantize_rows`]: a band of rows decoded to f32, for prompt processing, where each
+//!   weight is reused by many tokens and burn's GEMM on a decoded band wins (see `crate::ops`).
+//!
+//! Instruction sets are chosen at run time ([`Isa::detect`]): AVX2+FMA+F16C on x86-64 (the
+//! `unsafe` lives in [`avx2`], each function tested against [`portable`]), else the portable
+//! code. `AIRLOCK_KERNELS=portable` forces the portable path (tests, diagnosis).
+
+use std::sync::OnceLock;
+
+use airlock_gguf::GgmlType;
+use rayon::prelude::*;
+
+use crate::qweight::QWeight;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+pub(crate) mod portable;
+
+/// The instruction set the kernels use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Plain Rust (any CPU).
+    Portable,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+}
+
+impl Isa {
+    /// The best set this CPU supports (cached), unless `AIRLOCK_KERNELS=portable`.
+    pub fn detect() -> Isa {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            if std::env::var("AIRLOCK_KERNELS").as_deref() == Ok("portable") {
+                return Isa::Portable;
+            }
+            Isa::best_supported()
+        })
+    }
+
+    /// The best set this CPU supports, ignoring the environment.
+    pub fn best_supported() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+            {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    }
+
+    /// Name for logs and benchmarks.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+        }
+    }
+}
+
+/// `row · x` for one encoded row of `ty` whose value count is `x.len()`.
+///
+/// Returns `None` if the lengths disagree (the row is not `x.len()` values of `ty`), or if
+/// `isa` is not supported by this CPU.
+#[allow(unsafe_code)]
+pub fn row_dot(isa: Isa, ty: GgmlType, row: &[u8], x: &[f32]) -> Option<f32> {
+    let bs = ty.block_size();
+    if !x.len().is_multiple_of(bs) || row.len() != x.len() / bs * ty.block_bytes() {
+        return None;
+    }
+    match isa {
+        Isa::Portable => Some(portable::row_dot(ty, row, x)),
+        Isa::Avx2 => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if Isa::best_supported() != Isa::Avx2 {
+                    return None;
+                }
+                // SAFETY: the CPU has AVX2/FMA/F16C (checked above) and `row` is exactly
+                // `x.len()` values of `ty` in whole blocks (checked above): the contract of
+                // every kernel in `avx2`.
+                Some(unsafe {
+                    match ty {
+                        GgmlType::Q4_0 => avx2::dot_q4_0(row, x),
+                        GgmlType::Q4_1 => avx2::dot_q4_1(row, x),
+                        GgmlType::Q8_0 => avx2::dot_q8_0(row, x),
+                        GgmlType::F32 => avx2::dot_f32(row, x),
+                        GgmlType::F16 => avx2::dot_f16(row, x),
+                        _ => avx2::dot_generic(ty, row, x),
+                    }
+                })
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            None
+        }
+    }
+}
+
+/// Rows per rayon task: enough work (≈ 64 KiB of weights) to amortise scheduling.
+fn rows_per_task(w: &QWeight) -> usize {
+    (64 * 1024 / w.row_bytes().max(1)).clamp(4, 1024)
+}
+
+/// `out[t * rows + r] = W[r, :] · x[t * cols ..][..cols]` for `t < n`.
+///
+/// # Panics
+/// If `x.len() != n * w.cols()` or `out.len() != n * w.rows()` (caller bug: the burn op checks
+/// shapes first).
+pub fn matmul_rows(w: &QWeight, x: &[f32], n: usize, out: &mut [f32]) {
+    let (rows, cols) = (w.rows(), w.cols());
+    assert_eq!(x.len(), n * cols, "activation length");
+    assert_eq!(out.len(), n * rows, "output length");
+    let isa = Isa::detect();
+    let ty = w.ggml_type();
+    let chunk = rows_per_task(w);
+    let dot = |r: usize, t: usize| {
+        let row = w.row(r).unwrap_or_default();
+        // INVARIANT: QWeight guarantees every row is `cols` values of `ty`; lengths match.
+        row_dot(isa, ty, row, &x[t * cols..(t + 1) * cols]).unwrap_or(f32::NAN)
+    };
+    if n == 1 {
+        out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
+            for (i, v) in o.iter_mut().enumerate() {
+                *v = dot(c * chunk + i, 0);
+            }
+        });
+        return;
+    }
+    // Row-major over weights ([rows, n]) so each task owns whole weight rows, then transpose.
+    let mut tmp = vec![0f32; rows * n];
+    tmp.par_chunks_mut(chunk * n)
+        .enumerate()
+        .for_each(|(c, o)| {
+            for (i, vs) in o.chunks_exact_mut(n).enumerate() {
+                for (t, v) in vs.iter_mut().enumerate() {
+                    *v = dot(c * chunk + i, t);
+                }
+            }
+        });
+    for (r, vs) in tmp.chunks_exact(n).enumerate() {
+        for (t, &v) in vs.iter().enumerate() {
+            out[t * rows + r] = v;
+        }
+    }
+}
+
+/// Decodes rows `start..start + out.len() / cols` of `w` to f32 into `out` (row-major), in
+/// parallel.
+///
+/// # Panics
+/// If the band is outside the matrix or `out` is not whole rows.
+pub fn dequantize_rows(w: &QWeight, start: usize, out: &mut [f32]) {
+    let cols = w.cols();
+    assert!(out.len().is_multiple_of(cols), "whole rows");
+    assert!(
+        start + out.len() / cols <= w.rows(),
+        "band inside the matrix"
+    );
+    let ty = w.ggml_type();
+    out.par_chunks_mut(cols * 16)
+        .enumerate()
+        .for_each(|(c, o)| {
+            for (i, orow) in o.chunks_exact_mut(cols).enumerate() {
+                let row = w.row(start + c * 16 + i).unwrap_or_default();
+                portable::decode_row(ty, row, orow);
+            }
+        });
+}

@@ -1,0 +1,158 @@
+//! Grouped-query self-attention with a per-sequence KV cache.
+//!
+//! Query head `h` attends with key/value head `h / group` (llama.cpp's GQA mapping). The
+//! `group` query heads sharing a key/value head are stacked into one matrix product per
+//! key/value head, so keys and values are never repeated in memory.
+
+use std::sync::Arc;
+
+use airlock_gguf::GgufFile;
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::load_matrix;
+use super::rope::Rope;
+use crate::error::Result;
+use crate::kv_cache::KvCache;
+use crate::ops::q_linear;
+use crate::qweight::QWeight;
+
+/// Where one sequence's tokens sit in a batched forward pass.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqSpan {
+    /// KV-cache slot of the sequence.
+    pub slot: usize,
+    /// First row of the sequence in the batch's `[tokens, d_model]` activation.
+    pub offset: usize,
+    /// Number of new tokens.
+    pub len: usize,
+    /// Position of the first new token (tokens already in the cache).
+    pub start: usize,
+}
+
+/// Configuration of an [`Attention`] block.
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    /// Residual width.
+    pub d_model: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl AttentionConfig {
+    /// Loads `blk.{layer}.attn_{q,k,v,output}.weight`.
+    pub fn load(&self, file: &Arc<GgufFile>, layer: usize) -> Result<Attention> {
+        let m =
+            |n: &str, rows, cols| load_matrix(file, &format!("blk.{layer}.{n}.weight"), rows, cols);
+        let (q, kv) = (
+            self.n_heads * self.head_dim,
+            self.n_kv_heads * self.head_dim,
+        );
+        Ok(Attention {
+            wq: m("attn_q", q, self.d_model)?,
+            wk: m("attn_k", kv, self.d_model)?,
+            wv: m("attn_v", kv, self.d_model)?,
+            wo: m("attn_output", self.d_model, q)?,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+        })
+    }
+}
+
+/// Self-attention of one layer; projections stay quantized.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// `[n_heads * head_dim, d_model]`
+    #[module(skip)]
+    pub wq: QWeight,
+    /// `[n_kv_heads * head_dim, d_model]`
+    #[module(skip)]
+    pub wk: QWeight,
+    /// `[n_kv_heads * head_dim, d_model]`
+    #[module(skip)]
+    pub wv: QWeight,
+    /// `[d_model, n_heads * head_dim]`
+    #[module(skip)]
+    pub wo: QWeight,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// `x`: `[tokens, d_model]` holding the new tokens of every sequence in `spans` →
+    /// `[tokens, d_model]`. Writes each sequence's keys/values into its cache slot.
+    pub fn forward(
+        &self,
+        x: Tensor<2>,
+        spans: &[SeqSpan],
+        layer: usize,
+        cache: &mut KvCache,
+        rope: &Rope,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let group = h / kvh;
+        let scale = 1.0 / (hd as f64).sqrt();
+        // [tokens, h * hd], [tokens, kvh * hd] x2
+        let q = q_linear(x.clone(), &self.wq);
+        let k = q_linear(x.clone(), &self.wk);
+        let v = q_linear(x, &self.wv);
+        let mut outs = Vec::with_capacity(spans.len());
+        for s in spans {
+            let n = s.len;
+            let heads = |t: Tensor<2>, nh: usize| {
+                // [n, nh * hd] -> [nh, n, hd]
+                t.narrow(0, s.offset, n)
+                    .reshape([n, nh, hd])
+                    .swap_dims(0, 1)
+            };
+            let qs = rope.forward(heads(q.clone(), h), s.start, device);
+            let ks = rope.forward(heads(k.clone(), kvh), s.start, device);
+            let vs = heads(v.clone(), kvh);
+            // [kvh, L, hd] with L = start + n
+            let (k_all, v_all) = cache.append(s.slot, layer, ks, vs)?;
+            let total = s.start + n;
+            // [kvh, group * n, hd]: rows g * n + i are query head kv * group + g, token i.
+            let qg = qs.reshape([kvh, group * n, hd]);
+            // [kvh, group * n, L]
+            let mut scores = qg.matmul(k_all.swap_dims(1, 2)).mul_scalar(scale);
+            if n > 1 {
+                scores = scores.add(causal_mask(group, n, s.start, total, device));
+            }
+            let probs = softmax(scores, 2);
+            // [kvh, group * n, hd] -> [h, n, hd] -> [n, h * hd]
+            let o = probs
+                .matmul(v_all)
+                .reshape([h, n, hd])
+                .swap_dims(0, 1)
+                .reshape([n, h * hd]);
+            outs.push(o);
+        }
+        let o = Tensor::cat(outs, 0);
+        Ok(q_linear(o, &self.wo))
+    }
+}
+
+/// Additive mask `[1, group * n, total]`: row `g * n + i` (token at `start + i`) may see
+/// positions `0..=start + i`.
+fn causal_mask(group: usize, n: usize, start: usize, total: usize, device: &Device) -> Tensor<3> {
+    let mut m = vec![0f32; group * n * total];
+    for (r, row) in m.chunks_exact_mut(total).enumerate() {
+        let i = r % n;
+        for v in &mut row[start + i + 1..] {
+            *v = f32::NEG_INFINITY;
+        }
+    }
+    Tensor::from_data(TensorData::new(m, [1, group * n, total]), device)
+}

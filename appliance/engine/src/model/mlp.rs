@@ -1,0 +1,59 @@
+//! SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`.
+
+use std::sync::Arc;
+
+use airlock_gguf::GgufFile;
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::Tensor;
+use burn::tensor::activation::silu;
+
+use super::load_matrix;
+use crate::error::Result;
+use crate::ops::q_linear;
+use crate::qweight::QWeight;
+
+/// Configuration of an [`Mlp`].
+#[derive(Config, Debug)]
+pub struct MlpConfig {
+    /// Residual width.
+    pub d_model: usize,
+    /// Hidden width.
+    pub d_ff: usize,
+}
+
+impl MlpConfig {
+    /// Loads `blk.{layer}.ffn_{gate,up,down}.weight`.
+    pub fn load(&self, file: &Arc<GgufFile>, layer: usize) -> Result<Mlp> {
+        let m =
+            |n: &str, rows, cols| load_matrix(file, &format!("blk.{layer}.{n}.weight"), rows, cols);
+        Ok(Mlp {
+            gate: m("ffn_gate", self.d_ff, self.d_model)?,
+            up: m("ffn_up", self.d_ff, self.d_model)?,
+            down: m("ffn_down", self.d_model, self.d_ff)?,
+        })
+    }
+}
+
+/// The feed-forward block of one layer; weights stay quantized.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// `[d_ff, d_model]`
+    #[module(skip)]
+    pub gate: QWeight,
+    /// `[d_ff, d_model]`
+    #[module(skip)]
+    pub up: QWeight,
+    /// `[d_model, d_ff]`
+    #[module(skip)]
+    pub down: QWeight,
+}
+
+impl Mlp {
+    /// `x`: `[tokens, d_model]` → `[tokens, d_model]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        // [tokens, d_ff]
+        let h = silu(q_linear(x.clone(), &self.gate)).mul(q_linear(x, &self.up));
+        q_linear(h, &self.down)
+    }
+}

@@ -1,0 +1,265 @@
+//! The `llama` architecture (SmolLM2, Llama 2/3, Mistral): token embedding, `n_layers` blocks
+//! of pre-norm grouped-query attention and SwiGLU MLP, final RMSNorm, tied or separate output
+//! head.
+//!
+//! Tensors are burn's runtime-dispatched `Tensor<D>` on a [`Device`]: the same code runs on any
+//! backend that implements [`crate::ops::QuantizedMatmul`] (today flex, the CPU backend).
+//! Tensor names follow llama.cpp (`token_embd`, `blk.N.attn_q`, `output_norm`, `output`).
+
+pub mod attention;
+pub mod mlp;
+pub mod norm;
+pub mod rope;
+
+use std::sync::Arc;
+
+use airlock_gguf::{GgmlType, GgufFile};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use self::attention::{Attention, AttentionConfig, SeqSpan};
+use self::mlp::{Mlp, MlpConfig};
+use self::norm::{RmsNorm, RmsNormConfig};
+use self::rope::{Rope, RopeConfig};
+use crate::config::LlamaConfig;
+use crate::error::{EngineError, Result};
+use crate::kv_cache::KvCache;
+use crate::ops::q_linear;
+use crate::qweight::QWeight;
+
+/// New tokens of one sequence in a batched forward pass.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqInput<'a> {
+    /// The sequence's KV-cache slot ([`KvCache::allocate`]).
+    pub slot: usize,
+    /// Tokens to append (a whole prompt, a prompt chunk, or one sampled token).
+    pub tokens: &'a [u32],
+}
+
+/// Which positions' logits [`Llama::forward`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// The last new token of each sequence: `[sequences, vocab]` (generation).
+    Last,
+    /// Every new token: `[tokens, vocab]` (scoring, teacher-forced tests).
+    All,
+}
+
+/// One transformer block.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// Pre-attention norm (`attn_norm`).
+    pub attn_norm: RmsNorm,
+    /// Self-attention.
+    pub attn: Attention,
+    /// Pre-MLP norm (`ffn_norm`).
+    pub ffn_norm: RmsNorm,
+    /// Feed-forward block.
+    pub mlp: Mlp,
+}
+
+/// A loaded Llama-family model.
+#[derive(Module, Debug)]
+pub struct Llama {
+    /// `[vocab, d_model]`, rows decoded on lookup.
+    #[module(skip)]
+    pub embed: QWeight,
+    /// The transformer blocks.
+    pub blocks: Vec<Block>,
+    /// Final norm (`output_norm`).
+    pub norm: RmsNorm,
+    /// `[vocab, d_model]` (the embedding itself when tied).
+    #[module(skip)]
+    pub output: QWeight,
+    /// Rotary embedding frequencies.
+    pub rope: Rope,
+    /// Hyper-parameters.
+    #[module(skip)]
+    pub config: LlamaConfig,
+    /// Where the tensors live.
+    #[module(skip)]
+    pub device: Device,
+}
+
+impl Llama {
+    /// Loads a `llama` model from `file` onto `device`, weights left quantized in the mapping.
+    pub fn load(file: &Arc<GgufFile>, device: &Device) -> Result<Llama> {
+        let config = LlamaConfig::from_gguf(file)?;
+        let c = &config;
+        let embed = load_matrix(file, "token_embd.weight", c.vocab_size, c.d_model)?;
+        let output = match file.tensor("output.weight") {
+            Some(_) => load_matrix(file, "output.weight", c.vocab_size, c.d_model)?,
+            None => embed.clone(),
+        };
+        let norm_cfg = RmsNormConfig::new(c.d_model, c.rms_eps);
+        let attn_cfg = AttentionConfig::new(c.d_model, c.n_heads, c.n_kv_heads, c.head_dim);
+        let mlp_cfg = MlpConfig::new(c.d_model, c.d_ff);
+        let blocks = (0..c.n_layers)
+            .map(|l| {
+                Ok(Block {
+                    attn_norm: norm_cfg.load(file, &format!("blk.{l}.attn_norm.weight"), device)?,
+                    attn: attn_cfg.load(file, l)?,
+                    ffn_norm: norm_cfg.load(file, &format!("blk.{l}.ffn_norm.weight"), device)?,
+                    mlp: mlp_cfg.load(file, l)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let norm = norm_cfg.load(file, "output_norm.weight", device)?;
+        let factors = match file.tensor("rope_freqs.weight") {
+            Some(_) => Some(dense_vector(file, "rope_freqs.weight", c.head_dim / 2)?),
+            None => None,
+        };
+        let rope = RopeConfig::new(c.head_dim, c.rope_theta)
+            .with_position_scale(c.rope_position_scale)
+            .init(factors.as_deref());
+        Ok(Llama {
+            embed,
+            blocks,
+            norm,
+            output,
+            rope,
+            config,
+            device: device.clone(),
+        })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// A KV cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(&self.config, &self.device)
+    }
+
+    /// Runs the new tokens of every sequence in `batch` through the model, appending their
+    /// keys/values to each sequence's slot, and returns logits (`f32`, row-major) as `which`
+    /// says: `[batch.len(), vocab]` or `[total tokens, vocab]`.
+    ///
+    /// Fails without touching the cache if a token is out of range, a slot is unknown or a
+    /// sequence would pass the context length.
+    pub fn forward(
+        &self,
+        batch: &[SeqInput<'_>],
+        cache: &mut KvCache,
+        which: Logits,
+    ) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let mut spans = Vec::with_capacity(batch.len());
+        let mut offset = 0;
+        for s in batch {
+            if s.tokens.is_empty() {
+                return Err(EngineError::EmptyPrompt);
+            }
+            if let Some(&id) = s.tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+                return Err(EngineError::TokenOutOfRange {
+                    id,
+                    vocab: c.vocab_size,
+                });
+            }
+            let start = cache
+                .len(s.slot)
+                .ok_or(EngineError::UnknownSequence { id: s.slot as u64 })?;
+            if start + s.tokens.len() > c.context_length {
+                return Err(EngineError::ContextOverflow {
+                    needed: start + s.tokens.len(),
+                    prompt: start,
+                    max_new: s.tokens.len(),
+                    limit: c.context_length,
+                });
+            }
+            spans.push(SeqSpan {
+                slot: s.slot,
+                offset,
+                len: s.tokens.len(),
+                start,
+            });
+            offset += s.tokens.len();
+        }
+        for s in &spans {
+            cache.reserve(s.slot, s.len)?;
+        }
+        let total = offset;
+        // [tokens, d_model]
+        let mut emb = Vec::with_capacity(total * c.d_model);
+        for &t in batch.iter().flat_map(|s| s.tokens) {
+            let row = self
+                .embed
+                .dequantize_row(t as usize)
+                .unwrap_or_else(|| vec![0.0; c.d_model]);
+            emb.extend_from_slice(&row);
+        }
+        let mut x = Tensor::<2>::from_data(TensorData::new(emb, [total, c.d_model]), &self.device);
+        for (l, b) in self.blocks.iter().enumerate() {
+            let a = b.attn.forward(
+                b.attn_norm.forward(x.clone()),
+                &spans,
+                l,
+                cache,
+                &self.rope,
+                &self.device,
+            )?;
+            x = x.add(a);
+            let m = b.mlp.forward(b.ffn_norm.forward(x.clone()));
+            x = x.add(m);
+        }
+        for s in &spans {
+            cache.commit(s.slot, s.len)?;
+        }
+        let x = match which {
+            Logits::All => x,
+            Logits::Last => {
+                let rows = spans
+                    .iter()
+                    .map(|s| x.clone().narrow(0, s.offset + s.len - 1, 1))
+                    .collect();
+                Tensor::cat(rows, 0)
+            }
+        };
+        // [rows, vocab]
+        let logits = q_linear(self.norm.forward(x), &self.output);
+        Ok(logits.into_data().try_into_vec::<f32>().unwrap_or_default())
+    }
+}
+
+/// Loads the matrix `name` as `[rows, cols]`, checking its shape.
+pub(crate) fn load_matrix(
+    file: &Arc<GgufFile>,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<QWeight> {
+    let info = file.require_tensor(name)?;
+    if info.dims() != [cols as u64, rows as u64] {
+        return Err(EngineError::TensorShape {
+            name: name.to_owned(),
+            expected: vec![cols as u64, rows as u64],
+            got: info.dims().to_vec(),
+        });
+    }
+    QWeight::new(file, info)
+}
+
+/// Loads the vector `name` (`len` values of any type) as f32: norms are tiny and dense.
+pub(crate) fn dense_vector(file: &Arc<GgufFile>, name: &str, len: usize) -> Result<Vec<f32>> {
+    let info = file.require_tensor(name)?;
+    if info.dims() != [len as u64] {
+        return Err(EngineError::TensorShape {
+            name: name.to_owned(),
+            expected: vec![len as u64],
+            got: info.dims().to_vec(),
+        });
+    }
+    if !matches!(
+        info.ggml_type(),
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16
+    ) {
+        return Err(EngineError::TensorType {
+            name: name.to_owned(),
+            ty: info.ggml_type(),
+            reason: "vectors must be F32, F16 or BF16",
+        });
+    }
+    Ok(file.dequantize_tensor(info)?)
+}

@@ -1,0 +1,92 @@
+//! The quantized matrix product as a burn backend extension.
+//!
+//! [`QuantizedMatmul::q_matmul`] is declared with `#[backend_extension(Flex)]`: burn generates
+//! the routing from its runtime-dispatched `Tensor` to the backend that holds the activation,
+//! and [`Flex`] (burn's pure-Rust CPU backend) implements it with this crate's kernels:
+//! * few activation rows (decode): [`kernels::matmul_rows`], weights decoded in registers;
+//! * many rows (prompt processing): bands of ≈ 4 M weights decoded to f32 in turn and multiplied
+//!   with flex's GEMM, so the transient f32 copy stays small (≤ 16 MiB) and weights stay
+//!   quantized at rest.
+//!
+//! A GPU backend would add its selector here (`Cube: cfg(feature = "cuda")`) and a kernel; the
+//! model code does not change.
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Backend, Bytes, DType, Dispatch, Flex, Shape, TensorMetadata, backend_extension,
+};
+use burn::tensor::Tensor;
+
+use crate::kernels;
+use crate::qweight::QWeight;
+
+/// From this many activation rows on, bands are decoded and multiplied with GEMM.
+pub const GEMM_MIN_ROWS: usize = 8;
+
+/// Weights decoded per band in the GEMM path (f32 values).
+const BAND_VALUES: usize = 4 << 20;
+
+/// Backends that multiply activations by a [`QWeight`] without decoding it at load.
+#[backend_extension(Flex)]
+pub trait QuantizedMatmul: Backend {
+    /// `x · Wᵀ`: `x` is `[n, cols]` f32, the result `[n, rows]`.
+    fn q_matmul(x: FloatTensor<Self>, w: QWeight) -> FloatTensor<Self>;
+}
+
+impl QuantizedMatmul for Flex {
+    fn q_matmul(x: FlexTensor, w: QWeight) -> FlexTensor {
+        let dims = x.shape().dims::<2>();
+        let (n, cols) = (dims[0], dims[1]);
+        let rows = w.rows();
+        assert_eq!(cols, w.cols(), "q_matmul: activation width vs {}", w.name());
+        let x = if x.dtype() == DType::F32 {
+            x
+        } else {
+            Flex::float_cast(x, burn::backend::FloatDType::F32)
+        };
+        let x = x.to_contiguous();
+        let mut out = vec![0f32; n * rows];
+        if n < GEMM_MIN_ROWS {
+            // INVARIANT: contiguous f32 of n * cols values (shape checked above).
+            let xs = x.as_slice::<f32>().unwrap_or_default();
+            kernels::matmul_rows(&w, xs, n, &mut out);
+        } else {
+            let band = (BAND_VALUES / cols).clamp(1, rows);
+            let mut start = 0;
+            while start < rows {
+                let len = band.min(rows - start);
+                let mut buf = vec![0f32; len * cols];
+                kernels::dequantize_rows(&w, start, &mut buf);
+                let wt = FlexTensor::new(
+                    Bytes::from_elems(buf),
+                    Layout::contiguous(Shape::new([len, cols])),
+                    DType::F32,
+                )
+                .transpose(0, 1);
+                // [n, cols] x [cols, len] -> [n, len]
+                let y = Flex::float_matmul(x.clone(), wt).to_contiguous();
+                let ys = y.as_slice::<f32>().unwrap_or_default();
+                for (t, yrow) in ys.chunks_exact(len).enumerate() {
+                    out[t * rows + start..t * rows + start + len].copy_from_slice(yrow);
+                }
+                start += len;
+            }
+        }
+        FlexTensor::new(
+            Bytes::from_elems(out),
+            Layout::contiguous(Shape::new([n, rows])),
+            DType::F32,
+        )
+    }
+}
+
+/// `x · Wᵀ` for a `[n, cols]` activation on any device whose backend implements
+/// [`QuantizedMatmul`]; returns `[n, rows]`.
+pub fn q_linear(x: Tensor<2>, w: &QWeight) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as QuantizedMatmul>::q_matmul(
+        x.into_dispatch(),
+        w.clone(),
+    ))
+}

@@ -1,0 +1,178 @@
+use std::path::PathBuf;
+
+use airlock_gguf::GgmlType;
+use airlock_gguf::write::GgufWriter;
+
+/// SplitMix64: a tiny seeded generator so every random test is reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    pub fn f32_in(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f32_in(-scale, scale)).collect()
+    }
+}
+
+/// The default model: `$AIRLOCK_TEST_MODEL`, else the cache path of
+/// `scripts/fetch-default-model.sh`. Fails the test with instructions if absent.
+pub fn default_model() -> PathBuf {
+    if let Some(p) = std::env::var_os("AIRLOCK_TEST_MODEL") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("AIRLOCK_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("airlock")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/airlock")))
+        .expect("neither AIRLOCK_TEST_MODEL, AIRLOCK_CACHE, XDG_CACHE_HOME nor HOME is set");
+    let p = cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.is_file(),
+        "default model not found at {}: run scripts/fetch-default-model.sh (or set AIRLOCK_TEST_MODEL)",
+        p.display()
+    );
+    p
+}
+
+/// llama.cpp's outputs on the default model (copied into the repository).
+pub fn reference() -> serde_json::Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/smollm2-llamacpp.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Shape and encodings of a synthetic Llama.
+#[derive(Debug, Clone)]
+pub struct Synth {
+    pub d_model: usize,
+    pub d_ff: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub n_layers: usize,
+    pub vocab: usize,
+    pub ctx: usize,
+    pub tied: bool,
+    /// Type of the projection matrices (q, k, v, o, gate, up).
+    pub ty: GgmlType,
+    /// Type of ffn_down (its rows are `d_ff` long).
+    pub down_ty: GgmlType,
+    /// Type of the embedding and the output head.
+    pub embd_ty: GgmlType,
+    pub rope_base: f32,
+    pub seed: u64,
+}
+
+/// Writes a random Llama as GGUF bytes (weights quantized as `Synth` says).
+pub fn synth_model(s: &Synth) -> Vec<u8> {
+    let mut rng = Rng::new(s.seed);
+    let hd = s.d_model / s.n_heads;
+    let mut w = GgufWriter::new();
+    w.metadata("general.architecture", "llama")
+        .metadata("general.name", "synthetic")
+        .metadata("llama.block_count", s.n_layers as u32)
+        .metadata("llama.context_length", s.ctx as u32)
+        .metadata("llama.embedding_length", s.d_model as u32)
+        .metadata("llama.feed_forward_length", s.d_ff as u32)
+        .metadata("llama.attention.head_count", s.n_heads as u32)
+        .metadata("llama.attention.head_count_kv", s.n_kv_heads as u32)
+        .metadata("llama.rope.freq_base", s.rope_base)
+        .metadata("llama.rope.dimension_count", hd as u32)
+        .metadata("llama.attention.layer_norm_rms_epsilon", 1e-5f32)
+        .metadata("llama.vocab_size", s.vocab as u32);
+    let mut mat = |w: &mut GgufWriter, name: &str, rows: usize, cols: usize, ty: GgmlType| {
+        let scale = 1.0 / (cols as f32).sqrt() * 1.7;
+        let v = rng.vec(rows * cols, scale);
+        w.tensor_from_f32(name, &[cols as u64, rows as u64], ty, &v)
+            .unwrap();
+    };
+    mat(&mut w, "token_embd.weight", s.vocab, s.d_model, s.embd_ty);
+    let kv = s.n_kv_heads * hd;
+    for l in 0..s.n_layers {
+        mat(
+            &mut w,
+            &format!("blk.{l}.attn_q.weight"),
+            s.d_model,
+            s.d_model,
+            s.ty,
+        );
+        mat(
+            &mut w,
+            &format!("blk.{l}.attn_k.weight"),
+            kv,
+            s.d_model,
+            s.ty,
+        );
+        mat(
+            &mut w,
+            &format!("blk.{l}.attn_v.weight"),
+            kv,
+            s.d_model,
+            s.ty,
+        );
+        mat(
+            &mut w,
+            &format!("blk.{l}.attn_output.weight"),
+            s.d_model,
+            s.d_model,
+            s.ty,
+        );
+        mat(
+            &mut w,
+            &format!("blk.{l}.ffn_gate.weight"),
+            s.d_ff,
+            s.d_model,
+            s.ty,
+        );
+        mat(
+            &mut w,
+            &format!("blk.{l}.ffn_up.weight"),
+            s.d_ff,
+            s.d_model,
+            s.ty,
+        );
+        mat(
+            &mut w,
+            &format!("blk.{l}.ffn_down.weight"),
+            s.d_model,
+            s.d_ff,
+            s.down_ty,
+        );
+    }
+    let mut norm_rng = Rng::new(s.seed ^ 0xabcd);
+    let mut norm = |w: &mut GgufWriter, name: &str| {
+        let v: Vec<f32> = (0..s.d_model).map(|_| norm_rng.f32_in(0.5, 1.5)).collect();
+        w.tensor_from_f32(name, &[s.d_model as u64], GgmlType::F32, &v)
+            .unwrap();
+    };
+    for l in 0..s.n_layers {
+        norm(&mut w, &format!("blk.{l}.attn_norm.weight"));
+        norm(&mut w, &format!("blk.{l}.ffn_norm.weight"));
+    }
+    norm(&mut w, "output_norm.weight");
+    if !s.tied {
+        mat(&mut w, "output.weight", s.vocab, s.d_model, s.embd_ty);
+    }
+    w.to_bytes()
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the engine.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+
+/// Helpers: seeded RNG, synthetic GGUF writer, default model and reference data.
+mod common;
+/// Real default model against llama.cpp's reference outputs (greedy ids, teacher-forced logits).
+mod fidelity;
+/// SIMD kernels against the portable code and an f64 reference on random rows of every type.
+mod kernels;
+/// Models the engine must refuse, with the key or tensor named.
+mod refusals;
+/// Synthetic GGUF models against a naive f64 forward pass (GQA 1/3/4, tied/untied, all types).
+mod synthetic;

@@ -1,0 +1,120 @@
+//! Models the engine must refuse, each with the architecture, key or tensor named.
+
+use std::sync::Arc;
+
+use airlock_engine::{EngineError, Llama};
+use airlock_gguf::write::GgufWriter;
+use airlock_gguf::{GgmlType, GgufFile};
+use burn::tensor::Device;
+
+use crate::common::{Synth, synth_model};
+
+fn base() -> Synth {
+    Synth {
+        d_model: 64,
+        d_ff: 96,
+        n_heads: 4,
+        n_kv_heads: 2,
+        n_layers: 1,
+        vocab: 16,
+        ctx: 32,
+        tied: true,
+        ty: GgmlType::Q8_0,
+        down_ty: GgmlType::Q8_0,
+        embd_ty: GgmlType::Q8_0,
+        rope_base: 10000.0,
+        seed: 9,
+    }
+}
+
+/// Re-writes the synthetic model with one metadata key replaced or added.
+fn with_key(key: &str, value: airlock_gguf::Value) -> Arc<GgufFile> {
+    let f = GgufFile::from_bytes(synth_model(&base())).unwrap();
+    let mut w = GgufWriter::new();
+    let mut replaced = false;
+    for (k, v) in f.metadata().iter() {
+        if k == key {
+            w.metadata(k, value.clone());
+            replaced = true;
+        } else {
+            w.metadata(k, v.clone());
+        }
+    }
+    if !replaced {
+        w.metadata(key, value);
+    }
+    for t in f.tensors() {
+        w.raw_tensor(
+            t.name(),
+            t.dims(),
+            t.ggml_type().id(),
+            f.tensor_bytes(t).to_vec(),
+        );
+    }
+    Arc::new(GgufFile::from_bytes(w.to_bytes()).unwrap())
+}
+
+fn load(f: Arc<GgufFile>) -> EngineError {
+    Llama::load(&f, &Device::flex()).unwrap_err()
+}
+
+#[test]
+fn other_architecture_is_named() {
+    let e = load(with_key("general.architecture", "gpt2".into()));
+    assert!(
+        matches!(&e, EngineError::UnsupportedArchitecture { arch } if arch == "gpt2"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("general.architecture"), "{e}");
+}
+
+#[test]
+fn yarn_rope_scaling_is_refused_by_key() {
+    let e = load(with_key("llama.rope.scaling.type", "yarn".into()));
+    assert!(
+        matches!(&e, EngineError::Unsupported { key, value, .. } if key == "llama.rope.scaling.type" && value == "yarn"),
+        "{e}"
+    );
+}
+
+#[test]
+fn mixture_of_experts_is_refused_by_key() {
+    let e = load(with_key("llama.expert_count", 8u32.into()));
+    assert!(
+        matches!(&e, EngineError::Unsupported { key, .. } if key == "llama.expert_count"),
+        "{e}"
+    );
+}
+
+#[test]
+fn partial_rope_is_refused_by_key() {
+    let e = load(with_key("llama.rope.dimension_count", 8u32.into()));
+    assert!(
+        matches!(&e, EngineError::Unsupported { key, .. } if key == "llama.rope.dimension_count"),
+        "{e}"
+    );
+}
+
+#[test]
+fn kv_heads_must_divide_heads() {
+    let e = load(with_key("llama.attention.head_count_kv", 3u32.into()));
+    assert!(
+        matches!(&e, EngineError::InvalidConfig { key, .. } if key == "llama.attention.head_count_kv"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_tensor_shape_is_named() {
+    let e = load(with_key("llama.feed_forward_length", 128u32.into()));
+    assert!(
+        matches!(&e, EngineError::TensorShape { name, .. } if name == "blk.0.ffn_gate.weight"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let e = load(with_key("llama.block_count", 2u32.into()));
+    assert!(e.to_string().contains("blk.1."), "{e}");
+}
