@@ -18,4 +18,5 @@ pub mod listeners;
 pub mod lockdown;
 pub mod logging;
 pub mod pki;
+pub mod scheduler;
 pub mod server;
