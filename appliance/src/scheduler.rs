@@ -133,6 +133,43 @@ impl Default for SchedulerMetrics {
     }
 }
 
+impl SchedulerMetrics {
+    /// Registers every metric in `metrics` (names get the `airlock_` prefix).
+    pub fn register(&self, metrics: &crate::server::metrics::Metrics) {
+        metrics.register(
+            "time_to_first_token_seconds",
+            "Seconds from admission to a request's first token",
+            self.ttft.clone(),
+        );
+        metrics.register(
+            "inter_token_latency_seconds",
+            "Seconds between two tokens of one request",
+            self.inter_token.clone(),
+        );
+        metrics.register("generated_tokens", "Tokens generated", self.tokens.clone());
+        metrics.register(
+            "batch_size",
+            "Sequences in the last decode step",
+            self.batch_size.clone(),
+        );
+        metrics.register(
+            "queue_depth",
+            "Requests waiting for the engine",
+            self.queue_depth.clone(),
+        );
+        metrics.register(
+            "kv_cache_reserved_positions",
+            "KV-cache positions reserved by running requests",
+            self.kv_reserved.clone(),
+        );
+        metrics.register(
+            "cancelled_generations",
+            "Generations dropped because the client went away",
+            self.cancelled.clone(),
+        );
+    }
+}
+
 struct Queued {
     job: Job,
     events: mpsc::UnboundedSender<Event>,

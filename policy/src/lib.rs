@@ -25,6 +25,7 @@
 
 mod audit;
 mod config;
+mod engine;
 mod error;
 mod identity;
 mod load;
@@ -37,6 +38,7 @@ pub use config::{
     DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_QUEUE_DEPTH, DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_STATE_DIR, Limits, Policy, ServerConfig, TlsConfig,
 };
+pub use engine::{DEFAULT_KV_CACHE_MIB, DEFAULT_MAX_BATCH, EngineConfig};
 pub use error::PolicyError;
 pub use identity::{
     CertFacts, Fingerprint, IdentityRule, Match, Pattern, Role, RoleSet, UnknownRole,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod identity;
 pub mod metrics;
 pub mod middleware;
+pub mod models;
 pub mod openai;
 pub mod ratelimit;
 pub mod routes;

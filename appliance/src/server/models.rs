@@ -113,7 +113,8 @@ impl ModelRegistry {
             self.readiness
                 .set_not_ready("no model is loaded (install and activate a bundle)");
         } else {
-            self.readiness.set_ready(format!("serving {}", loaded.join(", ")));
+            self.readiness
+                .set_ready(format!("serving {}", loaded.join(", ")));
         }
     }
 }

@@ -147,12 +147,7 @@ async fn generate(
         },
     })?;
 
-    let header = Header::new(
-        endpoint,
-        &request_id(&req),
-        unix_now(),
-        &model.name,
-    );
+    let header = Header::new(endpoint, &request_id(&req), unix_now(), &model.name);
     let mut response_record = request_event(Kind::InferenceResponse, &req);
     response_record.model = Some(model_ref);
     response_record.subject = subject;
@@ -228,11 +223,15 @@ fn tokenize(model: &LoadedModel, generation: &Generation) -> Result<(String, Vec
                 .iter()
                 .map(|m| ChatMessage::new(m.role.clone(), m.content.clone()))
                 .collect();
-            let text = engine.render_chat(&messages).map_err(|e| ApiError::BadRequest {
-                message: format!("the model's chat template refused these messages: {e}"),
-                param: Some("messages".into()),
-            })?;
-            let ids = engine.chat_prompt(&messages).map_err(|_| ApiError::Internal)?;
+            let text = engine
+                .render_chat(&messages)
+                .map_err(|e| ApiError::BadRequest {
+                    message: format!("the model's chat template refused these messages: {e}"),
+                    param: Some("messages".into()),
+                })?;
+            let ids = engine
+                .chat_prompt(&messages)
+                .map_err(|_| ApiError::Internal)?;
             (text, ids)
         }
         // Special tokens in a raw prompt are parsed, as llama.cpp's server does: the
@@ -275,7 +274,10 @@ fn sampling(generation: &Generation) -> SamplingParams {
 
 /// The parameters recorded with the request (never the content: that is the prompt field,
 /// digested or sealed per policy).
-fn params(generation: &Generation, max_tokens: usize) -> std::collections::BTreeMap<String, String> {
+fn params(
+    generation: &Generation,
+    max_tokens: usize,
+) -> std::collections::BTreeMap<String, String> {
     let s = &generation.sampling;
     let mut p = std::collections::BTreeMap::new();
     p.insert("endpoint".into(), generation.endpoint.as_str().into());
@@ -377,7 +379,8 @@ async fn collect(
                     return Err(ApiError::from(crate::server::audit::AuditUnavailable));
                 }
                 let usage = Usage::new(prompt_tokens as u32, completion_tokens as u32);
-                let body = response::complete(endpoint, &header, &text, finish_reason(finish), usage);
+                let body =
+                    response::complete(endpoint, &header, &text, finish_reason(finish), usage);
                 return Ok(HttpResponse::Ok().json(body));
             }
             GenEvent::Failed(message) => {
@@ -399,7 +402,12 @@ fn sse_stream(
     finisher: Finisher,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     let first = if endpoint == Endpoint::Chat {
-        Some(response::sse_chunk(endpoint, &header, &Chunk::Role, include_usage))
+        Some(response::sse_chunk(
+            endpoint,
+            &header,
+            &Chunk::Role,
+            include_usage,
+        ))
     } else {
         None
     };
@@ -416,7 +424,8 @@ fn sse_stream(
             let out = match events.recv().await {
                 Some(GenEvent::Text(text)) => {
                     finisher.output.push_str(&text);
-                    let chunk = response::sse_chunk(endpoint, &header, &Chunk::Text(&text), include_usage);
+                    let chunk =
+                        response::sse_chunk(endpoint, &header, &Chunk::Text(&text), include_usage);
                     return Some((Ok(Bytes::from(chunk)), (events, finisher, None, false)));
                 }
                 Some(GenEvent::Done {
@@ -435,7 +444,12 @@ fn sse_stream(
                         ));
                         if include_usage {
                             let usage = Usage::new(prompt_tokens as u32, completion_tokens as u32);
-                            out.push_str(&response::sse_chunk(endpoint, &header, &Chunk::Usage(usage), true));
+                            out.push_str(&response::sse_chunk(
+                                endpoint,
+                                &header,
+                                &Chunk::Usage(usage),
+                                true,
+                            ));
                         }
                     } else {
                         out.push_str(&response::sse_error(
@@ -455,7 +469,8 @@ fn sse_stream(
                 }
                 None => {
                     finisher.finish("error").await;
-                    let mut out = response::sse_error("the generation ended unexpectedly", "engine_error");
+                    let mut out =
+                        response::sse_error("the generation ended unexpectedly", "engine_error");
                     out.push_str(response::SSE_DONE);
                     out
                 }
