@@ -102,11 +102,12 @@ fn appends_after_close_fail_with_closed() {
 #[test]
 fn a_second_process_cannot_open_the_same_store() {
     // sled locks the database file; a second open in this process also fails because the
-    // lock is per open file description.
+    // lock is per open file description. The error says so (the CLI tells the operator to
+    // use the admin API while the service runs).
     let dir = tempfile::tempdir().expect("tempdir");
     let log = open(dir.path());
     let second = AuditLog::open(dir.path(), test_config());
-    assert!(matches!(second, Err(Error::Storage(_))), "{second:?}");
+    assert!(matches!(second, Err(Error::Locked { .. })), "{second:?}");
     drop(log);
 }
 
