@@ -207,6 +207,33 @@ pub fn request_event(kind: Kind, req: &HttpRequest) -> Event {
     event
 }
 
+/// Request header naming the data subject (DESIGN.md §4): a pseudonymous id such as a
+/// case number. In sealed mode it selects the key that seals the request's content, so
+/// `POST /v1/audit/erase {"subject": ...}` can erase it.
+pub const SUBJECT_HEADER: &str = "airlock-subject";
+/// Longest accepted `Airlock-Subject`.
+pub const MAX_SUBJECT_LEN: usize = 256;
+
+/// The request's data subject: `None` without the header, 400 when it is empty, too long,
+/// not UTF-8 or holds control characters (content must never be sealed under a subject
+/// other than the one the caller named, or erasure would miss it).
+pub fn data_subject(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(SUBJECT_HEADER) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::BadRequest {
+        message: format!(
+            "Airlock-Subject must be 1 to {MAX_SUBJECT_LEN} bytes of UTF-8 without control characters"
+        ),
+        param: Some("Airlock-Subject".into()),
+    };
+    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| bad())?;
+    if text.is_empty() || text.len() > MAX_SUBJECT_LEN || text.chars().any(char::is_control) {
+        return Err(bad());
+    }
+    Ok(Some(text.to_owned()))
+}
+
 fn log_of(state: &AppState) -> Result<Arc<AuditLog>, ApiError> {
     state
         .audit
@@ -422,4 +449,51 @@ pub async fn record_denial(req: &ServiceRequest, reason: &ApiError) {
         event = event.param("route", route);
     }
     let _ = state.audit.append(event).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn data_subject_is_optional_and_validated() {
+        let req = TestRequest::default().to_http_request();
+        assert_eq!(data_subject(&req).expect("none"), None);
+        let req = TestRequest::default()
+            .insert_header(("Airlock-Subject", "case-4711"))
+            .to_http_request();
+        assert_eq!(
+            data_subject(&req).expect("ok").as_deref(),
+            Some("case-4711")
+        );
+        for bad in [
+            String::new(),
+            "x".repeat(MAX_SUBJECT_LEN + 1),
+            "a\tb".into(),
+        ] {
+            let req = TestRequest::default()
+                .insert_header(("Airlock-Subject", bad.as_str()))
+                .to_http_request();
+            assert!(data_subject(&req).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn policy_section_maps_to_the_log_config() {
+        let p = policy::AuditConfig {
+            content: policy::AuditContent::Sealed,
+            checkpoint_every: 5,
+            checkpoint_interval_secs: 0,
+            retention_days: 2,
+            origin: Some("h.example/audit".into()),
+        };
+        let c = config(&p);
+        assert_eq!(c.content, audit::ContentMode::Sealed);
+        assert_eq!(c.checkpoint_every, 5);
+        assert_eq!(c.checkpoint_interval, None);
+        assert_eq!(c.retention, Some(Duration::from_secs(2 * 86_400)));
+        assert_eq!(c.origin.as_deref(), Some("h.example/audit"));
+        assert_eq!(config(&policy::AuditConfig::default()).retention, None);
+    }
 }
