@@ -113,6 +113,8 @@ fn an_auditor_exports_copies_and_verifies_offline_and_an_edit_is_named() {
         "{line}"
     );
     assert!(!fx.dir.path().join("early.jsonl").exists());
+    let out = airlock(&["audit", "verify", "--state", s(&state(&fx)), "--key", &vkey]);
+    assert!(one_line_error(&out, 1).contains("in use by the running service"));
 
     // The auditor's checkpoint verifies with the pinned key and covers the denial.
     let resp = fx.client(Some("auditor")).get("/v1/audit/checkpoint");
