@@ -7,6 +7,16 @@
 //! that), and `/readyz` reports the audit component not ready as soon as the log stops
 //! being writable. A handle without a log (`AuditHandle::default()`) refuses every append.
 //!
+//! # Use from a handler
+//! ```ignore
+//! let mut event = server::audit::request_event(Kind::InferenceRequest, &req)
+//!     .model(model_ref)
+//!     .prompt(prompt_bytes);
+//! event.subject = server::audit::data_subject(&req)?; // 400 on a bad Airlock-Subject
+//! let receipt = state.audit.append(event).await?;      // 503 if not durable
+//! // ... only now start generating ...
+//! ```
+//!
 //! # Endpoints
 //! - `GET /v1/audit/checkpoint` (auditor): signs a checkpoint over every record so far if
 //!   there are new ones, and returns the latest signed checkpoint (C2SP signed note,
