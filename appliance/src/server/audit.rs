@@ -53,6 +53,11 @@ pub const DEFAULT_RECORDS_LIMIT: usize = 1000;
 /// Largest `limit` of `GET /v1/audit/records` (bounds one response's memory).
 pub const MAX_RECORDS_LIMIT: usize = 10_000;
 
+/// A `GET /v1/audit/records` response stops after the record that crosses this size.
+pub const MAX_RECORDS_BYTES: usize = 32 << 20;
+/// Records read from the store at a time while building a response.
+const RECORDS_PAGE: usize = 256;
+
 /// The audit log could not record an event; the request must fail with 503.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("the audit log is unavailable")]
@@ -291,7 +296,8 @@ pub struct RecordsQuery {
     limit: Option<usize>,
 }
 
-/// `GET /v1/audit/records?from=N&limit=M`
+/// `GET /v1/audit/records?from=N&limit=M`: up to `limit` records from seq `from`, fewer
+/// past [`MAX_RECORDS_BYTES`] or at the end of the log.
 pub async fn records(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -311,12 +317,25 @@ pub async fn records(
     }
     let log = log_of(&state)?;
     let from = query.from;
-    let records = blocking(move || log.records(from, limit)).await?;
-    let mut body = Vec::new();
-    for r in &records {
-        body.extend_from_slice(&r.to_json());
-        body.push(b'\n');
-    }
+    // Read in small pages and stop past MAX_RECORDS_BYTES (sealed records can be large):
+    // the client continues from the last seq it got + 1.
+    let body = blocking(move || {
+        let mut body = Vec::new();
+        let mut next = from;
+        let mut left = limit;
+        while left > 0 && body.len() < MAX_RECORDS_BYTES {
+            let page = log.records(next, left.min(RECORDS_PAGE))?;
+            let Some(last) = page.last() else { break };
+            next = last.seq + 1;
+            left -= page.len();
+            for r in &page {
+                body.extend_from_slice(&r.to_json());
+                body.push(b'\n');
+            }
+        }
+        Ok(body)
+    })
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header(ContentType(mime_jsonl()))
         .body(body))
