@@ -56,5 +56,15 @@ pub(super) fn serve(
         tracing::info!(%addr, ?origin, tls12 = policy.tls.tls12, "listening");
     }
     announce(&bound);
+    // systemd (Type=notify): listeners bound, TLS loaded; connections queue from here on.
+    crate::notify::ready(&format!("serving on {} ({origin:?})", list(&bound)));
     server::run(Arc::new(policy), listeners, tls).context("server failed")
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
