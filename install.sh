@@ -139,7 +139,7 @@ release_binary() {
   local cargo target
   cargo="$(check_build_prerequisites)"
   target="${CARGO_TARGET_DIR:-$REPO/target}"
-  note "building the release binary (first time: several minutes)"
+  note "building the release binary (cargo build --release: the first build takes minutes)"
   local build=("$cargo" build --release --locked -p appliance --bin airlock)
   if [[ $(id -u) == 0 && -n ${SUDO_USER:-} ]]; then
     # Build as the user who owns the checkout, not as root.
