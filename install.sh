@@ -172,6 +172,7 @@ test_packages() {
   have nft || missing+=(nftables)
   have curl || missing+=(curl)
   have shellcheck || missing+=(shellcheck)
+  have strace || missing+=(strace)
   have cc || missing+=(build-essential)
   have python3 || missing+=(python3)
   # Debian splits venv/ensurepip out of python3.

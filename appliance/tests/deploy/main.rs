@@ -20,6 +20,8 @@ mod install_dev;
 mod install_staged;
 /// Type=notify: READY=1 once listening, STOPPING=1 on SIGTERM, over $NOTIFY_SOCKET.
 mod notify;
+/// The real binary, socket-activated under strace, stays inside the unit's syscall filter.
+mod sandbox;
 /// sslyze against a live `airlock serve`: no weak protocol, suite or curve.
 mod sslyze;
 /// The units' required hardening directives, each with a comment saying why.

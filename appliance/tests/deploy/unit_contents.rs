@@ -63,7 +63,14 @@ fn service_has_the_required_hardening() {
         assert_eq!(values(&d, key), vec![value], "airlock.service {key}=");
     }
     let filters = values(&d, "SystemCallFilter");
-    for needed in ["@system-service", "~@privileged @resources", "~connect"] {
+    for needed in [
+        "@system-service",
+        // The service's own Landlock and seccomp layers (systemd 252 groups them nowhere).
+        "landlock_create_ruleset landlock_add_rule landlock_restrict_self seccomp",
+        "~@privileged @resources",
+        "~connect",
+        "~io_uring_setup io_uring_enter io_uring_register",
+    ] {
         assert!(
             filters.contains(&needed),
             "SystemCallFilter={needed} missing: {filters:?}"
