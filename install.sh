@@ -124,7 +124,7 @@ find_cargo() {
 check_build_prerequisites() {
   local cargo
   cargo="$(find_cargo)" || true
-  [[ -n $cargo ]] || die "cargo not found: install Rust (https://rustup.rs, or Debian's cargo >= 1.95) and retry"
+  [[ -n $cargo ]] || die "cargo not found: install the Rust toolchain (rustup; Rust >= 1.95) and retry"
   have cc || have gcc || have clang || die "no C compiler found (ring needs one): apt-get install build-essential"
   echo "$cargo"
 }

@@ -6,6 +6,7 @@ use crate::support::{both, install_sh, require_tool};
 /// Stages the production install under `root` (install.sh with DESTDIR, the real binary),
 /// plus the host's own unit library (`sysinit.target` etc.) that verify resolves against.
 fn staged_root(root: &Path) {
+    require_tool("systemd-analyze");
     let out = install_sh()
         .env("DESTDIR", root)
         .output()
