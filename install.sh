@@ -173,6 +173,7 @@ test_packages() {
   have curl || missing+=(curl)
   have shellcheck || missing+=(shellcheck)
   have strace || missing+=(strace)
+  have systemd-nspawn || missing+=(systemd-container)
   have cc || missing+=(build-essential)
   have python3 || missing+=(python3)
   # Debian splits venv/ensurepip out of python3.

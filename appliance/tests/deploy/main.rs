@@ -20,6 +20,8 @@ mod install_dev;
 mod install_staged;
 /// Type=notify: READY=1 once listening, STOPPING=1 on SIGTERM, over $NOTIFY_SOCKET.
 mod notify;
+/// The shipped units under the host's real systemd, booted in a throw-away container.
+mod nspawn;
 /// The real binary, socket-activated under strace, stays inside the unit's syscall filter.
 mod sandbox;
 /// sslyze against a live `airlock serve`: no weak protocol, suite or curve.
