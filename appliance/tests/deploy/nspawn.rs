@@ -172,7 +172,9 @@ fn shipped_units_serve_under_real_systemd() {
         "--volatile=yes",
         "--private-network",
         "--boot",
-    ]);
+    ])
+    // A unique name: nspawn keeps per-machine state under /run/systemd/nspawn/.
+    .arg(format!("--machine=airlock-test-{}", std::process::id()));
     for (src, dst) in &binds {
         cmd.arg(format!("--bind-ro={src}:{dst}"));
     }
