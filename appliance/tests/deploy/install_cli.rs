@@ -69,3 +69,24 @@ fn firewall_fails_clearly_before_installing() {
         "nothing may be installed when --firewall cannot work"
     );
 }
+
+/// The shell scripts a new user runs pass shellcheck (and bash's own syntax check).
+#[test]
+fn scripts_pass_shellcheck() {
+    crate::support::require_tool("shellcheck");
+    let scripts = ["install.sh", ".ci/run", "scripts/fetch-default-model.sh"];
+    let out = std::process::Command::new("shellcheck")
+        .args(scripts)
+        .current_dir(crate::support::repo())
+        .output()
+        .expect("run shellcheck");
+    assert!(out.status.success(), "shellcheck: {}", both(&out));
+    for script in scripts {
+        let out = std::process::Command::new("bash")
+            .arg("-n")
+            .arg(crate::support::repo_file(script))
+            .output()
+            .expect("run bash -n");
+        assert!(out.status.success(), "bash -n {script}: {}", both(&out));
+    }
+}
