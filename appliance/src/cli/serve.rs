@@ -63,5 +63,16 @@ pub(super) fn serve(
         )
     })?;
     announce(&bound);
+    // systemd (Type=notify): listeners bound, TLS and audit log loaded; connections queue
+    // from here on.
+    crate::notify::ready(&format!("serving on {} ({origin:?})", list(&bound)));
     server::run(Arc::new(policy), listeners, tls, audit_log).context("server failed")
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
