@@ -1,20 +1,130 @@
-//! The pre-runtime lockdown hook point.
+//! The egress lockdown of the service (DESIGN.md §8), in the order `cli::serve` calls it:
 //!
-//! `main` calls [`before_runtime`] after the policy is loaded and before any listener,
-//! TLS file or thread of the async runtime exists, on the main thread alone. The no-egress
-//! issue applies Landlock here (DESIGN.md §8): rules applied to the only thread are
-//! inherited by every thread created later, which is why nothing in `main` may spawn a
-//! thread before this call (logging writes synchronously for that reason).
-use policy::Policy;
+//! 1. [`before_runtime`]: Landlock, on the main thread while it is the only thread (after
+//!    the policy is loaded, before any listener, TLS file or runtime thread exists), so
+//!    that every later thread inherits it. Nothing in `main` may spawn a thread before
+//!    this call (logging writes synchronously for that reason).
+//! 2. [`after_listening`]: seccomp on every thread (TSYNC), once the listeners are bound
+//!    and the TLS material (and, later, models) are loaded.
+//! 3. The server shows the result on `/readyz` ([`Status::report_readiness`]) and, when
+//!    the policy says `lockdown = "off"`, warns every minute ([`warn_while_off`]).
+//!
+//! The layers themselves are `policy::lockdown`'s, so the egress tests' probe applies
+//! exactly the same functions.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use policy::lockdown::{LockdownReport, landlock, seccomp};
+use policy::{Lockdown, Policy};
 
 use crate::error::LockdownError;
+use crate::listeners::Origin;
+use crate::server::state::{Readiness, component};
 
-/// Applies the process-wide restrictions that must precede the runtime. Today: none; it
-/// only says so.
-pub fn before_runtime(policy: &Policy) -> Result<(), LockdownError> {
-    tracing::info!(
-        state_dir = %policy.state_dir.display(),
-        "pre-runtime lockdown hook: no lockdown layer is implemented yet (egress issue)"
-    );
-    Ok(())
+/// How often a service running with `lockdown = "off"` says so.
+pub const OFF_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Applies Landlock when the policy says `enforce` (a hard requirement: an error stops the
+/// service). `listen` are the addresses the service will bind: TCP `bind` is allowed on
+/// their ports only.
+pub fn before_runtime(
+    policy: &Policy,
+    listen: &[SocketAddr],
+) -> Result<LockdownReport, LockdownError> {
+    let mode = policy.egress.lockdown;
+    let mut report = LockdownReport::new(mode);
+    if mode == Lockdown::Off {
+        tracing::warn!("{}", off_warning());
+        return Ok(report);
+    }
+    let ports: Vec<u16> = listen.iter().map(SocketAddr::port).collect();
+    report.landlock = landlock::apply(&policy.state_dir, &ports)?;
+    tracing::info!(landlock = ?report.landlock, "Landlock applied before the runtime");
+    Ok(report)
+}
+
+/// Installs seccomp on every thread when the policy says `enforce`. Call once listening
+/// sockets exist and start-up file loading is done: afterwards no network socket can be
+/// created by any thread of this process.
+pub fn after_listening(
+    mut report: LockdownReport,
+    listeners: Origin,
+) -> Result<Status, LockdownError> {
+    if report.mode == Lockdown::Enforce {
+        report.seccomp = seccomp::install_all_threads()?;
+    }
+    let status = Status {
+        report,
+        listeners,
+        private_network: private_network(),
+    };
+    if status.report.is_complete() {
+        tracing::info!(layers = %status.detail(), "egress lockdown complete");
+    }
+    Ok(status)
+}
+
+/// The lockdown as the running service sees it: the in-process layers and the evidence
+/// of the outer ones that can be seen from inside.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Landlock and seccomp.
+    pub report: LockdownReport,
+    /// Whether systemd passed the listening sockets (socket activation).
+    pub listeners: Origin,
+    /// Whether the network namespace has no interface but loopback (systemd's
+    /// `PrivateNetwork=yes`, or a namespace made for the service).
+    pub private_network: bool,
+}
+
+impl Status {
+    /// One line for the log and `/readyz`, e.g. `lockdown=enforce
+    /// landlock=enforced(abi=V6,full,bind=[8443]) seccomp=all_threads
+    /// socket_activation=no private_network=no`.
+    pub fn detail(&self) -> String {
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        format!(
+            "{} socket_activation={} private_network={}",
+            self.report.summary(),
+            yes_no(self.listeners == Origin::SocketActivation),
+            yes_no(self.private_network),
+        )
+    }
+
+    /// Registers the `egress` readiness component: ready only when every in-process layer
+    /// the policy asks for is in force, never with `lockdown = "off"`.
+    pub fn report_readiness(&self, readiness: &Readiness) {
+        let handle = readiness.register(component::EGRESS, self.detail());
+        if self.report.is_complete() {
+            handle.set_ready(self.detail());
+        } else {
+            handle.set_not_ready(self.detail());
+        }
+    }
+}
+
+fn off_warning() -> &'static str {
+    "egress lockdown is OFF (policy egress.lockdown = \"off\"): this process can reach \
+     the network; /readyz reports not ready. Use only for debugging."
+}
+
+/// Logs the "lockdown is off" warning every [`OFF_WARNING_INTERVAL`], forever. Spawned on
+/// the runtime by the server when the lockdown is not complete.
+pub async fn warn_while_off(status: Status) {
+    let mut tick = actix_web::rt::time::interval(OFF_WARNING_INTERVAL);
+    tick.tick().await; // the first tick is immediate; start-up already warned
+    loop {
+        tick.tick().await;
+        tracing::warn!(layers = %status.detail(), "{}", off_warning());
+    }
+}
+
+/// True when `/proc/net/dev` lists no interface but `lo` (read-only, allowed by Landlock).
+fn private_network() -> bool {
+    std::fs::read_to_string("/proc/net/dev").is_ok_and(|text| {
+        text.lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .all(|name| name.trim() == "lo")
+    })
 }

@@ -42,12 +42,14 @@ pub(super) fn serve(
     })?;
     tracing::info!(policy = %policy.source().display(), "policy loaded");
 
-    // Hook point: Landlock (no-egress issue). Nothing above has spawned a thread.
-    lockdown::before_runtime(&policy)?;
-
     let addrs = listen_override.map_or_else(|| policy.server.listen.clone(), |a| vec![a]);
+    // Landlock, while this is the only thread: nothing above has spawned one.
+    let landlocked = lockdown::before_runtime(&policy, &addrs)?;
     let (listeners, origin) = listeners::acquire(&addrs)?;
     let tls = server::tls::server_config(&policy.tls)?;
+    // Everything loaded at start-up (TLS above; models) must be loaded before this line:
+    // from here on no thread of this process can create a network socket.
+    let lockdown = lockdown::after_listening(landlocked, origin)?;
     let bound: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -56,5 +58,5 @@ pub(super) fn serve(
         tracing::info!(%addr, ?origin, tls12 = policy.tls.tls12, "listening");
     }
     announce(&bound);
-    server::run(Arc::new(policy), listeners, tls).context("server failed")
+    server::run(Arc::new(policy), listeners, tls, lockdown).context("server failed")
 }

@@ -31,16 +31,22 @@ pub use state::{AppState, Readiness, ReadinessHandle};
 const TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 
 /// Builds the actix System and serves on `listeners` until SIGTERM/SIGINT, then drains
-/// in-flight requests for `server.shutdown_grace_secs`.
+/// in-flight requests for `server.shutdown_grace_secs`. `lockdown` is what the egress
+/// lockdown achieved before this call; `/readyz` shows it.
 pub fn run(
     policy: Arc<Policy>,
     listeners: Vec<TcpListener>,
     tls: rustls::ServerConfig,
+    lockdown: crate::lockdown::Status,
 ) -> std::io::Result<()> {
     let grace = policy.server.shutdown_grace_secs;
     let state = web::Data::new(AppState::new(policy.clone()));
+    lockdown.report_readiness(&state.readiness);
     let conn_policy = policy.clone();
     actix_web::rt::System::new().block_on(async move {
+        if !lockdown.report.is_complete() {
+            actix_web::rt::spawn(crate::lockdown::warn_while_off(lockdown));
+        }
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
