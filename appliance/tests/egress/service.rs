@@ -1,0 +1,255 @@
+//! The real `airlock serve`, with a real dev PKI, in the `appliance` namespace: mTLS
+//! clients in `outside` are served (no-cert and foreign-CA clients refused), while every
+//! thread of the process has seccomp mode 2 and, asked through gdb to open a TCP, UDP or
+//! IPv6 socket, to connect or to set up io_uring, gets EPERM. The honeypot in `outside`
+//! hears nothing. Control: the same service with `lockdown = "off"` is not ready and its
+//! threads can open sockets (so the gdb probe can fail).
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::netns::NetnsPair;
+use crate::probe::{hits, honeypot};
+use crate::roles;
+use crate::util::{Watched, require, run};
+
+const BIN: &str = env!("CARGO_BIN_EXE_airlock");
+const PORT: u16 = 8443;
+
+/// A dev PKI and a policy listening on the appliance side of `pair`.
+fn fixture(pair: &NetnsPair, egress: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("pki");
+    run(Command::new(BIN)
+        .args(["pki", "dev", "--out"])
+        .arg(&pki)
+        .env_remove("AIRLOCK_CONFIG"));
+    let policy = format!(
+        "state_dir = \"state\"\n\
+         [server]\nlisten = [\"{}:{PORT}\"]\nshutdown_grace_secs = 1\n\
+         [tls]\ncert = \"pki/server.crt\"\nkey = \"pki/server.key\"\nclient_ca = [\"pki/ca.crt\"]\n\
+         {egress}\n\
+         [[identity]]\nroles = [\"user\"]\nmatch = {{ cn = \"user\" }}\n",
+        pair.appliance_ip
+    );
+    std::fs::write(dir.path().join("airlock.toml"), policy).expect("policy");
+    dir
+}
+
+fn serve(pair: &NetnsPair, dir: &Path) -> Watched {
+    let mut server = Watched::spawn(
+        pair.exec(&pair.appliance, BIN)
+            .args(["serve", "--config"])
+            .arg(dir.join("airlock.toml"))
+            .env("AIRLOCK_LOG", "info")
+            .env_remove("RUST_BACKTRACE"),
+    );
+    server.wait_for("starting service", Duration::from_secs(60));
+    // `ip netns exec` execs the program: the child's pid is airlock's.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", server.child.id())).expect("comm");
+    assert_eq!(comm.trim(), "airlock");
+    server
+}
+
+/// `CLIENT name result` lines of the client role run in `outside`.
+fn clients(pair: &NetnsPair, pki: &Path) -> Vec<(String, String)> {
+    let out = run(&mut roles::command(
+        pair,
+        &pair.outside,
+        "client",
+        &[
+            ("AIRLOCK_CLIENT_PKI", pki.display().to_string()),
+            (
+                "AIRLOCK_CLIENT_SERVER",
+                format!("{}:{PORT}", pair.appliance_ip),
+            ),
+        ],
+    ));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("CLIENT "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, r)| (n.to_owned(), r.to_owned()))
+        .collect()
+}
+
+fn client<'a>(results: &'a [(String, String)], name: &str) -> &'a str {
+    results
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, r)| r.as_str())
+        .unwrap_or_else(|| panic!("no client result {name}: {results:?}"))
+}
+
+fn readyz_egress(results: &[(String, String)]) -> serde_json::Value {
+    let r = client(results, "user_readyz");
+    let body = r.split_once("body=").map_or("", |(_, b)| b);
+    let v: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("readyz body {r}: {e}"));
+    v["components"]["egress"].clone()
+}
+
+/// `Seccomp:` of every thread of `pid`, by thread id.
+fn seccomp_modes(pid: u32) -> Vec<(String, String)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("task dir")
+        .map(|e| {
+            let tid = e.expect("entry").file_name().to_string_lossy().into_owned();
+            let status =
+                std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).expect("status");
+            let mode = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Seccomp:"))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default();
+            (tid, mode)
+        })
+        .collect()
+}
+
+/// In every thread of `pid`, through gdb: `socket(AF_INET, SOCK_STREAM)`,
+/// `socket(AF_INET, SOCK_DGRAM)`, `socket(AF_INET6, SOCK_STREAM)`,
+/// `connect(socket(AF_UNIX, SOCK_STREAM), NULL, 0)`, `io_uring_setup(1, NULL)`, each
+/// followed by errno. Returns (thread id, the ten values).
+fn gdb_probe(pid: u32) -> Vec<(String, Vec<i64>)> {
+    let script = tempfile::NamedTempFile::new().expect("script");
+    let errno = "p ((int*(*)(void))__errno_location)()[0]";
+    let sock = "((int(*)(int,int,int))socket)";
+    let text = format!(
+        "set language c\nset pagination off\nset confirm off\n\
+         define airlock_probe\n\
+         p {sock}(2,1,0)\n{errno}\n\
+         p {sock}(2,2,0)\n{errno}\n\
+         p {sock}(10,1,0)\n{errno}\n\
+         p ((int(*)(int,const void*,int))connect)({sock}(1,1,0),0,0)\n{errno}\n\
+         p ((long(*)(long,long,long))syscall)(425,1,0)\n{errno}\n\
+         end\n\
+         thread apply all airlock_probe\n"
+    );
+    std::fs::write(script.path(), text).expect("write script");
+    let out = Command::new("gdb")
+        .args(["-batch", "-nx", "-p", &pid.to_string(), "-x"])
+        .arg(script.path())
+        .output()
+        .expect("run gdb");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut threads: Vec<(String, Vec<i64>)> = Vec::new();
+    for line in stdout.lines() {
+        if let Some(rest) = line.split("(LWP ").nth(1) {
+            let tid = rest.split(')').next().unwrap_or_default().to_owned();
+            threads.push((tid, Vec::new()));
+        } else if let (Some((_, v)), Some(cur)) = (line.split_once(" = "), threads.last_mut())
+            && line.starts_with('$')
+        {
+            cur.1.push(v.trim().parse().unwrap_or(i64::MIN));
+        }
+    }
+    assert!(
+        !threads.is_empty() && threads.iter().all(|(_, v)| v.len() == 10),
+        "unexpected gdb output:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    threads
+}
+
+#[test]
+fn locked_down_service_serves_outside_clients_and_reaches_nothing() {
+    require(&["ip", "gdb"]);
+    let pair = NetnsPair::new();
+    let hp = honeypot(&pair);
+    // No [egress] section: enforce is the default.
+    let dir = fixture(&pair, "");
+    let mut server = serve(&pair, dir.path());
+    server.wait_for("egress lockdown complete", Duration::from_secs(5));
+    let pid = server.child.id();
+
+    let results = clients(&pair, &dir.path().join("pki"));
+    assert!(
+        client(&results, "user_healthz").starts_with("status=200 "),
+        "{results:?}"
+    );
+    let egress = readyz_egress(&results);
+    assert_eq!(egress["ready"], true, "{egress}");
+    let detail = egress["detail"].as_str().expect("detail");
+    assert!(
+        detail.starts_with("lockdown=enforce landlock=enforced(abi=")
+            && detail.contains(&format!("bind=[{PORT}]"))
+            && detail.contains("seccomp=all_threads"),
+        "{detail}"
+    );
+    for refused in ["nocert", "foreign"] {
+        assert!(
+            client(&results, refused).starts_with("refused("),
+            "{refused}: {results:?}"
+        );
+    }
+
+    let modes = seccomp_modes(pid);
+    assert!(modes.len() >= 3, "main, arbiter and workers: {modes:?}");
+    for (tid, mode) in &modes {
+        assert_eq!(mode, "2", "thread {tid} without seccomp filter: {modes:?}");
+    }
+
+    let probed = gdb_probe(pid);
+    println!("threads: {modes:?}\ngdb: {probed:?}\nreadyz egress: {egress}");
+    let mut seen: Vec<&str> = probed.iter().map(|(t, _)| t.as_str()).collect();
+    let mut tasks: Vec<&str> = modes.iter().map(|(t, _)| t.as_str()).collect();
+    seen.sort_unstable();
+    tasks.sort_unstable();
+    assert_eq!(seen, tasks, "gdb probed every thread");
+    for (tid, v) in &probed {
+        // Each call returns -1 with errno EPERM (1).
+        assert_eq!(v, &[-1, 1, -1, 1, -1, 1, -1, 1, -1, 1], "thread {tid}");
+    }
+
+    // The service still serves after being poked, and nothing reached the honeypot.
+    let again = clients(&pair, &dir.path().join("pki"));
+    assert!(
+        client(&again, "user_healthz").starts_with("status=200 "),
+        "{again:?}"
+    );
+    assert_eq!(hits(&hp), Vec::<String>::new());
+}
+
+#[test]
+fn lockdown_off_is_not_ready_warns_and_threads_can_open_sockets() {
+    require(&["ip", "gdb"]);
+    let pair = NetnsPair::new();
+    let dir = fixture(&pair, "[egress]\nlockdown = \"off\"\n");
+    let server = serve(&pair, dir.path());
+    let pid = server.child.id();
+    assert!(
+        server
+            .lines()
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("egress lockdown is OFF")),
+        "{:?}",
+        server.lines()
+    );
+
+    let results = clients(&pair, &dir.path().join("pki"));
+    assert!(
+        client(&results, "user_healthz").starts_with("status=200 "),
+        "{results:?}"
+    );
+    let egress = readyz_egress(&results);
+    assert_eq!(egress["ready"], false, "{egress}");
+    assert!(
+        egress["detail"].as_str().is_some_and(
+            |d| d.starts_with("lockdown=off landlock=not_applied seccomp=not_installed")
+        ),
+        "{egress}"
+    );
+    for (tid, mode) in seccomp_modes(pid) {
+        assert_eq!(mode, "0", "thread {tid}");
+    }
+    // The same gdb probe, without the filter: sockets are created.
+    let probed = gdb_probe(pid);
+    for (tid, v) in &probed {
+        assert!(v[0] >= 0 && v[2] >= 0 && v[4] >= 0, "thread {tid}: {v:?}");
+        assert_ne!(
+            v[9], 1,
+            "io_uring_setup(1, NULL) fails with EFAULT, not EPERM: {v:?}"
+        );
+    }
+}
