@@ -47,6 +47,9 @@ pub struct Policy {
     /// Outbound lockdown (`[egress]`).
     #[serde(default)]
     pub egress: EgressConfig,
+    /// Audit log content and checkpoints (`[audit]`, see [`crate::AuditConfig`]).
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
     /// Identity rules, in file order (`[[identity]]`).
     #[serde(default, rename = "identity")]
     pub identities: Vec<IdentityRule>,

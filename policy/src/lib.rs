@@ -19,14 +19,15 @@
 //! # Non-goals
 //! This crate does no TLS, no certificate parsing and no HTTP: the appliance extracts
 //! [`CertFacts`] from a certificate that rustls has already verified and asks
-//! [`Policy::roles_for`] which roles they carry. Later issues add the `[audit]` and
-//! `[trust]` sections as further sub-config structs of [`Policy`].
+//! [`Policy::roles_for`] which roles they carry. Later issues add the `[trust]`
+//! section as a further sub-config struct of [`Policy`].
 //!
 //! The one exception to "plain data" is [`lockdown`]: the Landlock and seccomp layers that
 //! `[egress]` ([`EgressConfig`]) turns on, kept here so that a probe or another binary
 //! applies exactly the functions the service applies.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod config;
 mod egress;
 mod error;
@@ -34,6 +35,9 @@ mod identity;
 mod load;
 pub mod lockdown;
 
+pub use audit::{
+    AuditConfig, AuditContent, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL_SECS,
+};
 pub use config::{
     DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_COMPLETION_TOKENS,
     DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_QUEUE_DEPTH, DEFAULT_REQUESTS_PER_MINUTE,

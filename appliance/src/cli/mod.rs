@@ -1,5 +1,6 @@
 //! Command line: one module per command group. To add a group, add a variant to
 //! [`Command`] with its args struct (and an `after_help` example) and a `run` in its module.
+mod audit;
 mod dev;
 mod pki;
 mod policy;
@@ -37,6 +38,7 @@ enum Command {
     Dev(dev::Args),
     Pki(pki::Args),
     Policy(policy::Args),
+    Audit(audit::Args),
 }
 
 /// Parses arguments, runs the command, maps the outcome to an exit code.
@@ -61,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args),
         Command::Pki(args) => pki::run(args),
         Command::Policy(args) => policy::run(args),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

@@ -47,9 +47,6 @@ pub(super) fn serve(
     let landlocked = lockdown::before_runtime(&policy, &addrs)?;
     let (listeners, origin) = listeners::acquire(&addrs)?;
     let tls = server::tls::server_config(&policy.tls)?;
-    // Everything loaded at start-up (TLS above; models) must be loaded before this line:
-    // from here on no thread of this process can create a network socket.
-    let lockdown = lockdown::after_listening(landlocked, origin)?;
     let bound: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -57,6 +54,16 @@ pub(super) fn serve(
     for addr in &bound {
         tracing::info!(%addr, ?origin, tls12 = policy.tls.tls12, "listening");
     }
+    // The audit log: a store that does not verify or cannot be written stops the start.
+    let audit_log = server::audit::open(&policy).with_context(|| {
+        format!(
+            "cannot open the audit log in {}",
+            server::audit::dir(&policy.state_dir).display()
+        )
+    })?;
+    // Everything loaded at start-up (TLS, audit log above; models) must be loaded before
+    // this line: from here on no thread of this process can create a network socket.
+    let lockdown = lockdown::after_listening(landlocked, origin)?;
     announce(&bound);
-    server::run(Arc::new(policy), listeners, tls, lockdown).context("server failed")
+    server::run(Arc::new(policy), listeners, tls, audit_log, lockdown).context("server failed")
 }
