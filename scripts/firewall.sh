@@ -9,12 +9,13 @@
 # own code or sandbox.
 #
 #   scripts/firewall.sh [--user NAME|UID]      install or replace (idempotent, atomic)
-#   scripts/firewall.sh --remove               remove the table
+#   scripts/firewall.sh --remove               remove the table (idempotent)
 #   scripts/firewall.sh --print [--user ...]   print the ruleset, change nothing
 #   scripts/firewall.sh --status               the table and its counter
+#   scripts/firewall.sh apply [USER] | remove  the same, as install.sh calls it
 #
-# The default user is `airlock`. The rules are runtime state: re-run at boot (install.sh
-# --firewall does), or save them with your distribution's nftables service.
+# The default user is `airlock`. The rules are runtime state, lost at reboot and by
+# `nft flush ruleset` (firewalld/ufw reloads): re-run this at boot, after them.
 set -euo pipefail
 
 TABLE=airlock_egress
@@ -22,7 +23,7 @@ user=airlock
 action=install
 
 die() { echo "firewall.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,6 +31,8 @@ while [ $# -gt 0 ]; do
     --remove|--uninstall) action=remove; shift ;;
     --print) action=print; shift ;;
     --status) action=status; shift ;;
+    apply) action=install; shift; if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then user=$1; shift; fi ;;
+    remove) action=remove; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "firewall.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac

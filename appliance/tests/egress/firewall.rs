@@ -58,14 +58,12 @@ fn service_uid_cannot_connect_out_other_uid_can() {
     require(&["ip", "nft", "setpriv"]);
     let pair = NetnsPair::new();
     let hp = honeypot(&pair);
-    let install = || {
-        run(pair
-            .exec(&pair.appliance, "bash")
-            .arg(script())
-            .args(["--user", SERVICE_UID]));
+    let install = |args: &[&str]| {
+        run(pair.exec(&pair.appliance, "bash").arg(script()).args(args));
     };
-    install();
-    install(); // idempotent: still exactly one table with three rules
+    install(&["--user", SERVICE_UID]);
+    // Idempotent (here in the form install.sh --firewall uses): still one table.
+    install(&["apply", SERVICE_UID]);
     let table = nft_table(&pair);
     assert_eq!(
         table.matches("table inet airlock_egress").count(),
