@@ -210,6 +210,12 @@ fn client(pki: &Path, server: SocketAddr) {
     let cases = [
         ("user_healthz", Some("user"), "/healthz"),
         ("user_readyz", Some("user"), "/readyz"),
+        // Served from actix's blocking pool (audit log reads): brings those threads up.
+        (
+            "auditor_checkpoint",
+            Some("auditor"),
+            "/v1/audit/checkpoint",
+        ),
         ("nocert", None, "/healthz"),
         ("foreign", Some("foreign"), "/healthz"),
     ];

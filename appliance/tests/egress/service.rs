@@ -29,7 +29,8 @@ fn fixture(pair: &NetnsPair, egress: &str) -> tempfile::TempDir {
          [server]\nlisten = [\"{}:{PORT}\"]\nshutdown_grace_secs = 1\n\
          [tls]\ncert = \"pki/server.crt\"\nkey = \"pki/server.key\"\nclient_ca = [\"pki/ca.crt\"]\n\
          {egress}\n\
-         [[identity]]\nroles = [\"user\"]\nmatch = {{ cn = \"user\" }}\n",
+         [[identity]]\nroles = [\"user\"]\nmatch = {{ cn = \"user\" }}\n\
+         [[identity]]\nroles = [\"auditor\"]\nmatch = {{ cn = \"auditor\" }}\n",
         pair.appliance_ip
     );
     std::fs::write(dir.path().join("airlock.toml"), policy).expect("policy");
@@ -89,7 +90,7 @@ fn readyz_egress(results: &[(String, String)]) -> serde_json::Value {
     v["components"]["egress"].clone()
 }
 
-/// `Seccomp:` of every thread of `pid`, by thread id.
+/// `Seccomp:` and `Name:` of every thread of `pid` (as `"2 actix-rt|system"`), by id.
 fn seccomp_modes(pid: u32) -> Vec<(String, String)> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("task dir")
@@ -97,12 +98,14 @@ fn seccomp_modes(pid: u32) -> Vec<(String, String)> {
             let tid = e.expect("entry").file_name().to_string_lossy().into_owned();
             let status =
                 std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).expect("status");
-            let mode = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Seccomp:"))
-                .map(|v| v.trim().to_owned())
-                .unwrap_or_default();
-            (tid, mode)
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default()
+            };
+            (tid, format!("{} {}", field("Seccomp:"), field("Name:")))
         })
         .collect()
 }
@@ -110,8 +113,9 @@ fn seccomp_modes(pid: u32) -> Vec<(String, String)> {
 /// In every thread of `pid`, through gdb: `socket(AF_INET, SOCK_STREAM)`,
 /// `socket(AF_INET, SOCK_DGRAM)`, `socket(AF_INET6, SOCK_STREAM)`,
 /// `connect(socket(AF_UNIX, SOCK_STREAM), NULL, 0)`, `io_uring_setup(1, NULL)`, each
-/// followed by errno. Returns (thread id, the ten values).
-fn gdb_probe(pid: u32) -> Vec<(String, Vec<i64>)> {
+/// followed by errno. Returns (thread id, the ten values) of each thread probed, and the
+/// ids of threads that exited meanwhile (an idle blocking-pool thread times out).
+fn gdb_probe(pid: u32) -> (Vec<(String, Vec<i64>)>, Vec<String>) {
     let script = tempfile::NamedTempFile::new().expect("script");
     let errno = "p ((int*(*)(void))__errno_location)()[0]";
     let sock = "((int(*)(int,int,int))socket)";
@@ -134,9 +138,21 @@ fn gdb_probe(pid: u32) -> Vec<(String, Vec<i64>)> {
         .expect("run gdb");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut threads: Vec<(String, Vec<i64>)> = Vec::new();
+    let mut exited = Vec::new();
+    let lwp = |line: &str| {
+        line.split("(LWP ")
+            .nth(1)
+            .map(|rest| rest.split(')').next().unwrap_or_default().to_owned())
+    };
     for line in stdout.lines() {
-        if let Some(rest) = line.split("(LWP ").nth(1) {
-            let tid = rest.split(')').next().unwrap_or_default().to_owned();
+        if line.starts_with('[') {
+            // "[Thread 0x... (LWP n) exited]", "[New LWP n]": not a probe header.
+            if line.ends_with(" exited]") {
+                exited.extend(lwp(line));
+            }
+        } else if line.starts_with("Thread ")
+            && let Some(tid) = lwp(line)
+        {
             threads.push((tid, Vec::new()));
         } else if let (Some((_, v)), Some(cur)) = (line.split_once(" = "), threads.last_mut())
             && line.starts_with('$')
@@ -145,11 +161,15 @@ fn gdb_probe(pid: u32) -> Vec<(String, Vec<i64>)> {
         }
     }
     assert!(
-        !threads.is_empty() && threads.iter().all(|(_, v)| v.len() == 10),
+        !threads.is_empty()
+            && threads
+                .iter()
+                .all(|(t, v)| v.len() == 10 || exited.contains(t)),
         "unexpected gdb output:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    threads
+    threads.retain(|(t, _)| !exited.contains(t));
+    (threads, exited)
 }
 
 #[test]
@@ -166,6 +186,10 @@ fn locked_down_service_serves_outside_clients_and_reaches_nothing() {
     let results = clients(&pair, &dir.path().join("pki"));
     assert!(
         client(&results, "user_healthz").starts_with("status=200 "),
+        "{results:?}"
+    );
+    assert!(
+        client(&results, "auditor_checkpoint").starts_with("status=200 "),
         "{results:?}"
     );
     let egress = readyz_egress(&results);
@@ -186,21 +210,55 @@ fn locked_down_service_serves_outside_clients_and_reaches_nothing() {
 
     let modes = seccomp_modes(pid);
     assert!(modes.len() >= 3, "main, arbiter and workers: {modes:?}");
+    assert!(
+        modes.iter().any(|(_, m)| m.ends_with(" tokio-rt-worker")),
+        "a blocking-pool thread is up (the auditor request used one): {modes:?}"
+    );
     for (tid, mode) in &modes {
-        assert_eq!(mode, "2", "thread {tid} without seccomp filter: {modes:?}");
+        assert!(
+            mode.starts_with("2 "),
+            "thread {tid} without seccomp filter: {modes:?}"
+        );
     }
 
-    let probed = gdb_probe(pid);
-    println!("threads: {modes:?}\ngdb: {probed:?}\nreadyz egress: {egress}");
-    let mut seen: Vec<&str> = probed.iter().map(|(t, _)| t.as_str()).collect();
-    let mut tasks: Vec<&str> = modes.iter().map(|(t, _)| t.as_str()).collect();
-    seen.sort_unstable();
-    tasks.sort_unstable();
-    assert_eq!(seen, tasks, "gdb probed every thread");
+    // gdb loads symbols for seconds before it attaches: meanwhile, use the blocking pool
+    // again so that its thread (idle ones exit after 10 s) is there to be probed.
+    let pki = dir.path().join("pki");
+    let (probed, exited) = std::thread::scope(|s| {
+        let poke = s.spawn(|| {
+            std::thread::sleep(Duration::from_secs(1));
+            clients(&pair, &pki)
+        });
+        let probed = gdb_probe(pid);
+        let poked = poke.join().expect("client thread");
+        assert!(
+            client(&poked, "auditor_checkpoint").starts_with("status=200 "),
+            "{poked:?}"
+        );
+        probed
+    });
+    println!("threads: {modes:?}\ngdb: {probed:?} exited: {exited:?}\nreadyz: {egress}");
+    for (tid, _) in &modes {
+        assert!(
+            probed.iter().any(|(t, _)| t == tid) || exited.contains(tid),
+            "gdb did not probe thread {tid}: {probed:?}"
+        );
+    }
+    assert!(probed.len() >= 3, "{probed:?}");
     for (tid, v) in &probed {
         // Each call returns -1 with errno EPERM (1).
         assert_eq!(v, &[-1, 1, -1, 1, -1, 1, -1, 1, -1, 1], "thread {tid}");
     }
+
+    // The state dir stayed writable: the JSON log has the requests.
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("state/logs"))
+        .expect("logs dir")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("log"))
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.contains("/v1/audit/checkpoint")),
+        "request logged under lockdown: {logs:?}"
+    );
 
     // The service still serves after being poked, and nothing reached the honeypot.
     let again = clients(&pair, &dir.path().join("pki"));
@@ -241,10 +299,11 @@ fn lockdown_off_is_not_ready_warns_and_threads_can_open_sockets() {
         "{egress}"
     );
     for (tid, mode) in seccomp_modes(pid) {
-        assert_eq!(mode, "0", "thread {tid}");
+        assert!(mode.starts_with("0 "), "thread {tid}: {mode}");
     }
     // The same gdb probe, without the filter: sockets are created.
-    let probed = gdb_probe(pid);
+    let (probed, _) = gdb_probe(pid);
+    assert!(!probed.is_empty());
     for (tid, v) in &probed {
         assert!(v[0] >= 0 && v[2] >= 0 && v[4] >= 0, "thread {tid}: {v:?}");
         assert_ne!(
