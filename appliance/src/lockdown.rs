@@ -128,3 +128,70 @@ fn private_network() -> bool {
             .all(|name| name.trim() == "lo")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use policy::lockdown::{LandlockLayer, SeccompLayer};
+
+    use super::*;
+
+    fn status(mode: Lockdown, layers: bool) -> Status {
+        let mut report = LockdownReport::new(mode);
+        if layers {
+            report.landlock = LandlockLayer::Enforced {
+                abi: "V7".into(),
+                fully: true,
+                bind_ports: vec![8443],
+                writable: "/var/lib/airlock".into(),
+            };
+            report.seccomp = SeccompLayer::AllThreads {
+                denied: seccomp::DENIED.to_vec(),
+            };
+        }
+        Status {
+            report,
+            listeners: Origin::SocketActivation,
+            private_network: true,
+        }
+    }
+
+    #[test]
+    fn readiness_follows_the_layers() {
+        let readiness = Readiness::default();
+        status(Lockdown::Enforce, true).report_readiness(&readiness);
+        let (ready, map) = readiness.snapshot();
+        assert!(ready);
+        assert_eq!(
+            map[component::EGRESS].detail,
+            "lockdown=enforce landlock=enforced(abi=V7,full,bind=[8443]) seccomp=all_threads \
+             socket_activation=yes private_network=yes"
+        );
+        for not_ready in [
+            status(Lockdown::Off, false),
+            status(Lockdown::Enforce, false),
+        ] {
+            let readiness = Readiness::default();
+            not_ready.report_readiness(&readiness);
+            assert!(!readiness.snapshot().0, "{}", not_ready.detail());
+        }
+    }
+
+    #[test]
+    fn off_skips_every_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy_path = dir.path().join("airlock.toml");
+        let policy = Policy::parse(
+            "[tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = [\"ca\"]\n[egress]\nlockdown = \"off\"\n",
+            &policy_path,
+        )
+        .expect("policy");
+        // Off must not touch this (multi-threaded) test process.
+        let report = before_runtime(&policy, &[]).expect("off");
+        let status = after_listening(report, Origin::Bound).expect("off");
+        assert_eq!(
+            status.report,
+            LockdownReport::new(Lockdown::Off),
+            "no layer applied"
+        );
+    }
+}
