@@ -119,9 +119,10 @@ pub async fn warn_while_off(status: Status) {
     }
 }
 
-/// True when `/proc/net/dev` lists no interface but `lo` (read-only, allowed by Landlock).
+/// True when `/proc/self/net/dev` lists no interface but `lo` (read-only, allowed by
+/// Landlock; `/proc/net` itself is hidden under systemd's `ProcSubset=pid`).
 fn private_network() -> bool {
-    std::fs::read_to_string("/proc/net/dev").is_ok_and(|text| {
+    std::fs::read_to_string("/proc/self/net/dev").is_ok_and(|text| {
         text.lines()
             .skip(2)
             .filter_map(|l| l.split(':').next())
