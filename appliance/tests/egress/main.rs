@@ -5,8 +5,9 @@
 //!
 //! Runs as root (CI does): the tests create their own namespaces (`ip netns add`), joined
 //! by a veth pair with 10.x addresses that exist only inside them (no default route; the
-//! host namespace never sends to 10.x). They need `ip`, `nft`, `gdb` and `setpriv`
-//! (`./install.sh --test` installs them) and fail, never skip, without them.
+//! host namespace never sends to 10.x). They need `ip`, `nft`, `gdb`, `setpriv` and
+//! `systemd-socket-activate` (`./install.sh --test` installs them) and fail, never skip,
+//! without them.
 //!
 //! This binary also plays the helper roles inside the namespaces (honeypot, probe, mTLS
 //! client): [`roles::role`] is re-executed under `ip netns exec`.
@@ -20,5 +21,6 @@ mod deps;
 mod firewall;
 /// A probe applying `policy::lockdown` from several threads, and a control without it.
 mod probe;
-/// The real `airlock serve` locked down in a namespace; a control with `lockdown = "off"`.
+/// The real `airlock serve` locked down in a namespace; a control with `lockdown = "off"`;
+/// socket activation in a loopback-only namespace.
 mod service;

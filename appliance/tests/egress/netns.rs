@@ -91,25 +91,60 @@ impl NetnsPair {
 
     /// `ip netns exec NS PROGRAM` with piped stdout/stderr and no stdin.
     pub fn exec(&self, ns: &str, program: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, program])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
+        exec(ns, program)
     }
+}
+
+/// `ip netns exec NS PROGRAM` with piped stdout/stderr and no stdin.
+pub fn exec(ns: &str, program: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, program])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A namespace with nothing but loopback, as systemd's `PrivateNetwork=yes` gives a
+/// service. Removed on drop.
+pub struct LoneNetns {
+    /// Its name.
+    pub name: String,
+}
+
+impl LoneNetns {
+    /// Creates it, with `lo` up.
+    pub fn new() -> LoneNetns {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let ns = LoneNetns {
+            name: format!("alk-lone-{}{n}", std::process::id() % 100_000),
+        };
+        run(Command::new("ip").args(["netns", "add", &ns.name]));
+        run(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
+        ns
+    }
+}
+
+impl Drop for LoneNetns {
+    fn drop(&mut self) {
+        kill_and_delete(&self.name);
+    }
+}
+
+fn kill_and_delete(ns: &str) {
+    // Kill what still runs inside (a panicking test may leave its server).
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+    }
+    let _ = Command::new("ip").args(["netns", "del", ns]).status();
 }
 
 impl Drop for NetnsPair {
     fn drop(&mut self) {
         for ns in [&self.appliance, &self.outside] {
-            // Kill what still runs inside (a panicking test may leave its server).
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-KILL", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            kill_and_delete(ns);
         }
         let _ = std::fs::remove_dir_all(self.etc_dir());
     }

@@ -14,7 +14,6 @@ const THREADS: [&str; 5] = ["test", "early", "later1", "later2", "later3"];
 /// Starts the honeypot in `outside` and waits until it listens.
 pub fn honeypot(pair: &NetnsPair) -> Watched {
     let mut hp = Watched::spawn(&mut roles::command(
-        pair,
         &pair.outside,
         "honeypot",
         &[("AIRLOCK_HONEYPOT_IP", pair.outside_ip.to_string())],
@@ -40,7 +39,6 @@ fn run_probe(mode: &str) -> (Vec<(String, String)>, Vec<String>) {
     let hp = honeypot(&pair);
     let tag = format!("{mode}{}", std::process::id());
     let out = run(&mut roles::command(
-        &pair,
         &pair.appliance,
         "probe",
         &[

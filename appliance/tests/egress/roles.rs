@@ -20,16 +20,15 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use crate::netns::NetnsPair;
-
 /// Port of the TCP and UDP honeypots.
 pub const HONEYPOT_PORT: u16 = 7777;
 const ROLE_ENV: &str = "AIRLOCK_EGRESS_ROLE";
 
-/// This test binary, re-executed in `ns` to play `role` (extra settings through `env`).
-pub fn command(pair: &NetnsPair, ns: &str, role: &str, env: &[(&str, String)]) -> Command {
+/// This test binary, re-executed in namespace `ns` to play `role` (extra settings
+/// through `env`).
+pub fn command(ns: &str, role: &str, env: &[(&str, String)]) -> Command {
     let exe = std::env::current_exe().expect("test binary");
-    let mut cmd = pair.exec(ns, exe.to_str().expect("utf-8 path"));
+    let mut cmd = crate::netns::exec(ns, exe.to_str().expect("utf-8 path"));
     cmd.args([
         "--exact",
         "roles::role",

@@ -3,12 +3,14 @@
 //! thread of the process has seccomp mode 2 and, asked through gdb to open a TCP, UDP or
 //! IPv6 socket, to connect or to set up io_uring, gets EPERM. The honeypot in `outside`
 //! hears nothing. Control: the same service with `lockdown = "off"` is not ready and its
-//! threads can open sockets (so the gdb probe can fail).
+//! threads can open sockets (so the gdb probe can fail). Socket-activated in a
+//! loopback-only namespace (what `airlock.socket` + `PrivateNetwork=yes` give), `/readyz`
+//! says so.
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::netns::NetnsPair;
+use crate::netns::{LoneNetns, NetnsPair};
 use crate::probe::{hits, honeypot};
 use crate::roles;
 use crate::util::{Watched, require, run};
@@ -16,8 +18,8 @@ use crate::util::{Watched, require, run};
 const BIN: &str = env!("CARGO_BIN_EXE_airlock");
 const PORT: u16 = 8443;
 
-/// A dev PKI and a policy listening on the appliance side of `pair`.
-fn fixture(pair: &NetnsPair, egress: &str) -> tempfile::TempDir {
+/// A dev PKI and a policy listening on `ip`.
+fn fixture(ip: std::net::Ipv4Addr, egress: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = dir.path().join("pki");
     run(Command::new(BIN)
@@ -31,7 +33,7 @@ fn fixture(pair: &NetnsPair, egress: &str) -> tempfile::TempDir {
          {egress}\n\
          [[identity]]\nroles = [\"user\"]\nmatch = {{ cn = \"user\" }}\n\
          [[identity]]\nroles = [\"auditor\"]\nmatch = {{ cn = \"auditor\" }}\n",
-        pair.appliance_ip
+        ip
     );
     std::fs::write(dir.path().join("airlock.toml"), policy).expect("policy");
     dir
@@ -54,16 +56,17 @@ fn serve(pair: &NetnsPair, dir: &Path) -> Watched {
 
 /// `CLIENT name result` lines of the client role run in `outside`.
 fn clients(pair: &NetnsPair, pki: &Path) -> Vec<(String, String)> {
+    clients_in(&pair.outside, pair.appliance_ip, pki)
+}
+
+/// `CLIENT name result` lines of the client role run in `ns`, against `ip:PORT`.
+fn clients_in(ns: &str, ip: std::net::Ipv4Addr, pki: &Path) -> Vec<(String, String)> {
     let out = run(&mut roles::command(
-        pair,
-        &pair.outside,
+        ns,
         "client",
         &[
             ("AIRLOCK_CLIENT_PKI", pki.display().to_string()),
-            (
-                "AIRLOCK_CLIENT_SERVER",
-                format!("{}:{PORT}", pair.appliance_ip),
-            ),
+            ("AIRLOCK_CLIENT_SERVER", format!("{ip}:{PORT}")),
         ],
     ));
     String::from_utf8_lossy(&out.stdout)
@@ -178,7 +181,7 @@ fn locked_down_service_serves_outside_clients_and_reaches_nothing() {
     let pair = NetnsPair::new();
     let hp = honeypot(&pair);
     // No [egress] section: enforce is the default.
-    let dir = fixture(&pair, "");
+    let dir = fixture(pair.appliance_ip, "");
     let mut server = serve(&pair, dir.path());
     server.wait_for("egress lockdown complete", Duration::from_secs(5));
     let pid = server.child.id();
@@ -273,7 +276,7 @@ fn locked_down_service_serves_outside_clients_and_reaches_nothing() {
 fn lockdown_off_is_not_ready_warns_and_threads_can_open_sockets() {
     require(&["ip", "gdb"]);
     let pair = NetnsPair::new();
-    let dir = fixture(&pair, "[egress]\nlockdown = \"off\"\n");
+    let dir = fixture(pair.appliance_ip, "[egress]\nlockdown = \"off\"\n");
     let server = serve(&pair, dir.path());
     let pid = server.child.id();
     assert!(
@@ -311,4 +314,44 @@ fn lockdown_off_is_not_ready_warns_and_threads_can_open_sockets() {
             "io_uring_setup(1, NULL) fails with EFAULT, not EPERM: {v:?}"
         );
     }
+}
+
+#[test]
+fn socket_activated_in_a_loopback_only_namespace_reports_both() {
+    // What systemd gives the service (airlock.socket + PrivateNetwork=yes), without
+    // systemd: a namespace with only `lo`, and the listener passed as fd 3.
+    require(&["ip", "systemd-socket-activate"]);
+    let ns = LoneNetns::new();
+    let dir = fixture(std::net::Ipv4Addr::LOCALHOST, "");
+    let mut server = Watched::spawn(
+        crate::netns::exec(&ns.name, "systemd-socket-activate")
+            .args([
+                "-l",
+                &format!("127.0.0.1:{PORT}"),
+                "-E",
+                "AIRLOCK_LOG=info",
+                BIN,
+            ])
+            .args(["serve", "--config"])
+            .arg(dir.path().join("airlock.toml")),
+    );
+    server.wait_for("Listening on", Duration::from_secs(30));
+    // The first connection starts the service, which takes the socket over.
+    let results = clients_in(
+        &ns.name,
+        std::net::Ipv4Addr::LOCALHOST,
+        &dir.path().join("pki"),
+    );
+    assert!(
+        client(&results, "user_healthz").starts_with("status=200 "),
+        "{results:?}\n{}",
+        server.lines().join("\n")
+    );
+    let egress = readyz_egress(&results);
+    assert_eq!(egress["ready"], true, "{egress}");
+    let detail = egress["detail"].as_str().expect("detail");
+    assert!(
+        detail.ends_with("seccomp=all_threads socket_activation=yes private_network=yes"),
+        "{detail}"
+    );
 }

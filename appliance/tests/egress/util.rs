@@ -26,7 +26,8 @@ pub fn require(tools: &[&str]) {
                 .any(|d| std::path::Path::new(d).join(tool).is_file());
         assert!(
             found,
-            "`{tool}` is missing: run ./install.sh --test (it installs iproute2, nftables, gdb)"
+            "`{tool}` is missing: run ./install.sh --test (Debian packages iproute2, nftables, \
+             gdb, util-linux, systemd)"
         );
     }
 }
