@@ -10,6 +10,8 @@
 //!   line per thread.
 //! - `client` (outside): mTLS requests to the service with the user, no and a foreign-CA
 //!   certificate; prints `CLIENT` lines.
+//! - `exec-without-landlock` (anywhere): hides Landlock from the process, then execs
+//!   `airlock serve`.
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::path::Path;
@@ -43,6 +45,23 @@ pub fn command(ns: &str, role: &str, env: &[(&str, String)]) -> Command {
     cmd
 }
 
+/// This test binary, re-executed in the current namespace to play `role`.
+pub fn command_here(role: &str, env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args([
+        "--exact",
+        "roles::role",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ROLE_ENV, role);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 /// The entry point of every role; does nothing in a normal test run.
 #[test]
 #[ignore = "a helper role, re-executed by the egress tests inside a namespace"]
@@ -59,12 +78,44 @@ fn role() {
             var("AIRLOCK_PROBE_TARGET").parse().expect("ip"),
             &var("AIRLOCK_PROBE_TAG"),
         ),
+        "exec-without-landlock" => exec_without_landlock(),
         "client" => client(
             Path::new(&var("AIRLOCK_CLIENT_PKI")),
             var("AIRLOCK_CLIENT_SERVER").parse().expect("addr"),
         ),
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Makes the kernel look as if it had no Landlock (the three calls fail with ENOSYS, as
+/// on a kernel built without it), then execs `AIRLOCK_EXEC_BIN serve --config
+/// AIRLOCK_EXEC_CONFIG`. The filter survives exec (no_new_privs is set).
+fn exec_without_landlock() {
+    use std::os::unix::process::CommandExt;
+
+    use seccompiler::{SeccompAction, SeccompFilter, TargetArch};
+    let rules = [
+        libc::SYS_landlock_create_ruleset,
+        libc::SYS_landlock_add_rule,
+        libc::SYS_landlock_restrict_self,
+    ]
+    .into_iter()
+    .map(|nr| (nr, vec![]))
+    .collect();
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        TargetArch::try_from(std::env::consts::ARCH).expect("arch"),
+    )
+    .expect("filter");
+    let program = seccompiler::BpfProgram::try_from(filter).expect("bpf");
+    seccompiler::apply_filter(&program).expect("install");
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let err = Command::new(var("AIRLOCK_EXEC_BIN"))
+        .args(["serve", "--config", &var("AIRLOCK_EXEC_CONFIG")])
+        .exec();
+    panic!("exec failed: {err}");
 }
 
 fn honeypot(ip: Ipv4Addr) {

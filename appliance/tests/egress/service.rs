@@ -355,3 +355,37 @@ fn socket_activated_in_a_loopback_only_namespace_reports_both() {
         "{detail}"
     );
 }
+
+#[test]
+fn enforce_without_landlock_refuses_to_start() {
+    // The kernel lacks Landlock (simulated: its calls return ENOSYS) and the policy says
+    // enforce (the default): the service must not start, with one line saying why.
+    let dir = fixture(std::net::Ipv4Addr::LOCALHOST, "");
+    let out = roles::command_here(
+        "exec-without-landlock",
+        &[
+            ("AIRLOCK_EXEC_BIN", BIN.to_owned()),
+            (
+                "AIRLOCK_EXEC_CONFIG",
+                dir.path().join("airlock.toml").display().to_string(),
+            ),
+        ],
+    )
+    .env_remove("RUST_BACKTRACE")
+    .output()
+    .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "airlock: Landlock is required by egress.lockdown = \"enforce\" but unavailable: \
+             no Landlock ABI V4 in this kernel"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("starting service"),
+        "nothing may be served: {stderr}"
+    );
+}

@@ -46,7 +46,14 @@ pub fn apply(state_dir: &Path, bind_ports: &[u16]) -> Result<LandlockLayer, Lock
         .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(AccessFs::from_all(REQUIRED_ABI))
         .and_then(|r| r.handle_access(AccessNet::from_all(REQUIRED_ABI)))
-        .map_err(unsupported)?
+        .map_err(|e| {
+            // The crate's message goes on to list every access right: keep its gist.
+            let text = e.to_string();
+            let gist = text.split(": BitFlags").next().unwrap_or(&text);
+            unsupported(format!(
+                "no Landlock ABI {REQUIRED_ABI:?} in this kernel ({gist})"
+            ))
+        })?
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(WANTED_ABI))
         .and_then(|r| r.scope(Scope::from_all(WANTED_ABI)))
