@@ -37,6 +37,18 @@ pub fn before_runtime(
         tracing::warn!("{}", off_warning());
         return Ok(report);
     }
+    // Landlock binds this thread and its future children only: a thread started earlier
+    // (by a dependency, or a future change to `main`) would escape it. Fail closed.
+    match thread_count() {
+        Some(1) => {}
+        n => {
+            return Err(LockdownError::Landlock(format!(
+                "must be applied while the process has one thread, it has {}: a thread \
+                 started before the lockdown would escape it",
+                n.map_or_else(|| "an unknown number".to_owned(), |n| n.to_string())
+            )));
+        }
+    }
     let ports: Vec<u16> = listen.iter().map(SocketAddr::port).collect();
     report.landlock = landlock::apply(&policy.state_dir, &ports)?;
     tracing::info!(landlock = ?report.landlock, "Landlock applied before the runtime");
@@ -119,6 +131,17 @@ pub async fn warn_while_off(status: Status) {
     }
 }
 
+/// `Threads:` of `/proc/self/status`.
+fn thread_count() -> Option<u32> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// True when `/proc/self/net/dev` lists no interface but `lo` (read-only, allowed by
 /// Landlock; `/proc/net` itself is hidden under systemd's `ProcSubset=pid`).
 fn private_network() -> bool {
@@ -175,6 +198,25 @@ mod tests {
             not_ready.report_readiness(&readiness);
             assert!(!readiness.snapshot().0, "{}", not_ready.detail());
         }
+    }
+
+    #[test]
+    fn enforce_refuses_a_process_that_already_has_threads() {
+        // libtest runs this on its own thread beside the main one: two threads at least.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = Policy::parse(
+            "[tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = [\"ca\"]\n",
+            &dir.path().join("airlock.toml"),
+        )
+        .expect("policy");
+        let err = before_runtime(&policy, &[]).expect_err("several threads");
+        assert!(
+            err.to_string()
+                .contains("must be applied while the process has one thread"),
+            "{err}"
+        );
+        // Nothing was applied: this thread can still write outside any state dir.
+        std::fs::write(dir.path().join("still-writable"), b"x").expect("not landlocked");
     }
 
     #[test]
