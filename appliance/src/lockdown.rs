@@ -123,7 +123,11 @@ fn off_warning() -> &'static str {
 /// Logs the "lockdown is off" warning every [`OFF_WARNING_INTERVAL`], forever. Spawned on
 /// the runtime by the server when the lockdown is not complete.
 pub async fn warn_while_off(status: Status) {
-    let mut tick = actix_web::rt::time::interval(OFF_WARNING_INTERVAL);
+    warn_every(status, OFF_WARNING_INTERVAL).await;
+}
+
+async fn warn_every(status: Status, period: Duration) {
+    let mut tick = actix_web::rt::time::interval(period);
     tick.tick().await; // the first tick is immediate; start-up already warned
     loop {
         tick.tick().await;
@@ -217,6 +221,49 @@ mod tests {
         );
         // Nothing was applied: this thread can still write outside any state dir.
         std::fs::write(dir.path().join("still-writable"), b"x").expect("not landlocked");
+    }
+
+    #[test]
+    fn off_warns_every_period() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("sink").extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        // The System runs on this thread, so this thread's default subscriber sees it.
+        tracing::subscriber::with_default(subscriber, || {
+            actix_web::rt::System::new().block_on(async {
+                let task = actix_web::rt::spawn(warn_every(
+                    status(Lockdown::Off, false),
+                    Duration::from_millis(40),
+                ));
+                actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+                task.abort();
+            });
+        });
+        let text = String::from_utf8(sink.0.lock().expect("sink").clone()).expect("utf-8");
+        let warnings = text
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("egress lockdown is OFF"))
+            .count();
+        assert!(
+            (2..=4).contains(&warnings),
+            "{warnings} warnings in 150 ms:\n{text}"
+        );
+        assert!(text.contains("lockdown=off"), "{text}");
     }
 
     #[test]
