@@ -1,13 +1,16 @@
 //! `scripts/firewall.sh` loaded inside the test's `appliance` namespace: a process of the
 //! service uid cannot open TCP, UDP or DNS traffic to `outside` (and the rule's counter
-//! shows the attempts), while another uid can; `--remove` lifts it.
+//! shows the attempts), while another uid can; `--remove` lifts it. The real service
+//! running as that uid still serves clients from `outside`, and the canary counter stays 0.
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use crate::netns::NetnsPair;
 use crate::probe::{hits, honeypot};
 use crate::roles::HONEYPOT_PORT;
-use crate::util::{require, run};
+use crate::service;
+use crate::util::{Watched, require, run};
 
 /// The service uid in the test (no such user needs to exist).
 const SERVICE_UID: &str = "64321";
@@ -112,5 +115,49 @@ fn service_uid_cannot_connect_out_other_uid_can() {
     assert!(
         tcp,
         "without the table the same uid connects (the rule was the cause)"
+    );
+}
+
+#[test]
+fn service_as_that_uid_serves_and_the_canary_stays_zero() {
+    require(&["ip", "nft", "setpriv"]);
+    let pair = NetnsPair::new();
+    run(pair
+        .exec(&pair.appliance, "bash")
+        .arg(script())
+        .args(["apply", SERVICE_UID]));
+    let dir = service::fixture(pair.appliance_ip, "");
+    run(Command::new("chown")
+        .args(["-R", &format!("{SERVICE_UID}:{SERVICE_UID}")])
+        .arg(dir.path()));
+    let mut server = Watched::spawn(
+        pair.exec(&pair.appliance, "setpriv")
+            .args([
+                &format!("--reuid={SERVICE_UID}"),
+                &format!("--regid={SERVICE_UID}"),
+                "--clear-groups",
+                service::BIN,
+                "serve",
+                "--config",
+            ])
+            .arg(dir.path().join("airlock.toml"))
+            .env("AIRLOCK_LOG", "info"),
+    );
+    server.wait_for("starting service", Duration::from_secs(60));
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("status");
+    assert!(
+        status.contains(&format!("Uid:\t{SERVICE_UID}\t")) && status.contains("Name:\tairlock"),
+        "airlock runs as the service uid: {status}"
+    );
+    let results = service::clients(&pair, &dir.path().join("pki"));
+    assert!(
+        service::client(&results, "user_healthz").starts_with("status=200 "),
+        "answers to clients are established traffic: {results:?}"
+    );
+    let table = nft_table(&pair);
+    assert!(
+        table.contains("packets 0 bytes 0"),
+        "the service tried to get out: {table}"
     );
 }

@@ -15,11 +15,11 @@ use crate::probe::{hits, honeypot};
 use crate::roles;
 use crate::util::{Watched, require, run};
 
-const BIN: &str = env!("CARGO_BIN_EXE_airlock");
-const PORT: u16 = 8443;
+pub const BIN: &str = env!("CARGO_BIN_EXE_airlock");
+pub const PORT: u16 = 8443;
 
 /// A dev PKI and a policy listening on `ip`.
-fn fixture(ip: std::net::Ipv4Addr, egress: &str) -> tempfile::TempDir {
+pub fn fixture(ip: std::net::Ipv4Addr, egress: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = dir.path().join("pki");
     run(Command::new(BIN)
@@ -55,7 +55,7 @@ fn serve(pair: &NetnsPair, dir: &Path) -> Watched {
 }
 
 /// `CLIENT name result` lines of the client role run in `outside`.
-fn clients(pair: &NetnsPair, pki: &Path) -> Vec<(String, String)> {
+pub fn clients(pair: &NetnsPair, pki: &Path) -> Vec<(String, String)> {
     clients_in(&pair.outside, pair.appliance_ip, pki)
 }
 
@@ -77,7 +77,7 @@ fn clients_in(ns: &str, ip: std::net::Ipv4Addr, pki: &Path) -> Vec<(String, Stri
         .collect()
 }
 
-fn client<'a>(results: &'a [(String, String)], name: &str) -> &'a str {
+pub fn client<'a>(results: &'a [(String, String)], name: &str) -> &'a str {
     results
         .iter()
         .find(|(n, _)| n == name)
