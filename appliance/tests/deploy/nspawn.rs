@@ -13,12 +13,13 @@ const AIRLOCK_ID: u32 = 990;
 const PROBE: &str = r#"#!/bin/sh
 exec > /out/probe.log 2>&1
 P=/etc/airlock/pki
-C="--max-time 10 --cacert $P/ca.crt --resolve localhost:8443:127.0.0.1"
+C="--max-time 5 --cacert $P/ca.crt --resolve localhost:8443:127.0.0.1"
 echo "before: $(systemctl is-active airlock.socket) $(systemctl is-active airlock.service)" > /out/before.txt
 i=0
 until curl -sS $C --cert $P/user.crt --key $P/user.key https://localhost:8443/healthz > /out/healthz.json; do
-  i=$((i+1)); [ $i -ge 50 ] && break; sleep 0.2
+  i=$((i+1)); [ $i -ge 20 ] && break; sleep 0.2
 done
+journalctl -u airlock.socket -u airlock.service --no-pager > /out/journal.txt
 curl -s -o /dev/null -w '%{http_code}' $C --cert $P/operator.crt --key $P/operator.key https://localhost:8443/metrics > /out/metrics_operator.txt
 curl -s -o /dev/null -w '%{http_code}' $C --cert $P/user.crt --key $P/user.key https://localhost:8443/metrics > /out/metrics_user.txt
 curl -sS $C https://localhost:8443/healthz > /out/nocert.txt 2>&1
@@ -174,7 +175,10 @@ fn shipped_units_serve_under_real_systemd() {
         "--boot",
     ])
     // A unique name: nspawn keeps per-machine state under /run/systemd/nspawn/.
-    .arg(format!("--machine=airlock-test-{}", std::process::id()));
+    .arg(format!("--machine=airlock-test-{}", std::process::id()))
+    // nspawn's own container filter (systemd 252) refuses the Landlock calls with EPERM;
+    // on a host they are only subject to the unit's SystemCallFilter=, which allows them.
+    .arg("--system-call-filter=landlock_create_ruleset landlock_add_rule landlock_restrict_self");
     for (src, dst) in &binds {
         cmd.arg(format!("--bind-ro={src}:{dst}"));
     }
@@ -183,15 +187,15 @@ fn shipped_units_serve_under_real_systemd() {
         .stdin(std::process::Stdio::null());
     let boot = cmd.output().expect("run systemd-nspawn");
     let journal = std::fs::read_to_string(out.join("journal.txt")).unwrap_or_default();
+    let probe_log = std::fs::read_to_string(out.join("probe.log")).unwrap_or_default();
     assert!(
         out.join("stopped.txt").exists(),
-        "the probe did not finish: {}\njournal:\n{journal}",
+        "the probe did not finish: {}\nprobe:\n{probe_log}\njournal:\n{journal}",
         both(&boot)
     );
 
     // Socket activation: the socket listened, the service started on the first connection.
     assert_eq!(read(&out, "before.txt").trim(), "before: active inactive");
-    let probe_log = read(&out, "probe.log");
     let health: serde_json::Value = serde_json::from_str(&read(&out, "healthz.json"))
         .unwrap_or_else(|e| panic!("healthz: {e}\nprobe:\n{probe_log}\njournal:\n{journal}"));
     assert_eq!(
@@ -240,6 +244,20 @@ fn shipped_units_serve_under_real_systemd() {
         "PrivateNetwork=yes: a network namespace of its own"
     );
     assert_eq!(read(&out, "links.txt").trim(), "lo", "only loopback inside");
+    // The service's own no-egress layers (DESIGN.md section 8) come up inside the unit's
+    // sandbox: its SystemCallFilter= lets the Landlock and seccomp calls through.
+    let layers = journal
+        .lines()
+        .find(|l| l.contains("egress lockdown complete"))
+        .unwrap_or_else(|| panic!("no lockdown report in the journal:\n{journal}"));
+    for layer in [
+        "landlock=enforced",
+        "seccomp=all_threads",
+        "socket_activation=yes",
+        "private_network=yes",
+    ] {
+        assert!(layers.contains(layer), "{layer} not in {layers}");
+    }
     let stopped = read(&out, "stopped.txt");
     for line in ["ActiveState=inactive", "Result=success", "ExecMainStatus=0"] {
         assert!(
