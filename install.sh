@@ -24,6 +24,7 @@ readonly CONF_DIR="$DESTDIR/etc/airlock"
 readonly STATE_DIR="$DESTDIR/var/lib/airlock"
 readonly UNIT_DIR="$DESTDIR/etc/systemd/system"
 readonly DOC_DIR="$DESTDIR/usr/local/share/doc/airlock"
+readonly LIB_DIR="$DESTDIR/usr/local/lib/airlock"
 readonly SERVICE_USER="airlock"
 readonly UNITS=(airlock.socket airlock.service)
 
@@ -48,7 +49,8 @@ Usage:
       Production install: /usr/local/bin/airlock, system user `airlock`, /etc/airlock
       (0750, policy template airlock.toml), /var/lib/airlock (0700), systemd units in
       /etc/systemd/system. Nothing starts unless --enable (which first checks the policy).
-      --firewall also loads the host egress firewall (scripts/firewall.sh).
+      --firewall also loads the host egress firewall (scripts/firewall.sh) now and at
+      every boot (airlock-firewall.service).
   sudo ./install.sh --uninstall [--purge]
       Stop and remove the units, the binary and the firewall. /var/lib/airlock (audit
       log, models) and /etc/airlock are kept unless --purge, which also removes the user.
@@ -258,15 +260,21 @@ ensure_user() {
 
 # FIREWALL: the host egress firewall (no-egress issue, DESIGN.md section 8) lives in
 # scripts/firewall.sh, with the interface `firewall.sh apply USER` / `firewall.sh remove`.
+# It is installed as $LIB_DIR/firewall.sh and loaded at every boot by
+# airlock-firewall.service (nftables rules do not survive a reboot).
 firewall_script() { echo "$REPO/scripts/firewall.sh"; }
 
 check_firewall() {
-  [[ -x $(firewall_script) ]] || die "--firewall: scripts/firewall.sh is not in this checkout yet (the no-egress issue adds it)"
-  [[ -z $DESTDIR ]] || die "--firewall cannot be staged under DESTDIR"
+  [[ -x $(firewall_script) ]] || die "--firewall: scripts/firewall.sh is not in this checkout (the no-egress issue adds it)"
+  [[ -f $REPO/systemd/airlock-firewall.service ]] || die "--firewall: systemd/airlock-firewall.service is missing"
 }
 
-apply_firewall() {
-  "$(firewall_script)" apply "$SERVICE_USER" || die "scripts/firewall.sh apply $SERVICE_USER failed"
+install_firewall() {
+  mkdirp 0755 root:root "$LIB_DIR"
+  put 0755 root:root "$(firewall_script)" "$LIB_DIR/firewall.sh"
+  put 0644 root:root "$REPO/systemd/airlock-firewall.service" "$UNIT_DIR/airlock-firewall.service"
+  [[ -z $DESTDIR ]] || return 0
+  "$LIB_DIR/firewall.sh" apply "$SERVICE_USER" >&2 || die "firewall.sh apply $SERVICE_USER failed"
 }
 
 install_production() {
@@ -299,10 +307,11 @@ install_production() {
   mkdirp 0755 root:root "$DOC_DIR"
   put 0644 root:root "$REPO/docs/deployment.md" "$DOC_DIR/deployment.md"
 
-  if ((firewall)); then apply_firewall; fi
+  if ((firewall)); then install_firewall; fi
 
   if systemd_running; then
     systemctl daemon-reload
+    if ((firewall)); then systemctl enable airlock-firewall.service; fi
     # An upgrade of a running service takes effect now (no-op when it is not running).
     systemctl try-restart airlock.service
   fi
@@ -320,20 +329,22 @@ install_production() {
 uninstall_production() {
   require_root uninstall --uninstall
   if systemd_running; then
-    systemctl disable --now "${UNITS[@]}" >/dev/null 2>&1 || true
+    systemctl disable --now "${UNITS[@]}" airlock-firewall.service >/dev/null 2>&1 || true
   fi
   local unit
-  for unit in "${UNITS[@]}"; do
+  for unit in "${UNITS[@]}" airlock-firewall.service; do
     rm -f "$UNIT_DIR/$unit"
   done
   if systemd_running; then
     systemctl daemon-reload
   fi
-  local script
-  script="$(firewall_script)"
-  if [[ -z $DESTDIR && -x $script ]]; then
-    "$script" remove || die "$script remove failed"
+  # The firewall table, if loaded (idempotent): the installed script, else the checkout's.
+  local script="$LIB_DIR/firewall.sh"
+  [[ -x $script ]] || script="$(firewall_script)"
+  if [[ -z $DESTDIR && -x $script ]] && have nft; then
+    "$script" remove >&2 || die "$script remove failed"
   fi
+  rm -rf "$LIB_DIR"
   rm -f "$BIN_DIR/airlock"
   rm -rf "$DOC_DIR"
   if ((purge)); then

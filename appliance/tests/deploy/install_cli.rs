@@ -47,20 +47,28 @@ fn misplaced_flags_are_refused() {
     refused(&["--purge"], "--purge goes with --uninstall");
 }
 
-/// `--firewall` delegates to scripts/firewall.sh (no-egress issue); it fails with one clear
-/// line, before anything is built or installed, when that script cannot be used.
+/// `--firewall` delegates to scripts/firewall.sh (no-egress issue); in a checkout without
+/// it, install.sh fails with one clear line before anything is built or installed.
 #[test]
 fn firewall_fails_clearly_before_installing() {
     let root = tempfile::tempdir().expect("tempdir");
-    let out = install_sh()
+    let checkout = tempfile::tempdir().expect("tempdir");
+    let script = checkout.path().join("install.sh");
+    std::fs::copy(crate::support::repo_file("install.sh"), &script).expect("copy install.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
         .arg("--firewall")
         .env("DESTDIR", root.path())
+        .env("AIRLOCK_BIN", crate::common::BIN)
         .output()
         .expect("run install.sh");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{}", both(&out));
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("--firewall"), "{err}");
+    assert!(
+        err.contains("--firewall: scripts/firewall.sh is not in this checkout"),
+        "{err}"
+    );
     assert!(
         std::fs::read_dir(root.path())
             .expect("root")

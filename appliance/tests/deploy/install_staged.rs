@@ -84,3 +84,31 @@ fn policy_template_names_what_the_operator_must_provide() {
     assert_eq!(out.status.code(), Some(64), "{}", both(&out));
     assert!(err.contains("pki/server.crt"), "{err}");
 }
+
+/// `--firewall` stages the firewall script and its boot unit (the rules themselves are only
+/// loaded on a real install); `--uninstall` removes both.
+#[test]
+fn firewall_is_installed_for_every_boot_and_uninstalled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    run(root, &["--firewall"]);
+    let script = root.join("usr/local/lib/airlock/firewall.sh");
+    let unit = root.join("etc/systemd/system/airlock-firewall.service");
+    assert_eq!(mode(&script), 0o755);
+    assert_eq!(
+        std::fs::read(&script).expect("script"),
+        std::fs::read(repo_file("scripts/firewall.sh")).expect("repo script")
+    );
+    let text = std::fs::read_to_string(&unit).expect("unit");
+    assert!(
+        text.contains("ExecStart=/usr/local/lib/airlock/firewall.sh apply airlock"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Before=network-pre.target airlock.socket"),
+        "{text}"
+    );
+    run(root, &["--firewall"]);
+    run(root, &["--uninstall"]);
+    assert!(!script.exists() && !unit.exists());
+}

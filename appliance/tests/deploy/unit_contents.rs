@@ -87,7 +87,11 @@ fn service_has_the_required_hardening() {
 /// Every directive sits in a block of lines that has a comment saying why.
 #[test]
 fn every_directive_is_commented() {
-    for unit in ["systemd/airlock.service", "systemd/airlock.socket"] {
+    for unit in [
+        "systemd/airlock.service",
+        "systemd/airlock.socket",
+        "systemd/airlock-firewall.service",
+    ] {
         let text = std::fs::read_to_string(repo_file(unit)).expect("unit file");
         for block in text.split("\n\n") {
             let lines: Vec<&str> = block.lines().map(str::trim).collect();

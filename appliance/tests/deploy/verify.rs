@@ -3,11 +3,13 @@ use std::process::Command;
 
 use crate::support::{both, install_sh, require_tool};
 
-/// Stages the production install under `root` (install.sh with DESTDIR, the real binary),
+/// Stages the production install with the firewall unit under `root` (install.sh
+/// --firewall with DESTDIR, the real binary),
 /// plus the host's own unit library (`sysinit.target` etc.) that verify resolves against.
 fn staged_root(root: &Path) {
     require_tool("systemd-analyze");
     let out = install_sh()
+        .arg("--firewall")
         .env("DESTDIR", root)
         .output()
         .expect("run install.sh");
@@ -30,7 +32,11 @@ fn verify(root: &Path) -> (bool, String) {
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(format!("--root={}", root.display()))
-        .args(["airlock.socket", "airlock.service"])
+        .args([
+            "airlock.socket",
+            "airlock.service",
+            "airlock-firewall.service",
+        ])
         .output()
         .expect("run systemd-analyze verify");
     let text = format!(
