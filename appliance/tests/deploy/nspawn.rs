@@ -15,6 +15,8 @@ exec > /out/probe.log 2>&1
 P=/etc/airlock/pki
 C="--max-time 5 --cacert $P/ca.crt --resolve localhost:8443:127.0.0.1"
 echo "before: $(systemctl is-active airlock.socket) $(systemctl is-active airlock.service)" > /out/before.txt
+echo "$(systemctl is-active airlock-firewall.service)" > /out/firewall_active.txt
+nft list table inet airlock_egress > /out/firewall.txt 2>&1
 i=0
 until curl -sS $C --cert $P/user.crt --key $P/user.key https://localhost:8443/healthz > /out/healthz.json; do
   i=$((i+1)); [ $i -ge 20 ] && break; sleep 0.2
@@ -113,6 +115,12 @@ fn shipped_units_serve_under_real_systemd() {
         + &format!("airlock:x:{AIRLOCK_ID}:\n");
     write(&d.join("passwd"), &passwd, 0o644);
     write(&d.join("group"), &group, 0o644);
+    std::fs::create_dir_all(d.join("lib/airlock")).expect("mkdir lib");
+    std::fs::copy(
+        repo_file("scripts/firewall.sh"),
+        d.join("lib/airlock/firewall.sh"),
+    )
+    .expect("copy firewall.sh");
     std::fs::create_dir_all(d.join("bin")).expect("mkdir bin");
     std::fs::copy(BIN, d.join("bin/airlock")).expect("copy binary");
     write(&d.join("probe/probe.sh"), PROBE, 0o755);
@@ -120,6 +128,7 @@ fn shipped_units_serve_under_real_systemd() {
     for (wants, unit) in [
         ("sockets.target.wants", "airlock.socket"),
         ("multi-user.target.wants", "airlock-probe.service"),
+        ("multi-user.target.wants", "airlock-firewall.service"),
     ] {
         std::fs::create_dir_all(d.join(wants)).expect("mkdir wants");
         std::os::unix::fs::symlink(
@@ -136,6 +145,10 @@ fn shipped_units_serve_under_real_systemd() {
         (
             unit("airlock.service"),
             "/etc/systemd/system/airlock.service",
+        ),
+        (
+            unit("airlock-firewall.service"),
+            "/etc/systemd/system/airlock-firewall.service",
         ),
         (
             p("airlock-probe.service"),
@@ -158,6 +171,7 @@ fn shipped_units_serve_under_real_systemd() {
         (p("group"), "/etc/group"),
         (p("etc-airlock"), "/etc/airlock"),
         (p("bin"), "/usr/local/bin"),
+        (p("lib"), "/usr/local/lib"),
         (p("probe"), "/probe"),
     ];
     let mut cmd = Command::new("timeout");
@@ -194,6 +208,20 @@ fn shipped_units_serve_under_real_systemd() {
         both(&boot)
     );
 
+    // The host firewall unit loaded its table at boot, for the airlock uid, before the socket
+    // (inside the container's own network namespace here).
+    assert_eq!(
+        read(&out, "firewall_active.txt").trim(),
+        "active",
+        "{journal}"
+    );
+    let table = read(&out, "firewall.txt");
+    assert!(
+        table.contains(&format!(
+            "meta skuid {AIRLOCK_ID} ct state established,related accept"
+        )),
+        "{table}"
+    );
     // Socket activation: the socket listened, the service started on the first connection.
     assert_eq!(read(&out, "before.txt").trim(), "before: active inactive");
     let health: serde_json::Value = serde_json::from_str(&read(&out, "healthz.json"))
