@@ -18,5 +18,6 @@ pub mod error;
 pub mod listeners;
 pub mod lockdown;
 pub mod logging;
+pub mod notify;
 pub mod pki;
 pub mod server;

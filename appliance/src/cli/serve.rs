@@ -65,5 +65,16 @@ pub(super) fn serve(
     // this line: from here on no thread of this process can create a network socket.
     let lockdown = lockdown::after_listening(landlocked, origin)?;
     announce(&bound);
+    // systemd (Type=notify): listeners bound, TLS and audit log loaded; connections queue
+    // from here on.
+    crate::notify::ready(&format!("serving on {} ({origin:?})", list(&bound)));
     server::run(Arc::new(policy), listeners, tls, audit_log, lockdown).context("server failed")
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -93,6 +93,7 @@ async fn shutdown_requested(grace: u64) {
         (Ok(mut term), Ok(mut int)) => {
             let name = tokio_select(term.recv(), int.recv()).await;
             tracing::info!("{name} received: draining in-flight requests for up to {grace}s");
+            crate::notify::stopping(&format!("{name}: draining for up to {grace}s"));
         }
         (Err(e), _) | (_, Err(e)) => {
             // Without handlers the default action (terminate) applies: no drain, but no hang.
