@@ -173,6 +173,10 @@ fn shipped_units_serve_under_real_systemd() {
         "--private-network",
         "--boot",
     ])
+    // nspawn's own seccomp allow-list predates Landlock (its calls would fail with
+    // ENOSYS inside the container, and the service refuses to start without Landlock);
+    // the unit's SystemCallFilter= allows them, as the host's systemd does.
+    .arg("--system-call-filter=landlock_create_ruleset landlock_add_rule landlock_restrict_self")
     // A unique name: nspawn keeps per-machine state under /run/systemd/nspawn/.
     .arg(format!("--machine=airlock-test-{}", std::process::id()));
     for (src, dst) in &binds {
@@ -240,6 +244,15 @@ fn shipped_units_serve_under_real_systemd() {
         "PrivateNetwork=yes: a network namespace of its own"
     );
     assert_eq!(read(&out, "links.txt").trim(), "lo", "only loopback inside");
+    // The service's own layers, as it reports them under the real unit (egress issue).
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.contains("egress lockdown complete")
+                && l.contains("lockdown=enforce landlock=enforced(")
+                && l.contains("seccomp=all_threads socket_activation=yes private_network=yes")),
+        "{journal}"
+    );
     let stopped = read(&out, "stopped.txt");
     for line in ["ActiveState=inactive", "Result=success", "ExecMainStatus=0"] {
         assert!(
