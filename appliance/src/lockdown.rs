@@ -50,8 +50,13 @@ pub fn before_runtime(
         }
     }
     let ports: Vec<u16> = listen.iter().map(SocketAddr::port).collect();
+    let started = std::time::Instant::now();
     report.landlock = landlock::apply(&policy.state_dir, &ports)?;
-    tracing::info!(landlock = ?report.landlock, "Landlock applied before the runtime");
+    tracing::info!(
+        landlock = ?report.landlock,
+        micros = started.elapsed().as_micros(),
+        "Landlock applied before the runtime"
+    );
     Ok(report)
 }
 
@@ -63,7 +68,12 @@ pub fn after_listening(
     listeners: Origin,
 ) -> Result<Status, LockdownError> {
     if report.mode == Lockdown::Enforce {
+        let started = std::time::Instant::now();
         report.seccomp = seccomp::install_all_threads()?;
+        tracing::info!(
+            micros = started.elapsed().as_micros(),
+            "seccomp filter installed on every thread"
+        );
     }
     let status = Status {
         report,

@@ -82,7 +82,13 @@ fn firewall_fails_clearly_before_installing() {
 #[test]
 fn scripts_pass_shellcheck() {
     crate::support::require_tool("shellcheck");
-    let scripts = ["install.sh", ".ci/run", "scripts/fetch-default-model.sh"];
+    let scripts = [
+        "install.sh",
+        ".ci/run",
+        "scripts/fetch-default-model.sh",
+        "scripts/firewall.sh",
+        ".ci/check-deps.sh",
+    ];
     let out = std::process::Command::new("shellcheck")
         .args(scripts)
         .current_dir(crate::support::repo())

@@ -1,9 +1,9 @@
 //! The real `airlock serve`, with a real dev PKI, in the `appliance` namespace: mTLS
 //! clients in `outside` are served (no-cert and foreign-CA clients refused), while every
 //! thread of the process has seccomp mode 2 and, asked through gdb to open a TCP, UDP or
-//! IPv6 socket, to connect or to set up io_uring, gets EPERM. The honeypot in `outside`
-//! hears nothing. Control: the same service with `lockdown = "off"` is not ready and its
-//! threads can open sockets (so the gdb probe can fail). Socket-activated in a
+//! IPv6 socket, to connect or to set up io_uring, gets EPERM, and its DNS lookup (through
+//! the honeypot's resolver) fails. The honeypot in `outside` hears nothing. Control: the same service with `lockdown = "off"` is not ready and its
+//! threads can open sockets and resolve through the honeypot (so the gdb probe can fail). Socket-activated in a
 //! loopback-only namespace (what `airlock.socket` + `PrivateNetwork=yes` give), `/readyz`
 //! says so.
 use std::path::Path;
@@ -113,10 +113,13 @@ fn seccomp_modes(pid: u32) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The name each thread looks up through gdb (the namespace's resolver is the honeypot).
+const DNS_NAME: &str = "airlock-gdb.honeypot.test";
+
 /// In every thread of `pid`, through gdb: `socket(AF_INET, SOCK_STREAM)`,
 /// `socket(AF_INET, SOCK_DGRAM)`, `socket(AF_INET6, SOCK_STREAM)`,
 /// `connect(socket(AF_UNIX, SOCK_STREAM), NULL, 0)`, `io_uring_setup(1, NULL)`, each
-/// followed by errno. Returns (thread id, the ten values) of each thread probed, and the
+/// followed by errno, then `getaddrinfo(DNS_NAME, ..)`'s result. Returns (thread id, the ten values) of each thread probed, and the
 /// ids of threads that exited meanwhile (an idle blocking-pool thread times out).
 fn gdb_probe(pid: u32) -> (Vec<(String, Vec<i64>)>, Vec<String>) {
     let script = tempfile::NamedTempFile::new().expect("script");
@@ -130,6 +133,8 @@ fn gdb_probe(pid: u32) -> (Vec<(String, Vec<i64>)>, Vec<String>) {
          p {sock}(10,1,0)\n{errno}\n\
          p ((int(*)(int,const void*,int))connect)({sock}(1,1,0),0,0)\n{errno}\n\
          p ((long(*)(long,long,long))syscall)(425,1,0)\n{errno}\n\
+         p ((int(*)(const char*,const char*,const void*,void**))getaddrinfo)\
+         (\"{DNS_NAME}\",(char*)0,(void*)0,(void**)malloc(8))\n\
          end\n\
          thread apply all airlock_probe\n"
     );
@@ -167,7 +172,7 @@ fn gdb_probe(pid: u32) -> (Vec<(String, Vec<i64>)>, Vec<String>) {
         !threads.is_empty()
             && threads
                 .iter()
-                .all(|(t, v)| v.len() == 10 || exited.contains(t)),
+                .all(|(t, v)| v.len() == 11 || exited.contains(t)),
         "unexpected gdb output:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -249,8 +254,9 @@ fn locked_down_service_serves_outside_clients_and_reaches_nothing() {
     }
     assert!(probed.len() >= 3, "{probed:?}");
     for (tid, v) in &probed {
-        // Each call returns -1 with errno EPERM (1).
-        assert_eq!(v, &[-1, 1, -1, 1, -1, 1, -1, 1, -1, 1], "thread {tid}");
+        // Each call returns -1 with errno EPERM (1); the DNS lookup fails.
+        assert_eq!(v[..10], [-1, 1, -1, 1, -1, 1, -1, 1, -1, 1], "thread {tid}");
+        assert_ne!(v[10], 0, "getaddrinfo succeeded in thread {tid}");
     }
 
     // The state dir stayed writable: the JSON log has the requests.
@@ -276,6 +282,7 @@ fn locked_down_service_serves_outside_clients_and_reaches_nothing() {
 fn lockdown_off_is_not_ready_warns_and_threads_can_open_sockets() {
     require(&["ip", "gdb"]);
     let pair = NetnsPair::new();
+    let hp = honeypot(&pair);
     let dir = fixture(pair.appliance_ip, "[egress]\nlockdown = \"off\"\n");
     let server = serve(&pair, dir.path());
     let pid = server.child.id();
@@ -313,7 +320,13 @@ fn lockdown_off_is_not_ready_warns_and_threads_can_open_sockets() {
             v[9], 1,
             "io_uring_setup(1, NULL) fails with EFAULT, not EPERM: {v:?}"
         );
+        assert_eq!(v[10], 0, "getaddrinfo through the honeypot resolver: {v:?}");
     }
+    let dns = hits(&hp)
+        .into_iter()
+        .filter(|h| h.starts_with("HIT dns ") && h.contains(DNS_NAME))
+        .count();
+    assert!(dns >= probed.len(), "one lookup per thread at least: {dns}");
 }
 
 #[test]

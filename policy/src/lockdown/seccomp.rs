@@ -229,6 +229,7 @@ mod tests {
     #[test]
     fn filter_compiles_for_this_architecture() {
         let program = filter().expect("filter");
+        println!("seccomp program: {} BPF instructions", program.len());
         // Arch check (3) + per-syscall checks + default: a deny-list of 5 calls (10 on
         // x86_64 with x32 aliases) stays small.
         assert!(
