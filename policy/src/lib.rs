@@ -27,6 +27,7 @@ mod config;
 mod error;
 mod identity;
 mod load;
+mod trust;
 
 pub use config::{
     DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_COMPLETION_TOKENS,
@@ -36,6 +37,9 @@ pub use config::{
 pub use error::PolicyError;
 pub use identity::{
     CertFacts, Fingerprint, IdentityRule, Match, Pattern, Role, RoleSet, UnknownRole,
+};
+pub use trust::{
+    DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_TRUST_THRESHOLD, Publisher, PublisherKey, TrustConfig,
 };
 
 /// The commented example policy shipped with the crate (it parses: see the tests).
