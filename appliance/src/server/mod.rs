@@ -8,6 +8,7 @@ pub mod error;
 pub mod identity;
 pub mod metrics;
 pub mod middleware;
+pub mod openai;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
