@@ -47,6 +47,8 @@ pub use limits::{
 pub use manifest::{
     FORMAT, FileEntry, MANIFEST_ENTRY, Manifest, SIGNATURES_ENTRY, Sha256, check_name, check_path,
 };
+/// Re-exported: versions in the public API are `semver::Version`.
+pub use semver;
 pub use signature::{
     KeyId, PublicKey, Signature, Signed, SigningKey, parse_signatures, signatures_to_bytes,
 };

@@ -98,6 +98,22 @@ impl TrustRoot {
         })
     }
 
+    /// The same root with another threshold (`bundle verify --threshold`); refused
+    /// outside 1..=number of keys.
+    pub fn with_threshold(mut self, threshold: usize) -> Result<TrustRoot, BundleError> {
+        if threshold == 0 || threshold > self.keys.len() {
+            return Err(BundleError::Key {
+                what: "trust root".into(),
+                reason: format!(
+                    "threshold {threshold} must be between 1 and the number of keys ({})",
+                    self.keys.len()
+                ),
+            });
+        }
+        self.threshold = threshold;
+        Ok(self)
+    }
+
     /// The threshold k.
     pub fn threshold(&self) -> usize {
         self.threshold

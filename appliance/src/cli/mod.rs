@@ -1,6 +1,9 @@
 //! Command line: one module per command group. To add a group, add a variant to
 //! [`Command`] with its args struct (and an `after_help` example) and a `run` in its module.
+mod bundle;
 mod dev;
+mod keys;
+mod models;
 mod pki;
 mod policy;
 mod serve;
@@ -37,6 +40,9 @@ enum Command {
     Dev(dev::Args),
     Pki(pki::Args),
     Policy(policy::Args),
+    Keys(keys::Args),
+    Bundle(bundle::Args),
+    Models(models::Args),
 }
 
 /// Parses arguments, runs the command, maps the outcome to an exit code.
@@ -61,6 +67,9 @@ pub fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args),
         Command::Pki(args) => pki::run(args),
         Command::Policy(args) => policy::run(args),
+        Command::Keys(args) => keys::run(args),
+        Command::Bundle(args) => bundle::run(args),
+        Command::Models(args) => models::run(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
