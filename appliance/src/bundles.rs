@@ -12,10 +12,8 @@ use policy::Policy;
 /// Why the policy cannot verify bundles.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustSetupError {
-    /// No `[trust]` section: fail closed, nothing can be installed.
-    #[error("{}: no [trust] section: bundles cannot be verified (see policy/airlock.example.toml)", .0.display())]
-    NoTrust(std::path::PathBuf),
-    /// The section is invalid.
+    /// The section is missing or invalid (a missing `[trust]` is a policy error: fail
+    /// closed, nothing can be installed).
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
     /// The keys do not make a trust root.
@@ -26,7 +24,14 @@ pub enum TrustSetupError {
 /// The trust root of `policy`'s `[trust]` section.
 pub fn trust_root(policy: &Policy) -> Result<TrustRoot, TrustSetupError> {
     let (Some(t), Some(keys)) = (&policy.trust, policy.trust_keys()?) else {
-        return Err(TrustSetupError::NoTrust(policy.source().to_owned()));
+        return Err(TrustSetupError::Policy(policy::PolicyError::Invalid {
+            path: policy.source().to_owned(),
+            line: None,
+            key: "trust".into(),
+            reason: "missing: no bundle can be verified without trusted publisher keys \
+                     (see [trust] in airlock.example.toml)"
+                .into(),
+        }));
     };
     let keys = keys
         .into_iter()
@@ -78,4 +83,127 @@ pub fn install_file(
         return Ok((active, true));
     }
     Ok((installed, false))
+}
+
+/// Name of the dev publisher key under `STATE/dev-keys/`.
+pub const DEV_KEY_NAME: &str = "dev-publisher";
+
+/// The `[trust]` section of the dev policy: the dev publisher key, any name.
+pub const DEV_TRUST_SECTION: &str = "\n[trust]\n\
+# Written by `airlock dev`: bundles signed by the dev publisher key in dev-keys/.\n\
+threshold = 1\nallowed_names = [\"*\"]\n\n\
+[[trust.publisher]]\nname = \"dev-publisher\"\nkey_file = \"dev-keys/dev-publisher.pub\"\n";
+
+/// The default model path: `$AIRLOCK_DEFAULT_MODEL`, else the cache path of
+/// `scripts/fetch-default-model.sh`.
+pub fn default_model_path() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("AIRLOCK_DEFAULT_MODEL") {
+        return Some(p.into());
+    }
+    let cache = std::env::var_os("AIRLOCK_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|c| std::path::PathBuf::from(c).join("airlock"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/airlock"))
+        })?;
+    Some(cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+}
+
+/// A bundle name from a model file name: `SmolLM2-135M-Instruct.Q4_1.gguf` ->
+/// `smollm2-135m-instruct.q4_1`.
+pub fn dev_model_name(model: &Path) -> String {
+    let stem = model
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .skip_while(|c| !c.is_ascii_alphanumeric())
+        .take(airlock_bundle::MAX_NAME_LEN)
+        .collect();
+    if name.is_empty() {
+        "dev-model".into()
+    } else {
+        name
+    }
+}
+
+/// `airlock dev`: packs `model` into a bundle signed with the dev key (`STATE/dev-keys/`),
+/// installs and activates it. Idempotent: when the active model of that name already has
+/// the file's digest nothing is done; otherwise the sequence is the high-water mark + 1.
+pub fn dev_install(
+    policy: &Policy,
+    model: &Path,
+    sink: &mut dyn EventSink,
+) -> anyhow::Result<(ActiveModel, bool)> {
+    use anyhow::Context as _;
+    let name = dev_model_name(model);
+    let store = store(policy);
+    let key_path = policy
+        .state_dir
+        .join("dev-keys")
+        .join(format!("{DEV_KEY_NAME}.key"));
+    let key = airlock_bundle::SigningKey::from_file(&key_path)?;
+    let digest = sha256_file(model)?;
+    if let Some(active) = store.active(&name)?
+        && active.sha256 == digest
+    {
+        return Ok((active, false));
+    }
+    let sequence = store.high_water(&name)?.unwrap_or(0) + 1;
+    let now = time::OffsetDateTime::now_utc();
+    let opts = airlock_bundle::CreateOptions {
+        name: name.clone(),
+        version: airlock_bundle::semver::Version::parse(&format!("1.0.0-dev.{sequence}"))?,
+        sequence,
+        expires: Some(now + time::Duration::days(365)),
+        // The GGUF's own license (refuses a non-GGUF file), else "unknown".
+        license: Some(
+            airlock_bundle::inspect_model(model)?
+                .1
+                .unwrap_or_else(|| "unknown".into()),
+        ),
+        model: model.to_owned(),
+        extra: vec![],
+        created: now,
+    };
+    let tmp = policy
+        .state_dir
+        .join(format!(".dev-bundle-{}.airlock", std::process::id()));
+    let result = (|| {
+        airlock_bundle::create_bundle(&opts, &tmp, &mut |_| {})?;
+        airlock_bundle::sign_bundle(&tmp, &key)?;
+        install_file(policy, &tmp, true, sink, &mut |_| {})
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    let (active, _) =
+        result.with_context(|| format!("installing dev model {}", model.display()))?;
+    Ok((active, true))
+}
+
+fn sha256_file(path: &Path) -> anyhow::Result<airlock_bundle::Sha256> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; airlock_bundle::CHUNK];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    let mut d = [0u8; 32];
+    d.copy_from_slice(ctx.finish().as_ref());
+    Ok(airlock_bundle::Sha256(d))
 }

@@ -45,7 +45,8 @@ pub use limits::{
     DEFAULT_MAX_SIGNATURES_BYTES, Limits,
 };
 pub use manifest::{
-    FORMAT, FileEntry, MANIFEST_ENTRY, Manifest, SIGNATURES_ENTRY, Sha256, check_name, check_path,
+    FORMAT, FileEntry, MANIFEST_ENTRY, MAX_NAME_LEN, MAX_PATH_LEN, Manifest, SIGNATURES_ENTRY,
+    Sha256, check_name, check_path,
 };
 /// Re-exported: versions in the public API are `semver::Version`.
 pub use semver;

@@ -2,6 +2,7 @@
 //! [`Command`] with its args struct (and an `after_help` example) and a `run` in its module.
 mod bundle;
 mod dev;
+mod dev_model;
 mod keys;
 mod models;
 mod pki;
