@@ -4,27 +4,16 @@
 use std::path::Path;
 
 use airlock_bundle::{
-    ActiveModel, BundleError, EventSink, ExpiryEnforcement, Limits, ModelStore, NameRule,
-    PublicKey, TrustRoot, TrustedKey,
+    ActiveModel, EventSink, ExpiryEnforcement, Limits, ModelStore, NameRule, PublicKey, TrustRoot,
+    TrustedKey,
 };
 use policy::Policy;
 
-/// Why the policy cannot verify bundles.
-#[derive(Debug, thiserror::Error)]
-pub enum TrustSetupError {
-    /// The section is missing or invalid (a missing `[trust]` is a policy error: fail
-    /// closed, nothing can be installed).
-    #[error(transparent)]
-    Policy(#[from] policy::PolicyError),
-    /// The keys do not make a trust root.
-    #[error(transparent)]
-    Bundle(#[from] BundleError),
-}
-
-/// The trust root of `policy`'s `[trust]` section.
-pub fn trust_root(policy: &Policy) -> Result<TrustRoot, TrustSetupError> {
+/// The trust root of `policy`'s `[trust]` section. A missing or invalid section is a
+/// [`policy::PolicyError`] in the error chain (so the CLI exits 64).
+pub fn trust_root(policy: &Policy) -> anyhow::Result<TrustRoot> {
     let (Some(t), Some(keys)) = (&policy.trust, policy.trust_keys()?) else {
-        return Err(TrustSetupError::Policy(policy::PolicyError::Invalid {
+        return Err(anyhow::Error::new(policy::PolicyError::Invalid {
             path: policy.source().to_owned(),
             line: None,
             key: "trust".into(),

@@ -3,6 +3,9 @@
 //! handshakes from a rustls client, on loopback only.
 mod common;
 
+/// Signed model bundles: keys, create, sign, verify, install, activate, rollback, dev.
+mod bundle;
+
 /// `airlock dev`: one command, twice on the same state dir.
 mod dev;
 /// Handshakes the server must refuse, each with its specific alert.
