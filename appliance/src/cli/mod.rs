@@ -1,5 +1,6 @@
 //! Command line: one module per command group. To add a group, add a variant to
 //! [`Command`] with its args struct (and an `after_help` example) and a `run` in its module.
+mod audit;
 mod bundle;
 mod dev;
 mod dev_model;
@@ -44,6 +45,7 @@ enum Command {
     Keys(keys::Args),
     Bundle(bundle::Args),
     Models(models::Args),
+    Audit(audit::Args),
 }
 
 /// Parses arguments, runs the command, maps the outcome to an exit code.
@@ -71,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Keys(args) => keys::run(args),
         Command::Bundle(args) => bundle::run(args),
         Command::Models(args) => models::run(args),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

@@ -6,6 +6,8 @@ mod common;
 /// Signed model bundles: keys, create, sign, verify, install, activate, rollback, dev.
 mod bundle;
 
+/// The audit log through the service and the `airlock audit` commands, as an auditor.
+mod audit;
 /// `airlock dev`: one command, twice on the same state dir.
 mod dev;
 /// Handshakes the server must refuse, each with its specific alert.
