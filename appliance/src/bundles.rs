@@ -196,3 +196,120 @@ fn sha256_file(path: &Path) -> anyhow::Result<airlock_bundle::Sha256> {
     d.copy_from_slice(ctx.finish().as_ref());
     Ok(airlock_bundle::Sha256(d))
 }
+
+/// The audit record of a bundle event (DESIGN.md §6 kinds `bundle.*`, `model.*`).
+pub fn audit_event(e: &airlock_bundle::Event, via: &str) -> audit::Event {
+    use airlock_bundle::Event as B;
+    use audit::{Event, Kind, ModelRef};
+    let model = |name: &str, version: &str, sha256: &str| ModelRef {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        sha256: audit::Digest::from_hex(sha256).unwrap_or(audit::Digest([0; 32])),
+    };
+    let event = match e {
+        B::Verify {
+            name,
+            version,
+            sequence,
+            signers,
+        } => Event::new(Kind::BundleVerify)
+            .status("ok")
+            .param("name", name.clone())
+            .param("version", version.clone())
+            .param("sequence", sequence.to_string())
+            .param("signers", signers.join(",")),
+        B::Install {
+            name,
+            version,
+            sequence,
+            sha256,
+        } => Event::new(Kind::BundleInstall)
+            .status("ok")
+            .model(model(name, version, sha256))
+            .param("sequence", sequence.to_string()),
+        B::Reject { name, reason } => {
+            let ev = Event::new(Kind::BundleReject)
+                .status("rejected")
+                .param("reason", reason.clone());
+            match name {
+                Some(n) => ev.param("name", n.clone()),
+                None => ev,
+            }
+        }
+        B::Activate {
+            name,
+            version,
+            previous,
+            sha256,
+        } => {
+            let ev = Event::new(Kind::ModelActivate)
+                .status("ok")
+                .model(model(name, version, sha256));
+            match previous {
+                Some(p) => ev.param("previous", p.clone()),
+                None => ev,
+            }
+        }
+        B::Rollback {
+            name,
+            from,
+            to,
+            sha256,
+        } => Event::new(Kind::ModelRollback)
+            .status("ok")
+            .model(model(name, to, sha256))
+            .param("from", from.clone()),
+        other => Event::new(Kind::BundleVerify).param("event", format!("{other:?}")),
+    };
+    event.param("via", via)
+}
+
+/// Appends bundle events to the audit log, each flushed before the operation goes on
+/// (a failed append aborts the operation). Also logs them with tracing.
+#[derive(Debug)]
+pub struct AuditSink<'a> {
+    /// The open log.
+    pub log: &'a audit::AuditLog,
+    /// Who acted (the admin's certificate over HTTP; none from the CLI).
+    pub actor: Option<audit::Actor>,
+    /// `cli`, `http` or `dev`.
+    pub via: &'static str,
+}
+
+impl EventSink for AuditSink<'_> {
+    fn record(&mut self, event: &airlock_bundle::Event) -> Result<(), String> {
+        let _ = airlock_bundle::TracingSink.record(event);
+        let mut e = audit_event(event, self.via);
+        e.actor = self.actor.clone();
+        self.log.append(e).map(drop).map_err(|e| e.to_string())
+    }
+}
+
+/// Runs `f` with an audit sink on the policy's log (offline commands: the service must
+/// be stopped, sled allows one process per database), then closes the log with a final
+/// checkpoint. Without a writable audit log nothing is done (fail closed).
+pub fn with_audit<T>(
+    policy: &Policy,
+    via: &'static str,
+    f: impl FnOnce(&mut dyn EventSink) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use anyhow::Context as _;
+    let dir = crate::server::audit::dir(&policy.state_dir);
+    let log = audit::AuditLog::open(&dir, crate::server::audit::config(&policy.audit))
+        .with_context(|| {
+            format!(
+                "cannot open the audit log in {} (while the service runs, use its admin API)",
+                dir.display()
+            )
+        })?;
+    let mut sink = AuditSink {
+        log: &log,
+        actor: None,
+        via,
+    };
+    let result = f(&mut sink);
+    if let Err(e) = log.close() {
+        tracing::error!(error = %e, "closing the audit log failed");
+    }
+    result
+}

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use airlock_bundle::{
     CreateOptions, ExpiryEnforcement, Limits, Manifest, NameRule, PublicKey, Signer, SigningKey,
-    TracingSink, TrustRoot, TrustedKey,
+    TrustRoot, TrustedKey,
 };
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -200,13 +200,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Install(a) => {
             let policy = Policy::load(&a.config)?;
             let bar = progress_bar(file_len(&a.bundle)?, "installing");
-            let (model, active) = crate::bundles::install_file(
-                &policy,
-                &a.bundle,
-                a.activate,
-                &mut TracingSink,
-                &mut |n| bar.set_position(n),
-            )?;
+            let (model, active) = crate::bundles::with_audit(&policy, "cli", |sink| {
+                crate::bundles::install_file(&policy, &a.bundle, a.activate, sink, &mut |n| {
+                    bar.set_position(n)
+                })
+            })?;
             bar.finish_and_clear();
             println!(
                 "installed {} {} (sequence {}) at {}{}",

@@ -52,8 +52,9 @@ pub fn install_model(policy: &Policy, explicit: Option<PathBuf>) -> anyhow::Resu
             }
         },
     };
-    let (active, installed) =
-        crate::bundles::dev_install(policy, &model, &mut airlock_bundle::TracingSink)?;
+    let (active, installed) = crate::bundles::with_audit(policy, "dev", |sink| {
+        crate::bundles::dev_install(policy, &model, sink)
+    })?;
     println!(
         "Model {} {} ({}) {}, signed by the dev publisher key.",
         active.name,

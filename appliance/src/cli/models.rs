@@ -1,7 +1,6 @@
 //! `airlock models ...`: installed model versions, activation, explicit rollback.
 use std::path::PathBuf;
 
-use airlock_bundle::TracingSink;
 use policy::Policy;
 
 /// Installed models.
@@ -105,14 +104,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Activate(a) => {
-            let store = crate::bundles::store(&a.at.policy()?);
-            let m = store.activate(&a.name, &a.version, &mut TracingSink)?;
+            let policy = a.at.policy()?;
+            let store = crate::bundles::store(&policy);
+            let m = crate::bundles::with_audit(&policy, "cli", |sink| {
+                Ok(store.activate(&a.name, &a.version, sink)?)
+            })?;
             println!("active: {} {} ({})", m.name, m.version, m.path.display());
             Ok(())
         }
         Command::Rollback(a) => {
-            let store = crate::bundles::store(&a.at.policy()?);
-            let m = store.rollback(&a.name, &mut TracingSink)?;
+            let policy = a.at.policy()?;
+            let store = crate::bundles::store(&policy);
+            let m = crate::bundles::with_audit(&policy, "cli", |sink| {
+                Ok(store.rollback(&a.name, sink)?)
+            })?;
             println!(
                 "rolled back: {} {} is active ({})",
                 m.name,

@@ -147,6 +147,24 @@ impl Site {
         ok(airlock(&["models", "list", "--config", s(&self.policy())]))
     }
 
+    /// The audit log's records (`airlock audit export`), as JSON.
+    fn audit_records(&self) -> Vec<serde_json::Value> {
+        let out = self.path("audit.jsonl");
+        ok(airlock(&[
+            "audit",
+            "export",
+            "--state",
+            s(&self.path("state")),
+            "--out",
+            s(&out),
+        ]));
+        let text = std::fs::read_to_string(&out).expect("export");
+        text.lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect()
+    }
+
     fn staging_is_empty(&self) -> bool {
         std::fs::read_dir(self.path("state/models/.staging"))
             .map(|mut d| d.next().is_none())
