@@ -302,6 +302,41 @@ fn tampered_upgrade_is_rejected_then_good_upgrade_and_explicit_rollback() {
         1,
     );
     assert!(err.contains("no previous version"), "{err}");
+
+    // Every step is in the audit log, the rejection with its reason.
+    let records = site.audit_records();
+    let kinds: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["kind"].as_str())
+        .filter(|k| k.starts_with("bundle.") || k.starts_with("model."))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "bundle.verify",
+            "bundle.install",
+            "model.activate", // v1 --activate
+            "bundle.verify",
+            "bundle.reject", // tampered v2
+            "bundle.verify",
+            "bundle.install", // v2
+            "model.activate",
+            "model.rollback",
+        ]
+    );
+    let reject = records
+        .iter()
+        .find(|r| r["kind"] == "bundle.reject")
+        .expect("reject");
+    assert!(
+        reject.to_string().contains("does not match the manifest"),
+        "{reject}"
+    );
+    let install = records
+        .iter()
+        .find(|r| r["kind"] == "bundle.install")
+        .expect("install");
+    assert!(install.to_string().contains(MODEL_SHA256), "{install}");
 }
 
 fn tiny_gguf(dir: &Path) -> PathBuf {
