@@ -471,3 +471,83 @@ fn dev_installs_a_signed_model_idempotently() {
     );
     assert!(state.join("dev-keys/dev-publisher.pub").is_file());
 }
+
+/// Over HTTP as the admin: POST the real model's bundle (signed by two publishers) with
+/// `?activate=true`; a tampered upgrade is refused with 400 and the active model is
+/// unchanged; the good upgrade installs, activates and rolls back through the endpoints;
+/// a user certificate gets 403.
+#[test]
+fn admin_endpoints_install_activate_reject_and_roll_back() {
+    let fx = crate::common::Fixture::new();
+    let site = Site::new(2);
+    let trust = std::fs::read_to_string(site.policy()).expect("policy");
+    let trust = &trust[trust.find("[trust]").expect("trust")..];
+    let alice = std::fs::read_to_string(site.keys().join("alice.pub")).expect("alice.pub");
+    let trust = trust.replace(
+        "key_file = \"keys/alice.pub\"",
+        &format!("key = \"{}\"", alice.trim()),
+    );
+    let mut policy = std::fs::read_to_string(fx.policy()).expect("fixture policy");
+    policy.push('\n');
+    policy.push_str(&trust);
+    std::fs::write(fx.policy(), policy).expect("policy with trust");
+    let model = default_model();
+    let v1 = site.bundle(&model, "smollm2-135m", "1.0.0", 1, &["alice", "bob"]);
+    let v2 = site.bundle(&model, "smollm2-135m", "1.1.0", 2, &["alice", "bob"]);
+    let mut tampered = std::fs::read(&v2).expect("v2");
+    let at = tampered.len() / 3;
+    tampered[at] ^= 0x04;
+
+    let server = fx.serve();
+    let admin = fx.client(Some("admin"));
+    let user = fx.client(Some("user"));
+    let post = |client: &crate::common::Client, path: &str, body: &[u8]| {
+        client.request("POST", path, Some(body)).expect("request")
+    };
+    let v1_bytes = std::fs::read(&v1).expect("v1");
+    let denied = post(&user, "/v1/admin/bundles?activate=true", &v1_bytes);
+    assert_eq!(denied.status, 403);
+
+    let r = post(&admin, "/v1/admin/bundles?activate=true", &v1_bytes);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["active"], true);
+    assert_eq!(r.json()["sha256"], MODEL_SHA256);
+
+    let r = post(&admin, "/v1/admin/bundles?activate=true", &tampered);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.openai_error().contains("does not match the manifest"),
+        "{}",
+        r.text()
+    );
+    let listed = admin.get("/v1/admin/models").json();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed["data"][0]["version"], "1.0.0");
+    assert_eq!(listed["data"][0]["active"], true);
+
+    let r = post(
+        &admin,
+        "/v1/admin/bundles",
+        &std::fs::read(&v2).expect("v2"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["active"], false);
+    let r = post(
+        &admin,
+        "/v1/admin/models/smollm2-135m/activate",
+        br#"{"version":"1.1.0"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["version"], "1.1.0");
+    let r = post(&admin, "/v1/admin/models/smollm2-135m/rollback", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["version"], "1.0.0");
+    let r = post(&admin, "/v1/admin/bundles", &v1_bytes);
+    assert_eq!(r.status, 400);
+    assert!(
+        r.openai_error().contains("rollback refused"),
+        "{}",
+        r.text()
+    );
+    drop(server);
+}
