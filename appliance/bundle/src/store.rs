@@ -115,6 +115,11 @@ impl Drop for Staging {
     }
 }
 
+/// An exclusive lock on `models/.lock`, held by install, activate and rollback, so that
+/// two concurrent operations (two admin uploads) cannot both pass the anti-rollback check
+/// for one name, or race on the active pointer. Released on drop.
+struct StoreLock(#[allow(dead_code)] File);
+
 fn fsync_dir(dir: &Path) -> Result<(), BundleError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -166,6 +171,20 @@ impl ModelStore {
 
     fn models(&self) -> PathBuf {
         self.state.join(MODELS)
+    }
+
+    fn lock(&self) -> Result<StoreLock, BundleError> {
+        let dir = self.models();
+        fs::create_dir_all(&dir).map_err(BundleError::io(&dir))?;
+        let path = dir.join(".lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(BundleError::io(&path))?;
+        f.lock().map_err(BundleError::io(&path))?;
+        Ok(StoreLock(f))
     }
 
     fn version_dir(&self, name: &str, version: &semver::Version) -> PathBuf {
@@ -235,7 +254,9 @@ impl ModelStore {
         progress: &mut dyn FnMut(u64),
     ) -> Result<ActiveModel, BundleError> {
         let mut name_seen = None;
-        let result = self.install_inner(reader, trust, limits, now, sink, progress, &mut name_seen);
+        let result = self.lock().and_then(|_lock| {
+            self.install_inner(reader, trust, limits, now, sink, progress, &mut name_seen)
+        });
         if let Err(e) = &result {
             let reject = Event::Reject {
                 name: name_seen,
@@ -494,6 +515,7 @@ impl ModelStore {
         version: &semver::Version,
         sink: &mut dyn EventSink,
     ) -> Result<ActiveModel, BundleError> {
+        let _lock = self.lock()?;
         let (m, dir) = self.load_checked(name, version)?;
         let old = self.pointer(name)?;
         let mut previous = Vec::new();
@@ -533,6 +555,7 @@ impl ModelStore {
         sink: &mut dyn EventSink,
     ) -> Result<ActiveModel, BundleError> {
         check_name(name)?;
+        let _lock = self.lock()?;
         let Some(mut p) = self.pointer(name)? else {
             return Err(BundleError::NotInstalled(format!(
                 "{name} has no active version"

@@ -174,3 +174,53 @@ fn peak_rss_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmHWM")
 }
+
+/// Two concurrent installs of different versions with the same sequence: the store lock
+/// serialises them, so exactly one passes the anti-rollback check.
+#[test]
+fn concurrent_installs_cannot_both_pass_anti_rollback() {
+    let app = Appliance::new();
+    let bundles: Vec<Vec<u8>> = [1u64, 2]
+        .iter()
+        .map(|minor| {
+            crate::common::Bundle::new(7)
+                .with_manifest(|m| m.version = semver::Version::new(1, *minor, 0))
+                .signed_by(&[&app.keys.a, &app.keys.b])
+                .to_bytes()
+        })
+        .collect();
+    let results: Vec<Result<_, E>> = std::thread::scope(|s| {
+        let handles: Vec<_> = bundles
+            .iter()
+            .map(|b| {
+                let (store, trust) = (&app.store, &app.trust);
+                s.spawn(move || {
+                    let mut events = Vec::new();
+                    store.install(
+                        &b[..],
+                        trust,
+                        &Limits::default(),
+                        now(),
+                        &mut events,
+                        &mut |_| {},
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 1, "{results:?}");
+    assert!(results.iter().any(|r| matches!(
+        r,
+        Err(E::Rollback {
+            sequence: 7,
+            high_water: 7,
+            ..
+        })
+    )));
+    assert_eq!(app.store.list().expect("list").len(), 1);
+}
