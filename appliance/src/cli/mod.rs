@@ -4,6 +4,7 @@ mod audit;
 mod bundle;
 mod dev;
 mod dev_model;
+mod installed;
 mod keys;
 mod models;
 mod pki;

@@ -8,11 +8,12 @@
 //!
 //! Every verify, install, reject, activation and rollback is an audit record naming the
 //! admin's certificate, flushed before the effect (fail closed: 503 without the log).
-//! Hot reload of the engine is the engine's part: it reads
-//! [`airlock_bundle::ModelStore::active`] after a successful activation.
+//! Hot reload: after a successful activation or rollback the [`ModelHooks`] of the
+//! [`AppState`] are called with the newly active model; the engine registers one at start
+//! and swaps its model there (requests in flight keep the model they started with).
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use airlock_bundle::{ActiveModel, BundleError, ModelStore};
@@ -26,6 +27,42 @@ use super::identity::Identity;
 use super::routes::read_body;
 use super::state::AppState;
 use crate::bundles::AuditSink;
+
+/// Called with the newly active model (hot reload).
+pub type ActivationHook = Arc<dyn Fn(&ActiveModel) + Send + Sync>;
+
+/// The activation hooks of the service (cheap to clone).
+#[derive(Clone, Default)]
+pub struct ModelHooks(Arc<RwLock<Vec<ActivationHook>>>);
+
+impl std::fmt::Debug for ModelHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.read().unwrap_or_else(PoisonError::into_inner).len();
+        write!(f, "ModelHooks({n} hooks)")
+    }
+}
+
+impl ModelHooks {
+    /// Registers `hook`, called after every activation and rollback.
+    pub fn on_activate(&self, hook: ActivationHook) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(hook);
+    }
+
+    /// Calls every hook with `model`.
+    pub fn activated(&self, model: &ActiveModel) {
+        let hooks = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for hook in hooks {
+            hook(model);
+        }
+    }
+}
 
 /// `?activate=true`
 #[derive(Debug, Deserialize)]
@@ -157,6 +194,9 @@ pub async fn upload(
         crate::bundles::install_file(&policy, &upload.0, activate, sink, &mut |_| {})
     })
     .await?;
+    if active {
+        state.model_hooks.activated(&model);
+    }
     Ok(HttpResponse::Ok().json(model_json(&model, active)))
 }
 
@@ -211,6 +251,7 @@ pub async fn activate(
         Ok(store.activate(&name, &version, sink)?)
     })
     .await?;
+    state.model_hooks.activated(&m);
     Ok(HttpResponse::Ok().json(model_json(&m, true)))
 }
 
@@ -225,5 +266,35 @@ pub async fn rollback(
         Ok(store.rollback(&name, sink)?)
     })
     .await?;
+    state.model_hooks.activated(&m);
     Ok(HttpResponse::Ok().json(model_json(&m, true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn hooks_see_every_activation() {
+        let hooks = ModelHooks::default();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&seen);
+        hooks.on_activate(Arc::new(move |m: &ActiveModel| {
+            assert_eq!(m.name, "m");
+            counter.fetch_add(1, Ordering::SeqCst);
+        }));
+        let model = ActiveModel {
+            name: "m".into(),
+            version: airlock_bundle::semver::Version::new(1, 0, 0),
+            sequence: 1,
+            path: PathBuf::from("/x"),
+            sha256: airlock_bundle::Sha256([0; 32]),
+            architecture: "llama".into(),
+        };
+        hooks.activated(&model);
+        hooks.clone().activated(&model);
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+    }
 }
