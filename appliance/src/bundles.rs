@@ -127,12 +127,14 @@ pub fn dev_model_name(model: &Path) -> String {
 }
 
 /// `airlock dev`: packs `model` into a bundle signed with the dev key (`STATE/dev-keys/`),
-/// installs and activates it. Idempotent: when the active model of that name already has
-/// the file's digest nothing is done; otherwise the sequence is the high-water mark + 1.
+/// then has `install` install and activate it (the CLI runs `airlock bundle install` in a
+/// child process: the audit log's threads must not exist in the process that applies the
+/// Landlock lockdown). Idempotent: when the active model of that name already has the
+/// file's digest nothing is done; otherwise the sequence is the high-water mark + 1.
 pub fn dev_install(
     policy: &Policy,
     model: &Path,
-    sink: &mut dyn EventSink,
+    install: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<(ActiveModel, bool)> {
     use anyhow::Context as _;
     let name = dev_model_name(model);
@@ -171,11 +173,13 @@ pub fn dev_install(
     let result = (|| {
         airlock_bundle::create_bundle(&opts, &tmp, &mut |_| {})?;
         airlock_bundle::sign_bundle(&tmp, &key)?;
-        install_file(policy, &tmp, true, sink, &mut |_| {})
+        install(&tmp)
     })();
     let _ = std::fs::remove_file(&tmp);
-    let (active, _) =
-        result.with_context(|| format!("installing dev model {}", model.display()))?;
+    result.with_context(|| format!("installing dev model {}", model.display()))?;
+    let active = store
+        .active(&name)?
+        .ok_or_else(|| anyhow::anyhow!("dev model {name} was installed but is not active"))?;
     Ok((active, true))
 }
 

@@ -329,6 +329,37 @@ client_ca = ["ca.crt"]
     }
 
     #[test]
+    fn egress_lockdown_defaults_to_enforce() {
+        let p = parse("").expect("minimal policy");
+        assert_eq!(p.egress.lockdown, crate::Lockdown::Enforce);
+        assert_eq!(crate::DEFAULT_LOCKDOWN, crate::Lockdown::Enforce);
+        let off = parse("[egress]\nlockdown = \"off\"\n").expect("off");
+        assert_eq!(off.egress.lockdown, crate::Lockdown::Off);
+        let rendered = off.render_effective().expect("render");
+        assert!(
+            rendered.contains("[egress]\nlockdown = \"off\""),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn egress_bad_value_and_unknown_key_are_named() {
+        let (key, reason) =
+            key_and_reason(parse("[egress]\nlockdown = \"loose\"\n").expect_err("bad value"));
+        assert_eq!(key, "egress.lockdown");
+        assert!(
+            reason.contains("unknown variant `loose`") && reason.contains("`enforce`"),
+            "{reason}"
+        );
+        let (key, reason) =
+            key_and_reason(parse("[egress]\nallow = [\"10.0.0.1\"]\n").expect_err("unknown"));
+        assert_eq!(key, "egress.allow");
+        assert!(reason.starts_with("unknown key"), "{reason}");
+        let (key, _) = key_and_reason(parse("[egress]\nlockdown = true\n").expect_err("type"));
+        assert_eq!(key, "egress.lockdown");
+    }
+
+    #[test]
     fn audit_section_defaults_and_errors_name_their_key() {
         let p = parse("").expect("no [audit]");
         assert_eq!(p.audit, crate::AuditConfig::default());

@@ -89,7 +89,9 @@ fn dev_policy(pki: &Path) -> anyhow::Result<String> {
          # Paths are relative to this file. Check with: airlock policy check --config THIS_FILE\n\
          state_dir = \".\"\n\n\
          [server]\nlisten = [\"127.0.0.1:8443\"]\nshutdown_grace_secs = 5\n\n\
-         [tls]\ncert = \"pki/server.crt\"\nkey = \"pki/server.key\"\nclient_ca = [\"pki/ca.crt\"]\n",
+         [tls]\ncert = \"pki/server.crt\"\nkey = \"pki/server.key\"\nclient_ca = [\"pki/ca.crt\"]\n\n\
+         # No egress: Landlock + seccomp (docs/no-egress.md). \"off\" only to debug.\n\
+         [egress]\nlockdown = \"enforce\"\n",
     );
     for role in Role::ALL {
         let fp = fingerprint(&pki.join(format!("{role}.crt")))?;

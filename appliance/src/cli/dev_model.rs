@@ -52,8 +52,29 @@ pub fn install_model(policy: &Policy, explicit: Option<PathBuf>) -> anyhow::Resu
             }
         },
     };
-    let (active, installed) = crate::bundles::with_audit(policy, "dev", |sink| {
-        crate::bundles::dev_install(policy, &model, sink)
+    let (active, installed) = crate::bundles::dev_install(policy, &model, |bundle| {
+        // A child process: opening the audit log starts threads, and the lockdown that
+        // `serve` applies next needs a single-threaded process.
+        let exe = std::env::current_exe().context("cannot find the airlock executable")?;
+        let out = std::process::Command::new(exe)
+            .arg("bundle")
+            .arg("install")
+            .arg(bundle)
+            .arg("--config")
+            .arg(policy.source())
+            .arg("--activate")
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .context("cannot run airlock bundle install")?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let line = err
+                .lines()
+                .find(|l| l.starts_with("airlock: "))
+                .unwrap_or("airlock bundle install failed");
+            anyhow::bail!("{}", line.trim_start_matches("airlock: "));
+        }
+        Ok(())
     })?;
     println!(
         "Model {} {} ({}) {}, signed by the dev publisher key.",

@@ -38,7 +38,7 @@ impl AppState {
         let readiness = Readiness::default();
         readiness.register(component::MODEL, "no model is loaded yet");
         readiness.register(component::AUDIT, "the audit log is not open");
-        readiness.register(component::EGRESS, "egress lockdown is not implemented yet");
+        readiness.register(component::EGRESS, "egress lockdown not reported yet");
         AppState {
             rate_limiter: RateLimiter::new(policy.limits.requests_per_minute),
             policy,
