@@ -221,6 +221,35 @@ mod tests {
     }
 
     #[test]
+    fn example_trusts_nobody_and_its_commented_trust_section_parses() {
+        let example = crate::EXAMPLE_POLICY;
+        let p = Policy::parse(example, Path::new("/etc/airlock/airlock.toml")).expect("example");
+        assert!(
+            p.trust.is_none(),
+            "the shipped template must trust no publisher"
+        );
+        let start = example.find("# [trust]").expect("commented [trust]");
+        let uncommented: String = example[start..]
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .or_else(|| l.strip_prefix('#'))
+                    .unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .replace("<content of clinical-it.pub>", KEY_B);
+        let text = format!("{}{uncommented}", &example[..start]);
+        let p = Policy::parse(&text, Path::new("/etc/airlock/airlock.toml")).expect("uncommented");
+        let t = p.trust.expect("trust");
+        assert_eq!((t.threshold, t.publishers.len()), (2, 2));
+        assert_eq!(
+            t.publishers[0].key_file.as_deref(),
+            Some(Path::new("/etc/airlock/keys/security-team.pub"))
+        );
+    }
+
+    #[test]
     fn trust_errors_name_their_key_path() {
         let pubs = format!(
             "[[trust.publisher]]\nname = \"a\"\nkey = \"{KEY_A}\"\n[[trust.publisher]]\nname = \"b\"\nkey = \"{KEY_B}\"\n"
