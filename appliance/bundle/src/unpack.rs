@@ -282,7 +282,7 @@ pub fn read_bundle<R: Read>(
     }
     // Step 6: a complete archive ends with two zero blocks, then at most record
     // padding, all zero. tar stopped after reading the first zero block, or at EOF.
-    let marker = counting.count - end_of_entries;
+    let marker = counting.count.saturating_sub(end_of_entries);
     if marker < BLOCK {
         return Err(BundleError::Truncated(
             "no end-of-archive marker after the last entry".into(),
