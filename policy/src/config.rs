@@ -53,6 +53,9 @@ pub struct Policy {
     /// Identity rules, in file order (`[[identity]]`).
     #[serde(default, rename = "identity")]
     pub identities: Vec<IdentityRule>,
+    /// Model-bundle publishers (`[trust]`); without it no bundle can be installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<crate::trust::TrustConfig>,
     /// The file the policy was loaded from.
     #[serde(skip)]
     pub(crate) source: PathBuf,

@@ -34,6 +34,7 @@ mod error;
 mod identity;
 mod load;
 pub mod lockdown;
+mod trust;
 
 pub use audit::{
     AuditConfig, AuditContent, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL_SECS,
@@ -47,6 +48,9 @@ pub use egress::{DEFAULT_LOCKDOWN, EgressConfig, Lockdown};
 pub use error::{LockdownError, PolicyError};
 pub use identity::{
     CertFacts, Fingerprint, IdentityRule, Match, Pattern, Role, RoleSet, UnknownRole,
+};
+pub use trust::{
+    DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_TRUST_THRESHOLD, Publisher, PublisherKey, TrustConfig,
 };
 
 /// The commented example policy shipped with the crate (it parses: see the tests).

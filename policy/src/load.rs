@@ -36,7 +36,7 @@ impl Policy {
         Ok(policy)
     }
 
-    fn invalid(&self, key: impl Into<String>, reason: impl Into<String>) -> PolicyError {
+    pub(crate) fn invalid(&self, key: impl Into<String>, reason: impl Into<String>) -> PolicyError {
         PolicyError::Invalid {
             path: self.source.clone(),
             line: None,
@@ -61,6 +61,12 @@ impl Policy {
         resolve(&mut self.tls.key);
         self.tls.client_ca.iter_mut().for_each(resolve);
         self.tls.crl.iter_mut().for_each(resolve);
+        if let Some(t) = &mut self.trust {
+            t.publishers
+                .iter_mut()
+                .filter_map(|p| p.key_file.as_mut())
+                .for_each(resolve);
+        }
     }
 
     /// Rules serde cannot express.
@@ -106,7 +112,7 @@ impl Policy {
                 ));
             }
         }
-        Ok(())
+        self.check_trust()
     }
 
     /// Checks that every file the policy names exists and is a regular file.
@@ -146,6 +152,7 @@ impl Policy {
                 format!("{} exists and is not a directory", self.state_dir.display()),
             ));
         }
+        self.trust_keys()?;
         Ok(())
     }
 }

@@ -1,7 +1,12 @@
 //! Command line: one module per command group. To add a group, add a variant to
 //! [`Command`] with its args struct (and an `after_help` example) and a `run` in its module.
 mod audit;
+mod bundle;
 mod dev;
+mod dev_model;
+mod installed;
+mod keys;
+mod models;
 mod pki;
 mod policy;
 mod serve;
@@ -38,6 +43,9 @@ enum Command {
     Dev(dev::Args),
     Pki(pki::Args),
     Policy(policy::Args),
+    Keys(keys::Args),
+    Bundle(bundle::Args),
+    Models(models::Args),
     Audit(audit::Args),
 }
 
@@ -63,6 +71,9 @@ pub fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args),
         Command::Pki(args) => pki::run(args),
         Command::Policy(args) => policy::run(args),
+        Command::Keys(args) => keys::run(args),
+        Command::Bundle(args) => bundle::run(args),
+        Command::Models(args) => models::run(args),
         Command::Audit(args) => audit::run(args),
     };
     match result {

@@ -4,6 +4,7 @@
 //! Per connection, the verified client certificate becomes an [`Identity`] in the
 //! connection data (`HttpRequest::conn_data::<Identity>()`); each route's guard checks it
 //! against the route's [`Access`](middleware::Access) (see [`routes::configure`]).
+pub mod admin;
 pub mod audit;
 pub mod error;
 pub mod identity;

@@ -27,6 +27,8 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
     /// The audit log (fail closed: without one every append is refused).
     pub audit: AuditHandle,
+    /// Called after a model activation or rollback (the engine's hot reload).
+    pub model_hooks: super::admin::ModelHooks,
 }
 
 impl AppState {
@@ -43,6 +45,7 @@ impl AppState {
             readiness,
             metrics: Metrics::new(),
             audit: AuditHandle::default(),
+            model_hooks: super::admin::ModelHooks::default(),
         }
     }
 }
