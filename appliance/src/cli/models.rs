@@ -1,12 +1,19 @@
-//! `airlock models ...`: model files and installed models.
+//! `airlock models ...`: model files (`inspect`) and installed models (list, activate,
+//! explicit rollback).
 use std::path::PathBuf;
 
 use airlock_engine::airlock_gguf::{GgufFile, Summary};
 use anyhow::Context;
 
+use super::installed;
+
 /// Model files and installed models.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  airlock models inspect SmolLM2-135M-Instruct.Q4_1.gguf")]
+#[command(
+    after_help = "Examples:\n  airlock models inspect SmolLM2-135M-Instruct.Q4_1.gguf\n  \
+airlock models list --config /etc/airlock/airlock.toml\n  \
+airlock models activate smollm2-135m 1.1.0\n  airlock models rollback smollm2-135m"
+)]
 pub struct Args {
     #[command(subcommand)]
     command: Command,
@@ -15,6 +22,9 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     Inspect(InspectArgs),
+    List(installed::ListArgs),
+    Activate(installed::ActivateArgs),
+    Rollback(installed::RollbackArgs),
 }
 
 /// Print a GGUF file's architecture, sizes, quantization mix, tokenizer and chat template
@@ -28,6 +38,15 @@ struct InspectArgs {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Inspect(a) => inspect(&a.file),
+        command => {
+            crate::logging::init_stderr();
+            match command {
+                Command::List(a) => installed::list(a),
+                Command::Activate(a) => installed::activate(a),
+                Command::Rollback(a) => installed::rollback(a),
+                Command::Inspect(_) => unreachable!("handled above"),
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use policy::Role;
 use serde_json::json;
 
+use super::admin;
 use super::audit;
 use super::error::ApiError;
 use super::identity::Identity;
@@ -44,18 +45,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/v1/audit/erase", role(Role::Privacy)).route(web::post().to(audit::erase)),
         )
-        // Temporary: the bundle issue replaces these.
         .service(
-            resource("/v1/admin/bundles", role(Role::Admin)).route(web::post().to(no_bundles_post)),
+            resource("/v1/admin/bundles", role(Role::Admin)).route(web::post().to(admin::upload)),
         )
-        .service(resource("/v1/admin/models", role(Role::Admin)).route(web::get().to(no_bundles)))
+        .service(resource("/v1/admin/models", role(Role::Admin)).route(web::get().to(admin::list)))
         .service(
             resource("/v1/admin/models/{name}/activate", role(Role::Admin))
-                .route(web::post().to(no_bundles_post)),
+                .route(web::post().to(admin::activate)),
         )
         .service(
             resource("/v1/admin/models/{name}/rollback", role(Role::Admin))
-                .route(web::post().to(no_bundles_post)),
+                .route(web::post().to(admin::rollback)),
         );
 }
 
@@ -142,23 +142,4 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
                 .map_err(|_| ApiError::Internal)?,
         ))
         .body(text))
-}
-
-/// Answer of an endpoint whose component has not landed yet.
-type NotYet = Result<HttpResponse, ApiError>;
-
-fn unavailable(message: &str, code: &'static str) -> NotYet {
-    Err(ApiError::Unavailable {
-        message: message.to_owned(),
-        code,
-    })
-}
-
-async fn no_bundles() -> NotYet {
-    unavailable("model bundles are not available yet", "bundles_unavailable")
-}
-
-async fn no_bundles_post(state: web::Data<AppState>, payload: web::Payload) -> NotYet {
-    read_body(&state, payload).await?;
-    no_bundles().await
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub models: ModelRegistry,
     /// Metrics shared by every model's scheduler.
     pub scheduler_metrics: SchedulerMetrics,
+    /// Called after a model activation or rollback (the engine's hot reload).
+    pub model_hooks: super::admin::ModelHooks,
 }
 
 impl AppState {
@@ -43,7 +45,7 @@ impl AppState {
         let models =
             ModelRegistry::new(readiness.register(component::MODEL, "no model is loaded yet"));
         readiness.register(component::AUDIT, "the audit log is not open");
-        readiness.register(component::EGRESS, "egress lockdown is not implemented yet");
+        readiness.register(component::EGRESS, "egress lockdown not reported yet");
         let metrics = Metrics::new();
         let scheduler_metrics = SchedulerMetrics::default();
         scheduler_metrics.register(&metrics);
@@ -55,6 +57,7 @@ impl AppState {
             readiness,
             metrics,
             audit: AuditHandle::default(),
+            model_hooks: super::admin::ModelHooks::default(),
         }
     }
 }
