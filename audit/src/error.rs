@@ -23,6 +23,16 @@ pub enum Error {
     #[error("audit log unavailable since a failed write ({cause}); reopen it to continue")]
     Poisoned { cause: String },
 
+    /// Another process holds the database (sled allows one process per database): the
+    /// service is probably running; use its admin API instead.
+    #[error("the audit database {} is in use by another process (is the service running?)", path.display())]
+    Locked { path: PathBuf },
+
+    /// The directory holds no audit log (no origin, signing key or database), and this
+    /// operation does not create one.
+    #[error("no audit log in {} (has the service started once?)", path.display())]
+    NoLog { path: PathBuf },
+
     /// The log was closed (or its writer thread is gone).
     #[error("audit log is closed")]
     Closed,

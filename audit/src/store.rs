@@ -198,10 +198,7 @@ pub(crate) fn open_db(path: &Path) -> sled::Result<sled::Db> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         match sled::Config::new().path(path).flush_every_ms(None).open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && Instant::now() < deadline =>
-            {
+            Err(e) if is_lock_error(&e) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(50));
             }
             other => return other,
@@ -238,25 +235,95 @@ pub fn public_key(dir: impl AsRef<Path>) -> Result<Verifier> {
     keys::verifier(dir.as_ref())
 }
 
+/// How [`AuditLog::open_with`] treats the state directory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Create the directory, origin and signing key on first open.
+    Create,
+    /// The log must exist; append to it.
+    Existing,
+    /// The log must exist; no writer, nothing written.
+    ReadOnly,
+}
+
+/// Whether `dir` holds an audit log (its origin, signing key and database), judged from
+/// the files alone: creates nothing and takes no lock.
+pub fn exists(dir: impl AsRef<Path>) -> bool {
+    let dir = dir.as_ref();
+    dir.join(keys::ORIGIN_FILE).is_file()
+        && dir.join(keys::SIGNING_KEY_FILE).is_file()
+        && dir.join(DB_DIR).is_dir()
+}
+
+/// sled reports a held lock only as an I/O error with this text.
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+pub(crate) fn db_error(path: &Path, e: sled::Error) -> Error {
+    if is_lock_error(&e) {
+        Error::Locked {
+            path: path.to_path_buf(),
+        }
+    } else {
+        Error::Storage(format!("{}: {e}", path.display()))
+    }
+}
+
 impl AuditLog {
     /// Opens (or creates) the log in `dir`, verifying the stored chain and checkpoints first.
     ///
     /// Errors: [`Error::Corrupt`] naming the first bad seq when the store does not verify;
-    /// [`Error::Storage`] when sled cannot open it (e.g. another process holds it);
-    /// [`Error::Key`] for key-file problems; [`Error::Config`] for a changed origin.
+    /// [`Error::Locked`] when another process holds the database; [`Error::Storage`] when
+    /// sled cannot open it otherwise; [`Error::Key`] for key-file problems;
+    /// [`Error::Config`] for a changed origin.
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<AuditLog> {
-        let dir = dir.as_ref().to_path_buf();
-        keys::ensure_state_dir(&dir)?;
-        let origin = keys::load_or_create_origin(&dir, config.origin.as_deref())?;
-        let signer = keys::load_or_create_signer(&dir, &origin)?;
+        Self::open_with(dir.as_ref(), config, Mode::Create)
+    }
+
+    /// Opens an **existing** log for appending (e.g. `airlock audit erase`): like
+    /// [`AuditLog::open`], but creates nothing when `dir` holds no log
+    /// ([`Error::NoLog`]).
+    pub fn open_existing(dir: impl AsRef<Path>, config: Config) -> Result<AuditLog> {
+        Self::open_with(dir.as_ref(), config, Mode::Existing)
+    }
+
+    /// Opens an existing log **read-only** for the offline commands (export, prove, show):
+    /// creates no file, starts no writer, signs nothing; appends fail with
+    /// [`Error::Closed`]. The chain is verified as by [`AuditLog::open`].
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<AuditLog> {
+        Self::open_with(dir.as_ref(), Config::default(), Mode::ReadOnly)
+    }
+
+    fn open_with(dir: &Path, config: Config, mode: Mode) -> Result<AuditLog> {
+        let dir = dir.to_path_buf();
+        let (origin, signer) = if mode == Mode::Create {
+            keys::ensure_state_dir(&dir)?;
+            let origin = keys::load_or_create_origin(&dir, config.origin.as_deref())?;
+            let signer = keys::load_or_create_signer(&dir, &origin)?;
+            (origin, signer)
+        } else {
+            if !exists(&dir) {
+                return Err(Error::NoLog { path: dir });
+            }
+            let origin = keys::load_or_create_origin(&dir, config.origin.as_deref())?;
+            let path = dir.join(keys::SIGNING_KEY_FILE);
+            let signer = Signer::load(&origin, &path).map_err(|e| Error::Key {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            (origin, signer)
+        };
+        let has_master = dir.join(keys::MASTER_KEY_FILE).exists();
         let master = match config.content {
-            ContentMode::Sealed => Some(keys::load_or_create_master_key(&dir)?),
-            ContentMode::Digest if dir.join(keys::MASTER_KEY_FILE).exists() => {
+            ContentMode::Sealed if mode != Mode::ReadOnly => {
                 Some(keys::load_or_create_master_key(&dir)?)
             }
-            ContentMode::Digest => None,
+            _ if has_master => Some(keys::load_or_create_master_key(&dir)?),
+            _ => None,
         };
-        let db = open_db(&dir.join(DB_DIR))?;
+        let db_path = dir.join(DB_DIR);
+        let db = open_db(&db_path).map_err(|e| db_error(&db_path, e))?;
         let records = db.open_tree(RECORDS_TREE)?;
         let keys_tree = db.open_tree(KEYS_TREE)?;
 
@@ -275,7 +342,9 @@ impl AuditLog {
         let verified = verifier.finish().map_err(corrupt)?;
         let len = verified.report.records;
         let head = verified.report.head.unwrap_or(GENESIS_PREV);
-        if let Some(note) = &verified.latest_note {
+        if let Some(note) = &verified.latest_note
+            && mode != Mode::ReadOnly
+        {
             // The file may lag the records after a crash between flush and file write.
             write_latest_checkpoint(&dir, note)?;
         }
@@ -297,6 +366,13 @@ impl AuditLog {
             poisoned: Mutex::new(None),
             latest_checkpoint: Mutex::new(verified.latest_note),
         });
+        if mode == Mode::ReadOnly {
+            return Ok(AuditLog {
+                shared,
+                tx: Mutex::new(None),
+                writer: Mutex::new(None),
+            });
+        }
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             shared: shared.clone(),

@@ -28,6 +28,8 @@ use crate::record::{Digest, GENESIS_PREV, Kind, Record};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reason {
+    /// Another process (the running service) holds the state directory's database.
+    Locked(std::path::PathBuf),
     /// The line or stored value is not a well-formed record.
     Malformed(String),
     /// The export or state directory could not be read at all.
@@ -71,6 +73,11 @@ impl fmt::Display for Reason {
         match self {
             Reason::Malformed(why) => write!(f, "malformed record: {why}"),
             Reason::Unreadable(why) => write!(f, "unreadable: {why}"),
+            Reason::Locked(path) => write!(
+                f,
+                "the audit database {} is in use by another process (is the service running?)",
+                path.display()
+            ),
             Reason::Edited => f.write_str("edited: record content does not match its hash"),
             Reason::BrokenLink => f.write_str(
                 "broken chain: prev does not match the previous record's hash \
@@ -377,7 +384,15 @@ pub fn verify_state(
     }
     let latest =
         crate::store::read_latest_checkpoint(dir).map_err(|e| unreadable(e.to_string()))?;
-    let db = crate::store::open_db(&db_path).map_err(|e| unreadable(e.to_string()))?;
+    let db =
+        crate::store::open_db(&db_path).map_err(|e| match crate::store::db_error(&db_path, e) {
+            crate::Error::Locked { path } => Failure {
+                seq: None,
+                line: None,
+                reason: Reason::Locked(path),
+            },
+            e => unreadable(e.to_string()),
+        })?;
     let records = db
         .open_tree(crate::store::RECORDS_TREE)
         .map_err(|e| unreadable(e.to_string()))?;

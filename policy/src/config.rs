@@ -43,6 +43,9 @@ pub struct Policy {
     /// Request limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Audit log content and checkpoints (`[audit]`, see [`crate::AuditConfig`]).
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
     /// Identity rules, in file order (`[[identity]]`).
     #[serde(default, rename = "identity")]
     pub identities: Vec<IdentityRule>,

@@ -23,11 +23,15 @@
 //! and `[trust]` sections as further sub-config structs of [`Policy`].
 #![forbid(unsafe_code)]
 
+mod audit;
 mod config;
 mod error;
 mod identity;
 mod load;
 
+pub use audit::{
+    AuditConfig, AuditContent, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL_SECS,
+};
 pub use config::{
     DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_COMPLETION_TOKENS,
     DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_QUEUE_DEPTH, DEFAULT_REQUESTS_PER_MINUTE,

@@ -88,6 +88,9 @@ impl Policy {
                 return Err(self.invalid(key, "must be greater than 0"));
             }
         }
+        self.audit
+            .check()
+            .map_err(|(key, reason)| self.invalid(key, reason))?;
         for (i, rule) in self.identities.iter().enumerate() {
             if !rule.matcher.constrains_certificate() {
                 return Err(self.invalid(
@@ -316,6 +319,40 @@ client_ca = ["ca.crt"]
         let text = "[tls]\ncert=\"a\"\nkey=\"b\"\nclient_ca=[]\n";
         let (key, _) = key_and_reason(Policy::parse(text, Path::new("/p")).expect_err("no ca"));
         assert_eq!(key, "tls.client_ca");
+    }
+
+    #[test]
+    fn audit_section_defaults_and_errors_name_their_key() {
+        let p = parse("").expect("no [audit]");
+        assert_eq!(p.audit, crate::AuditConfig::default());
+        let p = parse(
+            "[audit]\ncontent = \"sealed\"\ncheckpoint_every = 10\n\
+             checkpoint_interval_secs = 0\nretention_days = 30\norigin = \"h.example/audit\"\n",
+        )
+        .expect("full [audit]");
+        assert_eq!(p.audit.content, crate::AuditContent::Sealed);
+        assert_eq!(p.audit.origin.as_deref(), Some("h.example/audit"));
+        let cases = [
+            (
+                "[audit]\ncontent = \"plain\"\n",
+                "audit.content",
+                "unknown variant",
+            ),
+            ("[audit]\norigin = \"a+b\"\n", "audit.origin", "C2SP"),
+            ("[audit]\norigin = \"\"\n", "audit.origin", "empty"),
+            (
+                "[audit]\ncheckpoint_every = 0\ncheckpoint_interval_secs = 0\n",
+                "audit.checkpoint_every",
+                "only be signed at shutdown",
+            ),
+            ("[audit]\nretain = 3\n", "audit.retain", "unknown key"),
+            ("[audit]\nretention_days = -1\n", "audit.retention_days", ""),
+        ];
+        for (text, want_key, want_reason) in cases {
+            let (key, reason) = key_and_reason(parse(text).expect_err(want_key));
+            assert_eq!(key, want_key, "{reason}");
+            assert!(reason.contains(want_reason), "{want_key}: {reason}");
+        }
     }
 
     #[test]

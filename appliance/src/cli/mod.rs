@@ -1,5 +1,6 @@
 //! Command line: one module per command group. To add a group, add a variant to
 //! [`Command`] with its args struct (and an `after_help` example) and a `run` in its module.
+mod audit;
 mod dev;
 mod generate;
 mod models;
@@ -41,6 +42,7 @@ enum Command {
     Policy(policy::Args),
     Generate(generate::Args),
     Models(models::Args),
+    Audit(audit::Args),
 }
 
 /// Parses arguments, runs the command, maps the outcome to an exit code.
@@ -67,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Policy(args) => policy::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Models(args) => models::run(args),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

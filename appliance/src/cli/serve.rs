@@ -55,6 +55,13 @@ pub(super) fn serve(
     for addr in &bound {
         tracing::info!(%addr, ?origin, tls12 = policy.tls.tls12, "listening");
     }
+    // The audit log: a store that does not verify or cannot be written stops the start.
+    let audit_log = server::audit::open(&policy).with_context(|| {
+        format!(
+            "cannot open the audit log in {}",
+            server::audit::dir(&policy.state_dir).display()
+        )
+    })?;
     announce(&bound);
-    server::run(Arc::new(policy), listeners, tls).context("server failed")
+    server::run(Arc::new(policy), listeners, tls, audit_log).context("server failed")
 }

@@ -165,6 +165,7 @@ pub async fn guard(
             reason = %e,
             "access denied"
         );
+        super::audit::record_denial(&req, &e).await;
         return Ok(req.into_response(e.error_response()));
     }
     // Rate-limit everything but liveness (which must stay cheap and always answer).

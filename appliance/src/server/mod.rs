@@ -4,10 +4,12 @@
 //! Per connection, the verified client certificate becomes an [`Identity`] in the
 //! connection data (`HttpRequest::conn_data::<Identity>()`); each route's guard checks it
 //! against the route's [`Access`](middleware::Access) (see [`routes::configure`]).
+pub mod audit;
 pub mod error;
 pub mod identity;
 pub mod metrics;
 pub mod middleware;
+pub mod openai;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
@@ -32,15 +34,24 @@ const TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 
 /// Builds the actix System and serves on `listeners` until SIGTERM/SIGINT, then drains
 /// in-flight requests for `server.shutdown_grace_secs`.
+///
+/// The audit log records `service.stop` once the server has drained, then closes with a
+/// final signed checkpoint.
 pub fn run(
     policy: Arc<Policy>,
     listeners: Vec<TcpListener>,
     tls: rustls::ServerConfig,
+    audit_log: Arc<::audit::AuditLog>,
 ) -> std::io::Result<()> {
     let grace = policy.server.shutdown_grace_secs;
-    let state = web::Data::new(AppState::new(policy.clone()));
+    let mut app_state = AppState::new(policy.clone());
+    let audit_ready = app_state
+        .readiness
+        .register(state::component::AUDIT, "opening");
+    app_state.audit = audit::AuditHandle::new(audit_log.clone(), audit_ready, &app_state.metrics);
+    let state = web::Data::new(app_state);
     let conn_policy = policy.clone();
-    actix_web::rt::System::new().block_on(async move {
+    let result = actix_web::rt::System::new().block_on(async move {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -60,7 +71,9 @@ pub fn run(
         let result = server.run().await;
         tracing::info!("stopped");
         result
-    })
+    });
+    audit::record_stop(&audit_log, result.as_ref().err());
+    result
 }
 
 /// Resolves on the first SIGTERM or SIGINT (both graceful: actix's own handler would treat

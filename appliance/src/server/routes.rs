@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use policy::Role;
 use serde_json::json;
 
+use super::audit;
 use super::error::ApiError;
 use super::identity::Identity;
 use super::middleware::{Access, guard};
@@ -30,13 +31,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/v1/chat/completions", role(Role::User)).route(web::post().to(no_model_post)),
         )
         .service(resource("/v1/completions", role(Role::User)).route(web::post().to(no_model_post)))
-        // Temporary: the audit issue replaces these.
         .service(
-            resource("/v1/audit/checkpoint", role(Role::Auditor)).route(web::get().to(no_audit)),
+            resource("/v1/audit/checkpoint", role(Role::Auditor))
+                .route(web::get().to(audit::checkpoint)),
         )
-        .service(resource("/v1/audit/records", role(Role::Auditor)).route(web::get().to(no_audit)))
         .service(
-            resource("/v1/audit/erase", role(Role::Privacy)).route(web::post().to(no_audit_post)),
+            resource("/v1/audit/records", role(Role::Auditor)).route(web::get().to(audit::records)),
+        )
+        .service(
+            resource("/v1/audit/erase", role(Role::Privacy)).route(web::post().to(audit::erase)),
         )
         // Temporary: the bundle issue replaces these.
         .service(
@@ -117,6 +120,7 @@ async fn healthz(req: HttpRequest) -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    state.audit.refresh_readiness();
     let (ready, components) = state.readiness.snapshot();
     let body = json!({ "ready": ready, "components": components });
     if ready {
@@ -155,15 +159,6 @@ async fn no_model_post(state: web::Data<AppState>, payload: web::Payload) -> Not
     // Read (and bound) the body like the real endpoint will, then refuse.
     read_body(&state, payload).await?;
     no_model().await
-}
-
-async fn no_audit() -> NotYet {
-    unavailable("the audit log is not available yet", "audit_unavailable")
-}
-
-async fn no_audit_post(state: web::Data<AppState>, payload: web::Payload) -> NotYet {
-    read_body(&state, payload).await?;
-    no_audit().await
 }
 
 async fn no_bundles() -> NotYet {

@@ -10,6 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use policy::Policy;
 use serde::Serialize;
 
+use super::audit::AuditHandle;
 use super::metrics::Metrics;
 use super::ratelimit::RateLimiter;
 
@@ -24,6 +25,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Per-certificate request rate limit.
     pub rate_limiter: RateLimiter,
+    /// The audit log (fail closed: without one every append is refused).
+    pub audit: AuditHandle,
 }
 
 impl AppState {
@@ -32,13 +35,14 @@ impl AppState {
     pub fn new(policy: Arc<Policy>) -> AppState {
         let readiness = Readiness::default();
         readiness.register(component::MODEL, "no model is loaded yet");
-        readiness.register(component::AUDIT, "the audit log is not implemented yet");
+        readiness.register(component::AUDIT, "the audit log is not open");
         readiness.register(component::EGRESS, "egress lockdown is not implemented yet");
         AppState {
             rate_limiter: RateLimiter::new(policy.limits.requests_per_minute),
             policy,
             readiness,
             metrics: Metrics::new(),
+            audit: AuditHandle::default(),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! handshakes from a rustls client, on loopback only.
 mod common;
 
+/// The audit log through the service and the `airlock audit` commands, as an auditor.
+mod audit;
 /// `airlock dev`: one command, twice on the same state dir.
 mod dev;
 /// Handshakes the server must refuse, each with its specific alert.

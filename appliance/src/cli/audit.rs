@@ -1,0 +1,338 @@
+//! `airlock audit ...`: the auditor's offline tools (DESIGN.md §3, §6).
+//!
+//! Every command but `pubkey` opens the sled database, which one process at a time may
+//! hold: while the service runs they fail with a one-line error pointing at the admin API
+//! (`GET /v1/audit/records`, `GET /v1/audit/checkpoint`, `POST /v1/audit/erase`). They
+//! never create a state directory or a log: a missing one is an error. `verify --export`
+//! needs nothing but the export file and the public key, on any machine.
+use std::fs;
+use std::io::{BufReader, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use audit::note::Verifier;
+use audit::{AuditLog, Options, Reason};
+use policy::Policy;
+
+/// Audit log tools: public key, offline verification, export, proofs, erasure.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example (an auditor, with the service stopped):\n  \
+airlock audit pubkey --state /var/lib/airlock > audit.pub\n  \
+airlock audit export --state /var/lib/airlock --out audit-2026-11.jsonl\n  \
+airlock audit verify --export audit-2026-11.jsonl --key audit.pub\n\n\
+--state is the service's state directory (the log is in STATE/audit/). While the\n\
+service runs, use its API instead: GET /v1/audit/checkpoint, GET /v1/audit/records.")]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    Pubkey(PubkeyArgs),
+    Verify(VerifyArgs),
+    Export(ExportArgs),
+    Prove(ProveArgs),
+    Erase(EraseArgs),
+    Show(ShowArgs),
+}
+
+/// Print the audit signing key's public half (a C2SP vkey), for auditors to pin.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  airlock audit pubkey --state /var/lib/airlock > audit.pub\n\n\
+Prints NAME+KEYID+BASE64 (the C2SP signed-note verifier key). Works while the service\n\
+runs: it reads only the key files."
+)]
+struct PubkeyArgs {
+    /// The service's state directory (or its audit/ subdirectory).
+    #[arg(long)]
+    state: PathBuf,
+}
+
+/// Verify a log offline: every hash, link and checkpoint signature.
+#[derive(Debug, clap::Args)]
+#[command(
+    group = clap::ArgGroup::new("source").required(true).args(["state", "export"]),
+    after_help = "Examples:\n  airlock audit verify --export audit.jsonl --key audit.pub\n  \
+airlock audit verify --state /var/lib/airlock --key audit.pub --since-checkpoint old-checkpoint.txt\n\n\
+Prints `OK: N records, head HEX, last checkpoint SIZE` and exits 0, or prints the first\n\
+failing record (seq, export line) and why (edited, missing, inserted, reordered,\n\
+truncated, bad signature, wrong key) and exits 1."
+)]
+struct VerifyArgs {
+    /// The service's state directory (the service must be stopped).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// An export file written by `airlock audit export`.
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// The pinned public key: a file holding the output of `airlock audit pubkey`, or the
+    /// key text itself.
+    #[arg(long, value_name = "PUBKEY")]
+    key: String,
+    /// An older signed checkpoint you kept: the log must extend it.
+    #[arg(long, value_name = "FILE")]
+    since_checkpoint: Option<PathBuf>,
+}
+
+/// Write records (and the checkpoint covering them) as a JSON Lines export.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  \
+airlock audit export --state /var/lib/airlock --out audit.jsonl --from 1000 --to 1999\n\n\
+Refuses to overwrite FILE. The export verifies on its own with `airlock audit verify\n\
+--export FILE --key PUBKEY`; its format is described in audit/FORMAT.md.")]
+struct ExportArgs {
+    /// The service's state directory (the service must be stopped).
+    #[arg(long)]
+    state: PathBuf,
+    /// Export file to create.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// First seq (default 0).
+    #[arg(long, value_name = "SEQ")]
+    from: Option<u64>,
+    /// Last seq (default: the last record).
+    #[arg(long, value_name = "SEQ")]
+    to: Option<u64>,
+}
+
+/// Print an RFC 6962 inclusion proof of one record.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  airlock audit prove --state /var/lib/airlock --seq 41 --size 1000\n\n\
+Without --size, the tree is that of the latest signed checkpoint (or the whole log when\n\
+the record is newer). With --json the proof is printed as JSON."
+)]
+struct ProveArgs {
+    /// The service's state directory (the service must be stopped).
+    #[arg(long)]
+    state: PathBuf,
+    /// The record.
+    #[arg(long)]
+    seq: u64,
+    /// Tree size.
+    #[arg(long)]
+    size: Option<u64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Crypto-shred a data subject's sealed content (the chain still verifies).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  airlock audit erase --subject case-4711 --state /var/lib/airlock\n\n\
+Destroys the subject's content keys and appends an audit.erase record. The state\n\
+directory is --state, else the policy's state_dir (--config). While the service runs,\n\
+use POST /v1/audit/erase with a privacy-role certificate instead."
+)]
+struct EraseArgs {
+    /// The data subject (the `Airlock-Subject` header value, or a client fingerprint).
+    #[arg(long)]
+    subject: String,
+    /// The service's state directory (default: the policy's state_dir).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Policy file, read for its state_dir when --state is not given.
+    #[arg(long, short, env = "AIRLOCK_CONFIG", default_value = super::DEFAULT_CONFIG)]
+    config: PathBuf,
+}
+
+/// Print one record, with its sealed content decrypted when its key still exists.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  airlock audit show 41 --state /var/lib/airlock\n\n\
+Prints JSON: {\"record\": ..., \"content\": {\"prompt\", \"output\"} | \"erased\" | null}."
+)]
+struct ShowArgs {
+    /// The record's seq.
+    seq: u64,
+    /// The service's state directory (the service must be stopped).
+    #[arg(long)]
+    state: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::logging::init_stderr();
+    match args.command {
+        Command::Pubkey(a) => pubkey(a),
+        Command::Verify(a) => verify(a),
+        Command::Export(a) => export(a),
+        Command::Prove(a) => prove(a),
+        Command::Erase(a) => erase(a),
+        Command::Show(a) => show(a),
+    }
+}
+
+/// The audit log directory of a state directory: `STATE/audit`, or `STATE` itself when it
+/// is an audit log directory. Creates nothing.
+pub fn audit_dir(state: &Path) -> anyhow::Result<PathBuf> {
+    if !state.is_dir() {
+        bail!("state directory {} does not exist", state.display());
+    }
+    let sub = crate::server::audit::dir(state);
+    if audit::exists(&sub) {
+        return Ok(sub);
+    }
+    if audit::exists(state) {
+        return Ok(state.to_path_buf());
+    }
+    bail!(
+        "no audit log in {} (expected {}; has the service started once?)",
+        state.display(),
+        sub.display()
+    )
+}
+
+/// The one-line error for a database held by the running service.
+fn in_use(dir: &Path) -> anyhow::Error {
+    anyhow!(
+        "the audit log in {} is in use by the running service (one process at a time); \
+         stop it, or use the admin API (GET /v1/audit/records, GET /v1/audit/checkpoint, \
+         POST /v1/audit/erase)",
+        dir.display()
+    )
+}
+
+fn open_error(dir: &Path, e: audit::Error) -> anyhow::Error {
+    match e {
+        audit::Error::Locked { .. } => in_use(dir),
+        e => anyhow!(e).context(format!("cannot open the audit log in {}", dir.display())),
+    }
+}
+
+fn open_read_only(state: &Path) -> anyhow::Result<AuditLog> {
+    let dir = audit_dir(state)?;
+    AuditLog::open_read_only(&dir).map_err(|e| open_error(&dir, e))
+}
+
+/// `--key`: a file holding a vkey, or the vkey itself.
+fn read_key(arg: &str) -> anyhow::Result<Verifier> {
+    if let Ok(v) = Verifier::from_vkey(arg.trim()) {
+        return Ok(v);
+    }
+    let text = fs::read_to_string(arg)
+        .with_context(|| format!("--key {arg}: neither a public key nor a readable file"))?;
+    Verifier::from_vkey(text.trim())
+        .map_err(|e| anyhow!("--key {arg}: not an audit public key ({e})"))
+}
+
+fn pubkey(a: PubkeyArgs) -> anyhow::Result<()> {
+    let dir = audit_dir(&a.state)?;
+    let key = audit::public_key(&dir).map_err(|e| anyhow!(e))?;
+    println!("{}", key.vkey());
+    Ok(())
+}
+
+fn verify(a: VerifyArgs) -> anyhow::Result<()> {
+    let key = read_key(&a.key)?;
+    let since = a
+        .since_checkpoint
+        .as_ref()
+        .map(|p| fs::read(p).with_context(|| format!("--since-checkpoint {}", p.display())))
+        .transpose()?;
+    let options = Options {
+        since_checkpoint: since.as_deref(),
+    };
+    let result = match (&a.state, &a.export) {
+        (Some(state), None) => {
+            let dir = audit_dir(state)?;
+            audit::verify_state(&dir, &key, &options).map_err(|f| match f.reason {
+                Reason::Locked(_) => in_use(&dir),
+                _ => anyhow!("{f}"),
+            })
+        }
+        (None, Some(file)) => {
+            let f =
+                fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+            audit::verify_export(BufReader::new(f), &key, &options).map_err(|f| anyhow!("{f}"))
+        }
+        // clap's group makes exactly one of them present.
+        _ => bail!("give exactly one of --state and --export"),
+    };
+    let report = result?;
+    println!("{report}");
+    Ok(())
+}
+
+fn export(a: ExportArgs) -> anyhow::Result<()> {
+    let log = open_read_only(&a.state)?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let written = log.export(&mut out, a.from, a.to).and_then(|s| {
+        out.flush()?;
+        out.get_ref().sync_all()?;
+        Ok(s)
+    });
+    match written {
+        Ok(summary) => {
+            let last = (summary.from + summary.records).saturating_sub(1);
+            println!(
+                "exported {} records (seq {}..={last}) to {}",
+                summary.records,
+                summary.from,
+                a.out.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            drop(out);
+            let _ = fs::remove_file(&a.out);
+            Err(anyhow!(e).context(format!("export to {} failed", a.out.display())))
+        }
+    }
+}
+
+fn prove(a: ProveArgs) -> anyhow::Result<()> {
+    let log = open_read_only(&a.state)?;
+    let proof = log.prove(a.seq, a.size).map_err(|e| anyhow!(e))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&proof)?);
+    } else {
+        print!("{proof}");
+    }
+    Ok(())
+}
+
+fn erase(a: EraseArgs) -> anyhow::Result<()> {
+    let state = match a.state {
+        Some(s) => s,
+        None => Policy::load(&a.config)?.state_dir,
+    };
+    let dir = audit_dir(&state)?;
+    let log =
+        AuditLog::open_existing(&dir, audit::Config::default()).map_err(|e| open_error(&dir, e))?;
+    let receipt = log.erase(&a.subject, None).map_err(|e| anyhow!(e))?;
+    log.close().map_err(|e| anyhow!(e))?;
+    println!(
+        "erased subject {:?}: audit.erase record seq {}, hash {}",
+        a.subject,
+        receipt.seq(),
+        receipt.hash()
+    );
+    Ok(())
+}
+
+fn show(a: ShowArgs) -> anyhow::Result<()> {
+    let log = open_read_only(&a.state)?;
+    let shown = log.show(a.seq).map_err(|e| anyhow!(e))?;
+    let text = |b: Option<&Vec<u8>>| b.map(|v| String::from_utf8_lossy(v).into_owned());
+    let content = if shown.erased {
+        serde_json::json!("erased")
+    } else if shown.prompt.is_some() || shown.output.is_some() {
+        serde_json::json!({
+            "prompt": text(shown.prompt.as_deref()),
+            "output": text(shown.output.as_deref()),
+        })
+    } else {
+        serde_json::Value::Null
+    };
+    let out = serde_json::json!({ "record": shown.record, "content": content });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

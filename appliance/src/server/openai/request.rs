@@ -1,0 +1,638 @@
+//! OpenAI request bodies, parsed and validated into one [`Generation`] the scheduler runs.
+//!
+//! Parse, don't validate: a handler only ever sees a [`Generation`] whose every field is in
+//! range. Unknown parameters and parameters we do not implement with a non-default value are
+//! refused with a 400 that names the parameter, so a client never silently gets behaviour it
+//! did not ask for (OpenAI itself answers "Unrecognized request argument supplied").
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::server::error::ApiError;
+
+/// At most this many stop sequences (OpenAI's limit).
+pub const MAX_STOP_SEQUENCES: usize = 4;
+/// Longest stop sequence, in bytes.
+pub const MAX_STOP_BYTES: usize = 256;
+
+/// Which endpoint a request came from: decides the prompt's shape and the response's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`: `messages`, rendered with the model's chat template.
+    Chat,
+    /// `POST /v1/completions`: a raw `prompt`.
+    Completion,
+}
+
+impl Endpoint {
+    /// The metrics/audit label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat.completions",
+            Endpoint::Completion => "completions",
+        }
+    }
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Message {
+    /// `system`, `user`, `assistant` (`developer` is read as `system`).
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// What to generate from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    /// Chat messages, to be rendered with the model's template.
+    Chat(Vec<Message>),
+    /// Raw text.
+    Text(String),
+}
+
+/// Sampling and stopping parameters, every one in range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// 0 = greedy. Range [0, 2].
+    pub temperature: f32,
+    /// Nucleus mass, (0, 1].
+    pub top_p: f32,
+    /// 0 = off. Extension (llama.cpp server accepts it too).
+    pub top_k: u32,
+    /// 0 = off, [0, 1). Extension.
+    pub min_p: f32,
+    /// 1 = off. Extension.
+    pub repetition_penalty: f32,
+    /// Seed for reproducible sampling; `None` = from the OS.
+    pub seed: Option<u64>,
+    /// Generation stops before any of these strings.
+    pub stop: Vec<String>,
+    /// Most tokens to generate; `None` = up to the policy's maximum.
+    pub max_tokens: Option<u32>,
+}
+
+/// A validated request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// Where it came from.
+    pub endpoint: Endpoint,
+    /// The `model` the client named.
+    pub model: String,
+    /// The prompt.
+    pub prompt: Prompt,
+    /// Sampling.
+    pub sampling: Sampling,
+    /// `stream: true`.
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// OpenAI's `user` field: an end-user id the client passes along (audited).
+    pub user: Option<String>,
+}
+
+/// Parses a request body of `endpoint`. `max_completion_tokens` is the policy's ceiling.
+pub fn parse(
+    endpoint: Endpoint,
+    body: &[u8],
+    max_completion_tokens: u32,
+) -> Result<Generation, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        bad(
+            format!("the request body is not valid JSON: {e}"),
+            None::<&str>,
+        )
+    })?;
+    let Value::Object(mut fields) = value else {
+        return Err(bad("the request body must be a JSON object", None::<&str>));
+    };
+    let model = take_string(&mut fields, "model")?
+        .ok_or_else(|| bad("you must provide a model parameter", Some("model")))?;
+    let prompt = match endpoint {
+        Endpoint::Chat => Prompt::Chat(take_messages(&mut fields)?),
+        Endpoint::Completion => Prompt::Text(take_prompt(&mut fields)?),
+    };
+    let stream = take::<bool>(&mut fields, "stream")?.unwrap_or(false);
+    let include_usage = match fields.remove("stream_options") {
+        None | Some(Value::Null) => false,
+        Some(options) => {
+            if !stream {
+                return Err(bad(
+                    "stream_options is only allowed when stream is true",
+                    Some("stream_options"),
+                ));
+            }
+            parse_stream_options(options)?
+        }
+    };
+    let sampling = take_sampling(&mut fields, endpoint, max_completion_tokens)?;
+    let user = take_string(&mut fields, "user")?;
+    refuse_unsupported(&mut fields, endpoint)?;
+    if let Some(name) = fields.keys().next() {
+        return Err(bad(
+            format!("unrecognized request argument supplied: {name}"),
+            Some(name.as_str()),
+        ));
+    }
+    Ok(Generation {
+        endpoint,
+        model,
+        prompt,
+        sampling,
+        stream,
+        include_usage,
+        user,
+    })
+}
+
+fn bad(message: impl Into<String>, param: Option<impl Into<String>>) -> ApiError {
+    ApiError::BadRequest {
+        message: message.into(),
+        param: param.map(Into::into),
+    }
+}
+
+/// Removes `name` and deserializes it; `null` counts as absent (OpenAI's clients send it).
+fn take<T: for<'de> Deserialize<'de>>(
+    fields: &mut Map<String, Value>,
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| bad(format!("invalid value for {name}: {e}"), Some(name))),
+    }
+}
+
+fn take_string(fields: &mut Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    take::<String>(fields, name)
+}
+
+fn take_messages(fields: &mut Map<String, Value>) -> Result<Vec<Message>, ApiError> {
+    let Some(value) = fields.remove("messages") else {
+        return Err(bad(
+            "you must provide a messages parameter",
+            Some("messages"),
+        ));
+    };
+    let Value::Array(items) = value else {
+        return Err(bad("messages must be an array", Some("messages")));
+    };
+    if items.is_empty() {
+        return Err(bad("messages must not be empty", Some("messages")));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| parse_message(i, item))
+        .collect()
+}
+
+fn parse_message(index: usize, item: Value) -> Result<Message, ApiError> {
+    let param = |field: &str| format!("messages[{index}].{field}");
+    let Value::Object(mut fields) = item else {
+        return Err(bad(
+            "each message must be an object",
+            Some(format!("messages[{index}]")),
+        ));
+    };
+    let role = match fields.remove("role") {
+        Some(Value::String(role)) => role,
+        _ => return Err(bad("each message needs a string role", Some(param("role")))),
+    };
+    let role = match role.as_str() {
+        "system" | "user" | "assistant" => role,
+        "developer" => "system".to_owned(),
+        other => {
+            return Err(bad(
+                format!(
+                    "unsupported role '{other}' (expected system, developer, user or assistant)"
+                ),
+                Some(param("role")),
+            ));
+        }
+    };
+    let content = match fields.remove("content") {
+        Some(Value::String(text)) => text,
+        Some(Value::Array(parts)) => text_parts(parts, &param("content"))?,
+        _ => {
+            return Err(bad(
+                "each message needs content: a string or an array of text parts",
+                Some(param("content")),
+            ));
+        }
+    };
+    // `name` is accepted and ignored by templates that do not use it; anything else (tool
+    // calls, audio...) is not supported and must not be silently dropped.
+    fields.remove("name");
+    if let Some(name) = fields.keys().next() {
+        return Err(bad(
+            format!("unsupported message field: {name}"),
+            Some(param(name)),
+        ));
+    }
+    Ok(Message { role, content })
+}
+
+/// `[{"type":"text","text":"..."}]` → the texts joined; any other part type is refused.
+fn text_parts(parts: Vec<Value>, param: &str) -> Result<String, ApiError> {
+    let mut text = String::new();
+    for part in parts {
+        match (part.get("type").and_then(Value::as_str), part.get("text")) {
+            (Some("text"), Some(Value::String(t))) => text.push_str(t),
+            _ => {
+                return Err(bad(
+                    "only content parts of type \"text\" are supported",
+                    Some(param),
+                ));
+            }
+        }
+    }
+    Ok(text)
+}
+
+fn take_prompt(fields: &mut Map<String, Value>) -> Result<String, ApiError> {
+    match fields.remove("prompt") {
+        Some(Value::String(text)) => Ok(text),
+        // The openai client wraps a single prompt in a list when asked to.
+        Some(Value::Array(items)) if items.len() == 1 && items[0].is_string() => {
+            Ok(items[0].as_str().unwrap_or_default().to_owned())
+        }
+        Some(Value::Array(_)) => Err(bad(
+            "prompt must be a string (batches and token arrays are not supported)",
+            Some("prompt"),
+        )),
+        None | Some(Value::Null) => Err(bad("you must provide a prompt parameter", Some("prompt"))),
+        Some(_) => Err(bad("prompt must be a string", Some("prompt"))),
+    }
+}
+
+fn parse_stream_options(options: Value) -> Result<bool, ApiError> {
+    let Value::Object(mut options) = options else {
+        return Err(bad(
+            "stream_options must be an object",
+            Some("stream_options"),
+        ));
+    };
+    let include = match options.remove("include_usage") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => {
+            return Err(bad(
+                "stream_options.include_usage must be a boolean",
+                Some("stream_options.include_usage"),
+            ));
+        }
+    };
+    if let Some(name) = options.keys().next() {
+        return Err(bad(
+            format!("unrecognized stream option: {name}"),
+            Some(format!("stream_options.{name}")),
+        ));
+    }
+    Ok(include)
+}
+
+fn take_sampling(
+    fields: &mut Map<String, Value>,
+    endpoint: Endpoint,
+    ceiling: u32,
+) -> Result<Sampling, ApiError> {
+    let temperature = take::<f32>(fields, "temperature")?.unwrap_or(1.0);
+    in_range("temperature", temperature, 0.0..=2.0)?;
+    let top_p = take::<f32>(fields, "top_p")?.unwrap_or(1.0);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(bad("top_p must be in (0, 1]", Some("top_p")));
+    }
+    let top_k = take::<u32>(fields, "top_k")?.unwrap_or(0);
+    let min_p = take::<f32>(fields, "min_p")?.unwrap_or(0.0);
+    if !(0.0..1.0).contains(&min_p) {
+        return Err(bad("min_p must be in [0, 1)", Some("min_p")));
+    }
+    let repetition_penalty = take::<f32>(fields, "repetition_penalty")?.unwrap_or(1.0);
+    in_range("repetition_penalty", repetition_penalty, 0.5..=2.0)?;
+    // OpenAI documents seed as an integer; negative seeds are accepted by its API, so take
+    // the two's-complement bits rather than refusing them.
+    let seed = match take::<i128>(fields, "seed")? {
+        None => None,
+        Some(s) if s >= i128::from(i64::MIN) && s <= i128::from(u64::MAX) => Some(s as u64),
+        Some(_) => return Err(bad("seed must fit in 64 bits", Some("seed"))),
+    };
+    let stop = match fields.remove("stop") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s],
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(s) => Ok(s),
+                _ => Err(bad(
+                    "stop must be a string or an array of strings",
+                    Some("stop"),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(bad(
+                "stop must be a string or an array of strings",
+                Some("stop"),
+            ));
+        }
+    };
+    if stop.len() > MAX_STOP_SEQUENCES {
+        return Err(bad(
+            format!("at most {MAX_STOP_SEQUENCES} stop sequences are allowed"),
+            Some("stop"),
+        ));
+    }
+    if stop
+        .iter()
+        .any(|s| s.is_empty() || s.len() > MAX_STOP_BYTES)
+    {
+        return Err(bad(
+            format!("each stop sequence must be 1 to {MAX_STOP_BYTES} bytes"),
+            Some("stop"),
+        ));
+    }
+    let max_tokens = match endpoint {
+        // The chat API renamed the field; accept both, refuse disagreement.
+        Endpoint::Chat => {
+            let new = take::<u32>(fields, "max_completion_tokens")?;
+            let old = take::<u32>(fields, "max_tokens")?;
+            match (new, old) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(bad(
+                        "max_tokens and max_completion_tokens disagree; send one",
+                        Some("max_completion_tokens"),
+                    ));
+                }
+                (a, b) => a.or(b),
+            }
+        }
+        Endpoint::Completion => take::<u32>(fields, "max_tokens")?,
+    };
+    if let Some(n) = max_tokens
+        && (n == 0 || n > ceiling)
+    {
+        return Err(bad(
+            format!("max_tokens must be between 1 and {ceiling} (the policy's limit)"),
+            Some("max_tokens"),
+        ));
+    }
+    Ok(Sampling {
+        temperature,
+        top_p,
+        top_k,
+        min_p,
+        repetition_penalty,
+        seed,
+        stop,
+        max_tokens,
+    })
+}
+
+fn in_range(name: &str, value: f32, range: std::ops::RangeInclusive<f32>) -> Result<(), ApiError> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(bad(
+            format!(
+                "{name} must be between {} and {}",
+                range.start(),
+                range.end()
+            ),
+            Some(name),
+        ))
+    }
+}
+
+/// Parameters clients commonly send at their default value: accepted at that value, refused
+/// (naming the parameter) otherwise, because we do not implement them.
+fn refuse_unsupported(fields: &mut Map<String, Value>, endpoint: Endpoint) -> Result<(), ApiError> {
+    let defaults: &[(&str, Value)] = &[
+        ("n", Value::from(1)),
+        ("frequency_penalty", Value::from(0)),
+        ("presence_penalty", Value::from(0)),
+        ("logprobs", Value::Bool(false)),
+        ("echo", Value::Bool(false)),
+        ("best_of", Value::from(1)),
+        ("parallel_tool_calls", Value::Bool(true)),
+    ];
+    for (name, default) in defaults {
+        match fields.remove(*name) {
+            None | Some(Value::Null) => {}
+            Some(value) if same_number_or_value(&value, default) => {}
+            Some(_) => {
+                return Err(bad(
+                    format!("{name} is not supported (only its default {default} is accepted)"),
+                    Some(*name),
+                ));
+            }
+        }
+    }
+    // Empty forms of features we lack are harmless; anything else is refused by the
+    // unknown-argument check.
+    for name in ["tools", "functions", "logit_bias", "metadata"] {
+        if let Some(value) = fields.get(name) {
+            let empty = match value {
+                Value::Null => true,
+                Value::Array(a) => a.is_empty(),
+                Value::Object(o) => o.is_empty(),
+                _ => false,
+            };
+            if empty {
+                fields.remove(name);
+            } else {
+                return Err(bad(format!("{name} is not supported"), Some(name)));
+            }
+        }
+    }
+    if endpoint == Endpoint::Chat
+        && let Some(format) = fields.remove("response_format")
+        && format.get("type").and_then(Value::as_str) != Some("text")
+    {
+        return Err(bad(
+            "only response_format {\"type\": \"text\"} is supported",
+            Some("response_format"),
+        ));
+    }
+    Ok(())
+}
+
+fn same_number_or_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(body: &str) -> Result<Generation, ApiError> {
+        parse(Endpoint::Chat, body.as_bytes(), 1024)
+    }
+
+    fn param_of(err: ApiError) -> Option<String> {
+        match err {
+            ApiError::BadRequest { param, .. } => param,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_chat_request_gets_openai_defaults() {
+        let g = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        assert_eq!(g.model, "m");
+        assert_eq!(
+            g.prompt,
+            Prompt::Chat(vec![Message {
+                role: "user".into(),
+                content: "hi".into()
+            }])
+        );
+        assert_eq!(g.sampling.temperature, 1.0);
+        assert_eq!(g.sampling.top_p, 1.0);
+        assert_eq!(g.sampling.max_tokens, None);
+        assert!(!g.stream && !g.include_usage);
+    }
+
+    #[test]
+    fn full_chat_request_is_read() {
+        let g = chat(
+            r#"{"model":"m","messages":[{"role":"developer","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],
+                "stream":true,"stream_options":{"include_usage":true},"temperature":0,"top_p":0.5,
+                "seed":-1,"stop":["x","y"],"max_completion_tokens":7,"user":"case-42","n":1,
+                "frequency_penalty":0.0,"logprobs":false,"tools":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            g.prompt,
+            Prompt::Chat(vec![Message {
+                role: "system".into(),
+                content: "ab".into()
+            }])
+        );
+        assert!(g.stream && g.include_usage);
+        assert_eq!(g.sampling.temperature, 0.0);
+        assert_eq!(g.sampling.seed, Some(u64::MAX));
+        assert_eq!(g.sampling.stop, vec!["x", "y"]);
+        assert_eq!(g.sampling.max_tokens, Some(7));
+        assert_eq!(g.user.as_deref(), Some("case-42"));
+    }
+
+    #[test]
+    fn each_bad_parameter_is_named() {
+        let cases = [
+            (r#"{"messages":[{"role":"user","content":"hi"}]}"#, "model"),
+            (r#"{"model":"m"}"#, "messages"),
+            (r#"{"model":"m","messages":[]}"#, "messages"),
+            (
+                r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+                "messages[0].role",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}]}"#,
+                "messages[0].content",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#,
+                "messages[0].content",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x","tool_calls":[]}]}"#,
+                "messages[0].tool_calls",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#,
+                "n",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#,
+                "temperature",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":0}"#,
+                "top_p",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":5000}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":5,"max_completion_tokens":6}"#,
+                "max_completion_tokens",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}"#,
+                "stop",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":[1]}"#,
+                "stop",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#,
+                "stream_options",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"presence_penalty":1}"#,
+                "presence_penalty",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#,
+                "tools",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"frobnicate":1}"#,
+                "frobnicate",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"seed":"x"}"#,
+                "seed",
+            ),
+        ];
+        for (body, param) in cases {
+            let err = chat(body).expect_err(body);
+            assert_eq!(param_of(err).as_deref(), Some(param), "{body}");
+        }
+    }
+
+    #[test]
+    fn completion_prompt_shapes() {
+        let p = |body: &str| parse(Endpoint::Completion, body.as_bytes(), 16);
+        assert_eq!(
+            p(r#"{"model":"m","prompt":"abc","max_tokens":16}"#)
+                .unwrap()
+                .prompt,
+            Prompt::Text("abc".into())
+        );
+        assert_eq!(
+            p(r#"{"model":"m","prompt":["abc"]}"#).unwrap().prompt,
+            Prompt::Text("abc".into())
+        );
+        for body in [
+            r#"{"model":"m","prompt":["a","b"]}"#,
+            r#"{"model":"m","prompt":[1,2]}"#,
+            r#"{"model":"m"}"#,
+            r#"{"model":"m","prompt":"a","echo":true}"#,
+            r#"{"model":"m","prompt":"a","max_completion_tokens":3}"#,
+        ] {
+            let err = p(body).expect_err(body);
+            assert!(param_of(err).is_some(), "{body}");
+        }
+    }
+
+    #[test]
+    fn non_json_and_non_object_bodies_are_400_without_param() {
+        for body in ["", "{", "[]", "42"] {
+            let err = chat(body).expect_err(body);
+            assert_eq!(param_of(err), None, "{body}");
+        }
+    }
+}
