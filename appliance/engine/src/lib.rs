@@ -19,6 +19,7 @@ pub mod batch;
 pub mod config;
 mod engine;
 mod error;
+pub mod fused;
 pub mod generate;
 pub mod kernels;
 pub mod kv_cache;

@@ -3,7 +3,8 @@
 //! [`QuantizedMatmul::q_matmul`] is declared with `#[backend_extension(Flex)]`: burn generates
 //! the routing from its runtime-dispatched `Tensor` to the backend that holds the activation,
 //! and [`Flex`] (burn's pure-Rust CPU backend) implements it with this crate's kernels:
-//! * few activation rows (decode): [`kernels::matmul_rows`], weights decoded in registers;
+//! * Q4_0/Q4_1/Q8_0 weights, or few activation rows (decode): [`kernels::matmul_rows`],
+//!   weights decoded in registers (with 8-bit activations for those types, as llama.cpp);
 //! * many rows (prompt processing): bands of ≈ 4 M weights decoded to f32 in turn and multiplied
 //!   with flex's GEMM, so the transient f32 copy stays small (≤ 16 MiB) and weights stay
 //!   quantized at rest.
@@ -48,7 +49,7 @@ impl QuantizedMatmul for Flex {
         };
         let x = x.to_contiguous();
         let mut out = vec![0f32; n * rows];
-        if n < GEMM_MIN_ROWS {
+        if n < GEMM_MIN_ROWS || w.q8_activations() {
             // INVARIANT: contiguous f32 of n * cols values (shape checked above).
             let xs = x.as_slice::<f32>().unwrap_or_default();
             kernels::matmul_rows(&w, xs, n, &mut out);

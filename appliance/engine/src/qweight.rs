@@ -26,6 +26,7 @@ pub struct QWeight {
     cols: usize,
     row_bytes: usize,
     name: Arc<str>,
+    q8_activations: bool,
 }
 
 impl fmt::Debug for QWeight {
@@ -71,7 +72,21 @@ impl QWeight {
             cols,
             row_bytes,
             name: Arc::from(info.name()),
+            q8_activations: true,
         })
+    }
+
+    /// Multiplies with f32 activations even where 8-bit activations apply (see
+    /// [`QWeight::q8_activations`]).
+    pub fn with_exact_activations(mut self, exact: bool) -> QWeight {
+        self.q8_activations = !exact;
+        self
+    }
+
+    /// True if activations are quantized to 8 bits per 32 values before multiplying, as
+    /// llama.cpp does (Q4_0, Q4_1, Q8_0 weights; the default). Other types always use f32.
+    pub fn q8_activations(&self) -> bool {
+        self.q8_activations && crate::kernels::q8::supports(self.ty)
     }
 
     /// The tensor's name in the file.

@@ -38,14 +38,17 @@ struct InspectArgs {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Inspect(a) => inspect(&a.file),
-        command => {
+        Command::List(a) => {
             crate::logging::init_stderr();
-            match command {
-                Command::List(a) => installed::list(a),
-                Command::Activate(a) => installed::activate(a),
-                Command::Rollback(a) => installed::rollback(a),
-                Command::Inspect(_) => unreachable!("handled above"),
-            }
+            installed::list(a)
+        }
+        Command::Activate(a) => {
+            crate::logging::init_stderr();
+            installed::activate(a)
+        }
+        Command::Rollback(a) => {
+            crate::logging::init_stderr();
+            installed::rollback(a)
         }
     }
 }

@@ -35,10 +35,13 @@ unsafe fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-/// The little-endian f16 at `p` (two readable bytes) as f32.
+/// The little-endian f16 at `b[i..i + 2]` as f32, converted by F16C (`vcvtph2ps`): the
+/// software conversion costs as much as the block's arithmetic.
 #[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn f16_at(b: &[u8], i: usize) -> f32 {
-    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+    let bits = u16::from_le_bytes([b[i], b[i + 1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
 /// Loads the 32 activations of one block as four vectors (`xb.len() == 32`).
@@ -242,4 +245,78 @@ pub(super) unsafe fn dot_generic(ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
         sum += unsafe { dot_f32_slices(&buf[..bs], xb) };
     }
     sum
+}
+
+/// `Σ u8 · i8` over 32 pairs, as eight i32 lanes converted to f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_u8_i8(w: __m256i, a: __m256i) -> __m256 {
+    let p16 = _mm256_maddubs_epi16(w, a);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+}
+
+/// The 32 four-bit codes of a Q4 block as bytes: low nibbles (codes 0..16) in the low lane,
+/// high nibbles (codes 16..32) in the high lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles32(qs: &[u8]) -> __m256i {
+    debug_assert_eq!(qs.len(), QK / 2);
+    // SAFETY: qs has 16 bytes (contract).
+    let q = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+    let m4 = _mm_set1_epi8(0x0f);
+    let lo = _mm_and_si128(q, m4);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), m4);
+    _mm256_set_m128i(hi, lo)
+}
+
+/// Q4_0 / Q4_1 / Q8_0 row times 8-bit activations (see [`super::q8`]); exact integer block
+/// sums, so the result equals the portable one up to f32 summation order.
+///
+/// # Safety
+/// AVX2/FMA/F16C present; `row` is `a.len()` values of `ty` in whole blocks, `a`'s per-block
+/// vectors have `a.len() / 32` entries.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_q8(ty: GgmlType, row: &[u8], a: &super::q8::Q8Row) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut off = 0f32;
+    let blocks = a.qs.chunks_exact(QK).zip(a.d.iter().zip(&a.s)).zip(&a.isum);
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q4_1 => {
+            let bb = if ty == GgmlType::Q4_0 {
+                Q4_0_BYTES
+            } else {
+                Q4_1_BYTES
+            };
+            for (b, ((qa, (&da, &sa)), &isum)) in row.chunks_exact(bb).zip(blocks) {
+                // SAFETY: b is one block (its codes are its last 16 bytes), qa 32 codes.
+                unsafe {
+                    let w = nibbles32(&b[bb - QK / 2..]);
+                    let x = _mm256_loadu_si256(qa.as_ptr().cast());
+                    let p = dot_u8_i8(w, x);
+                    let d = f16_at(b, 0) * da;
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc);
+                    if ty == GgmlType::Q4_0 {
+                        off -= d * (8 * isum) as f32;
+                    } else {
+                        off += f16_at(b, 2) * sa;
+                    }
+                }
+            }
+        }
+        GgmlType::Q8_0 => {
+            for (b, ((qa, (&da, _)), _)) in row.chunks_exact(Q8_0_BYTES).zip(blocks) {
+                // SAFETY: b is one 34-byte block (codes at 2..34), qa 32 codes.
+                unsafe {
+                    let w = _mm256_loadu_si256(b.as_ptr().add(2).cast());
+                    let x = _mm256_loadu_si256(qa.as_ptr().cast());
+                    // |w| as u8 times x with w's sign: maddubs needs an unsigned left operand.
+                    let p = dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b, 0) * da), p, acc);
+                }
+            }
+        }
+        _ => return f32::NAN,
+    }
+    // SAFETY: features checked by the caller.
+    unsafe { hsum(acc) + off }
 }

@@ -21,6 +21,9 @@ use crate::qweight::QWeight;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub(crate) mod portable;
+pub mod q8;
+
+use self::q8::Q8Row;
 
 /// The instruction set the kernels use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +107,38 @@ pub fn row_dot(isa: Isa, ty: GgmlType, row: &[u8], x: &[f32]) -> Option<f32> {
     }
 }
 
+/// `row · a` for a Q4_0/Q4_1/Q8_0 row and 8-bit activations ([`q8`]); `None` for another
+/// type, mismatched lengths, or an `isa` this CPU lacks.
+#[allow(unsafe_code)]
+pub fn row_dot_q8(isa: Isa, ty: GgmlType, row: &[u8], a: &Q8Row) -> Option<f32> {
+    let nb = a.len() / airlock_gguf::blocks::QK;
+    if !q8::supports(ty)
+        || !a.len().is_multiple_of(airlock_gguf::blocks::QK)
+        || row.len() != nb * ty.block_bytes()
+        || a.d.len() != nb
+        || a.s.len() != nb
+        || a.isum.len() != nb
+    {
+        return None;
+    }
+    match isa {
+        Isa::Portable => Some(q8::row_dot(ty, row, a)),
+        Isa::Avx2 => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if Isa::best_supported() != Isa::Avx2 {
+                    return None;
+                }
+                // SAFETY: AVX2/FMA/F16C present and every length checked above: the
+                // contract of `avx2::dot_q8`.
+                Some(unsafe { avx2::dot_q8(ty, row, a) })
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            None
+        }
+    }
+}
+
 /// Rows per rayon task: enough work (≈ 64 KiB of weights) to amortise scheduling.
 fn rows_per_task(w: &QWeight) -> usize {
     (64 * 1024 / w.row_bytes().max(1)).clamp(4, 1024)
@@ -121,10 +156,19 @@ pub fn matmul_rows(w: &QWeight, x: &[f32], n: usize, out: &mut [f32]) {
     let isa = Isa::detect();
     let ty = w.ggml_type();
     let chunk = rows_per_task(w);
+    let acts: Vec<Q8Row> = if w.q8_activations() {
+        x.par_chunks(cols).map(Q8Row::quantize).collect()
+    } else {
+        Vec::new()
+    };
     let dot = |r: usize, t: usize| {
         let row = w.row(r).unwrap_or_default();
         // INVARIANT: QWeight guarantees every row is `cols` values of `ty`; lengths match.
-        row_dot(isa, ty, row, &x[t * cols..(t + 1) * cols]).unwrap_or(f32::NAN)
+        match acts.get(t) {
+            Some(a) => row_dot_q8(isa, ty, row, a),
+            None => row_dot(isa, ty, row, &x[t * cols..(t + 1) * cols]),
+        }
+        .unwrap_or(f32::NAN)
     };
     if n == 1 {
         out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {

@@ -10,7 +10,7 @@ use airlock_gguf::GgufFile;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 use super::load_matrix;
 use super::rope::Rope;
@@ -117,9 +117,12 @@ impl Attention {
                     .reshape([n, nh, hd])
                     .swap_dims(0, 1)
             };
-            let qs = rope.forward(heads(q.clone(), h), s.start, device);
-            let ks = rope.forward(heads(k.clone(), kvh), s.start, device);
+            let qs = rope.forward(heads(q.clone(), h), s.start);
+            let ks = rope.forward(heads(k.clone(), kvh), s.start);
             let vs = heads(v.clone(), kvh);
+            // llama.cpp stores keys and values as f16 (its default KV cache type): round them
+            // the same way, which halves our logit differences from its reference outputs.
+            let (ks, vs) = (round_f16(ks), round_f16(vs));
             // [kvh, L, hd] with L = start + n
             let (k_all, v_all) = cache.append(s.slot, layer, ks, vs)?;
             let total = s.start + n;
@@ -142,6 +145,11 @@ impl Attention {
         let o = Tensor::cat(outs, 0);
         Ok(q_linear(o, &self.wo))
     }
+}
+
+/// `t` rounded to f16 precision (kept as f32).
+fn round_f16(t: Tensor<3>) -> Tensor<3> {
+    t.cast(FloatDType::F16).cast(FloatDType::F32)
 }
 
 /// Additive mask `[1, group * n, total]`: row `g * n + i` (token at `start + i`) may see

@@ -123,6 +123,29 @@ impl Llama {
         })
     }
 
+    /// Multiplies every weight with f32 activations (`true`) instead of llama.cpp's 8-bit
+    /// activations for Q4_0/Q4_1/Q8_0 weights (`false`, the default): exact arithmetic on the
+    /// decoded weights, for tests against an f64 reference; slower.
+    pub fn with_exact_activations(mut self, exact: bool) -> Llama {
+        let set = |w: &mut QWeight| *w = w.clone().with_exact_activations(exact);
+        set(&mut self.embed);
+        set(&mut self.output);
+        for b in &mut self.blocks {
+            for w in [
+                &mut b.attn.wq,
+                &mut b.attn.wk,
+                &mut b.attn.wv,
+                &mut b.attn.wo,
+            ] {
+                set(w);
+            }
+            for w in [&mut b.mlp.gate, &mut b.mlp.up, &mut b.mlp.down] {
+                set(w);
+            }
+        }
+        self
+    }
+
     /// The model's hyper-parameters.
     pub fn config(&self) -> &LlamaConfig {
         &self.config

@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::dense_vector;
 use crate::error::Result;
+use crate::fused;
 
 /// Configuration of an [`RmsNorm`].
 #[derive(Config, Debug)]
@@ -43,13 +44,6 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// `x`: `[tokens, d_model]` → same shape.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        // [tokens, 1]
-        let rms = x
-            .clone()
-            .powi_scalar(2)
-            .mean_dim(1)
-            .add_scalar(self.eps)
-            .sqrt();
-        x.div(rms).mul(self.weight.val().unsqueeze::<2>())
+        fused::rms_norm(x, self.weight.val(), self.eps)
     }
 }

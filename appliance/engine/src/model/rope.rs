@@ -7,7 +7,11 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use std::sync::Arc;
+
+use burn::tensor::Tensor;
+
+use crate::fused;
 
 /// Configuration of a [`Rope`].
 #[derive(Config, Debug)]
@@ -33,8 +37,10 @@ impl RopeConfig {
                     .map_or(1.0, |&x| f64::from(x));
                 f * self.position_scale / div
             })
-            .collect();
-        Rope { inv_freq }
+            .collect::<Vec<f64>>();
+        Rope {
+            inv_freq: Arc::from(inv_freq),
+        }
     }
 }
 
@@ -42,32 +48,13 @@ impl RopeConfig {
 #[derive(Module, Debug)]
 pub struct Rope {
     /// `[head_dim / 2]`, scaled by the position scale.
-    pub inv_freq: Vec<f64>,
+    #[module(skip)]
+    pub inv_freq: Arc<[f64]>,
 }
 
 impl Rope {
     /// Rotates `x`: `[heads, n, head_dim]` holding positions `start..start + n`.
-    pub fn forward(&self, x: Tensor<3>, start: usize, device: &Device) -> Tensor<3> {
-        let [heads, n, hd] = x.dims();
-        let half = hd / 2;
-        let mut cos = Vec::with_capacity(n * half);
-        let mut sin = Vec::with_capacity(n * half);
-        for p in start..start + n {
-            for &f in &self.inv_freq {
-                let (s, c) = (p as f64 * f).sin_cos();
-                cos.push(c as f32);
-                sin.push(s as f32);
-            }
-        }
-        // [1, n, half, 1]
-        let cos = Tensor::<4>::from_data(TensorData::new(cos, [1, n, half, 1]), device);
-        let sin = Tensor::<4>::from_data(TensorData::new(sin, [1, n, half, 1]), device);
-        // [heads, n, half, 2]
-        let pairs = x.reshape([heads, n, half, 2]);
-        let x0 = pairs.clone().narrow(3, 0, 1);
-        let x1 = pairs.narrow(3, 1, 1);
-        let y0 = x0.clone().mul(cos.clone()).sub(x1.clone().mul(sin.clone()));
-        let y1 = x0.mul(sin).add(x1.mul(cos));
-        Tensor::cat(vec![y0, y1], 3).reshape([heads, n, hd])
+    pub fn forward(&self, x: Tensor<3>, start: usize) -> Tensor<3> {
+        fused::rope(x, start, &self.inv_freq)
     }
 }

@@ -1,7 +1,8 @@
 //! Every kernel against an f64 reference (the GGUF reader's block decoders + a plain sum), on
 //! random rows of every type, and the run-time-selected SIMD path against the portable one.
 
-use airlock_engine::kernels::{Isa, row_dot};
+use airlock_engine::kernels::q8::Q8Row;
+use airlock_engine::kernels::{Isa, row_dot, row_dot_q8};
 use airlock_gguf::GgmlType;
 use airlock_gguf::write::quantize;
 
@@ -78,4 +79,63 @@ fn mismatched_lengths_are_refused_not_read_out_of_bounds() {
 fn avx2_is_used_on_this_machine_when_available() {
     // Not an assertion about the machine: documents which path the other tests covered.
     eprintln!("best supported kernels: {}", Isa::best_supported().name());
+}
+
+/// The 8-bit activation path: the SIMD code equals the portable integer code (up to f32
+/// summation order) and both stay within the activation rounding of the exact f64 product.
+#[test]
+fn q8_activation_kernels_match_the_portable_code_and_the_reference() {
+    let mut rng = Rng::new(11);
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        for &len in &[32usize, 576, 1536] {
+            for _ in 0..20 {
+                let w = rng.vec(len, 2.0);
+                let row = quantize(ty, &w).unwrap();
+                let x = rng.vec(len, 3.0);
+                let a = Q8Row::quantize(&x);
+                let portable = row_dot_q8(Isa::Portable, ty, &row, &a).unwrap();
+                let simd = row_dot_q8(Isa::best_supported(), ty, &row, &a).unwrap();
+                let scale: f64 = w
+                    .iter()
+                    .zip(&x)
+                    .map(|(a, b)| f64::from((a * b).abs()))
+                    .sum::<f64>()
+                    .max(1.0);
+                assert!(
+                    (f64::from(simd - portable)).abs() / scale < 1e-6,
+                    "{ty:?} {len}: simd {simd} portable {portable}"
+                );
+                let exact = reference(ty, &row, &x);
+                assert!(
+                    (f64::from(portable) - exact).abs() / scale < 1e-2,
+                    "{ty:?} {len}: {portable} vs exact {exact}"
+                );
+            }
+        }
+    }
+    let a = Q8Row::quantize(&[1.0; 64]);
+    assert_eq!(
+        row_dot_q8(Isa::best_supported(), GgmlType::Q4_K, &[0; 144], &a),
+        None
+    );
+    assert_eq!(
+        row_dot_q8(Isa::best_supported(), GgmlType::Q4_1, &[0; 20], &a),
+        None
+    );
+}
+
+/// Quantizing activations follows llama.cpp: d = max|x| / 127, codes rounded half to even.
+#[test]
+fn q8_activation_quantization_follows_llama_cpp() {
+    let mut x = vec![0f32; 32];
+    x[0] = -4.0;
+    x[1] = 2.0;
+    x[2] = 0.01;
+    let a = Q8Row::quantize(&x);
+    assert_eq!(a.qs[0], -127);
+    assert_eq!(a.qs[1], 64, "2 * 127 / 4 = 63.5 rounds to even");
+    assert_eq!(a.qs[2], 0);
+    assert_eq!(a.isum[0], -63);
+    assert!((a.d[0] - 4.0 / 127.0).abs() < 1e-5);
+    assert!(Q8Row::quantize(&[0.0; 32]).qs.iter().all(|&q| q == 0));
 }
