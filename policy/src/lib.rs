@@ -29,8 +29,8 @@
 
 mod audit;
 mod config;
-mod engine;
 mod egress;
+mod engine;
 mod error;
 mod identity;
 mod load;
@@ -45,9 +45,8 @@ pub use config::{
     DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_QUEUE_DEPTH, DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_STATE_DIR, Limits, Policy, ServerConfig, TlsConfig,
 };
-pub use engine::{DEFAULT_KV_CACHE_MIB, DEFAULT_MAX_BATCH, EngineConfig};
-pub use error::PolicyError;
 pub use egress::{DEFAULT_LOCKDOWN, EgressConfig, Lockdown};
+pub use engine::{DEFAULT_KV_CACHE_MIB, DEFAULT_MAX_BATCH, EngineConfig};
 pub use error::{LockdownError, PolicyError};
 pub use identity::{
     CertFacts, Fingerprint, IdentityRule, Match, Pattern, Role, RoleSet, UnknownRole,

@@ -3,8 +3,8 @@
 mod audit;
 mod bundle;
 mod dev;
-mod generate;
 mod dev_model;
+mod generate;
 mod installed;
 mod keys;
 mod models;

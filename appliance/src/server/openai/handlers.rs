@@ -251,7 +251,7 @@ fn tokenize(model: &LoadedModel, generation: &Generation) -> Result<(String, Vec
 }
 
 fn model_ref(model: &LoadedModel) -> Result<ModelRef, ApiError> {
-    let sha256 = audit::Digest::from_hex(model.engine.sha256()).ok_or(ApiError::Internal)?;
+    let sha256 = audit::Digest::from_hex(&model.sha256).ok_or(ApiError::Internal)?;
     Ok(ModelRef {
         name: model.name.clone(),
         version: model.version.clone(),
