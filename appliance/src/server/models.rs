@@ -41,7 +41,7 @@ pub enum LoadError {
         /// The GGUF file.
         path: String,
         /// Why.
-        source: airlock_engine::EngineError,
+        source: Box<airlock_engine::EngineError>,
     },
     /// The decode thread could not be started.
     #[error("cannot start the decode thread: {0}")]
@@ -56,7 +56,7 @@ pub fn prepare(active: ActiveModel, config: &EngineConfig) -> Result<Prepared, L
         name: active.name.clone(),
         version: active.version.to_string(),
         path: active.path.display().to_string(),
-        source,
+        source: Box::new(source),
     })?;
     Ok(Prepared {
         active,
@@ -167,6 +167,11 @@ impl ModelRegistry {
     /// The model named `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedModel>> {
         self.read().get(name).cloned()
+    }
+
+    /// True when no model is served.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
     }
 
     /// Every model, by name.

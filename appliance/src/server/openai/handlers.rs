@@ -77,6 +77,12 @@ async fn generate(
     let started = Instant::now();
     let limits = &state.policy.limits;
     let body = read_body(&state, payload).await?;
+    if state.models.is_empty() {
+        return Err(ApiError::Unavailable {
+            message: "no model is loaded yet (install and activate a bundle)".into(),
+            code: "model_not_loaded",
+        });
+    }
     let generation = request::parse(endpoint, &body, limits.max_completion_tokens)?;
     let subject = subject(&req)?;
     let model = state
