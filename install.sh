@@ -30,6 +30,8 @@ readonly UNITS=(airlock.socket airlock.service)
 
 # Test prerequisites: sslyze version pinned for reproducible TLS findings.
 readonly SSLYZE_REQ="sslyze==6.3.1"
+# The official OpenAI client, for the API tests (clients use it as the README shows).
+readonly OPENAI_REQ="openai==3.57.0"
 readonly VENV="$REPO/.venv-test"
 
 usage() {
@@ -196,12 +198,14 @@ install_test_packages() {
 }
 
 install_sslyze() {
-  if [[ -x $VENV/bin/sslyze ]] && "$VENV/bin/pip" show sslyze 2>/dev/null | grep -qx "Version: ${SSLYZE_REQ#*==}"; then
+  if [[ -x $VENV/bin/sslyze ]] && "$VENV/bin/pip" show sslyze 2>/dev/null | grep -qx "Version: ${SSLYZE_REQ#*==}" \
+    && "$VENV/bin/pip" show openai 2>/dev/null | grep -qx "Version: ${OPENAI_REQ#*==}"; then
     return 0
   fi
-  note "creating $VENV with $SSLYZE_REQ"
+  note "creating $VENV with $SSLYZE_REQ $OPENAI_REQ"
   python3 -m venv "$VENV" || die "python3 -m venv $VENV failed (apt-get install python3-venv)"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SSLYZE_REQ" >&2 || die "pip install $SSLYZE_REQ failed"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SSLYZE_REQ" "$OPENAI_REQ" >&2 \
+    || die "pip install $SSLYZE_REQ $OPENAI_REQ failed"
   "$VENV/bin/sslyze" --help >/dev/null || die "$VENV/bin/sslyze does not run"
 }
 

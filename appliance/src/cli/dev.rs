@@ -47,8 +47,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     super::dev_model::ensure_trust_section(&policy_path)?;
     let policy = Policy::load(&policy_path)?;
     super::dev_model::install_model(&policy, args.model)?;
+    let model = airlock_bundle::ModelStore::new(&policy.state_dir)
+        .active_all()
+        .ok()
+        .and_then(|active| active.into_iter().next())
+        .map(|m| m.name);
     super::serve::serve(policy, args.listen, |bound| {
-        print!("{}", instructions(&pki, &policy_path, bound));
+        print!(
+            "{}",
+            instructions(&pki, &policy_path, bound, model.as_deref())
+        );
         // stdout is block-buffered when piped (install.sh, tests): show it now.
         let _ = std::io::stdout().flush();
     })
@@ -105,7 +113,7 @@ fn dev_policy(pki: &Path) -> anyhow::Result<String> {
 }
 
 /// What `airlock dev` prints once listening.
-fn instructions(pki: &Path, policy: &Path, bound: &[SocketAddr]) -> String {
+fn instructions(pki: &Path, policy: &Path, bound: &[SocketAddr], model: Option<&str>) -> String {
     let Some(addr) = bound.first() else {
         return String::new();
     };
@@ -123,10 +131,30 @@ fn instructions(pki: &Path, policy: &Path, bound: &[SocketAddr]) -> String {
             pki.display()
         )
     };
-    format!(
-        "Airlock dev service on {url} (policy {}).\nTry:\n  {}\n  {}\nStop with Ctrl-C.\n",
+    let mut text = format!(
+        "Airlock dev service on {url} (policy {}).\nTry:\n  {}\n  {}\n",
         policy.display(),
         curl("user", "/healthz"),
         curl("operator", "/metrics"),
-    )
+    );
+    if let Some(model) = model {
+        let body = format!(
+            r#"{{"model":"{model}","messages":[{{"role":"user","content":"Write a haiku about privacy."}}]}}"#
+        );
+        text.push_str(&format!(
+            "Chat with the model (OpenAI API over mTLS):\n  {} -H 'Content-Type: application/json' -d '{body}'\n",
+            curl("user", "/v1/chat/completions"),
+        ));
+        text.push_str(&format!(
+            "From Python (pip install openai):\n\
+             \x20 import ssl, openai\n\
+             \x20 tls = ssl.create_default_context(cafile=\"{0}/ca.crt\"); tls.load_cert_chain(\"{0}/user.crt\", \"{0}/user.key\")\n\
+             \x20 client = openai.OpenAI(base_url=\"{url}/v1\", api_key=\"unused\", http_client=openai.DefaultHttpxClient(verify=tls))\n\
+             \x20 r = client.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}])\n\
+             \x20 print(r.choices[0].message.content)\n",
+            pki.display()
+        ));
+    }
+    text.push_str("Stop with Ctrl-C.\n");
+    text
 }

@@ -298,3 +298,60 @@ fn every_generation_is_audited_before_and_after() {
         "prompt text leaked into the audit log"
     );
 }
+
+/// The official `openai` Python package (from `.venv-test`, which `./install.sh --test`
+/// creates) talks to the service over mTLS exactly as `airlock dev` tells users to.
+#[test]
+fn the_official_openai_python_client_works_over_mtls() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-test/bin/python");
+    assert!(
+        python.is_file(),
+        "{} not found: run ./install.sh --test (it creates .venv-test with the openai package)",
+        python.display()
+    );
+    let dev = Dev::start();
+    let pki = dev.fixture.pki("ca.crt");
+    let pki = pki.parent().expect("pki dir").display().to_string();
+    let script = format!(
+        r#"
+import json, ssl, openai
+tls = ssl.create_default_context(cafile="{pki}/ca.crt"); tls.load_cert_chain("{pki}/user.crt", "{pki}/user.key")
+client = openai.OpenAI(base_url="https://localhost:{port}/v1", api_key="unused", http_client=openai.DefaultHttpxClient(verify=tls))
+out = {{}}
+out["models"] = [m.id for m in client.models.list()]
+r = client.chat.completions.create(model="{MODEL}", messages=[{{"role": "user", "content": "What is the capital of France?"}}], temperature=0, max_tokens=16)
+out["chat"] = r.choices[0].message.content
+s = client.chat.completions.create(model="{MODEL}", messages=[{{"role": "user", "content": "What is the capital of France?"}}], temperature=0, max_tokens=16, stream=True, stream_options={{"include_usage": True}})
+parts, usage = [], None
+for c in s:
+    if c.choices and c.choices[0].delta.content: parts.append(c.choices[0].delta.content)
+    if c.usage: usage = c.usage.completion_tokens
+out["stream"] = "".join(parts); out["usage"] = usage
+try:
+    client.chat.completions.create(model="nope", messages=[{{"role": "user", "content": "x"}}])
+except openai.NotFoundError as e:
+    out["not_found"] = e.body["code"]
+print(json.dumps(out))
+"#,
+        port = dev.fixture.port,
+    );
+    let output = std::process::Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: Value = serde_json::from_slice(&output.stdout).expect("script output");
+    assert_eq!(out["models"], json!([MODEL]));
+    let chat = out["chat"].as_str().expect("chat text");
+    assert!(!chat.is_empty());
+    assert_eq!(
+        out["stream"], chat,
+        "streamed and plain greedy answers differ"
+    );
+    assert!(out["usage"].as_u64().is_some_and(|n| n >= 1));
+    assert_eq!(out["not_found"], "model_not_found");
+}

@@ -11,6 +11,10 @@ use crate::server::error::ApiError;
 
 /// At most this many stop sequences (OpenAI's limit).
 pub const MAX_STOP_SEQUENCES: usize = 4;
+/// `top_k` when the request does not set it (llama.cpp's default).
+pub const DEFAULT_TOP_K: u32 = 40;
+/// `min_p` when the request does not set it (llama.cpp's default).
+pub const DEFAULT_MIN_P: f32 = 0.05;
 /// Longest stop sequence, in bytes.
 pub const MAX_STOP_BYTES: usize = 256;
 
@@ -305,8 +309,10 @@ fn take_sampling(
     if !(top_p > 0.0 && top_p <= 1.0) {
         return Err(bad("top_p must be in (0, 1]", Some("top_p")));
     }
-    let top_k = take::<u32>(fields, "top_k")?.unwrap_or(0);
-    let min_p = take::<f32>(fields, "min_p")?.unwrap_or(0.0);
+    // Unset top_k / min_p get llama.cpp's defaults (40, 0.05): with OpenAI's default
+    // temperature of 1 and no truncation, small local models wander into noise.
+    let top_k = take::<u32>(fields, "top_k")?.unwrap_or(DEFAULT_TOP_K);
+    let min_p = take::<f32>(fields, "min_p")?.unwrap_or(DEFAULT_MIN_P);
     if !(0.0..1.0).contains(&min_p) {
         return Err(bad("min_p must be in [0, 1)", Some("min_p")));
     }
