@@ -132,6 +132,7 @@ impl Llama {
         set(&mut self.embed);
         set(&mut self.output);
         for b in &mut self.blocks {
+            b.attn.round_kv_f16 = !exact;
             for w in [
                 &mut b.attn.wq,
                 &mut b.attn.wk,
