@@ -84,8 +84,5 @@ pub enum ListenError {
     Activation(String),
 }
 
-/// A lockdown layer could not be applied. No layer exists yet (the no-egress issue adds
-/// them and their variants), so this cannot happen today.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LockdownError {}
+/// A lockdown layer could not be applied (defined beside the layers, in `policy`).
+pub use policy::LockdownError;

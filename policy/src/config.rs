@@ -1,13 +1,14 @@
 //! The policy schema: one sub-config per component, defaults as named constants.
 //!
 //! Later issues add their sections here as further fields of [`Policy`], each its own
-//! struct with `#[serde(default)]`: `audit: AuditConfig`, `egress: EgressConfig`
-//! (lockdown `"enforce"` / `"off"`), `trust: TrustConfig` (bundle publisher keys).
+//! struct with `#[serde(default)]`: `audit: AuditConfig`, `egress: EgressConfig` (in
+//! `egress.rs`), `trust: TrustConfig` (bundle publisher keys).
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::egress::EgressConfig;
 use crate::identity::{CertFacts, IdentityRule, RoleSet};
 
 /// Where the service keeps its state (audit log, models, logs) unless the policy says.
@@ -43,12 +44,18 @@ pub struct Policy {
     /// Request limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Outbound lockdown (`[egress]`).
+    #[serde(default)]
+    pub egress: EgressConfig,
     /// Audit log content and checkpoints (`[audit]`, see [`crate::AuditConfig`]).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
     /// Identity rules, in file order (`[[identity]]`).
     #[serde(default, rename = "identity")]
     pub identities: Vec<IdentityRule>,
+    /// Model-bundle publishers (`[trust]`); without it no bundle can be installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<crate::trust::TrustConfig>,
     /// The file the policy was loaded from.
     #[serde(skip)]
     pub(crate) source: PathBuf,

@@ -48,3 +48,33 @@ impl PolicyError {
         }
     }
 }
+
+/// Why a lockdown layer could not be applied. With `egress.lockdown = "enforce"` each of
+/// these stops the service from starting: it never serves with fewer layers than the
+/// policy asks for.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockdownError {
+    /// The kernel has no usable Landlock (not built in, disabled at boot, or older than
+    /// ABI 4, which brought the TCP rules): an operating-system limitation.
+    #[error(
+        "Landlock is required by egress.lockdown = \"enforce\" but unavailable: {reason} \
+         (needs Linux >= 6.7 with landlock in the lsm= list)"
+    )]
+    LandlockUnsupported {
+        /// What the kernel or the landlock crate said.
+        reason: String,
+    },
+    /// A Landlock rule could not be added or the ruleset not applied (e.g. the state
+    /// directory cannot be opened).
+    #[error("Landlock: {0}")]
+    Landlock(String),
+    /// The seccomp filter could not be built (unsupported CPU architecture: a port is
+    /// needed, not a configuration change).
+    #[error("seccomp filter: {0}")]
+    SeccompBuild(String),
+    /// The kernel refused the seccomp filter, or could not synchronise it to every
+    /// thread (`ThreadSync` names the thread that could not take it).
+    #[error("seccomp: {0}")]
+    SeccompInstall(String),
+}

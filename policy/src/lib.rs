@@ -19,15 +19,22 @@
 //! # Non-goals
 //! This crate does no TLS, no certificate parsing and no HTTP: the appliance extracts
 //! [`CertFacts`] from a certificate that rustls has already verified and asks
-//! [`Policy::roles_for`] which roles they carry. Later issues add the `[audit]`, `[egress]`
-//! and `[trust]` sections as further sub-config structs of [`Policy`].
+//! [`Policy::roles_for`] which roles they carry. Later issues add the `[trust]`
+//! section as a further sub-config struct of [`Policy`].
+//!
+//! The one exception to "plain data" is [`lockdown`]: the Landlock and seccomp layers that
+//! `[egress]` ([`EgressConfig`]) turns on, kept here so that a probe or another binary
+//! applies exactly the functions the service applies.
 #![forbid(unsafe_code)]
 
 mod audit;
 mod config;
+mod egress;
 mod error;
 mod identity;
 mod load;
+pub mod lockdown;
+mod trust;
 
 pub use audit::{
     AuditConfig, AuditContent, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL_SECS,
@@ -37,9 +44,13 @@ pub use config::{
     DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_QUEUE_DEPTH, DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_STATE_DIR, Limits, Policy, ServerConfig, TlsConfig,
 };
-pub use error::PolicyError;
+pub use egress::{DEFAULT_LOCKDOWN, EgressConfig, Lockdown};
+pub use error::{LockdownError, PolicyError};
 pub use identity::{
     CertFacts, Fingerprint, IdentityRule, Match, Pattern, Role, RoleSet, UnknownRole,
+};
+pub use trust::{
+    DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_TRUST_THRESHOLD, Publisher, PublisherKey, TrustConfig,
 };
 
 /// The commented example policy shipped with the crate (it parses: see the tests).

@@ -36,7 +36,7 @@ impl Policy {
         Ok(policy)
     }
 
-    fn invalid(&self, key: impl Into<String>, reason: impl Into<String>) -> PolicyError {
+    pub(crate) fn invalid(&self, key: impl Into<String>, reason: impl Into<String>) -> PolicyError {
         PolicyError::Invalid {
             path: self.source.clone(),
             line: None,
@@ -61,6 +61,12 @@ impl Policy {
         resolve(&mut self.tls.key);
         self.tls.client_ca.iter_mut().for_each(resolve);
         self.tls.crl.iter_mut().for_each(resolve);
+        if let Some(t) = &mut self.trust {
+            t.publishers
+                .iter_mut()
+                .filter_map(|p| p.key_file.as_mut())
+                .for_each(resolve);
+        }
     }
 
     /// Rules serde cannot express.
@@ -106,7 +112,7 @@ impl Policy {
                 ));
             }
         }
-        Ok(())
+        self.check_trust()
     }
 
     /// Checks that every file the policy names exists and is a regular file.
@@ -146,6 +152,7 @@ impl Policy {
                 format!("{} exists and is not a directory", self.state_dir.display()),
             ));
         }
+        self.trust_keys()?;
         Ok(())
     }
 }
@@ -319,6 +326,37 @@ client_ca = ["ca.crt"]
         let text = "[tls]\ncert=\"a\"\nkey=\"b\"\nclient_ca=[]\n";
         let (key, _) = key_and_reason(Policy::parse(text, Path::new("/p")).expect_err("no ca"));
         assert_eq!(key, "tls.client_ca");
+    }
+
+    #[test]
+    fn egress_lockdown_defaults_to_enforce() {
+        let p = parse("").expect("minimal policy");
+        assert_eq!(p.egress.lockdown, crate::Lockdown::Enforce);
+        assert_eq!(crate::DEFAULT_LOCKDOWN, crate::Lockdown::Enforce);
+        let off = parse("[egress]\nlockdown = \"off\"\n").expect("off");
+        assert_eq!(off.egress.lockdown, crate::Lockdown::Off);
+        let rendered = off.render_effective().expect("render");
+        assert!(
+            rendered.contains("[egress]\nlockdown = \"off\""),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn egress_bad_value_and_unknown_key_are_named() {
+        let (key, reason) =
+            key_and_reason(parse("[egress]\nlockdown = \"loose\"\n").expect_err("bad value"));
+        assert_eq!(key, "egress.lockdown");
+        assert!(
+            reason.contains("unknown variant `loose`") && reason.contains("`enforce`"),
+            "{reason}"
+        );
+        let (key, reason) =
+            key_and_reason(parse("[egress]\nallow = [\"10.0.0.1\"]\n").expect_err("unknown"));
+        assert_eq!(key, "egress.allow");
+        assert!(reason.starts_with("unknown key"), "{reason}");
+        let (key, _) = key_and_reason(parse("[egress]\nlockdown = true\n").expect_err("type"));
+        assert_eq!(key, "egress.lockdown");
     }
 
     #[test]

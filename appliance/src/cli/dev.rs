@@ -26,6 +26,10 @@ pub struct Args {
     /// Listen address (default: the policy's, 127.0.0.1:8443).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Model to pack, sign with the dev key and install (default: the cache path of
+    /// scripts/fetch-default-model.sh).
+    #[arg(long, env = "AIRLOCK_DEFAULT_MODEL")]
+    model: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -35,11 +39,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pki = state.join("pki");
     ensure_pki(&pki)?;
     let policy_path = state.join("airlock.toml");
+    super::dev_model::ensure_dev_key(&state)?;
     if !policy_path.exists() {
         std::fs::write(&policy_path, dev_policy(&pki)?)
             .with_context(|| format!("cannot write {}", policy_path.display()))?;
     }
+    super::dev_model::ensure_trust_section(&policy_path)?;
     let policy = Policy::load(&policy_path)?;
+    super::dev_model::install_model(&policy, args.model)?;
     super::serve::serve(policy, args.listen, |bound| {
         print!("{}", instructions(&pki, &policy_path, bound));
         // stdout is block-buffered when piped (install.sh, tests): show it now.
@@ -82,7 +89,9 @@ fn dev_policy(pki: &Path) -> anyhow::Result<String> {
          # Paths are relative to this file. Check with: airlock policy check --config THIS_FILE\n\
          state_dir = \".\"\n\n\
          [server]\nlisten = [\"127.0.0.1:8443\"]\nshutdown_grace_secs = 5\n\n\
-         [tls]\ncert = \"pki/server.crt\"\nkey = \"pki/server.key\"\nclient_ca = [\"pki/ca.crt\"]\n",
+         [tls]\ncert = \"pki/server.crt\"\nkey = \"pki/server.key\"\nclient_ca = [\"pki/ca.crt\"]\n\n\
+         # No egress: Landlock + seccomp (docs/no-egress.md). \"off\" only to debug.\n\
+         [egress]\nlockdown = \"enforce\"\n",
     );
     for role in Role::ALL {
         let fp = fingerprint(&pki.join(format!("{role}.crt")))?;

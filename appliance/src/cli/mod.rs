@@ -1,8 +1,12 @@
 //! Command line: one module per command group. To add a group, add a variant to
 //! [`Command`] with its args struct (and an `after_help` example) and a `run` in its module.
 mod audit;
+mod bundle;
 mod dev;
+mod dev_model;
 mod generate;
+mod installed;
+mod keys;
 mod models;
 mod pki;
 mod policy;
@@ -41,6 +45,8 @@ enum Command {
     Pki(pki::Args),
     Policy(policy::Args),
     Generate(generate::Args),
+    Keys(keys::Args),
+    Bundle(bundle::Args),
     Models(models::Args),
     Audit(audit::Args),
 }
@@ -68,6 +74,8 @@ pub fn main() -> ExitCode {
         Command::Pki(args) => pki::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Keys(args) => keys::run(args),
+        Command::Bundle(args) => bundle::run(args),
         Command::Models(args) => models::run(args),
         Command::Audit(args) => audit::run(args),
     };

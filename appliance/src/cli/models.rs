@@ -1,12 +1,19 @@
-//! `airlock models ...`: model files and installed models.
-use std::path::PathBuf;
+//! `airlock models ...`: installed model versions, activation, explicit rollback, and
+//! inspection of a GGUF file.
+use std::path::{Path, PathBuf};
 
 use airlock_engine::airlock_gguf::{GgufFile, Summary};
 use anyhow::Context;
 
-/// Model files and installed models.
+use super::installed;
+
+/// Installed models and model files.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  airlock models inspect SmolLM2-135M-Instruct.Q4_1.gguf")]
+#[command(
+    after_help = "Examples:\n  airlock models list --config /etc/airlock/airlock.toml\n  \
+airlock models activate smollm2-135m 1.1.0\n  airlock models rollback smollm2-135m\n  \
+airlock models inspect SmolLM2-135M-Instruct.Q4_1.gguf"
+)]
 pub struct Args {
     #[command(subcommand)]
     command: Command,
@@ -14,6 +21,9 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    List(installed::ListArgs),
+    Activate(installed::ActivateArgs),
+    Rollback(installed::RollbackArgs),
     Inspect(InspectArgs),
 }
 
@@ -26,12 +36,16 @@ struct InspectArgs {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::logging::init_stderr();
     match args.command {
+        Command::List(a) => installed::list(a),
+        Command::Activate(a) => installed::activate(a),
+        Command::Rollback(a) => installed::rollback(a),
         Command::Inspect(a) => inspect(&a.file),
     }
 }
 
-fn inspect(path: &std::path::Path) -> anyhow::Result<()> {
+fn inspect(path: &Path) -> anyhow::Result<()> {
     let f =
         GgufFile::open(path).with_context(|| format!("invalid model file {}", path.display()))?;
     println!("{}", Summary::new(&f));

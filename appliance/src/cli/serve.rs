@@ -42,10 +42,9 @@ pub(super) fn serve(
     })?;
     tracing::info!(policy = %policy.source().display(), "policy loaded");
 
-    // Hook point: Landlock (no-egress issue). Nothing above has spawned a thread.
-    lockdown::before_runtime(&policy)?;
-
     let addrs = listen_override.map_or_else(|| policy.server.listen.clone(), |a| vec![a]);
+    // Landlock, while this is the only thread: nothing above has spawned one.
+    let landlocked = lockdown::before_runtime(&policy, &addrs)?;
     let (listeners, origin) = listeners::acquire(&addrs)?;
     let tls = server::tls::server_config(&policy.tls)?;
     let bound: Vec<SocketAddr> = listeners
@@ -62,6 +61,20 @@ pub(super) fn serve(
             server::audit::dir(&policy.state_dir).display()
         )
     })?;
+    // Everything loaded at start-up (TLS, audit log above; models) must be loaded before
+    // this line: from here on no thread of this process can create a network socket.
+    let lockdown = lockdown::after_listening(landlocked, origin)?;
     announce(&bound);
-    server::run(Arc::new(policy), listeners, tls, audit_log).context("server failed")
+    // systemd (Type=notify): listeners bound, TLS and audit log loaded; connections queue
+    // from here on.
+    crate::notify::ready(&format!("serving on {} ({origin:?})", list(&bound)));
+    server::run(Arc::new(policy), listeners, tls, audit_log, lockdown).context("server failed")
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

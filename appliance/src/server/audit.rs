@@ -7,6 +7,16 @@
 //! that), and `/readyz` reports the audit component not ready as soon as the log stops
 //! being writable. A handle without a log (`AuditHandle::default()`) refuses every append.
 //!
+//! # Use from a handler
+//! ```ignore
+//! let mut event = server::audit::request_event(Kind::InferenceRequest, &req)
+//!     .model(model_ref)
+//!     .prompt(prompt_bytes);
+//! event.subject = server::audit::data_subject(&req)?; // 400 on a bad Airlock-Subject
+//! let receipt = state.audit.append(event).await?;      // 503 if not durable
+//! // ... only now start generating ...
+//! ```
+//!
 //! # Endpoints
 //! - `GET /v1/audit/checkpoint` (auditor): signs a checkpoint over every record so far if
 //!   there are new ones, and returns the latest signed checkpoint (C2SP signed note,
@@ -42,6 +52,11 @@ use super::state::{AppState, ReadinessHandle};
 pub const DEFAULT_RECORDS_LIMIT: usize = 1000;
 /// Largest `limit` of `GET /v1/audit/records` (bounds one response's memory).
 pub const MAX_RECORDS_LIMIT: usize = 10_000;
+
+/// A `GET /v1/audit/records` response stops after the record that crosses this size.
+pub const MAX_RECORDS_BYTES: usize = 32 << 20;
+/// Records read from the store at a time while building a response.
+const RECORDS_PAGE: usize = 256;
 
 /// The audit log could not record an event; the request must fail with 503.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -207,6 +222,33 @@ pub fn request_event(kind: Kind, req: &HttpRequest) -> Event {
     event
 }
 
+/// Request header naming the data subject (DESIGN.md §4): a pseudonymous id such as a
+/// case number. In sealed mode it selects the key that seals the request's content, so
+/// `POST /v1/audit/erase {"subject": ...}` can erase it.
+pub const SUBJECT_HEADER: &str = "airlock-subject";
+/// Longest accepted `Airlock-Subject`.
+pub const MAX_SUBJECT_LEN: usize = 256;
+
+/// The request's data subject: `None` without the header, 400 when it is empty, too long,
+/// not UTF-8 or holds control characters (content must never be sealed under a subject
+/// other than the one the caller named, or erasure would miss it).
+pub fn data_subject(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(SUBJECT_HEADER) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::BadRequest {
+        message: format!(
+            "Airlock-Subject must be 1 to {MAX_SUBJECT_LEN} bytes of UTF-8 without control characters"
+        ),
+        param: Some("Airlock-Subject".into()),
+    };
+    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| bad())?;
+    if text.is_empty() || text.len() > MAX_SUBJECT_LEN || text.chars().any(char::is_control) {
+        return Err(bad());
+    }
+    Ok(Some(text.to_owned()))
+}
+
 fn log_of(state: &AppState) -> Result<Arc<AuditLog>, ApiError> {
     state
         .audit
@@ -254,7 +296,8 @@ pub struct RecordsQuery {
     limit: Option<usize>,
 }
 
-/// `GET /v1/audit/records?from=N&limit=M`
+/// `GET /v1/audit/records?from=N&limit=M`: up to `limit` records from seq `from`, fewer
+/// past [`MAX_RECORDS_BYTES`] or at the end of the log.
 pub async fn records(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -274,12 +317,25 @@ pub async fn records(
     }
     let log = log_of(&state)?;
     let from = query.from;
-    let records = blocking(move || log.records(from, limit)).await?;
-    let mut body = Vec::new();
-    for r in &records {
-        body.extend_from_slice(&r.to_json());
-        body.push(b'\n');
-    }
+    // Read in small pages and stop past MAX_RECORDS_BYTES (sealed records can be large):
+    // the client continues from the last seq it got + 1.
+    let body = blocking(move || {
+        let mut body = Vec::new();
+        let mut next = from;
+        let mut left = limit;
+        while left > 0 && body.len() < MAX_RECORDS_BYTES {
+            let page = log.records(next, left.min(RECORDS_PAGE))?;
+            let Some(last) = page.last() else { break };
+            next = last.seq + 1;
+            left -= page.len();
+            for r in &page {
+                body.extend_from_slice(&r.to_json());
+                body.push(b'\n');
+            }
+        }
+        Ok(body)
+    })
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header(ContentType(mime_jsonl()))
         .body(body))
@@ -422,4 +478,51 @@ pub async fn record_denial(req: &ServiceRequest, reason: &ApiError) {
         event = event.param("route", route);
     }
     let _ = state.audit.append(event).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn data_subject_is_optional_and_validated() {
+        let req = TestRequest::default().to_http_request();
+        assert_eq!(data_subject(&req).expect("none"), None);
+        let req = TestRequest::default()
+            .insert_header(("Airlock-Subject", "case-4711"))
+            .to_http_request();
+        assert_eq!(
+            data_subject(&req).expect("ok").as_deref(),
+            Some("case-4711")
+        );
+        for bad in [
+            String::new(),
+            "x".repeat(MAX_SUBJECT_LEN + 1),
+            "a\tb".into(),
+        ] {
+            let req = TestRequest::default()
+                .insert_header(("Airlock-Subject", bad.as_str()))
+                .to_http_request();
+            assert!(data_subject(&req).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn policy_section_maps_to_the_log_config() {
+        let p = policy::AuditConfig {
+            content: policy::AuditContent::Sealed,
+            checkpoint_every: 5,
+            checkpoint_interval_secs: 0,
+            retention_days: 2,
+            origin: Some("h.example/audit".into()),
+        };
+        let c = config(&p);
+        assert_eq!(c.content, audit::ContentMode::Sealed);
+        assert_eq!(c.checkpoint_every, 5);
+        assert_eq!(c.checkpoint_interval, None);
+        assert_eq!(c.retention, Some(Duration::from_secs(2 * 86_400)));
+        assert_eq!(c.origin.as_deref(), Some("h.example/audit"));
+        assert_eq!(config(&policy::AuditConfig::default()).retention, None);
+    }
 }

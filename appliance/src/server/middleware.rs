@@ -109,10 +109,17 @@ pub async fn body_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let limit = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.policy.limits.max_body_bytes)
-        .unwrap_or(policy::DEFAULT_MAX_BODY_BYTES);
+    let policy = req.app_data::<web::Data<AppState>>().map(|s| &s.policy);
+    let limit = match policy {
+        // A bundle upload is bounded by the trust policy's limit (checked again while
+        // streaming it to disk, see server::admin::upload).
+        Some(p) if req.path() == "/v1/admin/bundles" => p
+            .trust
+            .as_ref()
+            .map_or(p.limits.max_body_bytes, |t| t.max_bundle_bytes),
+        Some(p) => p.limits.max_body_bytes,
+        None => policy::DEFAULT_MAX_BODY_BYTES,
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -4,6 +4,7 @@
 //! Per connection, the verified client certificate becomes an [`Identity`] in the
 //! connection data (`HttpRequest::conn_data::<Identity>()`); each route's guard checks it
 //! against the route's [`Access`](middleware::Access) (see [`routes::configure`]).
+pub mod admin;
 pub mod audit;
 pub mod error;
 pub mod identity;
@@ -36,12 +37,14 @@ const TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 /// in-flight requests for `server.shutdown_grace_secs`.
 ///
 /// The audit log records `service.stop` once the server has drained, then closes with a
-/// final signed checkpoint.
+/// final signed checkpoint. `lockdown` is what the egress lockdown achieved before this
+/// call; `/readyz` shows it.
 pub fn run(
     policy: Arc<Policy>,
     listeners: Vec<TcpListener>,
     tls: rustls::ServerConfig,
     audit_log: Arc<::audit::AuditLog>,
+    lockdown: crate::lockdown::Status,
 ) -> std::io::Result<()> {
     let grace = policy.server.shutdown_grace_secs;
     let mut app_state = AppState::new(policy.clone());
@@ -49,9 +52,13 @@ pub fn run(
         .readiness
         .register(state::component::AUDIT, "opening");
     app_state.audit = audit::AuditHandle::new(audit_log.clone(), audit_ready, &app_state.metrics);
+    lockdown.report_readiness(&app_state.readiness);
     let state = web::Data::new(app_state);
     let conn_policy = policy.clone();
     let result = actix_web::rt::System::new().block_on(async move {
+        if !lockdown.report.is_complete() {
+            actix_web::rt::spawn(crate::lockdown::warn_while_off(lockdown));
+        }
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -87,6 +94,7 @@ async fn shutdown_requested(grace: u64) {
         (Ok(mut term), Ok(mut int)) => {
             let name = tokio_select(term.recv(), int.recv()).await;
             tracing::info!("{name} received: draining in-flight requests for up to {grace}s");
+            crate::notify::stopping(&format!("{name}: draining for up to {grace}s"));
         }
         (Err(e), _) | (_, Err(e)) => {
             // Without handlers the default action (terminate) applies: no drain, but no hang.

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use policy::Role;
 use serde_json::json;
 
+use super::admin;
 use super::audit;
 use super::error::ApiError;
 use super::identity::Identity;
@@ -41,18 +42,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/v1/audit/erase", role(Role::Privacy)).route(web::post().to(audit::erase)),
         )
-        // Temporary: the bundle issue replaces these.
         .service(
-            resource("/v1/admin/bundles", role(Role::Admin)).route(web::post().to(no_bundles_post)),
+            resource("/v1/admin/bundles", role(Role::Admin)).route(web::post().to(admin::upload)),
         )
-        .service(resource("/v1/admin/models", role(Role::Admin)).route(web::get().to(no_bundles)))
+        .service(resource("/v1/admin/models", role(Role::Admin)).route(web::get().to(admin::list)))
         .service(
             resource("/v1/admin/models/{name}/activate", role(Role::Admin))
-                .route(web::post().to(no_bundles_post)),
+                .route(web::post().to(admin::activate)),
         )
         .service(
             resource("/v1/admin/models/{name}/rollback", role(Role::Admin))
-                .route(web::post().to(no_bundles_post)),
+                .route(web::post().to(admin::rollback)),
         );
 }
 
@@ -159,13 +159,4 @@ async fn no_model_post(state: web::Data<AppState>, payload: web::Payload) -> Not
     // Read (and bound) the body like the real endpoint will, then refuse.
     read_body(&state, payload).await?;
     no_model().await
-}
-
-async fn no_bundles() -> NotYet {
-    unavailable("model bundles are not available yet", "bundles_unavailable")
-}
-
-async fn no_bundles_post(state: web::Data<AppState>, payload: web::Payload) -> NotYet {
-    read_body(&state, payload).await?;
-    no_bundles().await
 }

@@ -27,6 +27,8 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
     /// The audit log (fail closed: without one every append is refused).
     pub audit: AuditHandle,
+    /// Called after a model activation or rollback (the engine's hot reload).
+    pub model_hooks: super::admin::ModelHooks,
 }
 
 impl AppState {
@@ -36,13 +38,14 @@ impl AppState {
         let readiness = Readiness::default();
         readiness.register(component::MODEL, "no model is loaded yet");
         readiness.register(component::AUDIT, "the audit log is not open");
-        readiness.register(component::EGRESS, "egress lockdown is not implemented yet");
+        readiness.register(component::EGRESS, "egress lockdown not reported yet");
         AppState {
             rate_limiter: RateLimiter::new(policy.limits.requests_per_minute),
             policy,
             readiness,
             metrics: Metrics::new(),
             audit: AuditHandle::default(),
+            model_hooks: super::admin::ModelHooks::default(),
         }
     }
 }

@@ -113,6 +113,8 @@ fn an_auditor_exports_copies_and_verifies_offline_and_an_edit_is_named() {
         "{line}"
     );
     assert!(!fx.dir.path().join("early.jsonl").exists());
+    let out = airlock(&["audit", "verify", "--state", s(&state(&fx)), "--key", &vkey]);
+    assert!(one_line_error(&out, 1).contains("in use by the running service"));
 
     // The auditor's checkpoint verifies with the pinned key and covers the denial.
     let resp = fx.client(Some("auditor")).get("/v1/audit/checkpoint");
@@ -463,4 +465,62 @@ fn offline_commands_create_nothing_and_explain_themselves() {
             "{sub}: no example"
         );
     }
+}
+
+/// Fail closed at run time: the audit directory on a tiny tmpfs (in a mount namespace of
+/// the service's own) fills up; from the first failed flush `/readyz` reports the audit
+/// log not ready, audit endpoints answer 503 `audit_unavailable`, denials stay 403.
+#[test]
+fn a_full_audit_disk_makes_the_service_not_ready() {
+    let fx = fixture();
+    let audit_dir = state(&fx).join("audit");
+    std::fs::create_dir_all(&audit_dir).expect("mkdir");
+    let script = format!(
+        "mount -t tmpfs -o size=256k tmpfs '{}' && exec \"$0\" serve --config \"$1\"",
+        audit_dir.display()
+    );
+    let child = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(crate::common::BIN)
+        .arg(fx.policy())
+        .env_remove("RUST_BACKTRACE")
+        // Only warnings and errors: stderr is a pipe read at exit, and an access line per
+        // request would fill it and block the server.
+        .env("AIRLOCK_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run unshare (util-linux)");
+    let mut server = Server { child };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", fx.port)).is_err() {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            let (_, err) = server.wait(Duration::from_secs(1));
+            panic!("serve exited ({status}); this test needs root and mount namespaces: {err}");
+        }
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let user = fx.client(Some("user"));
+    let get = |path: &str| user.get(path);
+    let audit_ready = || get("/readyz").json()["components"]["audit"]["ready"] == true;
+    assert!(audit_ready(), "writable at start");
+    let mut denied = 0;
+    while audit_ready() {
+        for _ in 0..10 {
+            assert_eq!(get("/metrics").status, 403, "a denial stays a denial");
+            denied += 1;
+        }
+        assert!(denied < 5000, "256 KiB never filled up");
+    }
+    let ready = user.get("/readyz");
+    assert_eq!(ready.status, 503);
+    let detail = ready.json()["components"]["audit"]["detail"].to_string();
+    assert!(detail.contains("not writable"), "{detail}");
+    let resp = fx.client(Some("auditor")).get("/v1/audit/checkpoint");
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.json()["error"]["code"], "audit_unavailable");
+    assert_eq!(user.get("/metrics").status, 403);
+    let err = stop(server);
+    assert!(err.contains("No space left on device"), "{err}");
 }

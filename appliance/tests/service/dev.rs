@@ -70,6 +70,10 @@ fn dev_works_twice_on_the_same_state_dir() {
     run_dev_once(&state, crate::common::free_port());
     let ca = std::fs::read(state.join("pki/ca.crt")).expect("ca");
     let policy = std::fs::read(state.join("airlock.toml")).expect("policy");
+    assert!(
+        String::from_utf8_lossy(&policy).contains("[egress]\nlockdown = \"enforce\""),
+        "the dev policy enforces the egress lockdown"
+    );
     run_dev_once(&state, crate::common::free_port());
     assert_eq!(
         std::fs::read(state.join("pki/ca.crt")).expect("ca"),

@@ -3,6 +3,9 @@
 //! handshakes from a rustls client, on loopback only.
 mod common;
 
+/// Signed model bundles: keys, create, sign, verify, install, activate, rollback, dev.
+mod bundle;
+
 /// The audit log through the service and the `airlock audit` commands, as an auditor.
 mod audit;
 /// `airlock dev`: one command, twice on the same state dir.

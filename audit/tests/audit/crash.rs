@@ -286,3 +286,79 @@ fn failing_writes_are_refused_and_nothing_half_written_survives() {
     )
     .expect("chain verifies");
 }
+
+#[test]
+#[ignore = "child process of crash::a_read_only_state_dir_is_refused_and_left_intact"]
+fn read_only_child() {
+    let Some(dir) = std::env::var_os(CHILD_DIR_ENV) else {
+        return;
+    };
+    match AuditLog::open(&dir, child_config()) {
+        Ok(log) => {
+            let r = log.append(event(Kind::ServiceStart, 0));
+            println!("opened; append {:?}", r.map(|r| r.seq()));
+        }
+        Err(Error::Storage(e)) => println!("storage-error {e}"),
+        Err(e) => println!("other-error {e}"),
+    }
+}
+
+/// The state directory on a read-only mount (a mount namespace of the child's own): the
+/// log refuses to open with a storage error instead of running without durability, and
+/// the store is unchanged afterwards. Needs root (mount namespaces), as the service tests do.
+#[test]
+fn a_read_only_state_dir_is_refused_and_left_intact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let len = {
+        let log = AuditLog::open(dir.path(), child_config()).expect("open");
+        crate::common::fill(&log, 10);
+        log.close().expect("close");
+        log.len()
+    };
+    let exe = std::env::current_exe().expect("current exe");
+    let script = format!(
+        "mount --bind '{d}' '{d}' && mount -o remount,ro,bind '{d}' && exec \"$0\" \"$@\"",
+        d = dir.path().display()
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(exe)
+        .args([
+            "--exact",
+            "crash::read_only_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR_ENV, dir.path())
+        .output()
+        .expect("run unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("mount:") && !stderr.contains("unshare:"),
+        "this test needs root and mount namespaces: {stderr}"
+    );
+    // The harness prints `test NAME ... ` before the child's own output on one line.
+    let line = stdout
+        .lines()
+        .find_map(|l| {
+            ["storage-error ", "other-error ", "opened"]
+                .iter()
+                .find_map(|p| l.find(p).map(|at| &l[at..]))
+        })
+        .unwrap_or_else(|| panic!("child printed no result: {stdout} {stderr}"));
+    assert!(
+        line.starts_with("storage-error ") && line.contains("Read-only file system"),
+        "{line}"
+    );
+    let log = AuditLog::open(dir.path(), child_config()).expect("reopen writable");
+    assert_eq!(log.len(), len, "nothing was written");
+    drop(log);
+    verify_state(
+        dir.path(),
+        &crate::common::key(dir.path()),
+        &Options::default(),
+    )
+    .expect("chain verifies");
+}

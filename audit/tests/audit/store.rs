@@ -106,8 +106,29 @@ fn a_second_process_cannot_open_the_same_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = open(dir.path());
     let second = AuditLog::open(dir.path(), test_config());
-    assert!(matches!(second, Err(Error::Storage(_))), "{second:?}");
+    let err = second.expect_err("second open");
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    // The read-only and existing-only opens say the same, and create nothing.
+    assert!(matches!(
+        AuditLog::open_read_only(dir.path()),
+        Err(Error::Locked { .. })
+    ));
     drop(log);
+    let empty = tempfile::tempdir().expect("tempdir");
+    let missing = empty.path().join("none");
+    for result in [
+        AuditLog::open_read_only(&missing),
+        AuditLog::open_existing(&missing, test_config()),
+        AuditLog::open_read_only(empty.path()),
+    ] {
+        assert!(matches!(result, Err(Error::NoLog { .. })), "{result:?}");
+    }
+    assert!(!missing.exists());
+    assert_eq!(std::fs::read_dir(empty.path()).expect("ls").count(), 0);
 }
 
 #[test]

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# No-egress dependency check (DESIGN.md §8, docs/no-egress.md): fails when the `airlock`
+# binary's normal dependencies include an HTTP client or model-hub crate, or a feature
+# that turns one on (hyper's "client", burn's "network", tokenizers' "http").
+#
+#   .ci/check-deps.sh            check the workspace (cargo tree, normal edges + features)
+#   .ci/check-deps.sh --stdin    check a `cargo tree -e normal,features` listing on stdin
+#
+# Exit 0: clean. Exit 1: the offending lines are printed. Run by the appliance's egress
+# test (tests/egress/deps.rs), so `./install.sh --test` covers it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Crate names (as cargo tree prints them: `name vX.Y.Z` or `name feature "f"`).
+BANNED_CRATES='reqwest|ureq|curl|curl-sys|hf-hub|attohttpc|isahc|surf|awc|http_req|minreq|ehttp|oauth2|tokenizers-hub'
+# Features that make an otherwise acceptable crate fetch over the network.
+BANNED_FEATURES='hyper feature "client"|hyper-util feature "client|burn[a-z-]* feature "network"|tokenizers feature "http"|tokenizers feature "hf-hub"'
+
+case "${1:-}" in
+  --stdin) tree=$(cat) ;;
+  "") tree=$(cargo tree --locked -p appliance -e normal,features --prefix none --target all) ;;
+  *) echo "check-deps.sh: unknown option $1" >&2; exit 2 ;;
+esac
+
+if ! grep -q '^appliance v' <<<"$tree"; then
+  echo "check-deps.sh: the listing has no appliance crate: nothing was checked" >&2
+  exit 1
+fi
+bad=$(printf '%s\n' "$tree" \
+  | sed -E 's/^[[:space:]│├└─]*//' \
+  | grep -E "^(${BANNED_CRATES})( v| feature )|^(${BANNED_FEATURES})" \
+  | sort -u || true)
+if [ -n "$bad" ]; then
+  echo "check-deps.sh: network client code in the airlock binary's dependencies:" >&2
+  printf '  %s\n' "$bad" >&2
+  exit 1
+fi
+echo "check-deps.sh: no HTTP client or model-hub crate in appliance's normal dependencies"
