@@ -21,4 +21,5 @@ pub mod lockdown;
 pub mod logging;
 pub mod notify;
 pub mod pki;
+pub mod scheduler;
 pub mod server;

@@ -50,6 +50,9 @@ pub struct Policy {
     /// Audit log content and checkpoints (`[audit]`, see [`crate::AuditConfig`]).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// Threads, batching and KV-cache budget (`[engine]`, see [`crate::EngineConfig`]).
+    #[serde(default)]
+    pub engine: crate::engine::EngineConfig,
     /// Identity rules, in file order (`[[identity]]`).
     #[serde(default, rename = "identity")]
     pub identities: Vec<IdentityRule>,

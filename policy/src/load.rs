@@ -97,6 +97,9 @@ impl Policy {
         self.audit
             .check()
             .map_err(|(key, reason)| self.invalid(key, reason))?;
+        self.engine
+            .check()
+            .map_err(|(key, reason)| self.invalid(key, reason))?;
         for (i, rule) in self.identities.iter().enumerate() {
             if !rule.matcher.constrains_certificate() {
                 return Err(self.invalid(
@@ -326,6 +329,26 @@ client_ca = ["ca.crt"]
         let text = "[tls]\ncert=\"a\"\nkey=\"b\"\nclient_ca=[]\n";
         let (key, _) = key_and_reason(Policy::parse(text, Path::new("/p")).expect_err("no ca"));
         assert_eq!(key, "tls.client_ca");
+    }
+
+    #[test]
+    fn engine_section_defaults_and_errors_name_their_key() {
+        let p = parse("").expect("no [engine]");
+        assert_eq!(p.engine, crate::EngineConfig::default());
+        let p = parse("[engine]\nthreads = 2\nmax_batch = 4\nkv_cache_mib = 64\n").expect("full");
+        assert_eq!(
+            (p.engine.threads, p.engine.max_batch, p.engine.kv_cache_mib),
+            (2, 4, 64)
+        );
+        for (text, key) in [
+            ("[engine]\nmax_batch = 0\n", "engine.max_batch"),
+            ("[engine]\nkv_cache_mib = 0\n", "engine.kv_cache_mib"),
+            ("[engine]\nthreads = 5000\n", "engine.threads"),
+            ("[engine]\nspeed = 11\n", "speed"),
+        ] {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -1,18 +1,18 @@
-//! `airlock models ...`: installed model versions, activation, explicit rollback, and
-//! inspection of a GGUF file.
-use std::path::{Path, PathBuf};
+//! `airlock models ...`: model files (`inspect`) and installed models (list, activate,
+//! explicit rollback).
+use std::path::PathBuf;
 
 use airlock_engine::airlock_gguf::{GgufFile, Summary};
 use anyhow::Context;
 
 use super::installed;
 
-/// Installed models and model files.
+/// Model files and installed models.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  airlock models list --config /etc/airlock/airlock.toml\n  \
-airlock models activate smollm2-135m 1.1.0\n  airlock models rollback smollm2-135m\n  \
-airlock models inspect SmolLM2-135M-Instruct.Q4_1.gguf"
+    after_help = "Examples:\n  airlock models inspect SmolLM2-135M-Instruct.Q4_1.gguf\n  \
+airlock models list --config /etc/airlock/airlock.toml\n  \
+airlock models activate smollm2-135m 1.1.0\n  airlock models rollback smollm2-135m"
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -21,10 +21,10 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    Inspect(InspectArgs),
     List(installed::ListArgs),
     Activate(installed::ActivateArgs),
     Rollback(installed::RollbackArgs),
-    Inspect(InspectArgs),
 }
 
 /// Print a GGUF file's architecture, sizes, quantization mix, tokenizer and chat template
@@ -36,16 +36,24 @@ struct InspectArgs {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    crate::logging::init_stderr();
     match args.command {
-        Command::List(a) => installed::list(a),
-        Command::Activate(a) => installed::activate(a),
-        Command::Rollback(a) => installed::rollback(a),
         Command::Inspect(a) => inspect(&a.file),
+        Command::List(a) => {
+            crate::logging::init_stderr();
+            installed::list(a)
+        }
+        Command::Activate(a) => {
+            crate::logging::init_stderr();
+            installed::activate(a)
+        }
+        Command::Rollback(a) => {
+            crate::logging::init_stderr();
+            installed::rollback(a)
+        }
     }
 }
 
-fn inspect(path: &Path) -> anyhow::Result<()> {
+fn inspect(path: &std::path::Path) -> anyhow::Result<()> {
     let f =
         GgufFile::open(path).with_context(|| format!("invalid model file {}", path.display()))?;
     println!("{}", Summary::new(&f));

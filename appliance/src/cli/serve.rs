@@ -61,14 +61,26 @@ pub(super) fn serve(
             server::audit::dir(&policy.state_dir).display()
         )
     })?;
-    // Everything loaded at start-up (TLS, audit log above; models) must be loaded before
+    // The active models (bundle store): a model that does not load stops the start, since
+    // serving without it would silently answer 404 for a model the operator activated.
+    let models = server::models::prepare_all(&policy.state_dir, &policy.engine)
+        .context("cannot load the active models")?;
+    // Everything loaded at start-up (TLS, audit log, models above) must be loaded before
     // this line: from here on no thread of this process can create a network socket.
     let lockdown = lockdown::after_listening(landlocked, origin)?;
     announce(&bound);
     // systemd (Type=notify): listeners bound, TLS and audit log loaded; connections queue
     // from here on.
     crate::notify::ready(&format!("serving on {} ({origin:?})", list(&bound)));
-    server::run(Arc::new(policy), listeners, tls, audit_log, lockdown).context("server failed")
+    server::run(
+        Arc::new(policy),
+        listeners,
+        tls,
+        audit_log,
+        lockdown,
+        models,
+    )
+    .context("server failed")
 }
 
 fn list(addrs: &[SocketAddr]) -> String {

@@ -34,6 +34,21 @@ pub enum ApiError {
         /// Request path (no query).
         path: String,
     },
+    /// The request names a model that is not loaded.
+    #[error("the model `{0}` does not exist or is not loaded")]
+    ModelNotFound(String),
+    /// Prompt plus requested completion do not fit the model's context.
+    #[error(
+        "this model's maximum context length is {context} tokens; the prompt has {prompt} and {requested} more were requested"
+    )]
+    ContextLengthExceeded {
+        /// The model's context length.
+        context: usize,
+        /// Prompt tokens.
+        prompt: usize,
+        /// Completion tokens asked for.
+        requested: usize,
+    },
     /// The route exists but not for this method.
     #[error("method {0} is not allowed on this endpoint")]
     MethodNotAllowed(String),
@@ -95,6 +110,16 @@ impl ApiError {
                 "invalid_request_error",
                 Some("not_found"),
             ),
+            ApiError::ModelNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("model_not_found"),
+            ),
+            ApiError::ContextLengthExceeded { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("context_length_exceeded"),
+            ),
             ApiError::MethodNotAllowed(_) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "invalid_request_error",
@@ -141,6 +166,8 @@ impl ResponseError for ApiError {
         let message = self.to_string();
         let param = match self {
             ApiError::BadRequest { param, .. } => param.as_deref(),
+            ApiError::ModelNotFound(_) => Some("model"),
+            ApiError::ContextLengthExceeded { .. } => Some("messages"),
             _ => None,
         };
         let mut resp = HttpResponse::build(status);
@@ -200,6 +227,12 @@ mod tests {
                 code: "model_not_loaded",
             },
             ApiError::Internal,
+            ApiError::ModelNotFound("x".into()),
+            ApiError::ContextLengthExceeded {
+                context: 8,
+                prompt: 6,
+                requested: 4,
+            },
         ];
         for e in &errors {
             let v = body(e);

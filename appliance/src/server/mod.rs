@@ -10,6 +10,7 @@ pub mod error;
 pub mod identity;
 pub mod metrics;
 pub mod middleware;
+pub mod models;
 pub mod openai;
 pub mod ratelimit;
 pub mod routes;
@@ -45,6 +46,7 @@ pub fn run(
     tls: rustls::ServerConfig,
     audit_log: Arc<::audit::AuditLog>,
     lockdown: crate::lockdown::Status,
+    models: Vec<models::Prepared>,
 ) -> std::io::Result<()> {
     let grace = policy.server.shutdown_grace_secs;
     let mut app_state = AppState::new(policy.clone());
@@ -53,6 +55,7 @@ pub fn run(
         .register(state::component::AUDIT, "opening");
     app_state.audit = audit::AuditHandle::new(audit_log.clone(), audit_ready, &app_state.metrics);
     lockdown.report_readiness(&app_state.readiness);
+    serve_models(&app_state, models)?;
     let state = web::Data::new(app_state);
     let conn_policy = policy.clone();
     let result = actix_web::rt::System::new().block_on(async move {
@@ -81,6 +84,53 @@ pub fn run(
     });
     audit::record_stop(&audit_log, result.as_ref().err());
     result
+}
+
+/// Starts a decode thread for each loaded model, and hot reload: after an activation or
+/// rollback (admin API) the new version is loaded on a thread of its own and replaces the old
+/// one for new requests, while requests in flight finish on the old one.
+fn serve_models(state: &AppState, models: Vec<models::Prepared>) -> std::io::Result<()> {
+    let limits = state.policy.limits.clone();
+    let engine_config = state.policy.engine.clone();
+    for prepared in models {
+        let model = models::LoadedModel::start(
+            prepared,
+            &engine_config,
+            limits.queue_depth,
+            state.scheduler_metrics.clone(),
+        )
+        .map_err(std::io::Error::other)?;
+        tracing::info!(name = %model.name, version = %model.version, "serving model");
+        state.models.insert(model);
+    }
+    let registry = state.models.clone();
+    let metrics = state.scheduler_metrics.clone();
+    state.model_hooks.on_activate(Arc::new(move |active| {
+        let (registry, metrics, config) =
+            (registry.clone(), metrics.clone(), engine_config.clone());
+        let active = active.clone();
+        let queue_depth = limits.queue_depth;
+        let spawned = std::thread::Builder::new()
+            .name("model-reload".into())
+            .spawn(move || {
+                let (name, version) = (active.name.clone(), active.version.to_string());
+                let loaded = models::prepare(active, &config)
+                    .and_then(|p| models::LoadedModel::start(p, &config, queue_depth, metrics));
+                match loaded {
+                    Ok(model) => {
+                        tracing::info!(%name, %version, "hot reload: now serving");
+                        registry.insert(model);
+                    }
+                    // The previous version keeps serving: a bad reload never leaves the
+                    // service without the model it had.
+                    Err(e) => tracing::error!(%name, %version, error = %e, "hot reload failed"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the model reload thread");
+        }
+    }));
+    Ok(())
 }
 
 /// Resolves on the first SIGTERM or SIGINT (both graceful: actix's own handler would treat

@@ -17,6 +17,7 @@ use super::audit;
 use super::error::ApiError;
 use super::identity::Identity;
 use super::middleware::{Access, guard};
+use super::openai::handlers as openai;
 use super::state::AppState;
 
 /// Registers every route with its guard.
@@ -26,12 +27,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz", AnyCertificate).route(web::get().to(healthz)))
         .service(resource("/readyz", AnyRole).route(web::get().to(readyz)))
         .service(resource("/metrics", role(Role::Operator)).route(web::get().to(metrics)))
-        // Temporary: the inference API issue replaces these three with the engine.
-        .service(resource("/v1/models", role(Role::User)).route(web::get().to(no_model)))
+        .service(resource("/v1/models", role(Role::User)).route(web::get().to(openai::list_models)))
         .service(
-            resource("/v1/chat/completions", role(Role::User)).route(web::post().to(no_model_post)),
+            resource("/v1/chat/completions", role(Role::User)).route(web::post().to(openai::chat)),
         )
-        .service(resource("/v1/completions", role(Role::User)).route(web::post().to(no_model_post)))
+        .service(
+            resource("/v1/completions", role(Role::User))
+                .route(web::post().to(openai::completions)),
+        )
         .service(
             resource("/v1/audit/checkpoint", role(Role::Auditor))
                 .route(web::get().to(audit::checkpoint)),
@@ -139,24 +142,4 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
                 .map_err(|_| ApiError::Internal)?,
         ))
         .body(text))
-}
-
-/// Answer of an endpoint whose component has not landed yet.
-type NotYet = Result<HttpResponse, ApiError>;
-
-fn unavailable(message: &str, code: &'static str) -> NotYet {
-    Err(ApiError::Unavailable {
-        message: message.to_owned(),
-        code,
-    })
-}
-
-async fn no_model() -> NotYet {
-    unavailable("no model is loaded yet", "model_not_loaded")
-}
-
-async fn no_model_post(state: web::Data<AppState>, payload: web::Payload) -> NotYet {
-    // Read (and bound) the body like the real endpoint will, then refuse.
-    read_body(&state, payload).await?;
-    no_model().await
 }

@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use super::audit::AuditHandle;
 use super::metrics::Metrics;
+use super::models::ModelRegistry;
 use super::ratelimit::RateLimiter;
+use crate::scheduler::SchedulerMetrics;
 
 /// State shared by every worker (handlers get it as `web::Data<AppState>`).
 #[derive(Debug)]
@@ -27,6 +29,10 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
     /// The audit log (fail closed: without one every append is refused).
     pub audit: AuditHandle,
+    /// The models being served, with their decode threads.
+    pub models: ModelRegistry,
+    /// Metrics shared by every model's scheduler.
+    pub scheduler_metrics: SchedulerMetrics,
     /// Called after a model activation or rollback (the engine's hot reload).
     pub model_hooks: super::admin::ModelHooks,
 }
@@ -36,14 +42,20 @@ impl AppState {
     /// ready (their issues replace these with real reports).
     pub fn new(policy: Arc<Policy>) -> AppState {
         let readiness = Readiness::default();
-        readiness.register(component::MODEL, "no model is loaded yet");
+        let models =
+            ModelRegistry::new(readiness.register(component::MODEL, "no model is loaded yet"));
         readiness.register(component::AUDIT, "the audit log is not open");
         readiness.register(component::EGRESS, "egress lockdown not reported yet");
+        let metrics = Metrics::new();
+        let scheduler_metrics = SchedulerMetrics::default();
+        scheduler_metrics.register(&metrics);
         AppState {
+            models,
+            scheduler_metrics,
             rate_limiter: RateLimiter::new(policy.limits.requests_per_minute),
             policy,
             readiness,
-            metrics: Metrics::new(),
+            metrics,
             audit: AuditHandle::default(),
             model_hooks: super::admin::ModelHooks::default(),
         }

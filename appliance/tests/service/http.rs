@@ -25,10 +25,19 @@ fn roles_guard_routes_with_openai_errors_and_request_ids() {
     );
     assert_eq!(denied.json()["error"]["type"], "permission_error");
 
-    // /v1 exists for users and says no model yet.
+    // /v1 exists for users: no model is installed here, so the list is empty and a
+    // generation is refused with 503 until one is.
     let models = user.get("/v1/models");
-    assert_eq!(models.status, 503);
-    assert_eq!(models.openai_error(), "no model is loaded yet");
+    assert_eq!(models.status, 200, "{}", models.text());
+    assert_eq!(models.json()["data"], serde_json::json!([]));
+    let chat = user
+        .request("POST", "/v1/chat/completions", Some(b"{}"))
+        .expect("POST");
+    assert_eq!(chat.status, 503);
+    assert_eq!(
+        chat.openai_error(),
+        "no model is loaded yet (install and activate a bundle)"
+    );
 
     // operator: Prometheus text that counted the requests above.
     let metrics = operator.get("/metrics");

@@ -3,6 +3,8 @@
 //! handshakes from a rustls client, on loopback only.
 mod common;
 
+/// The OpenAI-compatible API on the real default model: answers, streaming, refusals, audit.
+mod api;
 /// Signed model bundles: keys, create, sign, verify, install, activate, rollback, dev.
 mod bundle;
 

@@ -38,7 +38,10 @@ fn sigterm_drains_an_in_flight_request() {
     tls.flush().expect("flush");
     let resp = read_response(&mut tls).expect("the in-flight request completes");
     assert_eq!(resp.status, 503, "{}", resp.text());
-    assert_eq!(resp.openai_error(), "no model is loaded yet");
+    assert_eq!(
+        resp.openai_error(),
+        "no model is loaded yet (install and activate a bundle)"
+    );
 
     let (status, stderr) = server.wait(Duration::from_secs(15));
     assert!(status.success(), "{status}: {stderr}");

@@ -1,5 +1,6 @@
 //! The OpenAI-compatible inference API (DESIGN.md §4): request parsing and validation,
 //! response and streaming shapes. Handlers and the scheduler that joins them to the engine
 //! and the audit log live beside these.
+pub mod handlers;
 pub mod request;
 pub mod response;

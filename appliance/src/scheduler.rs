@@ -1,0 +1,407 @@
+//! Continuous batching: one decode thread per loaded model, a bounded queue in front of it.
+//!
+//! Requests wait in a bounded channel (full → the caller answers 429). Between two decode
+//! steps the thread admits waiting requests while the batch has room and their KV-cache
+//! reservation (prompt + max new tokens) fits the budget; every step then runs all active
+//! sequences through one forward pass ([`airlock_engine::Batch`]). A finished sequence
+//! leaves the batch at once, freeing its slot and reservation for the next request.
+//!
+//! Text is produced here, not in the HTTP handler: the thread turns tokens into UTF-8 with a
+//! per-sequence stream decoder and holds back text that could start a stop string, so a stop
+//! string ends the sequence in the step that completed it. A handler that goes away (client
+//! disconnected, request dropped) closes its event channel; the thread sees the closed channel
+//! before the next step and drops the sequence, so cancellation costs at most one step.
+//!
+//! Non-goals: preemption (a running sequence is never evicted), prefix caching.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use airlock_engine::airlock_tokenizer::StreamDecoder;
+use airlock_engine::generate::StopMatcher;
+use airlock_engine::{
+    Batch, Engine, FinishReason as EngineFinish, SamplingParams, SeqId, SeqRequest,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use tokio::sync::mpsc;
+
+/// Limits of one scheduler.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerConfig {
+    /// Requests that may wait for admission.
+    pub queue_depth: usize,
+    /// Most sequences decoded together.
+    pub max_batch: usize,
+    /// KV-cache budget in token positions (prompt + max new tokens of every active sequence).
+    pub kv_budget_tokens: usize,
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// End-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+}
+
+/// What the decode thread tells the request's handler.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Text ready to send (complete UTF-8, never part of a stop string).
+    Text(String),
+    /// The end. No event follows.
+    Done {
+        /// Why.
+        finish: Finish,
+        /// Prompt tokens.
+        prompt_tokens: usize,
+        /// Generated tokens (including the one that ended it).
+        completion_tokens: usize,
+    },
+    /// The engine failed on this sequence. No event follows.
+    Failed(String),
+}
+
+/// One generation to run.
+#[derive(Debug)]
+pub struct Job {
+    /// Prompt token ids (checked against the context by the caller).
+    pub prompt: Vec<u32>,
+    /// Most new tokens.
+    pub max_tokens: usize,
+    /// Token choice.
+    pub sampling: SamplingParams,
+    /// Stop strings.
+    pub stop: Vec<String>,
+}
+
+/// Why a job was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is full: retry later (429).
+    #[error("the request queue is full")]
+    QueueFull,
+    /// The job can never fit the KV-cache budget.
+    #[error("the request needs {needed} KV-cache positions; the budget is {budget}")]
+    TooLarge {
+        /// Prompt + max new tokens.
+        needed: usize,
+        /// The budget.
+        budget: usize,
+    },
+    /// The decode thread is gone (model unloaded).
+    #[error("the model is being unloaded")]
+    Closed,
+}
+
+/// Metrics the scheduler keeps (registered once by the server).
+#[derive(Debug, Clone)]
+pub struct SchedulerMetrics {
+    /// Seconds from admission to the first token.
+    pub ttft: Histogram,
+    /// Seconds between two tokens of one sequence.
+    pub inter_token: Histogram,
+    /// Tokens generated.
+    pub tokens: Counter,
+    /// Sequences in the last step.
+    pub batch_size: Gauge,
+    /// Requests waiting.
+    pub queue_depth: Gauge,
+    /// KV-cache positions reserved.
+    pub kv_reserved: Gauge,
+    /// Sequences dropped because their client went away.
+    pub cancelled: Counter,
+}
+
+impl Default for SchedulerMetrics {
+    fn default() -> Self {
+        SchedulerMetrics {
+            // 1 ms .. ~33 s.
+            ttft: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            // 0.5 ms .. ~1 s.
+            inter_token: Histogram::new(exponential_buckets(0.0005, 2.0, 12)),
+            tokens: Counter::default(),
+            batch_size: Gauge::default(),
+            queue_depth: Gauge::default(),
+            kv_reserved: Gauge::default(),
+            cancelled: Counter::default(),
+        }
+    }
+}
+
+impl SchedulerMetrics {
+    /// Registers every metric in `metrics` (names get the `airlock_` prefix).
+    pub fn register(&self, metrics: &crate::server::metrics::Metrics) {
+        metrics.register(
+            "time_to_first_token_seconds",
+            "Seconds from admission to a request's first token",
+            self.ttft.clone(),
+        );
+        metrics.register(
+            "inter_token_latency_seconds",
+            "Seconds between two tokens of one request",
+            self.inter_token.clone(),
+        );
+        metrics.register("generated_tokens", "Tokens generated", self.tokens.clone());
+        metrics.register(
+            "batch_size",
+            "Sequences in the last decode step",
+            self.batch_size.clone(),
+        );
+        metrics.register(
+            "queue_depth",
+            "Requests waiting for the engine",
+            self.queue_depth.clone(),
+        );
+        metrics.register(
+            "kv_cache_reserved_positions",
+            "KV-cache positions reserved by running requests",
+            self.kv_reserved.clone(),
+        );
+        metrics.register(
+            "cancelled_generations",
+            "Generations dropped because the client went away",
+            self.cancelled.clone(),
+        );
+    }
+}
+
+struct Queued {
+    job: Job,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// The handle requests are submitted through. Dropping every handle ends the thread once the
+/// running sequences finish (that is how a replaced model drains).
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    queue: mpsc::Sender<Queued>,
+    config: SchedulerConfig,
+    metrics: SchedulerMetrics,
+    _thread: Arc<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queued").finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    /// Starts the decode thread for `engine`.
+    pub fn start(
+        engine: Arc<Engine>,
+        config: SchedulerConfig,
+        metrics: SchedulerMetrics,
+    ) -> std::io::Result<Scheduler> {
+        let (queue, rx) = mpsc::channel(config.queue_depth.max(1));
+        let thread_metrics = metrics.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("decode-{}", engine.name()))
+            .spawn(move || decode_loop(&engine, config, &thread_metrics, rx))?;
+        Ok(Scheduler {
+            queue,
+            config,
+            metrics,
+            _thread: Arc::new(thread),
+        })
+    }
+
+    /// Queues `job`; its events arrive on the returned receiver. Dropping the receiver
+    /// cancels the job.
+    pub fn submit(&self, job: Job) -> Result<mpsc::UnboundedReceiver<Event>, SubmitError> {
+        let needed = job.prompt.len() + job.max_tokens;
+        if needed > self.config.kv_budget_tokens {
+            return Err(SubmitError::TooLarge {
+                needed,
+                budget: self.config.kv_budget_tokens,
+            });
+        }
+        let (events, rx) = mpsc::unbounded_channel();
+        match self.queue.try_send(Queued { job, events }) {
+            Ok(()) => {
+                self.metrics.queue_depth.inc();
+                Ok(rx)
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(SubmitError::QueueFull),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
+        }
+    }
+}
+
+/// One admitted sequence's bookkeeping on the decode thread.
+struct Active<'e> {
+    events: mpsc::UnboundedSender<Event>,
+    decoder: StreamDecoder<'e>,
+    stops: StopMatcher,
+    reserved: usize,
+    prompt_tokens: usize,
+    generated: usize,
+    admitted: Instant,
+    last_token: Option<Instant>,
+}
+
+fn decode_loop(
+    engine: &Engine,
+    config: SchedulerConfig,
+    metrics: &SchedulerMetrics,
+    mut rx: mpsc::Receiver<Queued>,
+) {
+    let mut batch = Batch::new(engine);
+    let mut active: HashMap<SeqId, Active<'_>> = HashMap::new();
+    let mut reserved = 0usize;
+    // A request taken off the queue that does not fit yet; it goes first once room frees.
+    let mut held: Option<Queued> = None;
+    loop {
+        // Admission. Block only when there is nothing to run.
+        if active.is_empty() && held.is_none() {
+            match rx.blocking_recv() {
+                Some(q) => held = Some(q),
+                None => return, // every handle dropped and nothing running: done
+            }
+            metrics.queue_depth.dec();
+        }
+        loop {
+            let next = match held.take() {
+                Some(q) => q,
+                None => match rx.try_recv() {
+                    Ok(q) => {
+                        metrics.queue_depth.dec();
+                        q
+                    }
+                    Err(_) => break,
+                },
+            };
+            if next.events.is_closed() {
+                continue; // its client left while it waited
+            }
+            let needed = next.job.prompt.len() + next.job.max_tokens;
+            if active.len() >= config.max_batch.max(1)
+                || reserved + needed > config.kv_budget_tokens
+            {
+                held = Some(next);
+                break;
+            }
+            admit(engine, &mut batch, &mut active, next, needed);
+            reserved = active.values().map(|a| a.reserved).sum();
+        }
+        // Cancellation: drop sequences whose handler is gone before paying for a step.
+        let gone: Vec<SeqId> = active
+            .iter()
+            .filter(|(_, a)| a.events.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            let _ = batch.remove(id);
+            active.remove(&id);
+            metrics.cancelled.inc();
+        }
+        reserved = active.values().map(|a| a.reserved).sum();
+        metrics.kv_reserved.set(reserved as i64);
+        if active.is_empty() {
+            continue;
+        }
+        metrics.batch_size.set(active.len() as i64);
+        let produced = match batch.step(engine) {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                // A failed step poisons no one else's state we can trust: fail them all.
+                tracing::error!(error = %e, "decode step failed");
+                for (id, a) in active.drain() {
+                    let _ = batch.remove(id);
+                    let _ = a.events.send(Event::Failed("the engine failed".into()));
+                }
+                continue;
+            }
+        };
+        let now = Instant::now();
+        for t in produced {
+            let Some(a) = active.get_mut(&t.id) else {
+                continue;
+            };
+            a.generated += 1;
+            metrics.tokens.inc();
+            match a.last_token {
+                None => metrics.ttft.observe(secs(now - a.admitted)),
+                Some(prev) => metrics.inter_token.observe(secs(now - prev)),
+            }
+            a.last_token = Some(now);
+            let mut finish = t.finished.map(|f| match f {
+                EngineFinish::EndOfText => Finish::Stop,
+                EngineFinish::Length => Finish::Length,
+            });
+            // The end-of-generation token itself is not text.
+            let piece = if t.finished == Some(EngineFinish::EndOfText) {
+                String::new()
+            } else {
+                a.decoder.push(t.token)
+            };
+            let (mut text, stopped) = a.stops.push(&piece);
+            if stopped {
+                finish = Some(Finish::Stop);
+                if t.finished.is_none() {
+                    let _ = batch.remove(t.id);
+                }
+            } else if finish.is_some() {
+                text.push_str(&a.stops.finish());
+            }
+            if !text.is_empty() && a.events.send(Event::Text(text)).is_err() {
+                // Client gone: dropped below or at the next cancellation check.
+                continue;
+            }
+            if let Some(finish) = finish {
+                let _ = a.events.send(Event::Done {
+                    finish,
+                    prompt_tokens: a.prompt_tokens,
+                    completion_tokens: a.generated,
+                });
+                active.remove(&t.id);
+            }
+        }
+    }
+}
+
+fn admit<'e>(
+    engine: &'e Engine,
+    batch: &mut Batch,
+    active: &mut HashMap<SeqId, Active<'e>>,
+    q: Queued,
+    needed: usize,
+) {
+    let prompt_tokens = q.job.prompt.len();
+    let request = SeqRequest {
+        prompt: q.job.prompt,
+        max_tokens: q.job.max_tokens,
+        sampling: q.job.sampling,
+        ignore_eos: false,
+    };
+    match batch.add(engine, request) {
+        Ok(id) => {
+            active.insert(
+                id,
+                Active {
+                    events: q.events,
+                    decoder: StreamDecoder::new(engine.tokenizer()),
+                    stops: StopMatcher::new(&q.job.stop),
+                    reserved: needed,
+                    prompt_tokens,
+                    generated: 0,
+                    admitted: Instant::now(),
+                    last_token: None,
+                },
+            );
+        }
+        Err(e) => {
+            // Validated by the handler already; anything left is the engine's word.
+            let _ = q.events.send(Event::Failed(e.to_string()));
+        }
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}

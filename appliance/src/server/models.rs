@@ -1,0 +1,224 @@
+//! The models the service answers with: each a loaded [`Engine`] with its own decode thread.
+//!
+//! Hot swap without dropping requests: a request clones the model's `Arc` when it starts and
+//! keeps it to the end, so replacing an entry only changes what *new* requests get; the old
+//! engine and its decode thread live until the last in-flight request that holds them ends.
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use std::path::Path;
+
+use airlock_bundle::{ActiveModel, ModelStore};
+use airlock_engine::Engine;
+use policy::EngineConfig;
+
+use super::state::ReadinessHandle;
+use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerMetrics};
+
+/// An engine loaded for an active installed model, not yet serving (see [`LoadedModel::start`]).
+#[derive(Debug)]
+pub struct Prepared {
+    /// What the bundle store says is active.
+    pub active: ActiveModel,
+    /// The engine on its file.
+    pub engine: Arc<Engine>,
+}
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bundle store could not be read.
+    #[error("cannot read the installed models: {0}")]
+    Store(#[from] airlock_bundle::BundleError),
+    /// The engine refused the file.
+    #[error("cannot load model {name} {version} from {path}: {source}")]
+    Engine {
+        /// Model name.
+        name: String,
+        /// Version.
+        version: String,
+        /// The GGUF file.
+        path: String,
+        /// Why.
+        source: Box<airlock_engine::EngineError>,
+    },
+    /// The decode thread could not be started.
+    #[error("cannot start the decode thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Loads the engine of one active model. Reads files only, so it works under the egress
+/// lockdown (hot reload).
+pub fn prepare(active: ActiveModel, config: &EngineConfig) -> Result<Prepared, LoadError> {
+    let threads = (config.threads > 0).then_some(config.threads as usize);
+    let engine = Engine::load(&active.path, threads).map_err(|source| LoadError::Engine {
+        name: active.name.clone(),
+        version: active.version.to_string(),
+        path: active.path.display().to_string(),
+        source: Box::new(source),
+    })?;
+    Ok(Prepared {
+        active,
+        engine: Arc::new(engine),
+    })
+}
+
+/// Loads the engines of every active model in `state_dir` (at start, before the seccomp
+/// layer: after it, loading still works, but start-up failures are clearer here).
+pub fn prepare_all(state_dir: &Path, config: &EngineConfig) -> Result<Vec<Prepared>, LoadError> {
+    let store = ModelStore::new(state_dir);
+    let mut out = Vec::new();
+    for active in store.active_all()? {
+        tracing::info!(name = %active.name, version = %active.version, "loading model");
+        let started = std::time::Instant::now();
+        let prepared = prepare(active, config)?;
+        tracing::info!(
+            name = %prepared.active.name,
+            ms = started.elapsed().as_millis() as u64,
+            "model loaded"
+        );
+        out.push(prepared);
+    }
+    Ok(out)
+}
+
+/// KV-cache positions that fit in `mib` for `engine`'s model (keys and values of every
+/// layer, f32).
+pub fn kv_budget_tokens(engine: &Engine, mib: u64) -> usize {
+    let c = engine.model().config();
+    let per_token = 2 * c.n_layers * c.kv_dim() * std::mem::size_of::<f32>();
+    let bytes = usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    bytes / per_token.max(1)
+}
+
+/// A model ready to serve.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The name clients use in `model` (the bundle name).
+    pub name: String,
+    /// The installed version (the bundle's semver).
+    pub version: String,
+    /// SHA-256 of the GGUF file, as signed in the bundle (hex).
+    pub sha256: String,
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Its decode thread's queue.
+    pub scheduler: Scheduler,
+    /// Unix seconds it was loaded (`created` in `/v1/models`).
+    pub loaded_at: u64,
+}
+
+impl LoadedModel {
+    /// Starts the decode thread of `prepared`.
+    pub fn start(
+        prepared: Prepared,
+        config: &EngineConfig,
+        queue_depth: u32,
+        metrics: SchedulerMetrics,
+    ) -> Result<LoadedModel, LoadError> {
+        let Prepared { active, engine } = prepared;
+        let scheduler = Scheduler::start(
+            engine.clone(),
+            SchedulerConfig {
+                queue_depth: queue_depth as usize,
+                max_batch: config.max_batch as usize,
+                kv_budget_tokens: kv_budget_tokens(&engine, config.kv_cache_mib),
+            },
+            metrics,
+        )?;
+        Ok(LoadedModel {
+            name: active.name,
+            version: active.version.to_string(),
+            sha256: active.sha256.to_string(),
+            engine,
+            scheduler,
+            loaded_at: unix_now(),
+        })
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Loaded models by name; reports the `model` readiness component. Cheap to clone; clones
+/// share the models.
+#[derive(Debug, Clone)]
+pub struct ModelRegistry {
+    models: Arc<RwLock<BTreeMap<String, Arc<LoadedModel>>>>,
+    readiness: ReadinessHandle,
+}
+
+impl ModelRegistry {
+    /// An empty registry reporting to `readiness` (not ready until a model is loaded).
+    pub fn new(readiness: ReadinessHandle) -> ModelRegistry {
+        readiness.set_not_ready("no model is loaded (install and activate a bundle)");
+        ModelRegistry {
+            models: Arc::new(RwLock::new(BTreeMap::new())),
+            readiness,
+        }
+    }
+
+    /// The model named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedModel>> {
+        self.read().get(name).cloned()
+    }
+
+    /// True when no model is served.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Every model, by name.
+    pub fn list(&self) -> Vec<Arc<LoadedModel>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Serves `model` under its name from now on, replacing (and returning) the previous
+    /// one; requests already running on the previous one finish on it.
+    pub fn insert(&self, model: LoadedModel) -> Option<Arc<LoadedModel>> {
+        let model = Arc::new(model);
+        let previous = self
+            .models
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(model.name.clone(), model);
+        self.report();
+        previous
+    }
+
+    /// Stops serving `name`.
+    pub fn remove(&self, name: &str) -> Option<Arc<LoadedModel>> {
+        let previous = self
+            .models
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        self.report();
+        previous
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<LoadedModel>>> {
+        self.models.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn report(&self) {
+        let loaded: Vec<String> = self
+            .read()
+            .values()
+            .map(|m| format!("{} {}", m.name, m.version))
+            .collect();
+        if loaded.is_empty() {
+            self.readiness
+                .set_not_ready("no model is loaded (install and activate a bundle)");
+        } else {
+            self.readiness
+                .set_ready(format!("serving {}", loaded.join(", ")));
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`.
+//!
+//! Order of work for a generation, each step refusing before the next costs anything:
+//! parse and validate (400) → find the model (404) → render and tokenize, check prompt and
+//! context limits (400) → append `inference.request` to the audit log and wait until it is
+//! durable (503 if not: no record, no answer) → queue for the decode thread (429 if full) →
+//! stream or collect the answer → append `inference.response` (also when the client went
+//! away mid-stream: it is then marked cancelled).
+use std::time::Instant;
+
+use actix_web::http::header;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use airlock_engine::SamplingParams;
+use airlock_engine::airlock_tokenizer::ChatMessage;
+use audit::{Event, Kind, ModelRef};
+use futures_util::stream::Stream;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::request::{self, Endpoint, Generation, Prompt};
+use super::response::{self, Chunk, FinishReason, Header, Usage};
+use crate::scheduler::{Event as GenEvent, Finish, Job, SubmitError};
+use crate::server::audit::request_event;
+use crate::server::error::ApiError;
+use crate::server::models::{LoadedModel, unix_now};
+use crate::server::routes::read_body;
+use crate::server::state::AppState;
+
+/// The request header naming the data subject (DESIGN.md §4).
+pub const SUBJECT_HEADER: &str = "airlock-subject";
+/// Longest accepted subject id.
+const MAX_SUBJECT_BYTES: usize = 256;
+
+/// `GET /v1/models`.
+pub async fn list_models(state: web::Data<AppState>) -> HttpResponse {
+    let data: Vec<_> = state
+        .models
+        .list()
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.name,
+                "object": "model",
+                "created": m.loaded_at,
+                "owned_by": "airlock",
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({"object": "list", "data": data}))
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    generate(Endpoint::Chat, req, state, payload).await
+}
+
+/// `POST /v1/completions`.
+pub async fn completions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    generate(Endpoint::Completion, req, state, payload).await
+}
+
+async fn generate(
+    endpoint: Endpoint,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let limits = &state.policy.limits;
+    let body = read_body(&state, payload).await?;
+    if state.models.is_empty() {
+        return Err(ApiError::Unavailable {
+            message: "no model is loaded yet (install and activate a bundle)".into(),
+            code: "model_not_loaded",
+        });
+    }
+    let generation = request::parse(endpoint, &body, limits.max_completion_tokens)?;
+    let subject = subject(&req)?;
+    let model = state
+        .models
+        .get(&generation.model)
+        .ok_or_else(|| ApiError::ModelNotFound(generation.model.clone()))?;
+    let (prompt_text, prompt) = tokenize(&model, &generation)?;
+    let context = model.engine.model().config().context_length;
+    if prompt.len() > limits.max_prompt_tokens as usize {
+        return Err(ApiError::BadRequest {
+            message: format!(
+                "the prompt is {} tokens; the policy allows at most {}",
+                prompt.len(),
+                limits.max_prompt_tokens
+            ),
+            param: Some(prompt_param(endpoint).into()),
+        });
+    }
+    let room = context.saturating_sub(prompt.len());
+    let max_tokens = match generation.sampling.max_tokens {
+        Some(n) if n as usize > room => {
+            return Err(ApiError::ContextLengthExceeded {
+                context,
+                prompt: prompt.len(),
+                requested: n as usize,
+            });
+        }
+        Some(n) => n as usize,
+        None if room == 0 => {
+            return Err(ApiError::ContextLengthExceeded {
+                context,
+                prompt: prompt.len(),
+                requested: 1,
+            });
+        }
+        None => room.min(limits.max_completion_tokens as usize),
+    };
+
+    // The record of the request is durable before any token is computed.
+    let model_ref = model_ref(&model)?;
+    let mut request_record = request_event(Kind::InferenceRequest, &req);
+    request_record.model = Some(model_ref.clone());
+    request_record.prompt = Some(prompt_text.into_bytes());
+    request_record.subject = subject.clone();
+    request_record.params = params(&generation, max_tokens);
+    state.audit.append(request_record).await?;
+
+    let job = Job {
+        prompt: prompt.clone(),
+        max_tokens,
+        sampling: sampling(&generation),
+        stop: generation.sampling.stop.clone(),
+    };
+    let events = model.scheduler.submit(job).map_err(|e| match e {
+        SubmitError::QueueFull => ApiError::TooManyRequests {
+            message: "the inference queue is full; retry shortly".into(),
+            retry_after_secs: 1,
+        },
+        SubmitError::TooLarge { needed, budget } => ApiError::BadRequest {
+            message: format!(
+                "the request needs {needed} KV-cache positions (prompt + max_tokens); the server's budget is {budget}"
+            ),
+            param: Some("max_tokens".into()),
+        },
+        SubmitError::Closed => ApiError::Unavailable {
+            message: "the model is being replaced; retry".into(),
+            code: "model_not_loaded",
+        },
+    })?;
+
+    let header = Header::new(endpoint, &request_id(&req), unix_now(), &model.name);
+    let mut response_record = request_event(Kind::InferenceResponse, &req);
+    response_record.model = Some(model_ref);
+    response_record.subject = subject;
+    let finisher = Finisher {
+        state: state.clone(),
+        record: Some(response_record),
+        output: String::new(),
+        prompt_tokens: prompt.len() as u64,
+        completion_tokens: 0,
+        started,
+    };
+    if generation.stream {
+        let stream = sse_stream(endpoint, header, generation.include_usage, events, finisher);
+        Ok(HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .streaming(stream))
+    } else {
+        collect(endpoint, header, events, finisher).await
+    }
+}
+
+/// The `Airlock-Subject` header, if any: printable ASCII, bounded.
+fn subject(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(SUBJECT_HEADER) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::BadRequest {
+        message: format!(
+            "the Airlock-Subject header must be 1 to {MAX_SUBJECT_BYTES} printable ASCII characters"
+        ),
+        param: None,
+    };
+    let text = value.to_str().map_err(|_| bad())?;
+    if text.is_empty()
+        || text.len() > MAX_SUBJECT_BYTES
+        || !text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(bad());
+    }
+    Ok(Some(text.to_owned()))
+}
+
+fn request_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<crate::server::middleware::RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn prompt_param(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Chat => "messages",
+        Endpoint::Completion => "prompt",
+    }
+}
+
+/// The prompt as the model sees it (template applied) and its token ids.
+fn tokenize(model: &LoadedModel, generation: &Generation) -> Result<(String, Vec<u32>), ApiError> {
+    let engine = &model.engine;
+    let (text, ids) = match &generation.prompt {
+        Prompt::Chat(messages) => {
+            if !engine.has_chat_template() {
+                return Err(ApiError::BadRequest {
+                    message: format!(
+                        "model {} has no chat template; use /v1/completions",
+                        model.name
+                    ),
+                    param: Some("model".into()),
+                });
+            }
+            let messages: Vec<ChatMessage> = messages
+                .iter()
+                .map(|m| ChatMessage::new(m.role.clone(), m.content.clone()))
+                .collect();
+            let text = engine
+                .render_chat(&messages)
+                .map_err(|e| ApiError::BadRequest {
+                    message: format!("the model's chat template refused these messages: {e}"),
+                    param: Some("messages".into()),
+                })?;
+            let ids = engine
+                .chat_prompt(&messages)
+                .map_err(|_| ApiError::Internal)?;
+            (text, ids)
+        }
+        // Special tokens in a raw prompt are parsed, as llama.cpp's server does: the
+        // completions endpoint is for callers that format prompts themselves.
+        Prompt::Text(text) => {
+            let ids = engine.encode(text, true).map_err(|_| ApiError::Internal)?;
+            (text.clone(), ids)
+        }
+    };
+    if ids.is_empty() {
+        return Err(ApiError::BadRequest {
+            message: "the prompt is empty".into(),
+            param: Some(prompt_param(generation.endpoint).into()),
+        });
+    }
+    Ok((text, ids))
+}
+
+fn model_ref(model: &LoadedModel) -> Result<ModelRef, ApiError> {
+    let sha256 = audit::Digest::from_hex(&model.sha256).ok_or(ApiError::Internal)?;
+    Ok(ModelRef {
+        name: model.name.clone(),
+        version: model.version.clone(),
+        sha256,
+    })
+}
+
+fn sampling(generation: &Generation) -> SamplingParams {
+    let s = &generation.sampling;
+    SamplingParams {
+        temperature: s.temperature,
+        top_k: s.top_k as usize,
+        top_p: s.top_p,
+        min_p: s.min_p,
+        repeat_penalty: s.repetition_penalty,
+        seed: s.seed,
+        ..SamplingParams::greedy()
+    }
+}
+
+/// The parameters recorded with the request (never the content: that is the prompt field,
+/// digested or sealed per policy).
+fn params(
+    generation: &Generation,
+    max_tokens: usize,
+) -> std::collections::BTreeMap<String, String> {
+    let s = &generation.sampling;
+    let mut p = std::collections::BTreeMap::new();
+    p.insert("endpoint".into(), generation.endpoint.as_str().into());
+    p.insert("max_tokens".into(), max_tokens.to_string());
+    p.insert("temperature".into(), s.temperature.to_string());
+    p.insert("top_p".into(), s.top_p.to_string());
+    p.insert("stream".into(), generation.stream.to_string());
+    if let Some(seed) = s.seed {
+        p.insert("seed".into(), seed.to_string());
+    }
+    if !s.stop.is_empty() {
+        p.insert("stop_count".into(), s.stop.len().to_string());
+    }
+    if let Some(user) = &generation.user {
+        p.insert("user".into(), user.clone());
+    }
+    p
+}
+
+/// Writes `inference.response` once, when the generation ends or is abandoned.
+struct Finisher {
+    state: web::Data<AppState>,
+    record: Option<Event>,
+    output: String,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    started: Instant,
+}
+
+impl Finisher {
+    fn event(&mut self, status: &str) -> Option<Event> {
+        let mut record = self.record.take()?;
+        record.output = Some(std::mem::take(&mut self.output).into_bytes());
+        record.tokens = Some(audit::Tokens {
+            prompt: self.prompt_tokens,
+            completion: self.completion_tokens,
+        });
+        record.status = Some(status.into());
+        record.duration_ms = Some(self.started.elapsed().as_millis() as u64);
+        Some(record)
+    }
+
+    /// Records the end; returns whether the record is durable.
+    async fn finish(&mut self, status: &str) -> bool {
+        match self.event(status) {
+            Some(event) => self.state.audit.append(event).await.is_ok(),
+            None => true,
+        }
+    }
+}
+
+impl Drop for Finisher {
+    /// The client went away (or the stream failed) before [`Finisher::finish`]: record the
+    /// cancellation from a task, since `Drop` cannot wait.
+    fn drop(&mut self) {
+        if let Some(event) = self.event("cancelled") {
+            let state = self.state.clone();
+            actix_web::rt::spawn(async move {
+                if state.audit.append(event).await.is_err() {
+                    tracing::error!("could not record a cancelled generation");
+                }
+            });
+        }
+    }
+}
+
+fn finish_reason(finish: Finish) -> FinishReason {
+    match finish {
+        Finish::Stop => FinishReason::Stop,
+        Finish::Length => FinishReason::Length,
+    }
+}
+
+fn status_of(finish: Finish) -> &'static str {
+    match finish {
+        Finish::Stop => "stop",
+        Finish::Length => "length",
+    }
+}
+
+async fn collect(
+    endpoint: Endpoint,
+    header: Header,
+    mut events: mpsc::UnboundedReceiver<GenEvent>,
+    mut finisher: Finisher,
+) -> Result<HttpResponse, ApiError> {
+    while let Some(event) = events.recv().await {
+        match event {
+            GenEvent::Text(text) => finisher.output.push_str(&text),
+            GenEvent::Done {
+                finish,
+                prompt_tokens,
+                completion_tokens,
+            } => {
+                finisher.completion_tokens = completion_tokens as u64;
+                let text = finisher.output.clone();
+                // The answer is shown only once its record is durable.
+                if !finisher.finish(status_of(finish)).await {
+                    return Err(ApiError::from(crate::server::audit::AuditUnavailable));
+                }
+                let usage = Usage::new(prompt_tokens as u32, completion_tokens as u32);
+                let body =
+                    response::complete(endpoint, &header, &text, finish_reason(finish), usage);
+                return Ok(HttpResponse::Ok().json(body));
+            }
+            GenEvent::Failed(message) => {
+                tracing::error!(%message, "generation failed");
+                finisher.finish("error").await;
+                return Err(ApiError::Internal);
+            }
+        }
+    }
+    finisher.finish("error").await;
+    Err(ApiError::Internal)
+}
+
+fn sse_stream(
+    endpoint: Endpoint,
+    header: Header,
+    include_usage: bool,
+    events: mpsc::UnboundedReceiver<GenEvent>,
+    finisher: Finisher,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+    let first = if endpoint == Endpoint::Chat {
+        Some(response::sse_chunk(
+            endpoint,
+            &header,
+            &Chunk::Role,
+            include_usage,
+        ))
+    } else {
+        None
+    };
+    let state = (events, finisher, first, false);
+    futures_util::stream::unfold(state, move |(mut events, mut finisher, first, done)| {
+        let header = header.clone();
+        async move {
+            if done {
+                return None;
+            }
+            if let Some(first) = first {
+                return Some((Ok(Bytes::from(first)), (events, finisher, None, false)));
+            }
+            let out = match events.recv().await {
+                Some(GenEvent::Text(text)) => {
+                    finisher.output.push_str(&text);
+                    let chunk =
+                        response::sse_chunk(endpoint, &header, &Chunk::Text(&text), include_usage);
+                    return Some((Ok(Bytes::from(chunk)), (events, finisher, None, false)));
+                }
+                Some(GenEvent::Done {
+                    finish,
+                    prompt_tokens,
+                    completion_tokens,
+                }) => {
+                    finisher.completion_tokens = completion_tokens as u64;
+                    let mut out = String::new();
+                    if finisher.finish(status_of(finish)).await {
+                        out.push_str(&response::sse_chunk(
+                            endpoint,
+                            &header,
+                            &Chunk::Finish(finish_reason(finish)),
+                            include_usage,
+                        ));
+                        if include_usage {
+                            let usage = Usage::new(prompt_tokens as u32, completion_tokens as u32);
+                            out.push_str(&response::sse_chunk(
+                                endpoint,
+                                &header,
+                                &Chunk::Usage(usage),
+                                true,
+                            ));
+                        }
+                    } else {
+                        out.push_str(&response::sse_error(
+                            "the audit log is unavailable; the answer cannot be recorded",
+                            "audit_unavailable",
+                        ));
+                    }
+                    out.push_str(response::SSE_DONE);
+                    out
+                }
+                Some(GenEvent::Failed(message)) => {
+                    tracing::error!(%message, "generation failed");
+                    finisher.finish("error").await;
+                    let mut out = response::sse_error("the engine failed", "engine_error");
+                    out.push_str(response::SSE_DONE);
+                    out
+                }
+                None => {
+                    finisher.finish("error").await;
+                    let mut out =
+                        response::sse_error("the generation ended unexpectedly", "engine_error");
+                    out.push_str(response::SSE_DONE);
+                    out
+                }
+            };
+            Some((Ok(Bytes::from(out)), (events, finisher, None, true)))
+        }
+    })
+}

@@ -1,0 +1,300 @@
+//! The OpenAI-compatible API end to end: `airlock dev` installs the real default model as a
+//! signed bundle and serves it, locked down; clients speak real mTLS. Answers are compared
+//! with llama.cpp's greedy answers from `appliance/testdata/smollm2-llamacpp.json`.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Client, Fixture, command, free_port};
+
+/// The default model (as the other tests find it).
+fn default_model() -> PathBuf {
+    if let Some(p) = std::env::var_os("AIRLOCK_TEST_MODEL") {
+        return p.into();
+    }
+    let home = std::env::var_os("HOME").expect("HOME");
+    let p = PathBuf::from(home).join(".cache/airlock/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.is_file(),
+        "default model not found at {}: run scripts/fetch-default-model.sh",
+        p.display()
+    );
+    p
+}
+
+const MODEL: &str = "smollm2-135m-instruct.q4_1";
+
+fn reference() -> Value {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/smollm2-llamacpp.json"),
+    )
+    .expect("reference file");
+    serde_json::from_str(&text).expect("reference JSON")
+}
+
+/// `airlock dev` with the default model, killed on drop.
+struct Dev {
+    child: Child,
+    fixture: Fixture,
+    _dir: tempfile::TempDir,
+}
+
+impl Dev {
+    fn start() -> Dev {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let port = free_port();
+        let child = command()
+            .args(["dev", "--state"])
+            .arg(&state)
+            .arg("--model")
+            .arg(default_model())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn airlock dev");
+        let mut dev = Dev {
+            child,
+            fixture: fixture_when_written(&state, port),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(Some(status)) = dev.child.try_wait() {
+                panic!("airlock dev exited early: {status}");
+            }
+            if let Ok(r) = dev.client("user").request("GET", "/readyz", None)
+                && r.status == 200
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "airlock dev never became ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        dev
+    }
+
+    fn client(&self, role: &str) -> Client {
+        self.fixture.client(Some(role))
+    }
+
+    fn post(&self, path: &str, body: &Value) -> crate::common::Response {
+        self.client("user")
+            .request("POST", path, Some(body.to_string().as_bytes()))
+            .expect("POST")
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The dev state's PKI as a client fixture, once `airlock dev` has written it.
+fn fixture_when_written(state: &Path, port: u16) -> Fixture {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !state.join("airlock.toml").is_file() {
+        assert!(Instant::now() < deadline, "airlock dev wrote no policy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Fixture::from_dir(state, port)
+}
+
+fn chat_body(messages: &Value, extra: Value) -> Value {
+    let mut body =
+        json!({"model": MODEL, "messages": messages, "temperature": 0, "max_tokens": 128});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    body
+}
+
+/// SSE `data:` payloads of a streamed response, in order.
+fn sse_events(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|e| e.trim().strip_prefix("data: ").map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn chat_and_completions_give_llama_cpp_greedy_answers_streamed_or_not() {
+    let dev = Dev::start();
+    let reference = reference();
+    let cases = reference["chat"].as_array().expect("chat cases");
+    // Case 0: rendered by the model's template; its answer has no near-tie (margins >= 0.3).
+    let case = &cases[0];
+    let expected = case["text"].as_str().expect("text");
+    let r = dev.post(
+        "/v1/chat/completions",
+        &chat_body(&case["messages"], json!({})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], MODEL);
+    assert_eq!(v["choices"][0]["message"]["content"], expected);
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let prompt_ids = case["prompt_ids"].as_array().expect("ids").len();
+    assert_eq!(v["usage"]["prompt_tokens"], prompt_ids);
+
+    // The same request streamed: the deltas concatenate to the same text, then usage, [DONE].
+    let r = dev.post(
+        "/v1/chat/completions",
+        &chat_body(
+            &case["messages"],
+            json!({"stream": true, "stream_options": {"include_usage": true}}),
+        ),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let events = sse_events(&r.text());
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("chunk JSON"))
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed, expected);
+    let usage = chunks.last().expect("usage chunk");
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["prompt_tokens"], prompt_ids);
+
+    // Case 2: raw ChatML through /v1/completions (special tokens parsed, as llama.cpp does).
+    let case = &cases[2];
+    let body = json!({"model": MODEL, "prompt": case["rendered_prompt"], "temperature": 0, "max_tokens": 64});
+    let r = dev.post("/v1/completions", &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["choices"][0]["text"], case["text"]);
+}
+
+#[test]
+fn models_stop_strings_and_refusals_in_openai_shape() {
+    let dev = Dev::start();
+    let models = dev.client("user").get("/v1/models").json();
+    assert_eq!(models["data"][0]["id"], MODEL);
+
+    // A stop string ends the answer before it (and is not sent).
+    let reference = reference();
+    let case = &reference["chat"][0];
+    let r = dev.post(
+        "/v1/chat/completions",
+        &chat_body(&case["messages"], json!({"stop": ["return"]})),
+    );
+    assert_eq!(
+        r.json()["choices"][0]["message"]["content"],
+        "```python\ndef square_number(num):\n    "
+    );
+    assert_eq!(r.json()["choices"][0]["finish_reason"], "stop");
+
+    // max_tokens reached: finish_reason length, exactly that many tokens.
+    let r = dev.post(
+        "/v1/chat/completions",
+        &chat_body(&case["messages"], json!({"max_tokens": 5})),
+    );
+    assert_eq!(r.json()["choices"][0]["finish_reason"], "length");
+    assert_eq!(r.json()["usage"]["completion_tokens"], 5);
+
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    for (body, status, code_or_param) in [
+        (
+            json!({"model": "gpt-4", "messages": messages}),
+            404,
+            "model_not_found",
+        ),
+        (chat_body(&messages, json!({"n": 2})), 400, "n"),
+        (
+            chat_body(&messages, json!({"temperature": 5})),
+            400,
+            "temperature",
+        ),
+        (
+            chat_body(&messages, json!({"max_tokens": 100000})),
+            400,
+            "max_tokens",
+        ),
+        (
+            chat_body(
+                &json!([{"role": "user", "content": "word ".repeat(5000)}]),
+                json!({}),
+            ),
+            400,
+            "messages",
+        ),
+    ] {
+        let r = dev.post("/v1/chat/completions", &body);
+        assert_eq!(r.status, status, "{body}: {}", r.text());
+        let err = &r.json()["error"];
+        assert!(
+            err["code"] == code_or_param || err["param"] == code_or_param,
+            "{body}: {err}"
+        );
+    }
+    // A user role is required: the auditor's certificate is refused.
+    let r = dev
+        .client("auditor")
+        .request(
+            "POST",
+            "/v1/chat/completions",
+            Some(chat_body(&messages, json!({})).to_string().as_bytes()),
+        )
+        .expect("POST");
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn every_generation_is_audited_before_and_after() {
+    let dev = Dev::start();
+    let messages = json!([{"role": "user", "content": "Say hi"}]);
+    let r = dev.post(
+        "/v1/chat/completions",
+        &chat_body(&messages, json!({"max_tokens": 4})),
+    );
+    assert_eq!(r.status, 200);
+    let records = dev
+        .client("auditor")
+        .get("/v1/audit/records?from=0&limit=1000")
+        .text();
+    let records: Vec<Value> = records
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("record"))
+        .collect();
+    let kinds: Vec<&str> = records.iter().filter_map(|r| r["kind"].as_str()).collect();
+    let req = kinds
+        .iter()
+        .position(|k| *k == "inference.request")
+        .expect("request record");
+    let resp = kinds
+        .iter()
+        .position(|k| *k == "inference.response")
+        .expect("response record");
+    assert!(req < resp, "{kinds:?}");
+    let request = &records[req];
+    assert_eq!(request["model"]["name"], MODEL);
+    assert_eq!(
+        request["model"]["sha256"],
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
+    assert!(request["prompt_sha256"].is_string(), "{request}");
+    let response = &records[resp];
+    assert_eq!(response["tokens"]["completion"], 4);
+    assert_eq!(response["status"], "length");
+    // Digest mode: no content in the log.
+    let all = serde_json::to_string(&records).expect("json");
+    assert!(
+        !all.contains("Say hi"),
+        "prompt text leaked into the audit log"
+    );
+}
