@@ -118,7 +118,7 @@ def main():
             f"Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC. Machine: {cpu}, {os.cpu_count()} logical CPUs, "
             f"{args.threads} threads each. Model: `{os.path.basename(args.model)}`. Medians of {args.runs} runs; each run a "
             f"fresh process (load average at start {load:.2f}{'; figures are under load' if load > 2.5 else ''}).",
-            f"llama.cpp: llama-cpp-python (use_extra_bufts=False, n_ctx 1024, n_batch 512); its RSS includes the Python "
+            f"airlock binary: `{os.path.relpath(args.airlock)}`. llama.cpp: llama-cpp-python (use_extra_bufts=False, n_ctx 1024, n_batch 512); its RSS includes the Python "
             f"interpreter and the package (`import llama_cpp` alone: {py_rss:.1f} MiB). Prompt tokens/s for airlock is "
             f"measured to the first token (prompt pass + one sample), as for llama.cpp.",
             ""]

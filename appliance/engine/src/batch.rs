@@ -172,6 +172,10 @@ impl Batch {
     /// (none for a sequence still reading its prompt). Finished sequences are removed.
     pub fn step(&mut self, engine: &Engine) -> Result<Vec<StepToken>> {
         let t0 = Instant::now();
+        if self.seqs.is_empty() {
+            self.last = StepStats::default();
+            return Ok(Vec::new());
+        }
         let ids: Vec<SeqId> = self.seqs.keys().copied().collect();
         let mut inputs = Vec::with_capacity(ids.len());
         for id in &ids {

@@ -1,7 +1,5 @@
 //! The one error type of this crate.
 
-use std::path::PathBuf;
-
 /// Everything that can go wrong loading a model or generating text.
 ///
 /// Variants raised while *loading* name the architecture, metadata key or tensor at fault: they
@@ -91,13 +89,9 @@ pub enum EngineError {
     #[error("unknown sequence id {id}")]
     UnknownSequence { id: u64 },
 
-    /// The model file could not be hashed.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A KV-cache slot appears twice in one forward pass (a caller bug).
+    #[error("KV-cache slot {slot} appears twice in one batch")]
+    DuplicateSlot { slot: usize },
 }
 
 /// Shorthand used throughout the crate.

@@ -24,6 +24,17 @@ pub trait FusedOps: Backend {
     fn rope(x: FloatTensor<Self>, start: usize, inv_freq: Arc<[f64]>) -> FloatTensor<Self>;
     /// `x / sqrt(mean(x²) + eps) * w` over the last axis of `x` (`[rows, d]`, `w`: `[d]`).
     fn rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
+    /// `x` rounded to f16 precision, kept f32 (llama.cpp's f16 KV cache).
+    fn round_f16(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Causal grouped-query attention of a few new tokens (decode): `q` `[heads, n, hd]` at
+    /// positions `start..start + n`, `k`/`v` `[kv_heads, start + n, hd]` (any strides) →
+    /// `[n, heads * hd]`. Query head `h` uses key/value head `h / (heads / kv_heads)`.
+    fn attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        start: usize,
+    ) -> FloatTensor<Self>;
 }
 
 fn f32_contiguous(x: FlexTensor) -> FlexTensor {
@@ -92,6 +103,99 @@ impl FusedOps for Flex {
         }
         tensor(out, shape)
     }
+
+    fn round_f16(x: FlexTensor) -> FlexTensor {
+        let shape = x.shape();
+        let x = f32_contiguous(x);
+        let xs = x.as_slice::<f32>().unwrap_or_default();
+        let out = xs
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_f32())
+            .collect();
+        tensor(out, shape)
+    }
+
+    fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, start: usize) -> FlexTensor {
+        let [heads, n, hd] = q.shape().dims::<3>();
+        let [kvh, total, _] = k.shape().dims::<3>();
+        let group = heads / kvh.max(1);
+        let scale = 1.0 / (hd as f32).sqrt();
+        let q = f32_contiguous(q);
+        let qs = q.as_slice::<f32>().unwrap_or_default();
+        let view = |t: &FlexTensor| {
+            let l = t.layout();
+            let st = l.strides();
+            (
+                l.start_offset(),
+                st[0] as usize,
+                st[1] as usize,
+                st[2] as usize,
+            )
+        };
+        // Keys and values are read in place (the cache's narrowed views), with their strides.
+        let (k, v) = (f32_contiguous_if_negative(k), f32_contiguous_if_negative(v));
+        let (ko, k0, k1, k2) = view(&k);
+        let (vo, v0, v1, v2) = view(&v);
+        let (ks, vs) = (k.storage::<f32>(), v.storage::<f32>());
+        let mut out = vec![0f32; n * heads * hd];
+        let mut scores = vec![0f32; total];
+        for h in 0..heads {
+            let g = h / group.max(1);
+            for i in 0..n {
+                let qv = &qs[(h * n + i) * hd..(h * n + i + 1) * hd];
+                let len = (start + i + 1).min(total);
+                let mut max = f32::NEG_INFINITY;
+                for (j, sc) in scores.iter_mut().enumerate().take(len) {
+                    let base = ko + g * k0 + j * k1;
+                    let dot: f32 = if k2 == 1 {
+                        crate::kernels::dot_f32(qv, &ks[base..base + hd])
+                    } else {
+                        (0..hd).map(|c| qv[c] * ks[base + c * k2]).sum()
+                    };
+                    *sc = dot * scale;
+                    max = max.max(*sc);
+                }
+                let mut z = 0f32;
+                for sc in &mut scores[..len] {
+                    *sc = (*sc - max).exp();
+                    z += *sc;
+                }
+                let o = &mut out[i * heads * hd + h * hd..i * heads * hd + (h + 1) * hd];
+                for (j, &p) in scores[..len].iter().enumerate() {
+                    let p = p / z;
+                    let base = vo + g * v0 + j * v1;
+                    for (c, oc) in o.iter_mut().enumerate() {
+                        *oc += p * vs[base + c * v2];
+                    }
+                }
+            }
+        }
+        tensor(out, Shape::new([n, heads * hd]))
+    }
+}
+
+/// `x` as f32 with non-negative strides (copied only if it had to be).
+fn f32_contiguous_if_negative(x: FlexTensor) -> FlexTensor {
+    if x.dtype() == DType::F32 && x.layout().strides().iter().all(|&s| s >= 0) {
+        x
+    } else {
+        f32_contiguous(x)
+    }
+}
+
+/// [`FusedOps::round_f16`] on a tensor.
+pub fn round_f16(x: Tensor<3>) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::round_f16(x.into_dispatch()))
+}
+
+/// [`FusedOps::attention`] on tensors.
+pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, start: usize) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        start,
+    ))
 }
 
 /// [`FusedOps::rope`] on a tensor.

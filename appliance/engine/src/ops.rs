@@ -32,47 +32,40 @@ const BAND_VALUES: usize = 4 << 20;
 /// Backends that multiply activations by a [`QWeight`] without decoding it at load.
 #[backend_extension(Flex)]
 pub trait QuantizedMatmul: Backend {
-    /// `x · Wᵀ`: `x` is `[n, cols]` f32, the result `[n, rows]`.
-    fn q_matmul(x: FloatTensor<Self>, w: QWeight) -> FloatTensor<Self>;
+    /// `x · [W_1; W_2; …]ᵀ`: `x` is `[n, cols]` f32; the result `[n, Σ rows]` holds each
+    /// matrix's outputs side by side (one call for q|k|v or gate|up).
+    fn q_matmul(x: FloatTensor<Self>, ws: Vec<QWeight>) -> FloatTensor<Self>;
 }
 
 impl QuantizedMatmul for Flex {
-    fn q_matmul(x: FlexTensor, w: QWeight) -> FlexTensor {
+    fn q_matmul(x: FlexTensor, ws: Vec<QWeight>) -> FlexTensor {
         let dims = x.shape().dims::<2>();
         let (n, cols) = (dims[0], dims[1]);
-        let rows = w.rows();
-        assert_eq!(cols, w.cols(), "q_matmul: activation width vs {}", w.name());
+        let rows: usize = ws.iter().map(QWeight::rows).sum();
+        for w in &ws {
+            assert_eq!(cols, w.cols(), "q_matmul: activation width vs {}", w.name());
+        }
         let x = if x.dtype() == DType::F32 {
             x
         } else {
             Flex::float_cast(x, burn::backend::FloatDType::F32)
         };
         let x = x.to_contiguous();
+        // INVARIANT: contiguous f32 of n * cols values (shape checked above).
+        let xs = x.as_slice::<f32>().unwrap_or_default();
+        let refs: Vec<&QWeight> = ws.iter().collect();
         let mut out = vec![0f32; n * rows];
-        if n < GEMM_MIN_ROWS || w.q8_activations() {
-            // INVARIANT: contiguous f32 of n * cols values (shape checked above).
-            let xs = x.as_slice::<f32>().unwrap_or_default();
-            kernels::matmul_rows(&w, xs, n, &mut out);
+        if kernels::can_fuse(&refs) && (n < GEMM_MIN_ROWS || ws[0].q8_activations()) {
+            kernels::matmul_rows_multi(&refs, xs, n, &mut out);
         } else {
-            let band = (BAND_VALUES / cols).clamp(1, rows);
-            let mut start = 0;
-            while start < rows {
-                let len = band.min(rows - start);
-                let mut buf = vec![0f32; len * cols];
-                kernels::dequantize_rows(&w, start, &mut buf);
-                let wt = FlexTensor::new(
-                    Bytes::from_elems(buf),
-                    Layout::contiguous(Shape::new([len, cols])),
-                    DType::F32,
-                )
-                .transpose(0, 1);
-                // [n, cols] x [cols, len] -> [n, len]
-                let y = Flex::float_matmul(x.clone(), wt).to_contiguous();
-                let ys = y.as_slice::<f32>().unwrap_or_default();
-                for (t, yrow) in ys.chunks_exact(len).enumerate() {
-                    out[t * rows + start..t * rows + start + len].copy_from_slice(yrow);
+            let mut col0 = 0;
+            for w in &ws {
+                let part = gemm_bands(&x, xs, w, n);
+                let wr = w.rows();
+                for (t, prow) in part.chunks_exact(wr).enumerate() {
+                    out[t * rows + col0..t * rows + col0 + wr].copy_from_slice(prow);
                 }
-                start += len;
+                col0 += wr;
             }
         }
         FlexTensor::new(
@@ -83,11 +76,48 @@ impl QuantizedMatmul for Flex {
     }
 }
 
+/// One matrix: the decode kernel for few rows or 8-bit activations, else bands of decoded
+/// weights through flex's GEMM. Returns `[n, w.rows()]`.
+fn gemm_bands(x: &FlexTensor, xs: &[f32], w: &QWeight, n: usize) -> Vec<f32> {
+    let (rows, cols) = (w.rows(), w.cols());
+    let mut out = vec![0f32; n * rows];
+    if n < GEMM_MIN_ROWS || w.q8_activations() {
+        kernels::matmul_rows(w, xs, n, &mut out);
+        return out;
+    }
+    let band = (BAND_VALUES / cols).clamp(1, rows);
+    let mut start = 0;
+    while start < rows {
+        let len = band.min(rows - start);
+        let mut buf = vec![0f32; len * cols];
+        kernels::dequantize_rows(w, start, &mut buf);
+        let wt = FlexTensor::new(
+            Bytes::from_elems(buf),
+            Layout::contiguous(Shape::new([len, cols])),
+            DType::F32,
+        )
+        .transpose(0, 1);
+        // [n, cols] x [cols, len] -> [n, len]
+        let y = Flex::float_matmul(x.clone(), wt).to_contiguous();
+        let ys = y.as_slice::<f32>().unwrap_or_default();
+        for (t, yrow) in ys.chunks_exact(len).enumerate() {
+            out[t * rows + start..t * rows + start + len].copy_from_slice(yrow);
+        }
+        start += len;
+    }
+    out
+}
+
 /// `x · Wᵀ` for a `[n, cols]` activation on any device whose backend implements
 /// [`QuantizedMatmul`]; returns `[n, rows]`.
 pub fn q_linear(x: Tensor<2>, w: &QWeight) -> Tensor<2> {
+    q_linear_multi(x, &[w])
+}
+
+/// Several matrices over the same activation: `[n, Σ rows]`, outputs side by side.
+pub fn q_linear_multi(x: Tensor<2>, ws: &[&QWeight]) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as QuantizedMatmul>::q_matmul(
         x.into_dispatch(),
-        w.clone(),
+        ws.iter().map(|&w| w.clone()).collect(),
     ))
 }

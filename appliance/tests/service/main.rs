@@ -12,6 +12,8 @@ mod bundle;
 mod audit;
 /// `airlock dev`: one command, twice on the same state dir.
 mod dev;
+/// `airlock generate` and `airlock models inspect` on the default model.
+mod generate;
 /// Handshakes the server must refuse, each with its specific alert.
 mod handshake;
 /// Role guard, error shapes, limits and request ids over real mTLS.

@@ -269,54 +269,137 @@ unsafe fn nibbles32(qs: &[u8]) -> __m256i {
     _mm256_set_m128i(hi, lo)
 }
 
-/// Q4_0 / Q4_1 / Q8_0 row times 8-bit activations (see [`super::q8`]); exact integer block
-/// sums, so the result equals the portable one up to f32 summation order.
-///
-/// # Safety
-/// AVX2/FMA/F16C present; `row` is `a.len()` values of `ty` in whole blocks, `a`'s per-block
-/// vectors have `a.len() / 32` entries.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_q8(ty: GgmlType, row: &[u8], a: &super::q8::Q8Row) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut off = 0f32;
-    let blocks = a.qs.chunks_exact(QK).zip(a.d.iter().zip(&a.s)).zip(&a.isum);
-    match ty {
-        GgmlType::Q4_0 | GgmlType::Q4_1 => {
-            let bb = if ty == GgmlType::Q4_0 {
-                Q4_0_BYTES
-            } else {
-                Q4_1_BYTES
-            };
-            for (b, ((qa, (&da, &sa)), &isum)) in row.chunks_exact(bb).zip(blocks) {
-                // SAFETY: b is one block (its codes are its last 16 bytes), qa 32 codes.
-                unsafe {
-                    let w = nibbles32(&b[bb - QK / 2..]);
-                    let x = _mm256_loadu_si256(qa.as_ptr().cast());
-                    let p = dot_u8_i8(w, x);
-                    let d = f16_at(b, 0) * da;
-                    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc);
-                    if ty == GgmlType::Q4_0 {
-                        off -= d * (8 * isum) as f32;
+/// The 8-bit-activation kernels, generated twice: with `vpmaddubsw` + `vpmaddwd` (AVX2) and
+/// with `vpdpbusd` (AVX-512 VNNI on 256-bit vectors), the only difference.
+macro_rules! q8_kernels {
+    ($feat:literal, $dot:ident, $single:ident, $x4:ident) => {
+        /// Q4_0 / Q4_1 / Q8_0 row times 8-bit activations (see [`super::q8`]); exact integer block
+        /// sums, so the result equals the portable one up to f32 summation order.
+        ///
+        /// # Safety
+        /// AVX2/FMA/F16C present; `row` is `a.len()` values of `ty` in whole blocks, `a`'s per-block
+        /// vectors have `a.len() / 32` entries.
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $single(ty: GgmlType, row: &[u8], a: &super::q8::Q8Row) -> f32 {
+            let mut acc = _mm256_setzero_ps();
+            let mut off = 0f32;
+            let blocks = a.qs.chunks_exact(QK).zip(a.d.iter().zip(&a.s)).zip(&a.isum);
+            match ty {
+                GgmlType::Q4_0 | GgmlType::Q4_1 => {
+                    let bb = if ty == GgmlType::Q4_0 {
+                        Q4_0_BYTES
                     } else {
-                        off += f16_at(b, 2) * sa;
+                        Q4_1_BYTES
+                    };
+                    for (b, ((qa, (&da, &sa)), &isum)) in row.chunks_exact(bb).zip(blocks) {
+                        // SAFETY: b is one block (its codes are its last 16 bytes), qa 32 codes.
+                        unsafe {
+                            let w = nibbles32(&b[bb - QK / 2..]);
+                            let x = _mm256_loadu_si256(qa.as_ptr().cast());
+                            let p = $dot(w, x);
+                            let d = f16_at(b, 0) * da;
+                            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc);
+                            if ty == GgmlType::Q4_0 {
+                                off -= d * (8 * isum) as f32;
+                            } else {
+                                off += f16_at(b, 2) * sa;
+                            }
+                        }
+                    }
+                }
+                GgmlType::Q8_0 => {
+                    for (b, ((qa, (&da, _)), _)) in row.chunks_exact(Q8_0_BYTES).zip(blocks) {
+                        // SAFETY: b is one 34-byte block (codes at 2..34), qa 32 codes.
+                        unsafe {
+                            let w = _mm256_loadu_si256(b.as_ptr().add(2).cast());
+                            let x = _mm256_loadu_si256(qa.as_ptr().cast());
+                            // |w| as u8 times x with w's sign: maddubs needs an unsigned left operand.
+                            let p = $dot(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+                            acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b, 0) * da), p, acc);
+                        }
+                    }
+                }
+                _ => return f32::NAN,
+            }
+            // SAFETY: features checked by the caller.
+            unsafe { hsum(acc) + off }
+        }
+
+        /// [`dot_q8`] for four activation rows at once: each weight block is unpacked once and used
+        /// four times (prompt processing). Per row the operations and their order are those of
+        /// [`dot_q8`], so the results are identical to four single calls.
+        ///
+        /// # Safety
+        /// As [`dot_q8`], for each of the four rows.
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $x4(ty: GgmlType, row: &[u8], a: [&super::q8::Q8Row; 4]) -> [f32; 4] {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut off = [0f32; 4];
+            let bb = ty.block_bytes();
+            for (bi, b) in row.chunks_exact(bb).enumerate() {
+                let (lo, hi) = (bi * QK, bi * QK + QK);
+                // SAFETY: b is one whole block of `ty`; each a[k].qs has QK codes per block (contract).
+                unsafe {
+                    match ty {
+                        GgmlType::Q4_0 | GgmlType::Q4_1 => {
+                            let w = nibbles32(&b[bb - QK / 2..]);
+                            let dw = f16_at(b, 0);
+                            let mw = if ty == GgmlType::Q4_1 {
+                                f16_at(b, 2)
+                            } else {
+                                0.0
+                            };
+                            for k in 0..4 {
+                                let x = _mm256_loadu_si256(a[k].qs[lo..hi].as_ptr().cast());
+                                let p = $dot(w, x);
+                                let d = dw * a[k].d[bi];
+                                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc[k]);
+                                if ty == GgmlType::Q4_0 {
+                                    off[k] -= d * (8 * a[k].isum[bi]) as f32;
+                                } else {
+                                    off[k] += mw * a[k].s[bi];
+                                }
+                            }
+                        }
+                        GgmlType::Q8_0 => {
+                            let w = _mm256_loadu_si256(b.as_ptr().add(2).cast());
+                            let aw = _mm256_sign_epi8(w, w);
+                            let dw = f16_at(b, 0);
+                            for k in 0..4 {
+                                let x = _mm256_loadu_si256(a[k].qs[lo..hi].as_ptr().cast());
+                                let p = $dot(aw, _mm256_sign_epi8(x, w));
+                                acc[k] =
+                                    _mm256_fmadd_ps(_mm256_set1_ps(dw * a[k].d[bi]), p, acc[k]);
+                            }
+                        }
+                        _ => return [f32::NAN; 4],
                     }
                 }
             }
-        }
-        GgmlType::Q8_0 => {
-            for (b, ((qa, (&da, _)), _)) in row.chunks_exact(Q8_0_BYTES).zip(blocks) {
-                // SAFETY: b is one 34-byte block (codes at 2..34), qa 32 codes.
-                unsafe {
-                    let w = _mm256_loadu_si256(b.as_ptr().add(2).cast());
-                    let x = _mm256_loadu_si256(qa.as_ptr().cast());
-                    // |w| as u8 times x with w's sign: maddubs needs an unsigned left operand.
-                    let p = dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-                    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b, 0) * da), p, acc);
-                }
+            // SAFETY: features checked by the caller.
+            unsafe {
+                [
+                    hsum(acc[0]) + off[0],
+                    hsum(acc[1]) + off[1],
+                    hsum(acc[2]) + off[2],
+                    hsum(acc[3]) + off[3],
+                ]
             }
         }
-        _ => return f32::NAN,
-    }
-    // SAFETY: features checked by the caller.
-    unsafe { hsum(acc) + off }
+    };
+}
+
+q8_kernels!("avx2,fma,f16c", dot_u8_i8, dot_q8, dot_q8_x4);
+q8_kernels!(
+    "avx2,fma,f16c,avx512f,avx512vl,avx512vnni",
+    dot_u8_i8_vnni,
+    dot_q8_vnni,
+    dot_q8_x4_vnni
+);
+
+/// `Σ u8 · i8` over 32 pairs with one `vpdpbusd`, as eight f32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+unsafe fn dot_u8_i8_vnni(w: __m256i, a: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a))
 }

@@ -10,14 +10,19 @@ use airlock_gguf::GgufFile;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, FloatDType, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::load_matrix;
 use super::rope::Rope;
 use crate::error::Result;
+use crate::fused;
 use crate::kv_cache::KvCache;
-use crate::ops::q_linear;
+use crate::ops::{q_linear, q_linear_multi};
 use crate::qweight::QWeight;
+
+/// Up to this many new tokens, attention runs as one fused op ([`fused::attention`]); longer
+/// chunks (prompts) use batched matrix products and a softmax in burn.
+pub const FUSED_MAX_TOKENS: usize = 4;
 
 /// Where one sequence's tokens sit in a batched forward pass.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +67,7 @@ impl AttentionConfig {
             n_heads: self.n_heads,
             n_kv_heads: self.n_kv_heads,
             head_dim: self.head_dim,
+            round_kv_f16: true,
         })
     }
 }
@@ -87,6 +93,8 @@ pub struct Attention {
     pub n_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// Round keys and values to f16 before caching, as llama.cpp's default KV cache does.
+    pub round_kv_f16: bool,
 }
 
 impl Attention {
@@ -105,9 +113,11 @@ impl Attention {
         let group = h / kvh;
         let scale = 1.0 / (hd as f64).sqrt();
         // [tokens, h * hd], [tokens, kvh * hd] x2
-        let q = q_linear(x.clone(), &self.wq);
-        let k = q_linear(x.clone(), &self.wk);
-        let v = q_linear(x, &self.wv);
+        let (qd, kvd) = (h * hd, kvh * hd);
+        let qkv = q_linear_multi(x, &[&self.wq, &self.wk, &self.wv]);
+        let q = qkv.clone().narrow(1, 0, qd);
+        let k = qkv.clone().narrow(1, qd, kvd);
+        let v = qkv.narrow(1, qd + kvd, kvd);
         let mut outs = Vec::with_capacity(spans.len());
         for s in spans {
             let n = s.len;
@@ -122,9 +132,18 @@ impl Attention {
             let vs = heads(v.clone(), kvh);
             // llama.cpp stores keys and values as f16 (its default KV cache type): round them
             // the same way, which halves our logit differences from its reference outputs.
-            let (ks, vs) = (round_f16(ks), round_f16(vs));
+            let (ks, vs) = if self.round_kv_f16 {
+                (fused::round_f16(ks), fused::round_f16(vs))
+            } else {
+                (ks, vs)
+            };
             // [kvh, L, hd] with L = start + n
             let (k_all, v_all) = cache.append(s.slot, layer, ks, vs)?;
+            if n <= FUSED_MAX_TOKENS {
+                // [n, h * hd] in one pass over the cache (decode steps).
+                outs.push(fused::attention(qs, k_all, v_all, s.start));
+                continue;
+            }
             let total = s.start + n;
             // [kvh, group * n, hd]: rows g * n + i are query head kv * group + g, token i.
             let qg = qs.reshape([kvh, group * n, hd]);
@@ -145,11 +164,6 @@ impl Attention {
         let o = Tensor::cat(outs, 0);
         Ok(q_linear(o, &self.wo))
     }
-}
-
-/// `t` rounded to f16 precision (kept as f32).
-fn round_f16(t: Tensor<3>) -> Tensor<3> {
-    t.cast(FloatDType::F16).cast(FloatDType::F32)
 }
 
 /// Additive mask `[1, group * n, total]`: row `g * n + i` (token at `start + i`) may see

@@ -10,7 +10,7 @@ use burn::tensor::activation::silu;
 
 use super::load_matrix;
 use crate::error::Result;
-use crate::ops::q_linear;
+use crate::ops::{q_linear, q_linear_multi};
 use crate::qweight::QWeight;
 
 /// Configuration of an [`Mlp`].
@@ -53,7 +53,9 @@ impl Mlp {
     /// `x`: `[tokens, d_model]` → `[tokens, d_model]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         // [tokens, d_ff]
-        let h = silu(q_linear(x.clone(), &self.gate)).mul(q_linear(x, &self.up));
+        let d_ff = self.gate.rows();
+        let gu = q_linear_multi(x, &[&self.gate, &self.up]);
+        let h = silu(gu.clone().narrow(1, 0, d_ff)).mul(gu.narrow(1, d_ff, d_ff));
         q_linear(h, &self.down)
     }
 }

@@ -123,14 +123,16 @@ impl Llama {
         })
     }
 
-    /// Multiplies every weight with f32 activations (`true`) instead of llama.cpp's 8-bit
-    /// activations for Q4_0/Q4_1/Q8_0 weights (`false`, the default): exact arithmetic on the
-    /// decoded weights, for tests against an f64 reference; slower.
+    /// Multiplies every weight with f32 activations and keeps keys/values in f32 (`true`)
+    /// instead of llama.cpp's 8-bit activations for Q4_0/Q4_1/Q8_0 weights and f16 KV cache
+    /// (`false`, the default): exact arithmetic on the decoded weights, for tests against an
+    /// f64 reference; slower.
     pub fn with_exact_activations(mut self, exact: bool) -> Llama {
         let set = |w: &mut QWeight| *w = w.clone().with_exact_activations(exact);
         set(&mut self.embed);
         set(&mut self.output);
         for b in &mut self.blocks {
+            b.attn.round_kv_f16 = !exact;
             for w in [
                 &mut b.attn.wq,
                 &mut b.attn.wk,
@@ -169,6 +171,9 @@ impl Llama {
         which: Logits,
     ) -> Result<Vec<f32>> {
         let c = &self.config;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut spans = Vec::with_capacity(batch.len());
         let mut offset = 0;
         for s in batch {
@@ -180,6 +185,10 @@ impl Llama {
                     id,
                     vocab: c.vocab_size,
                 });
+            }
+            if spans.iter().any(|p: &SeqSpan| p.slot == s.slot) {
+                // One slot twice in a batch would write the same positions twice.
+                return Err(EngineError::DuplicateSlot { slot: s.slot });
             }
             let start = cache
                 .len(s.slot)

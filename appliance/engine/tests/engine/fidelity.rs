@@ -21,7 +21,7 @@ use crate::common::{default_model, ids, reference};
 const MARGIN: f64 = 0.3;
 const LOGIT_TOL: f64 = 0.6;
 
-fn engine() -> Arc<Engine> {
+pub fn engine() -> Arc<Engine> {
     static E: OnceLock<Arc<Engine>> = OnceLock::new();
     Arc::clone(E.get_or_init(|| Arc::new(Engine::load(default_model(), None).unwrap())))
 }

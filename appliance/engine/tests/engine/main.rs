@@ -1,6 +1,8 @@
 //! Integration tests of the engine.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
+/// Continuous batching: sequences joining and leaving match their solo runs.
+mod batch;
 /// Helpers: seeded RNG, synthetic GGUF writer, default model and reference data.
 mod common;
 /// Real default model against llama.cpp's reference outputs (greedy ids, teacher-forced logits).

@@ -1,0 +1,155 @@
+//! `airlock generate` and `airlock models inspect` on the real default model.
+use std::path::PathBuf;
+
+use crate::common::airlock;
+
+/// The default model: `$AIRLOCK_TEST_MODEL`, else the cache path of
+/// `scripts/fetch-default-model.sh`.
+fn default_model() -> PathBuf {
+    if let Some(p) = std::env::var_os("AIRLOCK_TEST_MODEL") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").expect("HOME");
+    let p = PathBuf::from(home).join(".cache/airlock/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.is_file(),
+        "default model not found at {}: run scripts/fetch-default-model.sh",
+        p.display()
+    );
+    p
+}
+
+fn reference() -> serde_json::Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/smollm2-llamacpp.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).expect("reference")).expect("json")
+}
+
+#[test]
+fn chat_at_temperature_zero_streams_llama_cpps_answer_and_a_timing_line() {
+    let model = default_model();
+    let r = reference();
+    let case = &r["chat"][0];
+    let prompt = case["messages"][0]["content"].as_str().expect("prompt");
+    let out = airlock(&[
+        "generate",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--chat",
+        "--prompt",
+        prompt,
+        "--temperature",
+        "0",
+        "--threads",
+        "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.trim_end(), case["text"].as_str().expect("text"));
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    let fields: Vec<&str> = last.split(' ').collect();
+    assert_eq!(fields[0], "timing:", "{last}");
+    let keys: Vec<&str> = fields[1..]
+        .iter()
+        .map(|f| f.split('=').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "prompt_tokens",
+            "prompt_tps",
+            "gen_tokens",
+            "gen_tps",
+            "ttft_ms"
+        ],
+        "{last}"
+    );
+    assert_eq!(fields[1], "prompt_tokens=42", "{last}");
+    assert_eq!(fields[3], "gen_tokens=40", "{last}");
+}
+
+#[test]
+fn ignore_eos_generates_exactly_max_tokens() {
+    let model = default_model();
+    let out = airlock(&[
+        "generate",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--prompt",
+        "Hello",
+        "--max-tokens",
+        "12",
+        "--temperature",
+        "0",
+        "--ignore-eos",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("gen_tokens=12 "), "{stderr}");
+}
+
+#[test]
+fn prompt_beyond_the_context_is_a_one_line_error() {
+    let model = default_model();
+    let out = airlock(&[
+        "generate",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--prompt",
+        "Hello",
+        "--max-tokens",
+        "9000",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("context length exceeded") && stderr.contains("8192"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn models_inspect_summarises_the_default_model() {
+    let model = default_model();
+    let out = airlock(&["models", "inspect", model.to_str().expect("utf-8")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "architecture:    llama",
+        "layers:          30",
+        "Q4_1",
+        "Q8_0",
+        "chat template:   present",
+        "tokenizer:       gpt2 (49152 tokens)",
+        "engine:          supported",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
+    }
+}
+
+#[test]
+fn models_inspect_on_a_truncated_file_fails_with_a_clear_message() {
+    let model = default_model();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cut = dir.path().join("cut.gguf");
+    let bytes = std::fs::read(&model).expect("read model");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    let out = airlock(&["models", "inspect", cut.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cut.gguf"), "{stderr}");
+    assert!(
+        stderr.contains("lies beyond the end of the file")
+            && stderr.contains("truncated or corrupt file"),
+        "{stderr}"
+    );
+}
