@@ -355,3 +355,99 @@ print(json.dumps(out))
     assert!(out["usage"].as_u64().is_some_and(|n| n >= 1));
     assert_eq!(out["not_found"], "model_not_found");
 }
+
+/// Continuous batching must not change results: 8 concurrent streamed greedy requests each
+/// get exactly the answer they get alone.
+#[test]
+fn concurrent_streams_match_their_solo_answers() {
+    let dev = Dev::start();
+    let prompts: Vec<String> = (0..8)
+        .map(|i| format!("Count from {i} to {}, separated by commas.", i + 5))
+        .collect();
+    let body = |p: &str| {
+        chat_body(
+            &json!([{"role": "user", "content": p}]),
+            json!({"max_tokens": 24, "stream": true}),
+        )
+    };
+    let text_of = |r: crate::common::Response| -> String {
+        assert_eq!(r.status, 200, "{}", r.text());
+        sse_events(&r.text())
+            .iter()
+            .filter(|e| *e != "[DONE]")
+            .filter_map(|e| {
+                serde_json::from_str::<Value>(e).ok()?["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    let solo: Vec<String> = prompts
+        .iter()
+        .map(|p| text_of(dev.post("/v1/chat/completions", &body(p))))
+        .collect();
+    let together: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = prompts
+            .iter()
+            .map(|p| {
+                let client = dev.client("user");
+                let b = body(p).to_string();
+                s.spawn(move || {
+                    client
+                        .request("POST", "/v1/chat/completions", Some(b.as_bytes()))
+                        .expect("POST")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| text_of(h.join().expect("thread")))
+            .collect()
+    });
+    for (i, (a, b)) in solo.iter().zip(&together).enumerate() {
+        assert!(!a.is_empty(), "prompt {i}: empty answer");
+        assert_eq!(a, b, "prompt {i}: batched answer differs from the solo one");
+    }
+    // The batch really held several sequences at once.
+    let metrics = dev.client("operator").get("/metrics").text();
+    assert!(
+        metrics.contains("airlock_generated_tokens_total"),
+        "{metrics}"
+    );
+}
+
+/// A unique marker in a prompt appears nowhere in the state dir (audit log in digest mode,
+/// JSON logs, models) after the request.
+#[test]
+fn prompt_canary_leaves_no_trace_on_disk() {
+    let dev = Dev::start();
+    let marker = "CANARY-7f3e9a1c-PATIENT-NAME";
+    let r = dev.post(
+        "/v1/chat/completions",
+        &chat_body(
+            &json!([{"role": "user", "content": format!("Repeat this word: {marker}")}]),
+            json!({"max_tokens": 24}),
+        ),
+    );
+    assert_eq!(r.status, 200);
+    let state = dev._dir.path().join("state");
+    let mut stack = vec![state];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_none_or(|e| e != "gguf") {
+                files += 1;
+                let bytes = std::fs::read(&path).expect("read");
+                assert!(
+                    !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                    "the prompt's marker is in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(files > 5, "walked only {files} files");
+}
