@@ -1,28 +1,14 @@
 //! The OpenAI-compatible API end to end: `airlock dev` installs the real default model as a
 //! signed bundle and serves it, locked down; clients speak real mTLS. Answers are compared
 //! with llama.cpp's greedy answers from `appliance/testdata/smollm2-llamacpp.json`.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::bundle::default_model;
 use crate::common::{Client, Fixture, command, free_port};
-
-/// The default model (as the other tests find it).
-fn default_model() -> PathBuf {
-    if let Some(p) = std::env::var_os("AIRLOCK_TEST_MODEL") {
-        return p.into();
-    }
-    let home = std::env::var_os("HOME").expect("HOME");
-    let p = PathBuf::from(home).join(".cache/airlock/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.is_file(),
-        "default model not found at {}: run scripts/fetch-default-model.sh",
-        p.display()
-    );
-    p
-}
 
 const MODEL: &str = "smollm2-135m-instruct.q4_1";
 

@@ -8,7 +8,7 @@ use crate::common::airlock;
 
 /// The default model: `$AIRLOCK_TEST_MODEL`, else the cache path of
 /// `scripts/fetch-default-model.sh`.
-fn default_model() -> PathBuf {
+pub fn default_model() -> PathBuf {
     if let Some(p) = std::env::var_os("AIRLOCK_TEST_MODEL") {
         return p.into();
     }
