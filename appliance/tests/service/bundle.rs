@@ -478,6 +478,30 @@ fn dev_installs_a_signed_model_idempotently() {
 /// a user certificate gets 403.
 #[test]
 fn admin_endpoints_install_activate_reject_and_roll_back() {
+    /// Waits until `/readyz` says `smollm2-135m VERSION` is served (hot reload runs on a
+    /// thread of its own), then checks that a generation on it works.
+    fn serves(user: &crate::common::Client, version: &str) {
+        let want = format!("serving smollm2-135m {version}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let ready = user.get("/readyz").json();
+            if ready["components"]["model"]["detail"].as_str() == Some(want.as_str()) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{want} never came: {ready}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let body = br#"{"model":"smollm2-135m","prompt":"The capital of France is","max_tokens":3,"temperature":0}"#;
+        let r = user
+            .request("POST", "/v1/completions", Some(body))
+            .expect("completion");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["usage"]["completion_tokens"], 3);
+    }
+
     let fx = crate::common::Fixture::new();
     let site = Site::new(2);
     let trust = std::fs::read_to_string(site.policy()).expect("policy");
@@ -512,6 +536,8 @@ fn admin_endpoints_install_activate_reject_and_roll_back() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["active"], true);
     assert_eq!(r.json()["sha256"], MODEL_SHA256);
+    // Hot reload: the running service now answers with the activated model.
+    serves(&user, "1.0.0");
 
     let r = post(&admin, "/v1/admin/bundles?activate=true", &tampered);
     assert_eq!(r.status, 400, "{}", r.text());
@@ -520,6 +546,7 @@ fn admin_endpoints_install_activate_reject_and_roll_back() {
         "{}",
         r.text()
     );
+    serves(&user, "1.0.0"); // the rejected bundle changed nothing
     let listed = admin.get("/v1/admin/models").json();
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(1));
     assert_eq!(listed["data"][0]["version"], "1.0.0");
@@ -539,9 +566,11 @@ fn admin_endpoints_install_activate_reject_and_roll_back() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["version"], "1.1.0");
+    serves(&user, "1.1.0");
     let r = post(&admin, "/v1/admin/models/smollm2-135m/rollback", b"");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["version"], "1.0.0");
+    serves(&user, "1.0.0");
     let r = post(&admin, "/v1/admin/bundles", &v1_bytes);
     assert_eq!(r.status, 400);
     assert!(
