@@ -30,9 +30,34 @@ struct Dev {
 impl Dev {
     fn start() -> Dev {
         let dir = tempfile::tempdir().expect("tempdir");
-        let state = dir.path().join("state");
         let port = free_port();
-        let child = command()
+        let child = Dev::spawn(&dir.path().join("state"), port);
+        let fixture = fixture_when_written(&dir.path().join("state"), port);
+        let mut dev = Dev {
+            child,
+            fixture,
+            _dir: dir,
+        };
+        dev.wait_ready();
+        dev
+    }
+
+    /// Stops the service, inserts `policy` text before the dev policy's `[egress]` table,
+    /// and starts it again on the same state dir and port.
+    fn restart_with(&mut self, policy: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let state = self._dir.path().join("state");
+        let path = state.join("airlock.toml");
+        let text = std::fs::read_to_string(&path).expect("dev policy");
+        let text = text.replacen("[egress]", &format!("{policy}\n[egress]"), 1);
+        std::fs::write(&path, text).expect("write policy");
+        self.child = Dev::spawn(&state, self.fixture.port);
+        self.wait_ready();
+    }
+
+    fn spawn(state: &Path, port: u16) -> Child {
+        command()
             .args(["dev", "--state"])
             .arg(&state)
             .arg("--model")
@@ -41,18 +66,16 @@ impl Dev {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn airlock dev");
-        let mut dev = Dev {
-            child,
-            fixture: fixture_when_written(&state, port),
-            _dir: dir,
-        };
+            .expect("spawn airlock dev")
+    }
+
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Ok(Some(status)) = dev.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("airlock dev exited early: {status}");
             }
-            if let Ok(r) = dev.client("user").request("GET", "/readyz", None)
+            if let Ok(r) = self.client("user").request("GET", "/readyz", None)
                 && r.status == 200
             {
                 break;
@@ -60,7 +83,6 @@ impl Dev {
             assert!(Instant::now() < deadline, "airlock dev never became ready");
             std::thread::sleep(Duration::from_millis(200));
         }
-        dev
     }
 
     fn client(&self, role: &str) -> Client {
@@ -436,4 +458,103 @@ fn prompt_canary_leaves_no_trace_on_disk() {
         }
     }
     assert!(files > 5, "walked only {files} files");
+}
+
+/// Backpressure: one sequence at a time and a queue of 2: a burst of 8 gets 429s with
+/// Retry-After, the accepted ones complete, and the service keeps serving.
+#[test]
+fn a_full_queue_answers_429_and_the_service_keeps_serving() {
+    let mut dev = Dev::start();
+    dev.restart_with("[limits]\nqueue_depth = 2\n\n[engine]\nmax_batch = 1\n");
+    let body = json!({"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 48, "temperature": 0, "stream": true})
+        .to_string();
+    let responses: Vec<crate::common::Response> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let client = dev.client("user");
+                let body = body.clone();
+                s.spawn(move || {
+                    client
+                        .request("POST", "/v1/completions", Some(body.as_bytes()))
+                        .expect("POST")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let limited: Vec<_> = responses.iter().filter(|r| r.status == 429).collect();
+    let served: Vec<_> = responses.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(limited.len() + served.len(), 8, "only 200 or 429 expected");
+    assert!(limited.len() >= 2, "{} of 8 refused", limited.len());
+    assert!(served.len() >= 3, "{} of 8 served", served.len());
+    for r in &limited {
+        assert!(r.header("retry-after").is_some(), "429 without Retry-After");
+        assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
+    }
+    for r in &served {
+        assert!(r.text().ends_with("data: [DONE]\n\n"), "{}", r.text());
+    }
+    let after = dev.post(
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": "Hi", "max_tokens": 2}),
+    );
+    assert_eq!(after.status, 200, "{}", after.text());
+}
+
+/// A client that disconnects mid-stream cancels its generation: the slot is freed (metrics)
+/// and the audit log records the response as cancelled.
+#[test]
+fn a_disconnected_stream_is_cancelled_and_recorded() {
+    use std::io::{Read, Write};
+    let dev = Dev::start();
+    let body = json!({"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 1000, "temperature": 0, "stream": true})
+        .to_string();
+    {
+        let mut tls = dev.client("user").connect().expect("connect");
+        let head = format!(
+            "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).expect("head");
+        tls.write_all(body.as_bytes()).expect("body");
+        tls.flush().expect("flush");
+        let mut buf = [0u8; 4096];
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("\"text\":\"") {
+            let n = tls.read(&mut buf).expect("read");
+            assert!(n > 0, "stream ended early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        // Dropping the connection here: the client goes away mid-answer.
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = dev.client("operator").get("/metrics").text();
+        let cancelled = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("airlock_cancelled_generations_total "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if cancelled >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the generation was never cancelled: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let records = dev
+        .client("auditor")
+        .get("/v1/audit/records?from=0&limit=1000")
+        .text();
+    let response = records
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("record"))
+        .find(|r| r["kind"] == "inference.response")
+        .expect("a response record");
+    assert_eq!(response["status"], "cancelled", "{response}");
 }
