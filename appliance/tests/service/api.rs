@@ -59,7 +59,7 @@ impl Dev {
     fn spawn(state: &Path, port: u16) -> Child {
         command()
             .args(["dev", "--state"])
-            .arg(&state)
+            .arg(state)
             .arg("--model")
             .arg(default_model())
             .args(["--listen", &format!("127.0.0.1:{port}")])
