@@ -177,6 +177,9 @@ test_packages() {
   have curl || missing+=(curl)
   have shellcheck || missing+=(shellcheck)
   have strace || missing+=(strace)
+  # The egress tests probe every thread of the running service through gdb.
+  have gdb || missing+=(gdb)
+  have setpriv || missing+=(util-linux)
   have systemd-nspawn || missing+=(systemd-container)
   have cc || missing+=(build-essential)
   have python3 || missing+=(python3)
