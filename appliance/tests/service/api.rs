@@ -558,3 +558,111 @@ fn a_disconnected_stream_is_cancelled_and_recorded() {
         .expect("a response record");
     assert_eq!(response["status"], "cancelled", "{response}");
 }
+
+/// Hot swap without dropping requests: a new signed version is installed and activated
+/// through the admin API while a streamed answer is in flight; that answer completes, and
+/// new requests are served by the new version.
+#[test]
+fn activation_during_a_stream_lets_the_stream_finish() {
+    use std::io::{Read, Write};
+    let dev = Dev::start();
+    let state = dev._dir.path().join("state");
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("v2.airlock");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = command().args(args).output().expect("airlock");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let model = default_model();
+    run(&[
+        "bundle".as_ref(),
+        "create".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--name".as_ref(),
+        MODEL.as_ref(),
+        "--version".as_ref(),
+        "1.0.1".as_ref(),
+        "--sequence".as_ref(),
+        "1000".as_ref(),
+        "--expires".as_ref(),
+        "2099-01-01".as_ref(),
+        "--out".as_ref(),
+        bundle.as_os_str(),
+    ]);
+    let key = state.join("dev-keys/dev-publisher.key");
+    run(&[
+        "bundle".as_ref(),
+        "sign".as_ref(),
+        bundle.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ]);
+
+    // A long streamed answer, read past its first chunk.
+    let body = json!({"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 200, "temperature": 0, "stream": true})
+        .to_string();
+    let mut tls = dev.client("user").connect().expect("connect");
+    let head = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).expect("head");
+    tls.write_all(body.as_bytes()).expect("body");
+    tls.flush().expect("flush");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\"text\":\"") {
+        let n = tls.read(&mut buf).expect("read");
+        assert!(n > 0, "stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("[DONE]"),
+        "the stream ended before the activation"
+    );
+    let upload = dev
+        .client("admin")
+        .request(
+            "POST",
+            "/v1/admin/bundles?activate=true",
+            Some(&std::fs::read(&bundle).expect("bundle")),
+        )
+        .expect("upload");
+    assert_eq!(upload.status, 200, "{}", upload.text());
+
+    // The in-flight answer finishes normally on the old engine.
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("stream broken by the activation: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains("\"finish_reason\":\"length\""), "{text}");
+    assert!(text.contains("data: [DONE]"), "{text}");
+
+    // New requests get the new version once it is loaded.
+    let want = format!("serving {MODEL} 1.0.1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = dev.client("user").get("/readyz").json();
+        if ready["components"]["model"]["detail"] == want.as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{want} never came: {ready}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = dev.post(
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": "Hi", "max_tokens": 2}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
