@@ -8,6 +8,7 @@ pub mod admin;
 pub mod audit;
 pub mod error;
 pub mod identity;
+pub mod import;
 pub mod metrics;
 pub mod middleware;
 pub mod models;
@@ -59,6 +60,7 @@ pub fn run(
     let state = web::Data::new(app_state);
     let conn_policy = policy.clone();
     let result = actix_web::rt::System::new().block_on(async move {
+        import::spawn(state.clone());
         if !lockdown.report.is_complete() {
             actix_web::rt::spawn(crate::lockdown::warn_while_off(lockdown));
         }

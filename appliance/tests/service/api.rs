@@ -666,3 +666,111 @@ fn activation_during_a_stream_lets_the_stream_finish() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// The drop folder: a signed bundle copied into `STATE/import/` is verified, installed,
+/// activated and moved to `accepted/`; a copy with one flipped byte goes to `rejected/`
+/// with its reason, and the served model does not change.
+#[test]
+fn bundles_dropped_into_the_import_folder_are_verified_and_activated() {
+    let dev = Dev::start();
+    let state = dev._dir.path().join("state");
+    let work = tempfile::tempdir().expect("tempdir");
+    let bundle = work.path().join("v2.airlock");
+    let model = default_model();
+    let key = state.join("dev-keys/dev-publisher.key");
+    for args in [
+        vec![
+            "bundle".as_ref(),
+            "create".as_ref(),
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--name".as_ref(),
+            MODEL.as_ref(),
+            "--version".as_ref(),
+            "2.0.0".as_ref(),
+            "--sequence".as_ref(),
+            "2000".as_ref(),
+            "--expires".as_ref(),
+            "2099-01-01".as_ref(),
+            "--out".as_ref(),
+            bundle.as_os_str(),
+        ],
+        vec![
+            "bundle".as_ref(),
+            "sign".as_ref(),
+            bundle.as_os_str(),
+            "--key".as_ref(),
+            key.as_os_str(),
+        ],
+    ] {
+        let out = command().args(&args).output().expect("airlock");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let serving = |version: &str| {
+        let want = format!("serving {MODEL} {version}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = dev.client("user").get("/readyz").json();
+            if ready["components"]["model"]["detail"] == want.as_str() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{want} never came: {ready}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let import = state.join("import");
+    let listing = |sub: &str| -> Vec<String> {
+        std::fs::read_dir(import.join(sub))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // A tampered copy first: rejected with a reason, nothing changes.
+    let mut bytes = std::fs::read(&bundle).expect("bundle");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(import.join("tampered.airlock"), &bytes).expect("drop tampered");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !listing("rejected")
+        .iter()
+        .any(|f| f.ends_with("tampered.airlock.reason"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the tampered bundle was never rejected"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    serving("1.0.0-dev.1");
+
+    // The good one: accepted and served.
+    std::fs::copy(&bundle, import.join("v2.airlock")).expect("drop bundle");
+    serving("2.0.0");
+    assert!(
+        listing("accepted")
+            .iter()
+            .any(|f| f.ends_with("v2.airlock"))
+    );
+    assert!(!import.join("v2.airlock").exists());
+    let r = dev.post(
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": "Hi", "max_tokens": 2}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // Both are in the audit log.
+    let records = dev
+        .client("auditor")
+        .get("/v1/audit/records?from=0&limit=1000")
+        .text();
+    assert!(records.contains("bundle.reject"), "{records}");
+    assert!(records.contains("model.activate"), "{records}");
+}
