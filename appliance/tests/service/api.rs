@@ -85,6 +85,86 @@ impl Dev {
         }
     }
 
+    /// The default model as a bundle of `version`/`sequence` signed by the dev publisher key,
+    /// written into `dir`.
+    fn signed_bundle(&self, dir: &Path, version: &str, sequence: u64) -> std::path::PathBuf {
+        let bundle = dir.join(format!("{version}.airlock"));
+        let key = self._dir.path().join("state/dev-keys/dev-publisher.key");
+        let run = |args: &[&std::ffi::OsStr]| {
+            let out = command().args(args).output().expect("airlock");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let model = default_model();
+        let sequence = sequence.to_string();
+        run(&[
+            "bundle".as_ref(),
+            "create".as_ref(),
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--name".as_ref(),
+            MODEL.as_ref(),
+            "--version".as_ref(),
+            version.as_ref(),
+            "--sequence".as_ref(),
+            sequence.as_ref(),
+            "--expires".as_ref(),
+            "2099-01-01".as_ref(),
+            "--out".as_ref(),
+            bundle.as_os_str(),
+        ]);
+        run(&[
+            "bundle".as_ref(),
+            "sign".as_ref(),
+            bundle.as_os_str(),
+            "--key".as_ref(),
+            key.as_os_str(),
+        ]);
+        bundle
+    }
+
+    /// Waits until `/readyz` says the model is served at `version` (hot reload runs on a
+    /// thread of its own).
+    fn wait_serving(&self, version: &str) {
+        let want = format!("serving {MODEL} {version}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = self.client("user").get("/readyz").json();
+            if ready["components"]["model"]["detail"] == want.as_str() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{want} never came: {ready}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Sends a streamed completion of up to `max_tokens` and reads it past its first text
+    /// chunk; returns the open connection and the bytes read so far.
+    fn open_stream(&self, max_tokens: u32) -> (crate::common::Tls, Vec<u8>) {
+        use std::io::{Read, Write};
+        let body = json!({"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": max_tokens, "temperature": 0, "stream": true})
+            .to_string();
+        let mut tls = self.client("user").connect().expect("connect");
+        let head = format!(
+            "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).expect("head");
+        tls.write_all(body.as_bytes()).expect("body");
+        tls.flush().expect("flush");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("\"text\":\"") {
+            let n = tls.read(&mut buf).expect("read");
+            assert!(n > 0, "stream ended early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        (tls, seen)
+    }
+
     fn client(&self, role: &str) -> Client {
         self.fixture.client(Some(role))
     }
@@ -508,28 +588,9 @@ fn a_full_queue_answers_429_and_the_service_keeps_serving() {
 /// and the audit log records the response as cancelled.
 #[test]
 fn a_disconnected_stream_is_cancelled_and_recorded() {
-    use std::io::{Read, Write};
     let dev = Dev::start();
-    let body = json!({"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 1000, "temperature": 0, "stream": true})
-        .to_string();
-    {
-        let mut tls = dev.client("user").connect().expect("connect");
-        let head = format!(
-            "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        tls.write_all(head.as_bytes()).expect("head");
-        tls.write_all(body.as_bytes()).expect("body");
-        tls.flush().expect("flush");
-        let mut buf = [0u8; 4096];
-        let mut seen = Vec::new();
-        while !String::from_utf8_lossy(&seen).contains("\"text\":\"") {
-            let n = tls.read(&mut buf).expect("read");
-            assert!(n > 0, "stream ended early");
-            seen.extend_from_slice(&buf[..n]);
-        }
-        // Dropping the connection here: the client goes away mid-answer.
-    }
+    // The connection is dropped mid-answer: the client goes away.
+    drop(dev.open_stream(1000));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let metrics = dev.client("operator").get("/metrics").text();
@@ -564,64 +625,14 @@ fn a_disconnected_stream_is_cancelled_and_recorded() {
 /// new requests are served by the new version.
 #[test]
 fn activation_during_a_stream_lets_the_stream_finish() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let dev = Dev::start();
-    let state = dev._dir.path().join("state");
     let work = tempfile::tempdir().expect("tempdir");
-    let bundle = work.path().join("v2.airlock");
-    let run = |args: &[&std::ffi::OsStr]| {
-        let out = command().args(args).output().expect("airlock");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let model = default_model();
-    run(&[
-        "bundle".as_ref(),
-        "create".as_ref(),
-        "--model".as_ref(),
-        model.as_os_str(),
-        "--name".as_ref(),
-        MODEL.as_ref(),
-        "--version".as_ref(),
-        "1.0.1".as_ref(),
-        "--sequence".as_ref(),
-        "1000".as_ref(),
-        "--expires".as_ref(),
-        "2099-01-01".as_ref(),
-        "--out".as_ref(),
-        bundle.as_os_str(),
-    ]);
-    let key = state.join("dev-keys/dev-publisher.key");
-    run(&[
-        "bundle".as_ref(),
-        "sign".as_ref(),
-        bundle.as_os_str(),
-        "--key".as_ref(),
-        key.as_os_str(),
-    ]);
+    let bundle = dev.signed_bundle(work.path(), "1.0.1", 1000);
 
     // A long streamed answer, read past its first chunk.
-    let body = json!({"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 200, "temperature": 0, "stream": true})
-        .to_string();
-    let mut tls = dev.client("user").connect().expect("connect");
-    let head = format!(
-        "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    tls.write_all(head.as_bytes()).expect("head");
-    tls.write_all(body.as_bytes()).expect("body");
-    tls.flush().expect("flush");
-    let mut seen = Vec::new();
+    let (mut tls, mut seen) = dev.open_stream(200);
     let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("\"text\":\"") {
-        let n = tls.read(&mut buf).expect("read");
-        assert!(n > 0, "stream ended early");
-        seen.extend_from_slice(&buf[..n]);
-    }
-
     assert!(
         !String::from_utf8_lossy(&seen).contains("[DONE]"),
         "the stream ended before the activation"
@@ -650,16 +661,7 @@ fn activation_during_a_stream_lets_the_stream_finish() {
     assert!(text.contains("data: [DONE]"), "{text}");
 
     // New requests get the new version once it is loaded.
-    let want = format!("serving {MODEL} 1.0.1");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = dev.client("user").get("/readyz").json();
-        if ready["components"]["model"]["detail"] == want.as_str() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{want} never came: {ready}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    dev.wait_serving("1.0.1");
     let r = dev.post(
         "/v1/completions",
         &json!({"model": MODEL, "prompt": "Hi", "max_tokens": 2}),
@@ -675,53 +677,7 @@ fn bundles_dropped_into_the_import_folder_are_verified_and_activated() {
     let dev = Dev::start();
     let state = dev._dir.path().join("state");
     let work = tempfile::tempdir().expect("tempdir");
-    let bundle = work.path().join("v2.airlock");
-    let model = default_model();
-    let key = state.join("dev-keys/dev-publisher.key");
-    for args in [
-        vec![
-            "bundle".as_ref(),
-            "create".as_ref(),
-            "--model".as_ref(),
-            model.as_os_str(),
-            "--name".as_ref(),
-            MODEL.as_ref(),
-            "--version".as_ref(),
-            "2.0.0".as_ref(),
-            "--sequence".as_ref(),
-            "2000".as_ref(),
-            "--expires".as_ref(),
-            "2099-01-01".as_ref(),
-            "--out".as_ref(),
-            bundle.as_os_str(),
-        ],
-        vec![
-            "bundle".as_ref(),
-            "sign".as_ref(),
-            bundle.as_os_str(),
-            "--key".as_ref(),
-            key.as_os_str(),
-        ],
-    ] {
-        let out = command().args(&args).output().expect("airlock");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let serving = |version: &str| {
-        let want = format!("serving {MODEL} {version}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = dev.client("user").get("/readyz").json();
-            if ready["components"]["model"]["detail"] == want.as_str() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{want} never came: {ready}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
+    let bundle = dev.signed_bundle(work.path(), "2.0.0", 2000);
     let import = state.join("import");
     let listing = |sub: &str| -> Vec<String> {
         std::fs::read_dir(import.join(sub))
@@ -749,11 +705,11 @@ fn bundles_dropped_into_the_import_folder_are_verified_and_activated() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    serving("1.0.0-dev.1");
+    dev.wait_serving("1.0.0-dev.1");
 
     // The good one: accepted and served.
     std::fs::copy(&bundle, import.join("v2.airlock")).expect("drop bundle");
-    serving("2.0.0");
+    dev.wait_serving("2.0.0");
     assert!(
         listing("accepted")
             .iter()
