@@ -222,7 +222,7 @@ run_tests() {
   cargo="$(check_build_prerequisites)"
   cd "$REPO"
   if "$cargo" nextest --version >/dev/null 2>&1; then
-    "$cargo" nextest run --workspace --locked
+    "$cargo" nextest run --workspace --locked --no-fail-fast
     # nextest does not run doc tests.
     "$cargo" test --doc --workspace --locked
   else
