@@ -179,7 +179,11 @@ fn sigkill_loses_no_acknowledged_record() {
                 r.seq()
             );
         }
-        assert!(r.seq() <= len + 1, "round {round}: append at {} after len {len}", r.seq());
+        assert!(
+            r.seq() <= len + 1,
+            "round {round}: append at {} after len {len}",
+            r.seq()
+        );
         drop(log);
     }
     let report = verify_state(
