@@ -52,7 +52,13 @@ pub enum Finish {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// Text ready to send (complete UTF-8, never part of a stop string).
-    Text(String),
+    Text {
+        /// The text.
+        text: String,
+        /// Tokens generated so far, this text's included: a handler whose client goes
+        /// away mid-stream records this count with the cancellation.
+        completion_tokens: usize,
+    },
     /// The end. No event follows.
     Done {
         /// Why.
@@ -107,7 +113,7 @@ pub struct SchedulerMetrics {
     pub inter_token: Histogram,
     /// Tokens generated.
     pub tokens: Counter,
-    /// Sequences in the last step.
+    /// Sequences in the batch (0 once every one has finished or been cancelled).
     pub batch_size: Gauge,
     /// Requests waiting.
     pub queue_depth: Gauge,
@@ -149,7 +155,7 @@ impl SchedulerMetrics {
         metrics.register("generated_tokens", "Tokens generated", self.tokens.clone());
         metrics.register(
             "batch_size",
-            "Sequences in the last decode step",
+            "Sequences in the batch (running requests)",
             self.batch_size.clone(),
         );
         metrics.register(
@@ -302,10 +308,12 @@ fn decode_loop(
         }
         reserved = active.values().map(|a| a.reserved).sum();
         metrics.kv_reserved.set(reserved as i64);
+        // Set before the `continue`: a batch emptied by cancellations must read 0, not
+        // the size of the last step it ran (operators watch it to see free slots).
+        metrics.batch_size.set(active.len() as i64);
         if active.is_empty() {
             continue;
         }
-        metrics.batch_size.set(active.len() as i64);
         let produced = match batch.step(engine) {
             Ok(tokens) => tokens,
             Err(e) => {
@@ -349,9 +357,15 @@ fn decode_loop(
             } else if finish.is_some() {
                 text.push_str(&a.stops.finish());
             }
-            if !text.is_empty() && a.events.send(Event::Text(text)).is_err() {
-                // Client gone: dropped below or at the next cancellation check.
-                continue;
+            if !text.is_empty() {
+                let event = Event::Text {
+                    text,
+                    completion_tokens: a.generated,
+                };
+                if a.events.send(event).is_err() {
+                    // Client gone: dropped below or at the next cancellation check.
+                    continue;
+                }
             }
             if let Some(finish) = finish {
                 let _ = a.events.send(Event::Done {
@@ -362,6 +376,11 @@ fn decode_loop(
                 active.remove(&t.id);
             }
         }
+        // Finished sequences have left: the gauges must not keep their values while the
+        // thread blocks waiting for the next request.
+        metrics.batch_size.set(active.len() as i64);
+        reserved = active.values().map(|a| a.reserved).sum();
+        metrics.kv_reserved.set(reserved as i64);
     }
 }
 

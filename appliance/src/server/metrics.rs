@@ -19,6 +19,10 @@ pub struct RequestLabels {
     pub method: String,
     /// Status code.
     pub status: u16,
+    /// The caller's roles as the policy names them, comma-joined in `Role::ALL` order
+    /// (`user`, `admin,operator`); `none` for a certificate without a role. Bounded: at
+    /// most one value per subset of the five roles.
+    pub role: String,
 }
 
 /// Labels of `airlock_http_request_duration_seconds`.
@@ -56,7 +60,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("airlock");
         registry.register(
             "http_requests",
-            "HTTP requests by route, method and status",
+            "HTTP requests by route, method, status and the caller's role",
             requests.clone(),
         );
         registry.register(
@@ -80,12 +84,20 @@ impl Metrics {
     }
 
     /// Counts one finished request.
-    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    pub fn observe_request(
+        &self,
+        route: &str,
+        method: &str,
+        status: u16,
+        role: &str,
+        seconds: f64,
+    ) {
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
                 method: method.to_owned(),
                 status,
+                role: role.to_owned(),
             })
             .inc();
         self.latency
@@ -115,20 +127,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_are_counted_by_route_and_status() {
+    fn requests_are_counted_by_route_status_and_role() {
         let m = Metrics::new();
-        m.observe_request("/healthz", "GET", 200, 0.002);
-        m.observe_request("/healthz", "GET", 200, 0.004);
+        m.observe_request("/healthz", "GET", 200, "user", 0.002);
+        m.observe_request("/healthz", "GET", 200, "user", 0.004);
+        m.observe_request("/healthz", "GET", 200, "none", 0.004);
         let text = m.encode().expect("encode");
         assert!(
             text.contains(
-                r#"airlock_http_requests_total{route="/healthz",method="GET",status="200"} 2"#
+                r#"airlock_http_requests_total{route="/healthz",method="GET",status="200",role="user"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"airlock_http_requests_total{route="/healthz",method="GET",status="200",role="none"} 1"#
             ),
             "{text}"
         );
         assert!(text.contains("# TYPE airlock_http_request_duration_seconds histogram"));
         assert!(
-            text.contains(r#"airlock_http_request_duration_seconds_count{route="/healthz"} 2"#)
+            text.contains(r#"airlock_http_request_duration_seconds_count{route="/healthz"} 3"#)
         );
     }
 }

@@ -80,14 +80,20 @@ pub async fn observe(
         .unwrap_or_else(|| "unmatched".to_owned());
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
+    let identity = http_req.conn_data::<Identity>();
     if let Some(state) = http_req.app_data::<web::Data<AppState>>() {
+        let roles = identity.map(Identity::roles).unwrap_or_default();
+        let role = if roles.is_empty() {
+            "none".to_owned()
+        } else {
+            roles.to_string()
+        };
         state
             .metrics
-            .observe_request(&route, &method, status, elapsed.as_secs_f64());
+            .observe_request(&route, &method, status, &role, elapsed.as_secs_f64());
     }
     let ext = http_req.extensions();
     let request_id = ext.get::<RequestId>().map(|r| r.0.as_str()).unwrap_or("-");
-    let identity = http_req.conn_data::<Identity>();
     tracing::info!(
         target: "airlock::access",
         request_id,

@@ -451,3 +451,17 @@ pub fn refused_with(client: &Client) -> rustls::AlertDescription {
         Err(e) => alert_of(&e).unwrap_or_else(|| panic!("expected a TLS alert, got {e}")),
     }
 }
+
+/// Lower-case hex SHA-256 of `data` (the form audit records hold digests in).
+pub fn sha256_hex(data: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The value of the sample `series` (a metric name, with its `{labels}` if any, exactly as
+/// the exposition writes it) in Prometheus/OpenMetrics `text`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}

@@ -56,7 +56,7 @@ fn roles_guard_routes_with_openai_errors_and_request_ids() {
     );
     assert!(
         text.contains(
-            r#"airlock_http_requests_total{route="/metrics",method="GET",status="403"} 1"#
+            r#"airlock_http_requests_total{route="/metrics",method="GET",status="403",role="user"} 1"#
         ),
         "{text}"
     );

@@ -5,6 +5,12 @@ mod common;
 
 /// The OpenAI-compatible API on the real default model: answers, streaming, refusals, audit.
 mod api;
+/// The official `openai` Python client, and each answer found in the exported, verified log.
+mod api_audited;
+/// Disconnects and their record, metrics by role, 429 backpressure with bounded memory.
+mod api_load;
+/// Bad input (4xx in OpenAI's shape) and an unwritable audit log (503, no tokens).
+mod api_refusals;
 /// Signed model bundles: keys, create, sign, verify, install, activate, rollback, dev.
 mod bundle;
 

@@ -372,7 +372,13 @@ async fn collect(
 ) -> Result<HttpResponse, ApiError> {
     while let Some(event) = events.recv().await {
         match event {
-            GenEvent::Text(text) => finisher.output.push_str(&text),
+            GenEvent::Text {
+                text,
+                completion_tokens,
+            } => {
+                finisher.output.push_str(&text);
+                finisher.completion_tokens = completion_tokens as u64;
+            }
             GenEvent::Done {
                 finish,
                 prompt_tokens,
@@ -428,8 +434,14 @@ fn sse_stream(
                 return Some((Ok(Bytes::from(first)), (events, finisher, None, false)));
             }
             let out = match events.recv().await {
-                Some(GenEvent::Text(text)) => {
+                Some(GenEvent::Text {
+                    text,
+                    completion_tokens,
+                }) => {
                     finisher.output.push_str(&text);
+                    // Kept up to date so a cancellation records the tokens produced so far
+                    // (it used to record 0).
+                    finisher.completion_tokens = completion_tokens as u64;
                     let chunk =
                         response::sse_chunk(endpoint, &header, &Chunk::Text(&text), include_usage);
                     return Some((Ok(Bytes::from(chunk)), (events, finisher, None, false)));
