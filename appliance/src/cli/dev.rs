@@ -150,8 +150,9 @@ fn instructions(pki: &Path, policy: &Path, bound: &[SocketAddr], model: Option<&
              \x20 import ssl, openai\n\
              \x20 tls = ssl.create_default_context(cafile=\"{0}/ca.crt\"); tls.load_cert_chain(\"{0}/user.crt\", \"{0}/user.key\")\n\
              \x20 client = openai.OpenAI(base_url=\"{url}/v1\", api_key=\"unused\", http_client=openai.DefaultHttpxClient(verify=tls))\n\
-             \x20 r = client.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}])\n\
-             \x20 print(r.choices[0].message.content)\n",
+             \x20 for chunk in client.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}], stream=True):\n\
+             \x20     print(chunk.choices[0].delta.content or \"\", end=\"\", flush=True)\n\
+             \x20 print()\n",
             pki.display()
         ));
     }

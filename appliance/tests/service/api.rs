@@ -66,6 +66,11 @@ impl Dev {
         self._dir.path().join("state")
     }
 
+    /// What `airlock dev` printed on stdout so far.
+    pub(crate) fn printed(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("dev.out")).unwrap_or_default()
+    }
+
     /// Sets RLIMIT_FSIZE of the running service to `bytes` (prlimit, util-linux): its
     /// writes past that size fail with EFBIG. Needs [`Dev::start_ignoring_sigxfsz`].
     pub(crate) fn limit_file_size(&self, bytes: u64) {

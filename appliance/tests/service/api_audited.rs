@@ -319,3 +319,123 @@ print(json.dumps(out))
         "the log ends with the shutdown checkpoint"
     );
 }
+
+/// The Python example `airlock dev` prints, cut from its output: the lines after
+/// "From Python" up to "Stop with", without their two-space indent.
+fn printed_python_example(printed: &str) -> String {
+    let mut lines = printed
+        .lines()
+        .skip_while(|l| !l.starts_with("From Python"));
+    assert!(lines.next().is_some(), "no Python example in: {printed}");
+    let snippet: Vec<&str> = lines
+        .take_while(|l| !l.starts_with("Stop with"))
+        .map(|l| {
+            l.strip_prefix("  ")
+                .unwrap_or_else(|| panic!("not indented: {l:?}"))
+        })
+        .collect();
+    assert!(snippet.len() >= 4, "{printed}");
+    snippet.join("\n") + "\n"
+}
+
+/// The ```python block of README.md's "OpenAI-compatible API" section.
+fn readme_python_example() -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
+    let section = &readme[readme
+        .find("## The OpenAI-compatible API")
+        .expect("API section")..];
+    let start = section.find("```python\n").expect("python block") + "```python\n".len();
+    let end = start + section[start..].find("```").expect("block end");
+    section[start..end].to_owned()
+}
+
+/// The acceptance flow: the Python example exactly as `airlock dev` prints it (the same as
+/// the README's, but for the paths and port) streams an answer with the official `openai`
+/// package over mTLS with the dev user's certificate; then, as an auditor, `airlock audit
+/// export` + `verify` pass and the export holds that request and its answer (by digest)
+/// under the developer's certificate identity; `airlock audit show` prints the same record.
+#[test]
+fn the_printed_python_example_streams_and_is_found_in_the_verified_log() {
+    let mut dev = Dev::start();
+    let snippet = printed_python_example(&dev.printed());
+    let pki = dev.state().join("pki").canonicalize().expect("pki dir");
+    let url = format!("https://localhost:{}", dev.fixture.port);
+    assert_eq!(
+        readme_python_example()
+            .replace("airlock-dev/pki", &pki.display().to_string())
+            .replace("https://localhost:8443", &url),
+        snippet,
+        "README.md's Python example differs from the one `airlock dev` prints"
+    );
+    assert!(snippet.contains("stream=True"), "{snippet}");
+
+    let printed = run_python(&snippet);
+    let answer = printed.strip_suffix('\n').expect("final newline");
+    assert!(!answer.trim().is_empty(), "empty answer");
+
+    dev.stop();
+    let records = export_and_verify(&dev.state());
+    let responses: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "inference.response")
+        .collect();
+    assert_eq!(responses.len(), 1, "{responses:?}");
+    let response = responses[0];
+    assert_eq!(
+        response["output_sha256"],
+        sha256_hex(answer.as_bytes()),
+        "the logged answer is not the one printed: {answer:?}"
+    );
+    // Sampled (the example leaves temperature at 1): it may also run to the length limit.
+    assert!(
+        response["status"] == "stop" || response["status"] == "length",
+        "{response}"
+    );
+    let request_id = response["request_id"].as_str().expect("request id");
+    let requests = by_request(&records, "inference.request", request_id);
+    assert_eq!(requests.len(), 1, "{records:?}");
+    let request = requests[0];
+    // The chat template's rendering of [{"role": "user", "content": "Hello"}]: the
+    // reference's rendering of another user-only message, with "Hello" in it instead.
+    let case = &reference()["chat"][0];
+    let rendered = case["rendered_prompt"].as_str().expect("rendered").replace(
+        case["messages"][0]["content"].as_str().expect("content"),
+        "Hello",
+    );
+    assert_eq!(request["prompt_sha256"], sha256_hex(rendered.as_bytes()));
+    assert_eq!(request["params"]["stream"], "true", "{request}");
+    let fingerprint = fingerprint(&pki.join("user.crt"));
+    for r in [request, response] {
+        assert_eq!(r["actor"]["fingerprint"], fingerprint.as_str(), "{r}");
+        assert!(
+            r["actor"]["subject"]
+                .as_str()
+                .is_some_and(|s| s.contains("CN=user")),
+            "{r}"
+        );
+        assert_eq!(r["actor"]["roles"], json!(["user"]), "{r}");
+        assert_eq!(r["model"]["name"], MODEL);
+        assert_eq!(r["model"]["sha256"], MODEL_SHA256);
+    }
+
+    // `airlock audit show` prints the same record from the store (digest mode: no content).
+    let seq = response["seq"].as_u64().expect("seq").to_string();
+    let state = dev.state();
+    let out = airlock(&[
+        "audit",
+        "show",
+        "--state",
+        state.to_str().expect("utf-8"),
+        &seq,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("show JSON");
+    assert_eq!(&shown["record"], response);
+    assert!(shown["content"].is_null(), "{shown}");
+}
