@@ -223,3 +223,60 @@ fn an_unwritable_audit_log_refuses_generation_with_503_and_no_tokens() {
     // Reading models needs no record: still served.
     assert_eq!(user.get("/v1/models").status, 200);
 }
+
+/// Fail closed at the other end: when the audit log stops being writable while answers are
+/// being generated (their requests recorded), the `inference.response` record cannot be
+/// written, so a plain answer is withheld (503, no text) and a stream, whose text has
+/// already gone out, ends with an `audit_unavailable` error event instead of its finish.
+#[test]
+fn an_answer_whose_record_cannot_be_written_is_withheld_or_ends_in_an_error() {
+    use std::io::Read;
+    let dev = Dev::start_ignoring_sigxfsz();
+    let (mut tls, mut seen) = dev.open_stream(400);
+    let plain = std::thread::scope(|s| {
+        let client = dev.client("user");
+        let body =
+            json!({"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 400, "temperature": 0})
+                .to_string();
+        let plain = s.spawn(move || {
+            client
+                .request("POST", "/v1/completions", Some(body.as_bytes()))
+                .expect("POST")
+        });
+        // Both are generating (so both requests are on record); then writes start failing.
+        let operator = dev.client("operator");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let text = operator.get("/metrics").text();
+            if metric(&text, "airlock_batch_size") == Some(2.0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the two answers never ran together: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        dev.limit_file_size(0);
+        plain.join().expect("thread")
+    });
+
+    assert_eq!(plain.status, 503, "{}", plain.text());
+    assert_eq!(openai_error(&plain)["code"], "audit_unavailable");
+    assert!(!plain.text().contains("choices"), "{}", plain.text());
+
+    let mut buf = [0u8; 4096];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("stream broken: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains(r#""code":"audit_unavailable""#), "{text}");
+    assert!(!text.contains("finish_reason\":\"length"), "{text}");
+    assert!(text.contains("data: [DONE]"), "{text}");
+    assert_eq!(dev.client("user").get("/readyz").status, 503);
+}
