@@ -235,6 +235,11 @@ fn a_full_queue_answers_429_with_bounded_memory_and_the_service_keeps_serving() 
         "only {refused} of 200 refused: no backpressure tested"
     );
     let grown = after.saturating_sub(before);
+    eprintln!(
+        "RSS {} -> {} KiB over 200 requests, {refused} refused",
+        before >> 10,
+        after >> 10
+    );
     assert!(
         grown < 50 << 20,
         "RSS grew by {} MiB over 200 requests ({} -> {} MiB)",
