@@ -90,6 +90,12 @@ impl Dev {
         );
     }
 
+    /// SIGKILL, and waits for the process to be gone (the state dir stays).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then waits for a clean exit (`service.stop` and the final checkpoint are
     /// then in the log, and the database is free for `airlock audit`).
     pub(crate) fn stop(&mut self) {

@@ -164,7 +164,7 @@ fn bad_input_gets_4xx_in_openai_shape_and_the_service_keeps_serving() {
 /// streamed or not; `/readyz` says the audit log is not ready and `/healthz` still answers.
 #[test]
 fn an_unwritable_audit_log_refuses_generation_with_503_and_no_tokens() {
-    let dev = Dev::start_ignoring_sigxfsz();
+    let mut dev = Dev::start_ignoring_sigxfsz();
     let hi = json!([{"role": "user", "content": "Say hi"}]);
     let chat = "/v1/chat/completions";
     // Writable: served and recorded.
@@ -222,6 +222,22 @@ fn an_unwritable_audit_log_refuses_generation_with_503_and_no_tokens() {
     assert_eq!(ready["components"]["model"]["ready"], true, "{ready}");
     // Reading models needs no record: still served.
     assert_eq!(user.get("/v1/models").status, 200);
+
+    // What is on disk verifies, and holds the one request that was served, nothing of
+    // the refused ones.
+    dev.kill();
+    let records = crate::api_audited::export_and_verify(&dev.state());
+    let kinds: Vec<&str> = records.iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "inference.request").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "inference.response").count(),
+        1,
+        "{kinds:?}"
+    );
 }
 
 /// Fail closed at the other end: when the audit log stops being writable while answers are
