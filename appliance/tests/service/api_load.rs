@@ -208,7 +208,10 @@ fn a_full_queue_answers_429_with_bounded_memory_and_the_service_keeps_serving() 
     let served: Vec<_> = responses.iter().filter(|r| r.status == 200).collect();
     assert_eq!(limited.len() + served.len(), 8, "only 200 or 429 expected");
     assert!(limited.len() >= 2, "{} of 8 refused", limited.len());
-    assert!(served.len() >= 3, "{} of 8 served", served.len());
+    // Only the queue's 2 places are certain: when all 8 arrive before the decode thread
+    // takes the first off the queue, the other 6 are refused (this said >= 3 and flaked
+    // on a loaded machine).
+    assert!(served.len() >= 2, "{} of 8 served", served.len());
     for r in &limited {
         assert!(r.header("retry-after").is_some(), "429 without Retry-After");
         assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
