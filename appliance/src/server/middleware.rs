@@ -171,17 +171,9 @@ pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    if let Err(e) = access.check(req.conn_data::<Identity>()) {
-        tracing::info!(
-            target: "airlock::access",
-            route = req.match_pattern().unwrap_or_default(),
-            reason = %e,
-            "access denied"
-        );
-        super::audit::record_denial(&req, &e).await;
-        return Ok(req.into_response(e.error_response()));
-    }
-    // Rate-limit everything but liveness (which must stay cheap and always answer).
+    // Rate-limit everything but liveness (which must stay cheap and always answer), and
+    // before the role check: a certificate the policy grants nothing must not be able to
+    // grow the audit log with `access.denied` records faster than the policy's rate.
     if access != Access::AnyCertificate
         && let (Some(state), Some(id)) = (
             req.app_data::<web::Data<AppState>>(),
@@ -196,6 +188,16 @@ pub async fn guard(
             ),
             retry_after_secs: wait.as_secs() + 1,
         };
+        return Ok(req.into_response(e.error_response()));
+    }
+    if let Err(e) = access.check(req.conn_data::<Identity>()) {
+        tracing::info!(
+            target: "airlock::access",
+            route = req.match_pattern().unwrap_or_default(),
+            reason = %e,
+            "access denied"
+        );
+        super::audit::record_denial(&req, &e).await;
         return Ok(req.into_response(e.error_response()));
     }
     Ok(next.call(req).await?.map_into_boxed_body())

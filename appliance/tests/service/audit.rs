@@ -370,6 +370,35 @@ fn a_user_is_denied_the_audit_api_and_the_denial_is_recorded() {
 }
 
 #[test]
+fn denials_are_rate_limited_before_they_reach_the_audit_log() {
+    // A certificate the CA issued but the policy grants nothing: each denial is an audit
+    // record, so its requests are counted against the per-certificate rate first.
+    let fx = fixture();
+    let mut policy = std::fs::read_to_string(fx.policy()).expect("policy");
+    policy = policy.replace("[limits]\n", "[limits]\nrequests_per_minute = 3\n");
+    std::fs::write(fx.policy(), policy).expect("write policy");
+    let server = serve(&fx);
+    let stranger = fx.client(Some("stranger"));
+    let statuses: Vec<u16> = (0..10).map(|_| stranger.get("/v1/models").status).collect();
+    assert_eq!(statuses[..3], [403, 403, 403], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|&s| s == 429), "{statuses:?}");
+    // Liveness stays open to any verified certificate.
+    assert_eq!(stranger.get("/healthz").status, 200);
+    let denied: Vec<serde_json::Value> = records(&fx)
+        .into_iter()
+        .filter(|r| r["kind"] == "access.denied")
+        .collect();
+    assert_eq!(denied.len(), 3, "{denied:?}");
+    let fp = fingerprint(&fx.pki("stranger.crt"));
+    assert!(
+        denied
+            .iter()
+            .all(|r| r["actor"]["fingerprint"] == fp.as_str())
+    );
+    stop(server);
+}
+
+#[test]
 fn a_corrupted_store_refuses_to_start() {
     let fx = fixture();
     stop(serve(&fx));
