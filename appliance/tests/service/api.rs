@@ -12,13 +12,7 @@ use crate::common::{BIN, Client, Fixture, command, free_port};
 
 pub(crate) const MODEL: &str = "smollm2-135m-instruct.q4_1";
 
-pub(crate) fn reference() -> Value {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/smollm2-llamacpp.json"),
-    )
-    .expect("reference file");
-    serde_json::from_str(&text).expect("reference JSON")
-}
+pub(crate) use airlock_testkit::reference;
 
 /// `airlock dev` with the default model, killed on drop. Its stdout (the instructions it
 /// prints) goes to `DIR/dev.out`.

@@ -6,25 +6,7 @@ use std::process::Output;
 
 use crate::common::airlock;
 
-/// The default model: `$AIRLOCK_TEST_MODEL`, else the cache path of
-/// `scripts/fetch-default-model.sh`.
-pub fn default_model() -> PathBuf {
-    if let Some(p) = std::env::var_os("AIRLOCK_TEST_MODEL") {
-        return p.into();
-    }
-    let cache = std::env::var_os("AIRLOCK_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("airlock")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/airlock")))
-        .expect("neither AIRLOCK_TEST_MODEL, AIRLOCK_CACHE, XDG_CACHE_HOME nor HOME is set");
-    let p = cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.is_file(),
-        "default model not found at {}: run scripts/fetch-default-model.sh (or set AIRLOCK_TEST_MODEL)",
-        p.display()
-    );
-    p
-}
+pub use airlock_testkit::default_model;
 
 const MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 

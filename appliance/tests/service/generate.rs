@@ -1,31 +1,7 @@
 //! `airlock generate` and `airlock models inspect` on the real default model.
-use std::path::PathBuf;
+use airlock_testkit::{default_model, reference};
 
 use crate::common::airlock;
-
-/// The default model: `$AIRLOCK_TEST_MODEL`, else the cache path of
-/// `scripts/fetch-default-model.sh`.
-fn default_model() -> PathBuf {
-    if let Some(p) = std::env::var_os("AIRLOCK_TEST_MODEL") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").expect("HOME");
-    let p = PathBuf::from(home).join(".cache/airlock/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.is_file(),
-        "default model not found at {}: run scripts/fetch-default-model.sh",
-        p.display()
-    );
-    p
-}
-
-fn reference() -> serde_json::Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/testdata/smollm2-llamacpp.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).expect("reference")).expect("json")
-}
 
 #[test]
 fn chat_at_temperature_zero_streams_llama_cpps_answer_and_a_timing_line() {

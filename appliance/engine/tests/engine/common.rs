@@ -1,67 +1,7 @@
-use std::path::PathBuf;
-
 use airlock_gguf::GgmlType;
 use airlock_gguf::write::GgufWriter;
 
-/// SplitMix64: a tiny seeded generator so every random test is reproducible.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [lo, hi).
-    pub fn f32_in(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.f32_in(-scale, scale)).collect()
-    }
-}
-
-/// The default model: `$AIRLOCK_TEST_MODEL`, else the cache path of
-/// `scripts/fetch-default-model.sh`. Fails the test with instructions if absent.
-pub fn default_model() -> PathBuf {
-    if let Some(p) = std::env::var_os("AIRLOCK_TEST_MODEL") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var_os("AIRLOCK_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("airlock")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/airlock")))
-        .expect("neither AIRLOCK_TEST_MODEL, AIRLOCK_CACHE, XDG_CACHE_HOME nor HOME is set");
-    let p = cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.is_file(),
-        "default model not found at {}: run scripts/fetch-default-model.sh (or set AIRLOCK_TEST_MODEL)",
-        p.display()
-    );
-    p
-}
-
-/// llama.cpp's outputs on the default model (copied into the repository).
-pub fn reference() -> serde_json::Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/smollm2-llamacpp.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
+pub use airlock_testkit::{Rng, default_model, ids, reference};
 
 /// Shape and encodings of a synthetic Llama.
 #[derive(Debug, Clone)]

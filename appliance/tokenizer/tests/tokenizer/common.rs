@@ -1,67 +1,8 @@
-use std::path::PathBuf;
-
 use airlock_gguf::write::GgufWriter;
 use airlock_gguf::{Array, GgufFile, Value};
 use airlock_tokenizer::{Tokenizer, TokenizerError};
 
-/// SplitMix64: a tiny seeded generator so every random test is reproducible.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
-
-/// The default model: `$AIRLOCK_TEST_MODEL`, else the cache path of
-/// `scripts/fetch-default-model.sh`. Fails the test with instructions if absent.
-pub fn default_model() -> PathBuf {
-    if let Some(p) = std::env::var_os("AIRLOCK_TEST_MODEL") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var_os("AIRLOCK_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("airlock")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/airlock")))
-        .expect("neither AIRLOCK_TEST_MODEL, AIRLOCK_CACHE, XDG_CACHE_HOME nor HOME is set");
-    let p = cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.is_file(),
-        "default model not found at {}: run scripts/fetch-default-model.sh (or set AIRLOCK_TEST_MODEL)",
-        p.display()
-    );
-    p
-}
-
-/// llama.cpp's outputs on the default model (copied into the repository).
-pub fn reference() -> serde_json::Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/smollm2-llamacpp.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| u32::try_from(x.as_u64().unwrap()).unwrap())
-        .collect()
-}
+pub use airlock_testkit::{Rng, default_model, ids, reference};
 
 pub fn strings(v: &[&str]) -> Value {
     Value::Array(Array::String(v.iter().map(|s| (*s).to_owned()).collect()))
