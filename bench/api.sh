@@ -35,6 +35,8 @@ Environment (defaults in brackets):
   LLAMA_CPP_PYTHON=0.3.36   llama-cpp-python version (venv bench/.venv, sdist, llama-server)
   TMPFS_DIR=/dev/shm   tmpfs under which the tmpfs state dir is made (must be tmpfs)
   DISK_DIR=bench/.build   directory on disk under which the disk state dir is made
+  PROMPT_CACHE=1       0 = send cache_prompt: false to llama-server (TTFT without its prompt cache;
+                       llama-cpp-python always reuses the previous prompt's prefix, airlock has none)
   METRICS_INTERVAL=0.25    seconds between /metrics samples of airlock (batch size); 0 = off
   RESULTS=bench/RESULTS.md  where to write the section; "-" = print only
   KEEP=0               1 = keep the run directory (raw JSON per server, server logs)
@@ -69,6 +71,7 @@ LLAMA_CPP_PYTHON="${LLAMA_CPP_PYTHON:-0.3.36}"
 TMPFS_DIR="${TMPFS_DIR:-/dev/shm}"
 DISK_DIR="${DISK_DIR:-$here/.build}"
 METRICS_INTERVAL="${METRICS_INTERVAL:-0.25}"
+PROMPT_CACHE="${PROMPT_CACHE:-1}"
 RESULTS="${RESULTS:-$here/RESULTS.md}"
 KEEP="${KEEP:-0}"
 MODEL_NAME="smollm2-bench"
@@ -231,8 +234,11 @@ run_llama_server() {
     start llama-server "$llama_server" -m "$model" -a "$MODEL_NAME" --host 127.0.0.1 --port "$port" \
         -t "$THREADS" -tb "$THREADS" -c "$CTX" -np "$SLOTS" --no-repack --no-webui
     wait_ready llama-server --url "http://127.0.0.1:$port/health"
+    local cache=()
+    [ "$PROMPT_CACHE" = 1 ] || cache=(--extra cache_prompt=false)
     "$py" "$here/api_load.py" run --name llama-server --label "llama-server ($SLOTS slots)" \
-        --base-url "http://127.0.0.1:$port" "${load_args[@]}" --ignore-eos --out "$run/llama-server.json"
+        --base-url "http://127.0.0.1:$port" "${load_args[@]}" --ignore-eos "${cache[@]}" \
+        --out "$run/llama-server.json"
     stop "$pid"
 }
 
@@ -331,7 +337,7 @@ for server in $SERVERS; do
 done
 
 # --- report -------------------------------------------------------------------------------
-fs_of() { df --output=fstype,source "$1" | tail -n 1 | tr -s ' ' | sed 's/ / on /'; }
+fs_of() { df --output=fstype,source "$1" | tail -n 1 | awk '{ print ($1 == $2 ? $1 : $1 " (" $2 ")") }'; }
 llama_server_version=""
 if has_server llama-server; then
     llama_server_version="$("$llama_server" --version 2>&1 | sed -n 's/^version: //p' | head -n 1)"
@@ -341,12 +347,12 @@ if [ -n "$airlock" ]; then
     airlock_version="$("$airlock" --version 2>/dev/null | head -n 1), git $(git -C "$root" rev-parse --short HEAD)"
 fi
 cmd="bench/api.sh"
-for v in CLIENTS ROUNDS REQUESTS MAX_TOKENS THREADS SLOTS; do
+for v in CLIENTS ROUNDS REQUESTS MAX_TOKENS THREADS SLOTS PROMPT_CACHE; do
     def="$(usage | sed -n "s/^  $v=\([^ ]*\).*/\1/p")"
     [ "${!v}" = "$def" ] || cmd="$v=${!v} $cmd"
 done
 elapsed=$((SECONDS - t_begin))
-export started_at load_at_start model THREADS SLOTS CTX LLAMA_CPP_PYTHON llama_server_version airlock_version cmd elapsed
+export started_at load_at_start model THREADS SLOTS CTX PROMPT_CACHE LLAMA_CPP_PYTHON llama_server_version airlock_version cmd elapsed
 export airlock_rel="${airlock#"$root"/}"
 tmpfs_fs="$(fs_of "$TMPFS_DIR")"
 disk_fs="$(fs_of "$DISK_DIR")"
@@ -357,7 +363,7 @@ print(json.dumps({"date": e["started_at"], "loadavg": e["load_at_start"], "model
     "threads": e["THREADS"], "llama_server_slots": e["SLOTS"], "ctx": e["CTX"], "llama_cpp_python": e["LLAMA_CPP_PYTHON"],
     "llama_server_version": e["llama_server_version"] or "?", "airlock_version": e["airlock_version"] or "?",
     "airlock_bin": e["airlock_rel"] or "?", "tmpfs_fs": e["tmpfs_fs"], "disk_fs": e["disk_fs"],
-    "command": e["cmd"], "elapsed_s": int(e["elapsed"])}))' >"$run/meta.json"
+    "command": e["cmd"], "elapsed_s": int(e["elapsed"]), "prompt_cache": e["PROMPT_CACHE"] == "1"}))' >"$run/meta.json"
 report=(--dir "$run")
 [ "$RESULTS" = - ] || report+=(--results-md "$RESULTS")
 "$py" "$here/api_load.py" report "${report[@]}"

@@ -300,14 +300,19 @@ def summarize(res):
     return out
 
 
-def audit_append(res):
-    """Mean audit append (submit -> flushed) in ms over the run, from airlock's /metrics."""
+def server_mean_ms(res, histogram):
+    """Mean of an airlock /metrics histogram over the run (warm-ups included), in ms."""
     a, b = res.get("metrics_before") or {}, res.get("metrics_after") or {}
-    key_s, key_n = "airlock_audit_append_duration_seconds_sum", "airlock_audit_append_duration_seconds_count"
+    key_s, key_n = f"airlock_{histogram}_sum", f"airlock_{histogram}_count"
     if key_s not in b or key_n not in b:
         return None
     n = b[key_n] - a.get(key_n, 0.0)
     return (b[key_s] - a.get(key_s, 0.0)) / n * 1000.0 if n > 0 else None
+
+
+def audit_append(res):
+    """Mean audit append (submit -> flushed), ms."""
+    return server_mean_ms(res, "audit_append_duration_seconds")
 
 
 def fmt(v, nd=1):
@@ -349,12 +354,12 @@ def report(args):
     rows += [(f"request latency p50, ms ({n} client{'s' if n > 1 else ''})", n, "lat_p50", 1, False)
              for n in levels]
     labels = {name: runs[name]["label"] for name in order}
-    head = "| metric | " + " | ".join(labels[n] for n in order) + " | " + " | ".join(
-        f"airlock / {labels[p]}" for p in peers) + " |"
-    lines = [head, "|---|" + "---:|" * (len(order) + len(peers))]
+    ratio_peers = peers if primary else []
+    head = "| metric | " + " | ".join([labels[n] for n in order] + [f"airlock / {labels[p]}" for p in ratio_peers]) + " |"
+    lines = [head, "|---|" + "---:|" * (len(order) + len(ratio_peers))]
     for label, n, key, nd, _ in rows:
         cells = [fmt(get(name, n, key), nd) for name in order]
-        cells += [ratio(get(primary, n, key), get(p, n, key)) for p in peers]
+        cells += [ratio(get(primary, n, key), get(p, n, key)) for p in ratio_peers]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
     # Targets of issue 7.
@@ -393,6 +398,12 @@ def report(args):
             if s["tokens_min"] is not None and s["tokens_min"] != runs[name]["max_tokens"]:
                 notes.append(f"* {labels[name]}, {n} clients: some answers had {s['tokens_min']}–{s['tokens_max']} "
                              f"tokens instead of {runs[name]['max_tokens']} (tokens/s counts what was generated).")
+        ttft_s, itl_s = (server_mean_ms(runs[name], "time_to_first_token_seconds"),
+                         server_mean_ms(runs[name], "inter_token_latency_seconds"))
+        if ttft_s is not None:
+            notes.append(f"* {labels[name]}, server side (/metrics, means over the run, all client counts): "
+                         f"admission → first token {ttft_s:.1f} ms, between tokens {fmt(itl_s)} ms, "
+                         f"audit append {fmt(audit_append(runs[name]), 2)} ms.")
         bm = [(n, s["batch_mean"], s["batch_max"]) for n, s in sorted(sums[name].items()) if s["batch_mean"] is not None]
         if bm:
             notes.append(f"* {labels[name]}: decode batch size sampled from /metrics during the rounds (mean / max): "
@@ -419,13 +430,17 @@ def report(args):
             f"server (`use_extra_bufts=False`).",
             f"airlock: real mTLS (dev PKI), audit log on {meta.get('tmpfs_fs', 'tmpfs')} (`airlock-tmpfs`) and on "
             f"{meta.get('disk_fs', 'disk')} (`airlock-disk`); ratios use `{primary or 'airlock'}`. llama.cpp's servers: plain "
-            f"HTTP on 127.0.0.1, prompt prefix cached between requests (their default).",
+            f"HTTP on 127.0.0.1; " + ("the prompt prefix is cached between requests (their default; airlock has no "
+                      "prompt cache)." if meta.get("prompt_cache", True) else
+                      "llama-server with `cache_prompt: false` (llama-cpp-python still reuses the previous "
+                      "prompt's prefix; airlock has no prompt cache)."),
             "", *lines, "", "Targets of issue 7:", "", *checks]
     if audit_lines:
         text += ["", "Audit on tmpfs vs on disk (Δ = disk − tmpfs):", "", *audit_lines]
     if notes:
         text += ["", "Notes:", "", *notes]
-    took = f" The whole run took {meta['elapsed_s'] / 60:.0f} min." if meta.get("elapsed_s") else ""
+    el = meta.get("elapsed_s")
+    took = "" if not el else (f" The whole run took {el} s." if el < 120 else f" The whole run took {el / 60:.0f} min.")
     text += ["", f"Reproduce: `{meta.get('command', 'bench/api.sh')}`.{took}", ""]
     section = "\n".join(text)
     print(section)
