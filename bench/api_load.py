@@ -67,13 +67,22 @@ def percentile(values, q):
 # wait
 
 
+def alive(pid):
+    """False once the process exited (a zombie its parent has not reaped counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 async def wait_ready(args):
     deadline = time.monotonic() + args.timeout
     verify = tls_context(args.ca, args.cert, args.key) or True
     last = "no answer"
     async with httpx.AsyncClient(verify=verify, timeout=5.0) as client:
         while time.monotonic() < deadline:
-            if args.pid and not os.path.exists(f"/proc/{args.pid}"):
+            if args.pid and not alive(args.pid):
                 sys.exit(f"api_load wait: server process {args.pid} exited before it was ready ({last})")
             try:
                 r = await client.get(args.url)
@@ -109,8 +118,16 @@ def request_body(args):
 
 
 async def one_request(client, url, body):
-    """One streamed chat completion; returns its sample (times in seconds, relative)."""
+    """One streamed chat completion; returns its sample (times in seconds, relative).
+    Transport errors (refused, reset, timeout) are samples with an error, not exceptions."""
     t0 = time.perf_counter()
+    try:
+        return await stream_request(client, url, body, t0)
+    except httpx.HTTPError as e:
+        return {"error": f"{type(e).__name__}: {e}", "t0": t0, "t_end": time.perf_counter()}
+
+
+async def stream_request(client, url, body, t0):
     first = None
     chunks = 0
     usage = None
