@@ -128,7 +128,8 @@ async def one_request(client, url, body):
 
 
 async def stream_request(client, url, body, t0):
-    first = None
+    first = last = None
+    gap_max = 0.0
     chunks = 0
     usage = None
     finish = None
@@ -158,8 +159,12 @@ async def stream_request(client, url, body, t0):
                 content = (choice.get("delta") or {}).get("content")
                 if content:
                     chunks += 1
+                    now = time.perf_counter()
                     if first is None:
-                        first = time.perf_counter()
+                        first = now
+                    else:
+                        gap_max = max(gap_max, now - last)
+                    last = now
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
     t_end = time.perf_counter()
@@ -168,7 +173,7 @@ async def stream_request(client, url, body, t0):
     else:
         tokens, source = chunks, "chunks"
     sample = {"t0": t0, "t_first": first, "t_end": t_end, "tokens": tokens, "tokens_from": source,
-              "chunks": chunks, "finish": finish, "done": done,
+              "chunks": chunks, "gap_max_ms": round(gap_max * 1000.0, 3), "finish": finish, "done": done,
               "prompt_tokens": (usage or {}).get("prompt_tokens")}
     if error or first is None:
         sample["error"] = error or "no content in the stream"
@@ -307,6 +312,7 @@ def summarize(res):
             "tok_s_rounds": [r["tok_s"] for r in level["rounds"]],
             "ttft_p50": percentile(ttft, 50), "ttft_p95": percentile(ttft, 95),
             "lat_p50": percentile(lat, 50), "lat_p95": percentile(lat, 95),
+            "gap_p50": percentile([s["gap_max_ms"] for s in ok if "gap_max_ms" in s], 50),
             "requests": len(samples), "errors": len(samples) - len(ok),
             "tokens_min": min(toks) if toks else None, "tokens_max": max(toks) if toks else None,
             "tokens_from": sorted({s["tokens_from"] for s in ok}),
@@ -340,6 +346,31 @@ def ratio(a, b, nd=2):
     return "–" if a is None or b is None or b == 0 else f"{a / b:.{nd}f}"
 
 
+def describe(runs, meta, primary):
+    """Sentences on versions and settings of the servers in this run."""
+    out = []
+    if any(n.startswith("airlock-") for n in runs):
+        where = [f"on {meta.get(k, '?')} (`{n}`)" for n, k in (("airlock-tmpfs", "tmpfs_fs"), ("airlock-disk", "disk_fs"))
+                 if n in runs]
+        out.append(f"airlock `{meta.get('airlock_version', '?')}` (`{meta.get('airlock_bin', '?')}`): `airlock serve` "
+                   f"over mutual TLS (dev PKI, client certificate per connection), egress lockdown on, "
+                   f"`max_batch` {meta.get('llama_server_slots', 8)}, audit log (durable before the first token "
+                   f"and before the end of the stream) {' and '.join(where)}; ratios use `{primary}`.")
+    if "llama-server" in runs:
+        out.append(f"llama-server {meta.get('llama_server_version', '?')} built from llama-cpp-python "
+                   f"{meta.get('llama_cpp_python', '?')}'s `vendor/llama.cpp` (`-np {meta.get('llama_server_slots', 8)} "
+                   f"--no-repack -c {meta.get('ctx', '?')}`, requests with `ignore_eos`"
+                   + (")." if meta.get("prompt_cache", True) else ", `cache_prompt: false`)."))
+    if "llama-cpp-python" in runs:
+        out.append(f"llama-cpp-python {meta.get('llama_cpp_python', '?')} server (`use_extra_bufts=False`, "
+                   f"`--interrupt_requests False`: requests wait for its lock).")
+    if "llama-server" in runs or "llama-cpp-python" in runs:
+        out.append("llama.cpp's servers speak plain HTTP on 127.0.0.1 and reuse the cached prefix of a repeated "
+                   "prompt" + (" (llama-server only where `cache_prompt` is on)" if not meta.get("prompt_cache", True)
+                               else "") + "; airlock has no prompt cache.")
+    return out
+
+
 def report(args):
     files = sorted(glob.glob(os.path.join(args.dir, "*.json")))
     meta = {}
@@ -369,6 +400,8 @@ def report(args):
             (f"TTFT p95, ms ({lo} client{'s' if lo > 1 else ''})", lo, "ttft_p95", 1, False)]
     rows += [(f"generated tokens/s, {n} client{'s' if n > 1 else ''}", n, "tok_s", 1, True) for n in levels]
     rows += [(f"request latency p50, ms ({n} client{'s' if n > 1 else ''})", n, "lat_p50", 1, False)
+             for n in levels]
+    rows += [(f"longest pause in a stream, p50, ms ({n} client{'s' if n > 1 else ''})", n, "gap_p50", 1, False)
              for n in levels]
     labels = {name: runs[name]["label"] for name in order}
     ratio_peers = peers if primary else []
@@ -440,17 +473,7 @@ def report(args):
             f"(temperature 0), prompt {', '.join(map(str, ptoks)) or '?'} tokens (chat template included); "
             f"{first['rounds']} round(s) per level, each client sending {first['requests_per_client']} request(s) "
             f"back to back per round, after one unmeasured warm-up request per client.",
-            f"Versions: airlock `{meta.get('airlock_version', '?')}` ({meta.get('airlock_bin', '?')}); "
-            f"llama-server {meta.get('llama_server_version', '?')} (from llama-cpp-python "
-            f"{meta.get('llama_cpp_python', '?')}'s `vendor/llama.cpp`, `-np {meta.get('llama_server_slots', 8)} "
-            f"--no-repack`, -c {meta.get('ctx', '?')}); llama-cpp-python {meta.get('llama_cpp_python', '?')} "
-            f"server (`use_extra_bufts=False`).",
-            f"airlock: real mTLS (dev PKI), audit log on {meta.get('tmpfs_fs', 'tmpfs')} (`airlock-tmpfs`) and on "
-            f"{meta.get('disk_fs', 'disk')} (`airlock-disk`); ratios use `{primary or 'airlock'}`. llama.cpp's servers: plain "
-            f"HTTP on 127.0.0.1; " + ("the prompt prefix is cached between requests (their default; airlock has no "
-                      "prompt cache)." if meta.get("prompt_cache", True) else
-                      "llama-server with `cache_prompt: false` (llama-cpp-python still reuses the previous "
-                      "prompt's prefix; airlock has no prompt cache)."),
+            " ".join(describe(runs, meta, primary)),
             "", *lines, "", "Targets of issue 7:", "", *checks]
     if audit_lines:
         text += ["", "Audit on tmpfs vs on disk (Δ = disk − tmpfs):", "", *audit_lines]
