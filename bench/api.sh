@@ -129,6 +129,7 @@ if has_server llama-server && [ ! -x "$llama_server" ]; then
     mkdir -p "$(dirname "$llama_server")"
     cp "$build/llama.cpp-build/bin/llama-server" "$llama_server.tmp"
     mv "$llama_server.tmp" "$llama_server"
+    rm -rf "$build/llama.cpp-build" "$src"  # ~300 MB; the binary is all that is needed
 fi
 
 # --- airlock ------------------------------------------------------------------------------

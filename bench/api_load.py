@@ -244,7 +244,8 @@ async def run_load(args):
     result = {"name": args.name, "label": args.label or args.name, "base_url": args.base_url,
               "body": body, "rounds": args.rounds, "requests_per_client": args.requests,
               "max_tokens": args.max_tokens, "levels": {}, "info": json.loads(args.info or "{}"),
-              "metrics_before": await fetch_metrics(args)}
+              "metrics_before": await fetch_metrics(args),
+              "loadavg_start": os.getloadavg()[0]}
     for n in args.clients:
         clients = [make_client(args) for _ in range(n)]
         try:
@@ -458,6 +459,9 @@ def report(args):
         if bm:
             notes.append(f"* {labels[name]}: decode batch size sampled from /metrics during the rounds (mean / max): "
                          + ", ".join(f"{n} clients {m:.1f} / {x:.0f}" for n, m, x in bm) + ".")
+    la = [f"{labels[n]} {runs[n]['loadavg_start']:.1f}" for n in order if "loadavg_start" in runs[n]]
+    if la:
+        notes.append("* Load average (1 min) when each server's load started: " + ", ".join(la) + ".")
     ptoks = sorted({p for s in sums.values() for v in s.values() for p in v["prompt_tokens"]})
     first = runs[order[0]]
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
