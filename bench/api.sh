@@ -22,7 +22,9 @@ replaces the "API benchmark" section of bench/RESULTS.md (the rest of the file i
 Environment (defaults in brackets):
   CLIENTS=1,4,8        client counts to run (the first one gives TTFT)
   ROUNDS=3             measured rounds per client count
-  REQUESTS=2           requests each client sends back to back per round
+  REQUESTS=2           requests each client sends back to back per round (at least)
+  MIN_SAMPLES=20       ...raised so that each client count has at least this many requests
+                       (1 client, 3 rounds: 7 a round), for TTFT p50/p95 and the audit comparison
   MAX_TOKENS=64        max_tokens per request (llama-server also gets ignore_eos)
   PROMPT=...           user message (default: 42 tokens with SmolLM2's chat template)
   THREADS=2            compute threads of every server
@@ -43,8 +45,9 @@ Environment (defaults in brackets):
 Needs PyPI once (venv, sdist, cmake if none is installed); everything runs on 127.0.0.1.
 
 Examples:
-  bench/api.sh                                        # full run (about 15-20 min on 2 cores)
-  ROUNDS=1 REQUESTS=1 CLIENTS=1,8 RESULTS=- bench/api.sh   # quick check of the script
+  bench/api.sh                # full run: ~10 min on a quiet 2-core machine once built (the first
+                              # run also builds airlock and llama-server: ~20 min each on 2 cores)
+  ROUNDS=1 REQUESTS=1 MIN_SAMPLES=1 CLIENTS=1,8 RESULTS=- bench/api.sh   # quick check of the script
   SERVERS="airlock-tmpfs airlock-disk" AIRLOCK_BIN=target/release/airlock bench/api.sh
 EOF
 }
@@ -62,6 +65,7 @@ model="$(realpath "${1:-$("$root/scripts/fetch-default-model.sh")}")"
 CLIENTS="${CLIENTS:-1,4,8}"
 ROUNDS="${ROUNDS:-3}"
 REQUESTS="${REQUESTS:-2}"
+MIN_SAMPLES="${MIN_SAMPLES:-20}"
 MAX_TOKENS="${MAX_TOKENS:-64}"
 THREADS="${THREADS:-2}"
 SLOTS="${SLOTS:-8}"
@@ -197,7 +201,8 @@ wait_ready() {
     fi
 }
 
-load_args=(--clients "$CLIENTS" --rounds "$ROUNDS" --requests "$REQUESTS" --max-tokens "$MAX_TOKENS"
+load_args=(--clients "$CLIENTS" --rounds "$ROUNDS" --requests "$REQUESTS" --min-samples "$MIN_SAMPLES"
+           --max-tokens "$MAX_TOKENS"
            --model "$MODEL_NAME")
 [ -z "${PROMPT:-}" ] || load_args+=(--prompt "$PROMPT")
 
@@ -348,7 +353,7 @@ if [ -n "$airlock" ]; then
     airlock_version="$("$airlock" --version 2>/dev/null | head -n 1), git $(git -C "$root" rev-parse --short HEAD)"
 fi
 cmd="bench/api.sh"
-for v in CLIENTS ROUNDS REQUESTS MAX_TOKENS THREADS SLOTS PROMPT_CACHE; do
+for v in CLIENTS ROUNDS REQUESTS MIN_SAMPLES MAX_TOKENS THREADS SLOTS PROMPT_CACHE; do
     def="$(usage | sed -n "s/^  $v=\([^ ]*\).*/\1/p")"
     [ "${!v}" = "$def" ] || cmd="$v=${!v} $cmd"
 done

@@ -247,6 +247,8 @@ async def run_load(args):
               "metrics_before": await fetch_metrics(args),
               "loadavg_start": os.getloadavg()[0]}
     for n in args.clients:
+        # Enough requests for percentiles at low client counts: at least --min-samples per level.
+        per_round = max(args.requests, -(-args.min_samples // (n * args.rounds)))
         clients = [make_client(args) for _ in range(n)]
         try:
             warm = []
@@ -262,7 +264,7 @@ async def run_load(args):
                 poller = (asyncio.create_task(sample_metrics(args, stop, gauges))
                           if args.metrics_url else None)
                 t_start = time.perf_counter()
-                await asyncio.gather(*(client_task(args, c, url, body, args.requests, per_client[j])
+                await asyncio.gather(*(client_task(args, c, url, body, per_round, per_client[j])
                                        for j, c in enumerate(clients)))
                 t_stop = time.perf_counter()
                 stop.set()
@@ -284,7 +286,7 @@ async def run_load(args):
                 print(f"  {args.label or args.name}: {n} client(s) round {i + 1}/{args.rounds}: "
                       f"{tokens} tokens in {wall:.2f} s = {tokens / wall:.1f} tok/s"
                       + (f", {len(errors)} error(s): {errors[0]}" if errors else ""), flush=True)
-            result["levels"][str(n)] = {"warmup": warm, "rounds": rounds}
+            result["levels"][str(n)] = {"warmup": warm, "rounds": rounds, "requests_per_client": per_round}
         finally:
             for c in clients:
                 await c.aclose()
@@ -475,8 +477,11 @@ def report(args):
                if load and float(str(load).split()[0]) > args.quiet_load else "") + ".",
             f"Model: `{meta.get('model', '?')}`. Streamed chat completions, {first['max_tokens']} tokens each "
             f"(temperature 0), prompt {', '.join(map(str, ptoks)) or '?'} tokens (chat template included); "
-            f"{first['rounds']} round(s) per level, each client sending {first['requests_per_client']} request(s) "
-            f"back to back per round, after one unmeasured warm-up request per client.",
+            f"{first['rounds']} round(s) per client count; requests each client sends back to back per round: "
+            + ", ".join(f"{v.get('requests_per_client', first['requests_per_client'])} at {n} client{'s' if int(n) > 1 else ''}"
+                        for n, v in first["levels"].items())
+            + "; one unmeasured warm-up request per client first; "
+            "percentiles over all measured requests, tokens/s the median over rounds.",
             " ".join(describe(runs, meta, primary)),
             "", *lines, "", "Targets of issue 7:", "", *checks]
     if audit_lines:
@@ -538,6 +543,8 @@ def main():
     r.add_argument("--clients", type=levels, default=[1, 4, 8])
     r.add_argument("--rounds", type=int, default=3)
     r.add_argument("--requests", type=int, default=2, help="requests per client per round")
+    r.add_argument("--min-samples", type=int, default=20,
+                   help="raise requests per client so that each client count has at least this many")
     r.add_argument("--max-tokens", type=int, default=64)
     r.add_argument("--prompt", default=DEFAULT_PROMPT)
     r.add_argument("--ignore-eos", action="store_true", help="send ignore_eos: true (llama-server)")
