@@ -354,7 +354,7 @@ if [ -n "$airlock" ]; then
 fi
 cmd="bench/api.sh"
 for v in CLIENTS ROUNDS REQUESTS MIN_SAMPLES MAX_TOKENS THREADS SLOTS PROMPT_CACHE; do
-    def="$(usage | sed -n "s/^  $v=\([^ ]*\).*/\1/p")"
+    def="$(usage | sed -n "s/^  $v=\([^ ]*\).*/\1/p" | head -n 1)"
     [ "${!v}" = "$def" ] || cmd="$v=${!v} $cmd"
 done
 elapsed=$((SECONDS - t_begin))
