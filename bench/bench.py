@@ -125,8 +125,15 @@ def main():
     table = "\n".join(head + lines) + "\n"
     print(table)
     if args.out:
+        # Replace this benchmark's section only: bench/api.sh keeps its "# API benchmark"
+        # section (and anything after it) in the same file.
+        rest = ""
+        if os.path.exists(args.out):
+            old = open(args.out).read()
+            at = old.find("\n# API benchmark\n")
+            rest = old[at:] if at >= 0 else ""
         with open(args.out, "w") as f:
-            f.write(table)
+            f.write(table + rest)
 
 
 if __name__ == "__main__":
