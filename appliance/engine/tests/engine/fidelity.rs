@@ -10,8 +10,9 @@
 //! 51, token 198). The issue asked for 0.5; the bound asserted here stays 0.6. What we know:
 //! * The reference was made *without* flash attention: llama-cpp-python 0.3.36 with
 //!   `flash_attn=False` reproduces these logits to 5e-5, with `flash_attn=True` they move by up
-//!   to 0.78. So there is no f16 flash-attention accumulator to emulate; its `mul_mat`s take the
-//!   f16 cache with f32 queries and f32 softmax weights (tinyBLAS).
+//!   to 0.78. So there is no f16 flash-attention accumulator to emulate, and rounding queries
+//!   and softmax weights to f16 (as a `mul_mat` converting them to the f16 cache's dot type
+//!   would) moves us away from it (below).
 //! * The maximum is noise, not a systematic error: rounding queries or softmax weights to f16
 //!   (0.74–0.91), ggml's f32 iterative RoPE angles (1.04), or merely another summation order in
 //!   prompt attention (0.59–0.81) each move it, with the worst logit at another position every
