@@ -271,47 +271,101 @@ fn tile_q8(
         Isa::Avx2 | Isa::Avx512Vnni => {
             #[cfg(target_arch = "x86_64")]
             {
-                if !isa.is_supported() {
+                let mut dec = tile::Decoded::default();
+                if !tile_decode(isa, ty, rows, nb, &mut dec) {
                     return None;
                 }
-                let kind = tile::kind(ty)?;
-                // SAFETY: the CPU has `isa`'s features (checked above); every row is `nb`
-                // blocks of `ty` and every activation `nb` blocks, e4 has `nb` entries
-                // (checked above): the contract of `tile`.
-                Some(unsafe {
-                    use tile::{Q4_0, Q4_1, tile_avx2, tile_vnni};
-                    if isa == Isa::Avx512Vnni {
-                        match kind {
-                            Q4_0 => tile_vnni::<Q4_0, 4, 4, 0>(rows, a, e4),
-                            Q4_1 => tile_vnni::<Q4_1, 4, 4, 0>(rows, a, e4),
-                            _ => tile_vnni::<{ tile::Q8_0 }, 4, 4, 0>(rows, a, e4),
-                        }
-                    } else {
-                        // Sixteen accumulators would spill AVX2's sixteen registers: two
-                        // 4 × 2 tiles.
-                        let (p, q) = ([a[0], a[1]], [a[2], a[3]]);
-                        let (lo, hi) = match kind {
-                            Q4_0 => (
-                                tile_avx2::<Q4_0, 4, 2, 0>(rows, &p, e4),
-                                tile_avx2::<Q4_0, 4, 2, 2>(rows, &q, e4),
-                            ),
-                            Q4_1 => (
-                                tile_avx2::<Q4_1, 4, 2, 0>(rows, &p, e4),
-                                tile_avx2::<Q4_1, 4, 2, 2>(rows, &q, e4),
-                            ),
-                            _ => (
-                                tile_avx2::<{ tile::Q8_0 }, 4, 2, 0>(rows, &p, e4),
-                                tile_avx2::<{ tile::Q8_0 }, 4, 2, 2>(rows, &q, e4),
-                            ),
-                        };
-                        std::array::from_fn(|r| [lo[r][0], lo[r][1], hi[r][0], hi[r][1]])
-                    }
-                })
+                tile_run(isa, ty, &dec, a, e4)
             }
             #[cfg(not(target_arch = "x86_64"))]
             None
         }
     }
+}
+
+/// Decodes a tile of four rows of `ty` (`nb` blocks each) into `dec` for [`tile_run`]; false
+/// (nothing decoded) for a type without tile kernels, other lengths, or an `isa` this CPU lacks.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn tile_decode(
+    isa: Isa,
+    ty: GgmlType,
+    rows: &[&[u8]; TILE],
+    nb: usize,
+    dec: &mut tile::Decoded,
+) -> bool {
+    let Some(kind) = tile::kind(ty) else {
+        return false;
+    };
+    if isa == Isa::Portable
+        || !isa.is_supported()
+        || !rows.iter().all(|r| r.len() == nb * ty.block_bytes())
+    {
+        return false;
+    }
+    // SAFETY: AVX2/FMA/F16C present (every non-portable isa has them; checked above) and every
+    // row is `nb` blocks of `ty` (checked above): the contract of `tile::decode`.
+    unsafe {
+        match kind {
+            tile::Q4_0 => tile::decode::<{ tile::Q4_0 }>(rows, nb, dec),
+            tile::Q4_1 => tile::decode::<{ tile::Q4_1 }>(rows, nb, dec),
+            _ => tile::decode::<{ tile::Q8_0 }>(rows, nb, dec),
+        }
+    }
+    true
+}
+
+/// The tile kernel on a decoded weight tile ([`tile_decode`] with the same `isa` and `ty`) and
+/// four tokens with prepared offsets ([`offsets4`]); `None` if the lengths disagree.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn tile_run(
+    isa: Isa,
+    ty: GgmlType,
+    dec: &tile::Decoded,
+    a: &[&Q8Row; TILE],
+    e4: &[[f32; 4]],
+) -> Option<[[f32; TILE]; TILE]> {
+    let nb = dec.blocks();
+    let kind = tile::kind(ty)?;
+    if !isa.is_supported()
+        || e4.len() < nb
+        || !a
+            .iter()
+            .all(|r| r.d.len() == nb && r.qs.len() == nb * airlock_gguf::blocks::QK)
+    {
+        return None;
+    }
+    use tile::{Q4_0, Q4_1, Q8_0, tile_avx2, tile_vnni};
+    // SAFETY: the CPU has `isa`'s features (checked above); `dec` holds `nb` decoded blocks of
+    // `kind` (the caller decoded it with this `ty`), every activation `nb` blocks and e4 `nb`
+    // entries (checked above): the contract of `tile`.
+    Some(unsafe {
+        match (isa, kind) {
+            (Isa::Avx512Vnni, Q4_0) => tile_vnni::<Q4_0, 4, 0>(dec, a, e4),
+            (Isa::Avx512Vnni, Q4_1) => tile_vnni::<Q4_1, 4, 0>(dec, a, e4),
+            (Isa::Avx512Vnni, _) => tile_vnni::<Q8_0, 4, 0>(dec, a, e4),
+            _ => {
+                // Sixteen accumulators would spill AVX2's sixteen registers: two 4 × 2 tiles.
+                let (p, q) = ([a[0], a[1]], [a[2], a[3]]);
+                let (lo, hi) = match kind {
+                    Q4_0 => (
+                        tile_avx2::<Q4_0, 2, 0>(dec, &p, e4),
+                        tile_avx2::<Q4_0, 2, 2>(dec, &q, e4),
+                    ),
+                    Q4_1 => (
+                        tile_avx2::<Q4_1, 2, 0>(dec, &p, e4),
+                        tile_avx2::<Q4_1, 2, 2>(dec, &q, e4),
+                    ),
+                    _ => (
+                        tile_avx2::<Q8_0, 2, 0>(dec, &p, e4),
+                        tile_avx2::<Q8_0, 2, 2>(dec, &q, e4),
+                    ),
+                };
+                std::array::from_fn(|r| [lo[r][0], lo[r][1], hi[r][0], hi[r][1]])
+            }
+        }
+    })
 }
 
 /// `out[r * a.len() + t] = rows[r] · a[t]` for up to [`TILE`] rows × [`TILE`] tokens of a
@@ -461,23 +515,27 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
                 TokenGroup { acts, count, e4 }
             })
             .collect();
+        #[cfg(target_arch = "x86_64")]
         tmp.par_chunks_mut(chunk * n)
             .enumerate()
             .for_each(|(c, o)| {
                 let nr = o.len() / n;
-                for (gi, g) in groups.iter().enumerate() {
-                    let t0 = gi * TILE;
-                    for r0 in (0..nr).step_by(TILE) {
-                        let rc = (nr - r0).min(TILE);
-                        let rs: [&[u8]; TILE] =
-                            std::array::from_fn(|k| row_of(c * chunk + r0 + k.min(rc - 1)));
-                        // INVARIANT: QWeight rows are `cols` values of `ty`; the activations
-                        // were quantized from `cols` values: the lengths match.
-                        let res =
-                            tile_q8(isa, ty, &rs, &g.acts, &g.e4).unwrap_or([[f32::NAN; 4]; 4]);
+                let mut dec = tile::Decoded::default();
+                for r0 in (0..nr).step_by(TILE) {
+                    let rc = (nr - r0).min(TILE);
+                    let rs: [&[u8]; TILE] =
+                        std::array::from_fn(|k| row_of(c * chunk + r0 + k.min(rc - 1)));
+                    // INVARIANT: QWeight rows are `cols` values of `ty` and the activations were
+                    // quantized from `cols` values: decoding and the tiles cannot fail.
+                    let ok = tile_decode(isa, ty, &rs, cols / airlock_gguf::blocks::QK, &mut dec);
+                    for (gi, g) in groups.iter().enumerate() {
+                        let res = ok
+                            .then(|| tile_run(isa, ty, &dec, &g.acts, &g.e4))
+                            .flatten()
+                            .unwrap_or([[f32::NAN; 4]; 4]);
                         for (r, rv) in res.iter().enumerate().take(rc) {
                             for (t, &v) in rv.iter().enumerate().take(g.count) {
-                                o[(t0 + t) * nr + r0 + r] = v;
+                                o[(gi * TILE + t) * nr + r0 + r] = v;
                             }
                         }
                     }

@@ -16,7 +16,11 @@
 //! * The CPU has the instruction sets named in the function's `target_feature`.
 //! * Every `rows[r]` is exactly `nb` whole blocks of the kernel's weight type, where `nb` is the
 //!   block count of every `a[t]` (`a[t].qs.len() == 32 nb`, `a[t].d.len() == nb`), and
-//!   `e4.len() >= nb` for Q4_0/Q4_1. [`super::tile_dot_q8`] checks all of it.
+//!   `e4.len() >= nb`. [`super::tile_dot_q8`] checks all of it.
+//!
+//! The weight tile is decoded once ([`decode`]: nibbles to bytes, f16 scales to f32) and then
+//! serves every token group of the prompt from L1, so the inner loop is loads, dots, converts
+//! and FMAs only.
 
 #![allow(unsafe_code)]
 
@@ -45,47 +49,94 @@ pub(super) fn kind(ty: GgmlType) -> Option<u8> {
     }
 }
 
+/// A tile of [`TILE_ROWS`] weight rows decoded once for all token groups of a prompt: per block
+/// (then per row) the 32 codes as unsigned bytes (`|w|` for Q8_0, whose signs are kept in `sign`),
+/// the scale `d`, and the offset factor `c` (`m` for Q4_1, `d` for Q4_0).
+#[derive(Default)]
+pub(super) struct Decoded {
+    q: Vec<[u8; QK]>,
+    sign: Vec<[u8; QK]>,
+    d: Vec<[f32; TILE_ROWS]>,
+    c: Vec<[f32; TILE_ROWS]>,
+}
+
+/// Rows of a [`Decoded`] tile.
+pub(super) const TILE_ROWS: usize = 4;
+
+impl Decoded {
+    /// Blocks per row.
+    pub(super) fn blocks(&self) -> usize {
+        self.d.len()
+    }
+}
+
+/// Decodes `rows` (each `nb` blocks of kind `K`) into `out`, reusing its allocations.
+///
+/// # Safety
+/// AVX2/FMA/F16C present; every row is exactly `nb` whole blocks of kind `K`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn decode<const K: u8>(rows: &[&[u8]; TILE_ROWS], nb: usize, out: &mut Decoded) {
+    let bb = match K {
+        Q4_0 => 18,
+        Q4_1 => 20,
+        _ => 34,
+    };
+    out.q.resize(nb * TILE_ROWS, [0; QK]);
+    out.sign
+        .resize(if K == Q8_0 { nb * TILE_ROWS } else { 0 }, [0; QK]);
+    out.d.resize(nb, [0.0; TILE_ROWS]);
+    out.c.resize(nb, [0.0; TILE_ROWS]);
+    for b in 0..nb {
+        for (r, row) in rows.iter().enumerate() {
+            // SAFETY: b < nb and the row holds nb blocks of bb bytes (contract); the stores go
+            // to 32-byte arrays.
+            unsafe {
+                let blk = row.as_ptr().add(b * bb);
+                let d = f16_at_ptr(blk);
+                out.d[b][r] = d;
+                let dst = out.q[b * TILE_ROWS + r].as_mut_ptr().cast();
+                if K == Q8_0 {
+                    let q = _mm256_loadu_si256(blk.add(2).cast());
+                    _mm256_storeu_si256(dst, _mm256_sign_epi8(q, q));
+                    _mm256_storeu_si256(out.sign[b * TILE_ROWS + r].as_mut_ptr().cast(), q);
+                } else {
+                    _mm256_storeu_si256(dst, nibbles32_ptr(blk.add(bb - QK / 2)));
+                    out.c[b][r] = if K == Q4_1 { f16_at_ptr(blk.add(2)) } else { d };
+                }
+            }
+        }
+    }
+}
+
 macro_rules! tile_kernel {
     ($feat:literal, $dot:ident, $name:ident) => {
-        /// `out[r][t] = rows[r] · a[t]` for an `R × T` tile; `e4[b]` holds, per block `b`, the
-        /// offset factor of each token (`s` for Q4_1, `−8 d Σq` for Q4_0), token `t` in lane
-        /// `L0 + t` (`L0 + T <= 4`).
+        /// `out[r][t] = row r of w · a[t]` for a decoded tile and `T` tokens; `e4[b]` holds, per
+        /// block `b`, the offset factor of each token (`s` for Q4_1, `−8 d Σq` for Q4_0), token
+        /// `t` in lane `L0 + t` (`L0 + T <= 4`).
         ///
         /// # Safety
-        /// See the module's contract.
+        /// See the module's contract; `w` was decoded ([`decode`]) with kind `K` from rows of
+        /// `a[t]`'s block count.
         #[target_feature(enable = $feat)]
-        pub(super) unsafe fn $name<const K: u8, const R: usize, const T: usize, const L0: usize>(
-            rows: &[&[u8]; R],
+        pub(super) unsafe fn $name<const K: u8, const T: usize, const L0: usize>(
+            w: &Decoded,
             a: &[&Q8Row; T],
             e4: &[[f32; 4]],
-        ) -> [[f32; T]; R] {
-            let bb = match K {
-                Q4_0 => 18,
-                Q4_1 => 20,
-                _ => 34,
-            };
-            let nb = a[0].d.len();
+        ) -> [[f32; T]; TILE_ROWS] {
+            const R: usize = TILE_ROWS;
+            let nb = w.blocks();
             let mut acc = [[_mm256_setzero_ps(); T]; R];
             let mut off = [_mm_setzero_ps(); R];
             for b in 0..nb {
-                // SAFETY: b < nb; every row holds nb blocks of bb bytes and every activation
-                // nb blocks of 32 codes (contract), so each pointer below stays in its slice.
+                // SAFETY: b < nb; w holds nb blocks of R rows, every activation nb blocks of 32
+                // codes and e4 nb entries (contract), so each pointer stays in its slice.
                 unsafe {
-                    let mut w = [_mm256_setzero_si256(); R];
-                    let mut sw = [_mm256_setzero_si256(); R];
                     let mut dw = [_mm256_setzero_ps(); R];
+                    let qp = w.q.as_ptr().add(b * R);
                     for r in 0..R {
-                        let blk = rows[r].as_ptr().add(b * bb);
-                        let d = f16_at_ptr(blk);
-                        dw[r] = _mm256_set1_ps(d);
-                        if K == Q8_0 {
-                            let q = _mm256_loadu_si256(blk.add(2).cast());
-                            // |w| as unsigned; the sign moves onto the activation codes.
-                            w[r] = _mm256_sign_epi8(q, q);
-                            sw[r] = q;
-                        } else {
-                            w[r] = nibbles32_ptr(blk.add(bb - QK / 2));
-                            let c = if K == Q4_1 { f16_at_ptr(blk.add(2)) } else { d };
+                        dw[r] = _mm256_set1_ps(*w.d.as_ptr().add(b).cast::<f32>().add(r));
+                        if K != Q8_0 {
+                            let c = *w.c.as_ptr().add(b).cast::<f32>().add(r);
                             let e = _mm_loadu_ps(e4.as_ptr().add(b).cast());
                             off[r] = _mm_fmadd_ps(_mm_set1_ps(c), e, off[r]);
                         }
@@ -94,10 +145,12 @@ macro_rules! tile_kernel {
                         let x = _mm256_loadu_si256(a[t].qs.as_ptr().add(b * QK).cast());
                         let da = _mm256_set1_ps(*a[t].d.as_ptr().add(b));
                         for r in 0..R {
+                            let wq = _mm256_loadu_si256(qp.add(r).cast());
                             let p = if K == Q8_0 {
-                                $dot(w[r], _mm256_sign_epi8(x, sw[r]))
+                                let sw = _mm256_loadu_si256(w.sign.as_ptr().add(b * R + r).cast());
+                                $dot(wq, _mm256_sign_epi8(x, sw))
                             } else {
-                                $dot(w[r], x)
+                                $dot(wq, x)
                             };
                             let s = _mm256_mul_ps(dw[r], da);
                             acc[r][t] = _mm256_fmadd_ps(s, p, acc[r][t]);
