@@ -107,11 +107,8 @@ impl FusedOps for Flex {
     fn round_f16(x: FlexTensor) -> FlexTensor {
         let shape = x.shape();
         let x = f32_contiguous(x);
-        let xs = x.as_slice::<f32>().unwrap_or_default();
-        let out = xs
-            .iter()
-            .map(|&v| half::f16::from_f32(v).to_f32())
-            .collect();
+        let mut out = x.as_slice::<f32>().unwrap_or_default().to_vec();
+        crate::kernels::round_f16(&mut out);
         tensor(out, shape)
     }
 

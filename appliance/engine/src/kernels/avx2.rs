@@ -26,7 +26,7 @@ use super::portable;
 /// Horizontal sum of eight lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(super) unsafe fn hsum(v: __m256) -> f32 {
     let lo = _mm256_castps256_ps128(v);
     let hi = _mm256_extractf128_ps::<1>(v);
     let s = _mm_add_ps(lo, hi);
@@ -42,6 +42,20 @@ unsafe fn hsum(v: __m256) -> f32 {
 fn f16_at(b: &[u8], i: usize) -> f32 {
     let bits = u16::from_le_bytes([b[i], b[i + 1]]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+/// [`f16_at`] through a pointer to the two bytes.
+///
+/// # Safety
+/// `p` and `p + 1` are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn f16_at_ptr(p: *const u8) -> f32 {
+    // SAFETY: two readable bytes (contract); unaligned read.
+    let bits = unsafe { p.cast::<u16>().read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le(
+        bits,
+    )))))
 }
 
 /// Loads the 32 activations of one block as four vectors (`xb.len() == 32`).
@@ -250,7 +264,7 @@ pub(super) unsafe fn dot_generic(ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
 /// `Σ u8 · i8` over 32 pairs, as eight i32 lanes converted to f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_u8_i8(w: __m256i, a: __m256i) -> __m256 {
+pub(super) unsafe fn dot_u8_i8(w: __m256i, a: __m256i) -> __m256 {
     let p16 = _mm256_maddubs_epi16(w, a);
     _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
 }
@@ -262,7 +276,18 @@ unsafe fn dot_u8_i8(w: __m256i, a: __m256i) -> __m256 {
 unsafe fn nibbles32(qs: &[u8]) -> __m256i {
     debug_assert_eq!(qs.len(), QK / 2);
     // SAFETY: qs has 16 bytes (contract).
-    let q = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+    unsafe { nibbles32_ptr(qs.as_ptr()) }
+}
+
+/// [`nibbles32`] of the 16 bytes at `p`.
+///
+/// # Safety
+/// `p..p + 16` is readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn nibbles32_ptr(p: *const u8) -> __m256i {
+    // SAFETY: 16 readable bytes (contract), one unaligned 128-bit load.
+    let q = unsafe { _mm_loadu_si128(p.cast()) };
     let m4 = _mm_set1_epi8(0x0f);
     let lo = _mm_and_si128(q, m4);
     let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), m4);
@@ -400,6 +425,71 @@ q8_kernels!(
 /// `Σ u8 · i8` over 32 pairs with one `vpdpbusd`, as eight f32 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-unsafe fn dot_u8_i8_vnni(w: __m256i, a: __m256i) -> __m256 {
+pub(super) unsafe fn dot_u8_i8_vnni(w: __m256i, a: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a))
+}
+
+/// One block of [`super::q8::Q8Row::quantize`]: the codes of `x` (32 values) into `q`, returning
+/// `(max|x|, Σq)`. The same operations as the scalar code (`_mm256_round_ps` rounds half to
+/// even, as `round_ties_even`; llama.cpp's `quantize_row_q8_1` uses it), so identical codes.
+///
+/// # Safety
+/// AVX2/FMA/F16C present; `x.len() == q.len() == 32`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    debug_assert!(x.len() == QK && q.len() == QK);
+    // SAFETY: x has 32 values (contract).
+    let v = unsafe { load_x32(x) };
+    let abs = _mm256_set1_ps(-0.0);
+    let m = _mm256_max_ps(
+        _mm256_max_ps(_mm256_andnot_ps(abs, v[0]), _mm256_andnot_ps(abs, v[1])),
+        _mm256_max_ps(_mm256_andnot_ps(abs, v[2]), _mm256_andnot_ps(abs, v[3])),
+    );
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let m = _mm_max_ss(m, _mm_shuffle_ps::<0b01>(m, m));
+    let amax = _mm_cvtss_f32(m);
+    let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+    let r = |v: __m256| {
+        _mm256_cvtps_epi32(_mm256_round_ps::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(_mm256_mul_ps(v, id)))
+    };
+    let (i0, i1, i2, i3) = (r(v[0]), r(v[1]), r(v[2]), r(v[3]));
+    let sum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+    let s = _mm_add_epi32(
+        _mm256_castsi256_si128(sum),
+        _mm256_extracti128_si256::<1>(sum),
+    );
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b1110>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s));
+    // Pack to bytes: packs work per 128-bit lane, so restore the order with a permute.
+    let p16a = _mm256_packs_epi32(i0, i1);
+    let p16b = _mm256_packs_epi32(i2, i3);
+    let p8 = _mm256_packs_epi16(p16a, p16b);
+    let p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: q has 32 bytes (contract).
+    unsafe { _mm256_storeu_si256(q.as_mut_ptr().cast(), p8) };
+    (amax, _mm_cvtsi128_si32(s))
+}
+
+/// Rounds every value of `x` to the nearest f16 (ties to even, as `half` and ggml's
+/// `GGML_FP32_TO_FP16` with F16C), kept as f32: `vcvtps2ph` + `vcvtph2ps` per eight values.
+///
+/// # Safety
+/// AVX2/FMA/F16C present.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn round_f16(x: &mut [f32]) {
+    let mut chunks = x.chunks_exact_mut(8);
+    for c in &mut chunks {
+        // SAFETY: c has 8 values.
+        unsafe {
+            let v = _mm256_loadu_ps(c.as_ptr());
+            let h = _mm256_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(v);
+            _mm256_storeu_ps(c.as_mut_ptr(), _mm256_cvtph_ps(h));
+        }
+    }
+    for v in chunks.into_remainder() {
+        *v = half::f16::from_f32(*v).to_f32();
+    }
 }

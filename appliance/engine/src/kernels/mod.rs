@@ -4,6 +4,9 @@
 //!   small batches). Each weight row is decoded and multiplied in registers, never written out
 //!   as f32: the product reads the 4–8-bit weights once per step, which is what bounds decode
 //!   speed. Rows are split over rayon's pool (flex runs matrix-vector products on one thread).
+//!   With 8-bit activations and several tokens (prompt processing) each task runs a
+//!   register-tiled kernel ([`tile_dot_q8`], module `tile`): 4 weight rows × 4 tokens per
+//!   tile, so a decoded weight block serves four tokens and a loaded activation block four rows.
 //! * [`dequantize_rows`]: a band of rows decoded to f32, for prompt processing, where each
 //!   weight is reused by many tokens and burn's GEMM on a decoded band wins (see `crate::ops`).
 //!
@@ -23,6 +26,8 @@ use crate::qweight::QWeight;
 mod avx2;
 pub(crate) mod portable;
 pub mod q8;
+#[cfg(target_arch = "x86_64")]
+mod tile;
 
 use self::q8::Q8Row;
 
@@ -51,8 +56,14 @@ impl Isa {
         })
     }
 
-    /// The best set this CPU supports, ignoring the environment.
+    /// The best set this CPU supports, ignoring the environment (cached: the kernels check
+    /// it on every call).
     pub fn best_supported() -> Isa {
+        static BEST: OnceLock<Isa> = OnceLock::new();
+        *BEST.get_or_init(Isa::probe)
+    }
+
+    fn probe() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2")
@@ -208,6 +219,182 @@ pub fn row_dot_q8_x4(isa: Isa, ty: GgmlType, row: &[u8], a: [&Q8Row; 4]) -> Opti
     }
 }
 
+/// Rows and tokens of one [`tile_dot_q8`] tile.
+pub const TILE: usize = 4;
+
+/// Per block, the offset factor of each of four tokens (lanes): `s` for Q4_1, `−8 d Σq` for
+/// Q4_0 (llama.cpp's `- 8 * d_w * d_a * Σq` regrouped), unused (zero) for Q8_0.
+fn offsets4(ty: GgmlType, a: &[&Q8Row; TILE]) -> Vec<[f32; 4]> {
+    let nb = a[0].d.len();
+    (0..nb)
+        .map(|b| {
+            std::array::from_fn(|t| match ty {
+                GgmlType::Q4_1 => a[t].s.get(b).copied().unwrap_or(0.0),
+                GgmlType::Q4_0 => {
+                    let (d, isum) = (a[t].d.get(b), a[t].isum.get(b));
+                    -8.0 * d.copied().unwrap_or(0.0) * isum.copied().unwrap_or(0) as f32
+                }
+                _ => 0.0,
+            })
+        })
+        .collect()
+}
+
+/// The tile kernel on a full 4 × 4 tile with prepared offsets ([`offsets4`] of `a`); `None`
+/// for a type without 8-bit kernels, mismatched lengths, or an `isa` this CPU lacks.
+#[allow(unsafe_code)]
+fn tile_q8(
+    isa: Isa,
+    ty: GgmlType,
+    rows: &[&[u8]; TILE],
+    a: &[&Q8Row; TILE],
+    e4: &[[f32; 4]],
+) -> Option<[[f32; TILE]; TILE]> {
+    let nb = a[0].d.len();
+    if !a.iter().all(|r| r.len() == nb * airlock_gguf::blocks::QK)
+        || !rows.iter().all(|r| q8_args_ok(ty, r, a[0]))
+        || !a.iter().all(|r| q8_args_ok(ty, rows[0], r))
+        || e4.len() < nb
+    {
+        return None;
+    }
+    match isa {
+        Isa::Portable => {
+            let mut out = [[0f32; TILE]; TILE];
+            for (o, row) in out.iter_mut().zip(rows) {
+                for (v, act) in o.iter_mut().zip(a) {
+                    *v = q8::row_dot(ty, row, act);
+                }
+            }
+            Some(out)
+        }
+        Isa::Avx2 | Isa::Avx512Vnni => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let mut dec = tile::Decoded::default();
+                if !tile_decode(isa, ty, rows, nb, &mut dec) {
+                    return None;
+                }
+                tile_run(isa, ty, &dec, a, e4)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            None
+        }
+    }
+}
+
+/// Decodes a tile of four rows of `ty` (`nb` blocks each) into `dec` for [`tile_run`]; false
+/// (nothing decoded) for a type without tile kernels, other lengths, or an `isa` this CPU lacks.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn tile_decode(
+    isa: Isa,
+    ty: GgmlType,
+    rows: &[&[u8]; TILE],
+    nb: usize,
+    dec: &mut tile::Decoded,
+) -> bool {
+    let Some(kind) = tile::kind(ty) else {
+        return false;
+    };
+    if isa == Isa::Portable
+        || !isa.is_supported()
+        || !rows.iter().all(|r| r.len() == nb * ty.block_bytes())
+    {
+        return false;
+    }
+    // SAFETY: AVX2/FMA/F16C present (every non-portable isa has them; checked above) and every
+    // row is `nb` blocks of `ty` (checked above): the contract of `tile::decode`.
+    unsafe {
+        match kind {
+            tile::Q4_0 => tile::decode::<{ tile::Q4_0 }>(rows, nb, dec),
+            tile::Q4_1 => tile::decode::<{ tile::Q4_1 }>(rows, nb, dec),
+            _ => tile::decode::<{ tile::Q8_0 }>(rows, nb, dec),
+        }
+    }
+    true
+}
+
+/// The tile kernel on a decoded weight tile ([`tile_decode`] with the same `isa` and `ty`) and
+/// four tokens with prepared offsets ([`offsets4`]); `None` if the lengths disagree.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn tile_run(
+    isa: Isa,
+    ty: GgmlType,
+    dec: &tile::Decoded,
+    a: &[&Q8Row; TILE],
+    e4: &[[f32; 4]],
+) -> Option<[[f32; TILE]; TILE]> {
+    let nb = dec.blocks();
+    let kind = tile::kind(ty)?;
+    if !isa.is_supported()
+        || e4.len() < nb
+        || !a
+            .iter()
+            .all(|r| r.d.len() == nb && r.qs.len() == nb * airlock_gguf::blocks::QK)
+    {
+        return None;
+    }
+    use tile::{Q4_0, Q4_1, Q8_0, tile_avx2, tile_vnni};
+    // SAFETY: the CPU has `isa`'s features (checked above); `dec` holds `nb` decoded blocks of
+    // `kind` (the caller decoded it with this `ty`), every activation `nb` blocks and e4 `nb`
+    // entries (checked above): the contract of `tile`.
+    Some(unsafe {
+        match (isa, kind) {
+            (Isa::Avx512Vnni, Q4_0) => tile_vnni::<Q4_0, 4, 0>(dec, a, e4),
+            (Isa::Avx512Vnni, Q4_1) => tile_vnni::<Q4_1, 4, 0>(dec, a, e4),
+            (Isa::Avx512Vnni, _) => tile_vnni::<Q8_0, 4, 0>(dec, a, e4),
+            _ => {
+                // Sixteen accumulators would spill AVX2's sixteen registers: two 4 × 2 tiles.
+                let (p, q) = ([a[0], a[1]], [a[2], a[3]]);
+                let (lo, hi) = match kind {
+                    Q4_0 => (
+                        tile_avx2::<Q4_0, 2, 0>(dec, &p, e4),
+                        tile_avx2::<Q4_0, 2, 2>(dec, &q, e4),
+                    ),
+                    Q4_1 => (
+                        tile_avx2::<Q4_1, 2, 0>(dec, &p, e4),
+                        tile_avx2::<Q4_1, 2, 2>(dec, &q, e4),
+                    ),
+                    _ => (
+                        tile_avx2::<Q8_0, 2, 0>(dec, &p, e4),
+                        tile_avx2::<Q8_0, 2, 2>(dec, &q, e4),
+                    ),
+                };
+                std::array::from_fn(|r| [lo[r][0], lo[r][1], hi[r][0], hi[r][1]])
+            }
+        }
+    })
+}
+
+/// `out[r * a.len() + t] = rows[r] · a[t]` for up to [`TILE`] rows × [`TILE`] tokens of a
+/// Q4_0/Q4_1/Q8_0 type with 8-bit activations, in one register tile; `None` for another
+/// type, empty or oversized inputs, mismatched lengths, or an `isa` this CPU lacks.
+pub fn tile_dot_q8(
+    isa: Isa,
+    ty: GgmlType,
+    rows: &[&[u8]],
+    a: &[&Q8Row],
+    out: &mut [f32],
+) -> Option<()> {
+    let (nr, nt) = (rows.len(), a.len());
+    if nr == 0 || nt == 0 || nr > TILE || nt > TILE || out.len() != nr * nt {
+        return None;
+    }
+    // Short tiles repeat their last row/token; the repeats' results are dropped.
+    let rows4: [&[u8]; TILE] = std::array::from_fn(|k| rows[k.min(nr - 1)]);
+    let a4: [&Q8Row; TILE] = std::array::from_fn(|k| a[k.min(nt - 1)]);
+    if !a4.iter().all(|r| r.d.len() == a4[0].d.len()) {
+        return None;
+    }
+    let res = tile_q8(isa, ty, &rows4, &a4, &offsets4(ty, &a4))?;
+    for (r, o) in out.chunks_exact_mut(nt).enumerate() {
+        o.copy_from_slice(&res[r][..nt]);
+    }
+    Some(())
+}
+
 /// `a · b` for f32 slices of equal length, with the best instruction set.
 #[allow(unsafe_code)]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -220,9 +407,31 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     portable::dot_f32(a, b)
 }
 
+/// Rounds `x` to f16 precision in place (kept f32), with the best instruction set.
+#[allow(unsafe_code)]
+pub fn round_f16(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() != Isa::Portable {
+        // SAFETY: AVX2/FMA/F16C detected.
+        return unsafe { avx2::round_f16(x) };
+    }
+    for v in x {
+        *v = half::f16::from_f32(*v).to_f32();
+    }
+}
+
+/// Up to [`TILE`] tokens of a prompt tile (short groups repeat their last token) and their
+/// offset vectors ([`offsets4`]).
+struct TokenGroup<'a> {
+    acts: [&'a Q8Row; TILE],
+    count: usize,
+    e4: Vec<[f32; 4]>,
+}
+
 /// Rows per rayon task: enough work (≈ 64 KiB of weights) to amortise scheduling.
+/// A multiple of [`TILE`], so that prompt tiles do not straddle tasks.
 fn rows_per_task(w: &QWeight) -> usize {
-    (64 * 1024 / w.row_bytes().max(1)).clamp(4, 1024)
+    (64 * 1024 / w.row_bytes().max(1)).clamp(TILE, 1024) / TILE * TILE
 }
 
 /// `out[t * rows + r] = W[r, :] · x[t * cols ..][..cols]` for `t < n`.
@@ -290,30 +499,65 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
         });
         return;
     }
-    // Row-major over weights ([rows, n]) so each task owns whole weight rows, then transpose.
+    // Each task owns a band of `nr` whole weight rows and writes it token-major (`[n, nr]`) to
+    // its piece of `tmp`; the bands are then copied into place row by row (contiguous copies,
+    // where a transposition of `[rows, n]` cost 6% of a prompt pass).
     let mut tmp = vec![0f32; rows * n];
-    tmp.par_chunks_mut(chunk * n)
-        .enumerate()
-        .for_each(|(c, o)| {
-            for (i, vs) in o.chunks_exact_mut(n).enumerate() {
-                let row = row_of(c * chunk + i);
-                let mut t = 0;
-                if acts.len() == n {
-                    while t + 4 <= n {
-                        let group = [&acts[t], &acts[t + 1], &acts[t + 2], &acts[t + 3]];
-                        let four = row_dot_q8_x4(isa, ty, row, group).unwrap_or([f32::NAN; 4]);
-                        vs[t..t + 4].copy_from_slice(&four);
-                        t += 4;
+    if acts.len() == n && isa != Isa::Portable {
+        // Prompt processing: tiles of 4 rows × 4 tokens (short tiles repeat their last row or
+        // token). Token groups and their offset vectors are prepared once for all tasks.
+        let groups: Vec<TokenGroup<'_>> = (0..n)
+            .step_by(TILE)
+            .map(|t0| {
+                let count = (n - t0).min(TILE);
+                let acts: [&Q8Row; TILE] = std::array::from_fn(|k| &acts[t0 + k.min(count - 1)]);
+                let e4 = offsets4(ty, &acts);
+                TokenGroup { acts, count, e4 }
+            })
+            .collect();
+        #[cfg(target_arch = "x86_64")]
+        tmp.par_chunks_mut(chunk * n)
+            .enumerate()
+            .for_each(|(c, o)| {
+                let nr = o.len() / n;
+                let mut dec = tile::Decoded::default();
+                for r0 in (0..nr).step_by(TILE) {
+                    let rc = (nr - r0).min(TILE);
+                    let rs: [&[u8]; TILE] =
+                        std::array::from_fn(|k| row_of(c * chunk + r0 + k.min(rc - 1)));
+                    // INVARIANT: QWeight rows are `cols` values of `ty` and the activations were
+                    // quantized from `cols` values: decoding and the tiles cannot fail.
+                    let ok = tile_decode(isa, ty, &rs, cols / airlock_gguf::blocks::QK, &mut dec);
+                    for (gi, g) in groups.iter().enumerate() {
+                        let res = ok
+                            .then(|| tile_run(isa, ty, &dec, &g.acts, &g.e4))
+                            .flatten()
+                            .unwrap_or([[f32::NAN; 4]; 4]);
+                        for (r, rv) in res.iter().enumerate().take(rc) {
+                            for (t, &v) in rv.iter().enumerate().take(g.count) {
+                                o[(gi * TILE + t) * nr + r0 + r] = v;
+                            }
+                        }
                     }
                 }
-                for (tt, v) in vs.iter_mut().enumerate().skip(t) {
-                    *v = dot(row, tt);
+            });
+    } else {
+        tmp.par_chunks_mut(chunk * n)
+            .enumerate()
+            .for_each(|(c, o)| {
+                let nr = o.len() / n;
+                for i in 0..nr {
+                    let row = row_of(c * chunk + i);
+                    for t in 0..n {
+                        o[t * nr + i] = dot(row, t);
+                    }
                 }
-            }
-        });
-    for (r, vs) in tmp.chunks_exact(n).enumerate() {
-        for (t, &v) in vs.iter().enumerate() {
-            out[t * rows + r] = v;
+            });
+    }
+    for (c, band) in tmp.chunks(chunk * n).enumerate() {
+        let nr = band.len() / n;
+        for (t, src) in band.chunks_exact(nr).enumerate() {
+            out[t * rows + c * chunk..][..nr].copy_from_slice(src);
         }
     }
 }

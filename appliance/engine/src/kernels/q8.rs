@@ -33,6 +33,31 @@ fn round_f16(v: f32) -> f32 {
     f16::from_f32(v).to_f32()
 }
 
+/// The codes of one block of 32 into `q`; returns `(max|x|, Σq)`.
+fn quantize_block(xb: &[f32], q: &mut [i8]) -> (f32, i32) {
+    let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, &v) in q.iter_mut().zip(xb) {
+        // |v · id| <= 127 by construction; the cast cannot saturate.
+        *q = (v * id).round_ties_even() as i8;
+        sum += i32::from(*q);
+    }
+    (amax, sum)
+}
+
+/// [`quantize_block`] with AVX2 (identical codes): without SSE4.1 at compile time
+/// `round_ties_even` is a libm call per value, which cost as much as the quantization.
+#[allow(unsafe_code)]
+fn quantize_block_simd(xb: &[f32], q: &mut [i8]) -> (f32, i32) {
+    #[cfg(target_arch = "x86_64")]
+    if xb.len() == QK && q.len() == QK && super::Isa::Avx2.is_supported() {
+        // SAFETY: AVX2/FMA/F16C present and both blocks are 32 long (checked above).
+        return unsafe { super::avx2::quantize_block(xb, q) };
+    }
+    quantize_block(xb, q)
+}
+
 impl Q8Row {
     /// Quantizes `x` (`x.len()` a multiple of 32).
     pub fn quantize(x: &[f32]) -> Q8Row {
@@ -43,16 +68,14 @@ impl Q8Row {
             s: Vec::with_capacity(nb),
             isum: Vec::with_capacity(nb),
         };
+        let simd = super::Isa::detect() != super::Isa::Portable;
         for (xb, qb) in x.chunks_exact(QK).zip(r.qs.chunks_exact_mut(QK)) {
-            let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let (amax, sum) = if simd {
+                quantize_block_simd(xb, qb)
+            } else {
+                quantize_block(xb, qb)
+            };
             let d = amax / 127.0;
-            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, &v) in qb.iter_mut().zip(xb) {
-                // |v · id| <= 127 by construction; the cast cannot saturate.
-                *q = (v * id).round_ties_even() as i8;
-                sum += i32::from(*q);
-            }
             r.d.push(round_f16(d));
             r.s.push(round_f16(d * sum as f32));
             r.isum.push(sum);
@@ -116,4 +139,37 @@ pub(crate) fn row_dot(ty: GgmlType, row: &[u8], a: &Q8Row) -> f32 {
         _ => return f32::NAN,
     }
     acc + off
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SIMD block quantizer gives the scalar one's codes, sums and maxima exactly: random
+    /// blocks, an all-zero block, and exact halves (ties round to even).
+    #[test]
+    fn simd_quantization_equals_the_scalar_code() {
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
+        };
+        let mut blocks: Vec<Vec<f32>> = (0..200)
+            .map(|_| (0..QK).map(|_| next()).collect())
+            .collect();
+        blocks.push(vec![0.0; QK]);
+        // max 127 => codes are the values themselves; ±x.5 are ties.
+        blocks.push(
+            (0..QK)
+                .map(|i| if i == 0 { 127.0 } else { i as f32 - 15.5 })
+                .collect(),
+        );
+        for xb in &blocks {
+            let (mut a, mut b) = ([0i8; QK], [0i8; QK]);
+            assert_eq!(quantize_block(xb, &mut a), quantize_block_simd(xb, &mut b));
+            assert_eq!(a, b, "{xb:?}");
+        }
+    }
 }

@@ -2,14 +2,22 @@
 //! `testdata/smollm2-llamacpp.json`.
 //!
 //! We compute as llama.cpp does where it matters (8-bit activations for Q4_0/Q4_1/Q8_0
-//! weights, f16-rounded keys and values), but not bit for bit (summation order, its flash
-//! attention's f16 accumulation, its approximate `expf`). So greedy tokens are compared up to
-//! the first step where llama.cpp's top-1/top-2 margin is below [`MARGIN`], and logits with
-//! [`LOGIT_TOL`].
+//! weights, f16-rounded keys and values), but not bit for bit (summation order, its approximate
+//! `expf`). So greedy tokens are compared up to the first step where llama.cpp's top-1/top-2
+//! margin is below [`MARGIN`], and logits with [`LOGIT_TOL`].
 //!
-//! Measured on the teacher-forced sequence (120 logits): mean |diff| 0.15, max 0.54. The issue
-//! asked for 0.5; one logit in 120 exceeds it, so the bound asserted here is 0.6 (the next
-//! step would be emulating llama.cpp's f16 flash-attention accumulator).
+//! Measured on the teacher-forced sequence (120 logits): mean |diff| 0.15, max 0.537 (position
+//! 51, token 198). The issue asked for 0.5; the bound asserted here stays 0.6. What we know:
+//! * The reference was made *without* flash attention: llama-cpp-python 0.3.36 with
+//!   `flash_attn=False` reproduces these logits to 5e-5, with `flash_attn=True` they move by up
+//!   to 0.78. So there is no f16 flash-attention accumulator to emulate, and rounding queries
+//!   and softmax weights to f16 (as a `mul_mat` converting them to the f16 cache's dot type
+//!   would) moves us away from it (below).
+//! * The maximum is noise, not a systematic error: rounding queries or softmax weights to f16
+//!   (0.74–0.91), ggml's f32 iterative RoPE angles (1.04), or merely another summation order in
+//!   prompt attention (0.59–0.81) each move it, with the worst logit at another position every
+//!   time. Upstream differences flip individual 8-bit activation codes, and the flips compound
+//!   over 30 layers; getting under 0.5 reliably needs llama.cpp's summation order op for op.
 
 use std::sync::{Arc, OnceLock};
 

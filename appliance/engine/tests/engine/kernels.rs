@@ -179,3 +179,87 @@ fn four_row_q8_kernel_equals_single_rows() {
         }
     }
 }
+
+/// The register-tiled prompt kernel against the scalar reference (`Isa::Portable`), on random
+/// blocks: every type, odd block counts, every short tile shape (tails repeat a row or token).
+#[test]
+fn tile_q8_kernel_matches_the_scalar_reference() {
+    use airlock_engine::kernels::{TILE, tile_dot_q8};
+    let mut rng = Rng::new(13);
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        for &blocks in &[1usize, 3, 17, 18, 48] {
+            let len = blocks * 32;
+            let rows: Vec<Vec<u8>> = (0..TILE)
+                .map(|_| quantize(ty, &rng.vec(len, 2.0)).unwrap())
+                .collect();
+            let acts: Vec<Q8Row> = (0..TILE)
+                .map(|_| Q8Row::quantize(&rng.vec(len, 3.0)))
+                .collect();
+            for nr in 1..=TILE {
+                for nt in 1..=TILE {
+                    let rs: Vec<&[u8]> = rows[..nr].iter().map(Vec::as_slice).collect();
+                    let a: Vec<&Q8Row> = acts[..nt].iter().collect();
+                    for isa in isas() {
+                        let mut out = vec![0f32; nr * nt];
+                        tile_dot_q8(isa, ty, &rs, &a, &mut out).unwrap();
+                        for r in 0..nr {
+                            for t in 0..nt {
+                                let want = row_dot_q8(Isa::Portable, ty, rs[r], a[t]).unwrap();
+                                let got = out[r * nt + t];
+                                // |w| <= 2, |x| <= 3: Σ|terms| <= 6 len bounds the f32 error.
+                                let tol = 1e-6 * 6.0 * len as f32;
+                                assert!(
+                                    (got - want).abs() <= tol,
+                                    "{ty:?} {blocks} blocks {isa:?} tile {nr}x{nt} ({r},{t}): {got} vs {want}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Mismatched lengths and oversized tiles are refused.
+        let row = quantize(ty, &rng.vec(64, 1.0)).unwrap();
+        let a64 = Q8Row::quantize(&rng.vec(64, 1.0));
+        let a32 = Q8Row::quantize(&rng.vec(32, 1.0));
+        for isa in isas() {
+            let mut out = [0f32; 2];
+            assert_eq!(tile_dot_q8(isa, ty, &[&row], &[&a64, &a32], &mut out), None);
+            assert_eq!(
+                tile_dot_q8(isa, ty, &[&row[..20]], &[&a64], &mut out[..1]),
+                None
+            );
+            let mut big = [0f32; 5];
+            assert_eq!(
+                tile_dot_q8(isa, ty, &[row.as_slice(); 5], &[&a64], &mut big),
+                None
+            );
+        }
+    }
+}
+
+/// The vector f16 rounding equals `half`'s, value for value (ties, overflow to infinity,
+/// subnormals, a tail shorter than a vector).
+#[test]
+fn round_f16_matches_half() {
+    let mut rng = Rng::new(14);
+    let mut x = rng.vec(1001, 70000.0);
+    x.extend([
+        1.0 + 1.0 / 2048.0,
+        1.0 + 3.0 / 2048.0,
+        65520.0,
+        1e-7,
+        -3e-6,
+        0.0,
+        -0.0,
+    ]);
+    let mut got = x.clone();
+    airlock_engine::kernels::round_f16(&mut got);
+    for (g, v) in got.iter().zip(&x) {
+        assert_eq!(
+            g.to_bits(),
+            half::f16::from_f32(*v).to_f32().to_bits(),
+            "{v}"
+        );
+    }
+}
