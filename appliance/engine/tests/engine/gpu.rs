@@ -5,6 +5,10 @@
 //! Flex runs with exact (f32) activations, as the cube kernel does, so the two differ only by
 //! summation order and the fallbacks' f32 RMSNorm (flex: f64): logits agree to [`REL_TOL`] of
 //! the largest logit and greedy tokens are equal.
+//!
+//! Measured on lavapipe (Mesa 22.3, 2 shared cores): largest difference 1.2e-3 (synthetic
+//! Q4_0/Q4_1/Q8_0), 1.5e-3 (K-quant/F16 fallback), 1.4e-2 of logits up to 32 (default model);
+//! the three tests take ≈ 13 s.
 
 use std::sync::Arc;
 use std::time::Instant;
