@@ -5,6 +5,11 @@
 #
 #   .ci/check-deps.sh            check the workspace (cargo tree, normal edges + features)
 #   .ci/check-deps.sh --stdin    check a `cargo tree -e normal,features` listing on stdin
+#   .ci/check-deps.sh --features wgpu,cuda   check the build with the GPU backends on
+#
+# With GPU features it also rejects build-time downloads: cudarc must load the CUDA driver and
+# NVRTC at run time (no static or build-time linking that a build script would fetch for), and
+# no crate may enable a "download"/"fetch" feature.
 #
 # Exit 0: clean. Exit 1: the offending lines are printed. Run by the appliance's egress
 # test (tests/egress/deps.rs), so `./install.sh --test` covers it.
@@ -14,11 +19,20 @@ cd "$(dirname "$0")/.."
 # Crate names (as cargo tree prints them: `name vX.Y.Z` or `name feature "f"`).
 BANNED_CRATES='reqwest|ureq|curl|curl-sys|hf-hub|attohttpc|isahc|surf|awc|http_req|minreq|ehttp|oauth2|tokenizers-hub'
 # Features that make an otherwise acceptable crate fetch over the network.
-BANNED_FEATURES='hyper feature "client"|hyper-util feature "client|burn[a-z-]* feature "network"|tokenizers feature "http"|tokenizers feature "hf-hub"'
+BANNED_FEATURES='hyper feature "client"|hyper-util feature "client|burn[a-z-]* feature "network"|tokenizers feature "http"|tokenizers feature "hf-hub"|cudarc feature "(static-linking|dynamic-linking)"|[a-z0-9_-]+ feature "[a-z0-9_-]*(download|fetch)[a-z0-9_-]*"'
 
 case "${1:-}" in
   --stdin) tree=$(cat) ;;
   "") tree=$(cargo tree --locked -p appliance -e normal,features --prefix none --target all) ;;
+  --features)
+    [ -n "${2:-}" ] || { echo "check-deps.sh: --features needs a list" >&2; exit 2; }
+    tree=$(cargo tree --locked -p appliance --features "$2" -e normal,features --prefix none --target all)
+    # The GPU runtimes must be there to be checked; and cudarc must load CUDA at run time.
+    if [[ ",$2," == *",cuda,"* ]] && ! grep -q '^cudarc feature "fallback-dynamic-loading"' <<<"$tree"; then
+      echo "check-deps.sh: cudarc without run-time loading of the CUDA libraries" >&2
+      exit 1
+    fi
+    ;;
   *) echo "check-deps.sh: unknown option $1" >&2; exit 2 ;;
 esac
 

@@ -1,4 +1,4 @@
-//! `[engine]`: how the service runs its models (threads, batching, KV-cache budget).
+//! `[engine]`: how the service runs its models (backend, threads, batching, KV-cache budget).
 //!
 //! Plain data; the appliance builds one decode thread per served model from it. Which
 //! models are served is not here: that is the bundle store's active pointers.
@@ -24,6 +24,17 @@ pub struct EngineConfig {
     /// not fit wait in the queue.
     #[serde(default = "d_kv")]
     pub kv_cache_mib: u64,
+    /// Backend the models run on: "cpu" (default), or "wgpu" / "cuda" where the appliance
+    /// was built with that feature (a build without it refuses to load the model).
+    #[serde(default = "d_device")]
+    pub device: String,
+}
+
+/// Backends a policy may name (whether this build has them is the engine's to say).
+pub const DEVICES: [&str; 3] = ["cpu", "wgpu", "cuda"];
+
+fn d_device() -> String {
+    DEVICES[0].to_owned()
 }
 
 fn d_batch() -> u32 {
@@ -39,6 +50,7 @@ impl Default for EngineConfig {
             threads: 0,
             max_batch: DEFAULT_MAX_BATCH,
             kv_cache_mib: DEFAULT_KV_CACHE_MIB,
+            device: d_device(),
         }
     }
 }
@@ -56,6 +68,12 @@ impl EngineConfig {
             return Err((
                 "engine.kv_cache_mib".into(),
                 "must be between 1 and 1048576 (1 TiB)".into(),
+            ));
+        }
+        if !DEVICES.contains(&self.device.as_str()) {
+            return Err((
+                "engine.device".into(),
+                "must be one of \"cpu\", \"wgpu\", \"cuda\"".into(),
             ));
         }
         if self.threads > 1024 {

@@ -340,10 +340,14 @@ client_ca = ["ca.crt"]
             (p.engine.threads, p.engine.max_batch, p.engine.kv_cache_mib),
             (2, 4, 64)
         );
+        assert_eq!(p.engine.device, "cpu");
+        let p = parse("[engine]\ndevice = \"cuda\"\n").expect("cuda");
+        assert_eq!(p.engine.device, "cuda");
         for (text, key) in [
             ("[engine]\nmax_batch = 0\n", "engine.max_batch"),
             ("[engine]\nkv_cache_mib = 0\n", "engine.kv_cache_mib"),
             ("[engine]\nthreads = 5000\n", "engine.threads"),
+            ("[engine]\ndevice = \"gpu\"\n", "engine.device"),
             ("[engine]\nspeed = 11\n", "speed"),
         ] {
             let err = parse(text).expect_err(text).to_string();

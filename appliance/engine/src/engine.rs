@@ -8,6 +8,7 @@ use airlock_tokenizer::{ChatMessage, ChatTemplate, EncodeOptions, Tokenizer};
 use burn::tensor::Device;
 use sha2::{Digest, Sha256};
 
+use crate::device::Backend;
 use crate::error::{EngineError, Result};
 use crate::model::Llama;
 
@@ -29,7 +30,17 @@ impl Engine {
     /// loads the model on the CPU (flex). `threads` sizes the global rayon pool the kernels
     /// run on (default: all cores); it takes effect only for the first engine of a process.
     pub fn load(path: impl AsRef<Path>, threads: Option<usize>) -> Result<Engine> {
+        Engine::load_on(path, threads, Backend::Cpu)
+    }
+
+    /// As [`Engine::load`], on `backend` (refused if this build lacks it).
+    pub fn load_on(
+        path: impl AsRef<Path>,
+        threads: Option<usize>,
+        backend: Backend,
+    ) -> Result<Engine> {
         let path = path.as_ref();
+        let device = backend.device()?;
         if let Some(n) = threads {
             // Fails only if the pool already exists (a second engine): keep that pool.
             let _ = rayon::ThreadPoolBuilder::new()
@@ -37,12 +48,17 @@ impl Engine {
                 .build_global();
         }
         let file = Arc::new(GgufFile::open(path)?);
-        Engine::from_file(file, path)
+        Engine::from_file_on(file, path, &device)
     }
 
     /// As [`Engine::load`] for a file already opened (tests, in-memory models).
     pub fn from_file(file: Arc<GgufFile>, path: &Path) -> Result<Engine> {
-        let model = Llama::load(&file, &Device::flex())?;
+        Engine::from_file_on(file, path, &Device::flex())
+    }
+
+    /// As [`Engine::from_file`], the model on `device`.
+    pub fn from_file_on(file: Arc<GgufFile>, path: &Path, device: &Device) -> Result<Engine> {
+        let model = Llama::load(&file, device)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let template = match tokenizer.chat_template_source() {
             Some(_) => Some(tokenizer.chat_template()?),

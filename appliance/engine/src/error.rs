@@ -92,6 +92,15 @@ pub enum EngineError {
     /// A KV-cache slot appears twice in one forward pass (a caller bug).
     #[error("KV-cache slot {slot} appears twice in one batch")]
     DuplicateSlot { slot: usize },
+
+    /// A backend was asked for that this build does not include (an operator's choice).
+    #[error(
+        "backend {backend} is not built in (available: {available}); rebuild with --features {backend}"
+    )]
+    BackendUnavailable {
+        backend: &'static str,
+        available: String,
+    },
 }
 
 /// Shorthand used throughout the crate.

@@ -182,10 +182,14 @@ fn f32_contiguous_if_negative(x: FlexTensor) -> FlexTensor {
 
 /// [`FusedOps::round_f16`] on a tensor.
 pub fn round_f16(x: Tensor<3>) -> Tensor<3> {
+    if !crate::device::has_fused_ops(&x.device()) {
+        return crate::fallback::round_f16(x);
+    }
     Tensor::from_dispatch(<Dispatch as FusedOps>::round_f16(x.into_dispatch()))
 }
 
-/// [`FusedOps::attention`] on tensors.
+/// [`FusedOps::attention`] on tensors. Only on backends with fused ops
+/// ([`crate::device::has_fused_ops`]): attention's caller takes its tensor-op path elsewhere.
 pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, start: usize) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::attention(
         q.into_dispatch(),
@@ -197,6 +201,9 @@ pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, start: usize) -> Tens
 
 /// [`FusedOps::rope`] on a tensor.
 pub fn rope(x: Tensor<3>, start: usize, inv_freq: &Arc<[f64]>) -> Tensor<3> {
+    if !crate::device::has_fused_ops(&x.device()) {
+        return crate::fallback::rope(x, start, inv_freq);
+    }
     Tensor::from_dispatch(<Dispatch as FusedOps>::rope(
         x.into_dispatch(),
         start,
@@ -206,6 +213,9 @@ pub fn rope(x: Tensor<3>, start: usize, inv_freq: &Arc<[f64]>) -> Tensor<3> {
 
 /// [`FusedOps::rms_norm`] on a tensor.
 pub fn rms_norm(x: Tensor<2>, w: Tensor<1>, eps: f64) -> Tensor<2> {
+    if !crate::device::has_fused_ops(&x.device()) {
+        return crate::fallback::rms_norm(x, w, eps);
+    }
     Tensor::from_dispatch(<Dispatch as FusedOps>::rms_norm(
         x.into_dispatch(),
         w.into_dispatch(),

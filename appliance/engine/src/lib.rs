@@ -10,6 +10,9 @@
 //! * [`sampling`], [`Batch`] (step-wise continuous batching), [`generate()`] (one prompt,
 //!   streamed text, timing), [`Engine`] (model + tokenizer + chat template, `Send + Sync`).
 //!
+//! * [`device`]: the backend (flex on the CPU; with the `wgpu`/`cuda` features a cubecl GPU
+//!   runtime, see `cube.rs`); [`fallback`] holds tensor-op versions of the fused ops for it.
+//!
 //! # Non-goals
 //! No HTTP, no scheduling policy (the server builds that on [`Batch`]), no training, no
 //! architectures other than `llama` (others are refused by name).
@@ -17,8 +20,12 @@
 
 pub mod batch;
 pub mod config;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod cube;
+pub mod device;
 mod engine;
 mod error;
+pub mod fallback;
 pub mod fused;
 pub mod generate;
 pub mod kernels;
@@ -32,6 +39,7 @@ pub use airlock_gguf;
 pub use airlock_tokenizer;
 pub use batch::{Batch, FinishReason, SeqId, SeqRequest, StepToken};
 pub use config::LlamaConfig;
+pub use device::Backend;
 pub use engine::Engine;
 pub use error::{EngineError, Result};
 pub use generate::{GenerateRequest, Generation, StopReason, Timing, generate};

@@ -9,8 +9,9 @@
 //!   with flex's GEMM, so the transient f32 copy stays small (≤ 16 MiB) and weights stay
 //!   quantized at rest.
 //!
-//! A GPU backend would add its selector here (`Cube: cfg(feature = "cuda")`) and a kernel; the
-//! model code does not change.
+//! With the `wgpu` or `cuda` feature, burn's cube backend implements it too (`cube.rs`: a
+//! CubeCL kernel decoding Q4_0/Q4_1/Q8_0 in the product, weights uploaded once as raw
+//! blocks); the model code does not change.
 
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::FloatTensorOps;
@@ -30,7 +31,7 @@ pub const GEMM_MIN_ROWS: usize = 8;
 const BAND_VALUES: usize = 4 << 20;
 
 /// Backends that multiply activations by a [`QWeight`] without decoding it at load.
-#[backend_extension(Flex)]
+#[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")))]
 pub trait QuantizedMatmul: Backend {
     /// `x · [W_1; W_2; …]ᵀ`: `x` is `[n, cols]` f32; the result `[n, Σ rows]` holds each
     /// matrix's outputs side by side (one call for q|k|v or gate|up).

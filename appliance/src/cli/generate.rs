@@ -4,10 +4,11 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use airlock_engine::airlock_tokenizer::ChatMessage;
-use airlock_engine::{Engine, GenerateRequest, SamplingParams, generate};
+use airlock_engine::{Backend, Engine, GenerateRequest, SamplingParams, generate};
 use anyhow::Context;
 
-/// Generate text from a GGUF model on this machine's CPU.
+/// Generate text from a GGUF model on this machine's CPU (or a GPU, in a build with the
+/// `wgpu` or `cuda` feature).
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  airlock generate --model SmolLM2-135M-Instruct.Q4_1.gguf --chat \\\n    --prompt \"Write a Python function that returns the square of a number.\" --temperature 0\n  airlock generate --model m.gguf --prompt \"Once upon a time\" --max-tokens 128 --ignore-eos\n\n\
@@ -50,6 +51,9 @@ pub struct Args {
     /// CPU threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Backend: cpu, or wgpu / cuda in a build with that feature.
+    #[arg(long, default_value_t = Backend::Cpu)]
+    device: Backend,
     /// Keep generating past end-of-text tokens up to --max-tokens (benchmarks).
     #[arg(long)]
     ignore_eos: bool,
@@ -69,8 +73,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.threads == Some(0) {
         anyhow::bail!("--threads must be at least 1");
     }
-    let engine = Engine::load(&args.model, args.threads)
-        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let engine = Engine::load_on(&args.model, args.threads, args.device)
+        .with_context(|| format!("cannot load {} on {}", args.model.display(), args.device))?;
     let prompt = if args.chat {
         engine.chat_prompt(&[ChatMessage::new("user", args.prompt)])?
     } else {

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use std::path::Path;
 
 use airlock_bundle::{ActiveModel, ModelStore};
-use airlock_engine::Engine;
+use airlock_engine::{Backend, Engine};
 use policy::EngineConfig;
 
 use super::state::ReadinessHandle;
@@ -52,12 +52,15 @@ pub enum LoadError {
 /// lockdown (hot reload).
 pub fn prepare(active: ActiveModel, config: &EngineConfig) -> Result<Prepared, LoadError> {
     let threads = (config.threads > 0).then_some(config.threads as usize);
-    let engine = Engine::load(&active.path, threads).map_err(|source| LoadError::Engine {
-        name: active.name.clone(),
-        version: active.version.to_string(),
-        path: active.path.display().to_string(),
-        source: Box::new(source),
-    })?;
+    // The policy checked the name; an unknown one would be refused by the engine as unbuilt.
+    let backend = config.device.parse::<Backend>().unwrap_or_default();
+    let engine =
+        Engine::load_on(&active.path, threads, backend).map_err(|source| LoadError::Engine {
+            name: active.name.clone(),
+            version: active.version.to_string(),
+            path: active.path.display().to_string(),
+            source: Box::new(source),
+        })?;
     Ok(Prepared {
         active,
         engine: Arc::new(engine),

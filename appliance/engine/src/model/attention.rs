@@ -139,7 +139,7 @@ impl Attention {
             };
             // [kvh, L, hd] with L = start + n
             let (k_all, v_all) = cache.append(s.slot, layer, ks, vs)?;
-            if n <= FUSED_MAX_TOKENS {
+            if n <= FUSED_MAX_TOKENS && crate::device::has_fused_ops(device) {
                 // [n, h * hd] in one pass over the cache (decode steps).
                 outs.push(fused::attention(qs, k_all, v_all, s.start));
                 continue;

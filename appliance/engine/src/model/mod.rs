@@ -3,7 +3,8 @@
 //! head.
 //!
 //! Tensors are burn's runtime-dispatched `Tensor<D>` on a [`Device`]: the same code runs on any
-//! backend that implements [`crate::ops::QuantizedMatmul`] (today flex, the CPU backend).
+//! backend that implements [`crate::ops::QuantizedMatmul`] (flex, the CPU backend; burn's cube
+//! backend with the `wgpu`/`cuda` features, see [`crate::device`]).
 //! Tensor names follow llama.cpp (`token_embd`, `blk.N.attn_q`, `output_norm`, `output`).
 
 pub mod attention;

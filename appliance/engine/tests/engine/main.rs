@@ -7,6 +7,9 @@ mod batch;
 mod common;
 /// Real default model against llama.cpp's reference outputs (greedy ids, teacher-forced logits).
 mod fidelity;
+/// A GPU backend against flex: same logits and greedy tokens (features `wgpu`, `cuda`).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod gpu;
 /// SIMD kernels against the portable code and an f64 reference on random rows of every type.
 mod kernels;
 /// Models the engine must refuse, with the key or tensor named.

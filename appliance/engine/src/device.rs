@@ -1,0 +1,131 @@
+//! Which backend runs the model: flex on the CPU (always built), or a cubecl GPU runtime when
+//! the crate is built with the `wgpu` or `cuda` feature.
+//!
+//! The model code is the same on every backend: tensors are burn's dispatch `Tensor`s and the
+//! device they were created on picks the backend. What differs is which extension ops a backend
+//! implements natively: flex has every fused op ([`crate::fused`]); the cube backend has the
+//! quantized matrix product ([`crate::ops`], a CubeCL kernel for Q4_0/Q4_1/Q8_0) and runs the
+//! other fused ops as plain burn tensor operations ([`crate::fallback`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::backend::DispatchDevice;
+use burn::tensor::Device;
+
+use crate::error::{EngineError, Result};
+
+/// A backend the engine can run on, as named on the command line and in the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// burn's flex backend with this crate's SIMD kernels (the default).
+    #[default]
+    Cpu,
+    /// The wgpu runtime (Vulkan, Metal, DX12): needs the `wgpu` feature.
+    Wgpu,
+    /// The CUDA runtime (driver and NVRTC loaded at run time): needs the `cuda` feature.
+    Cuda,
+}
+
+impl Backend {
+    /// The name used on the command line and in the policy.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Wgpu => "wgpu",
+            Backend::Cuda => "cuda",
+        }
+    }
+
+    /// Backends compiled into this build.
+    pub fn available() -> Vec<Backend> {
+        let mut v = vec![Backend::Cpu];
+        if cfg!(feature = "wgpu") {
+            v.push(Backend::Wgpu);
+        }
+        if cfg!(feature = "cuda") {
+            v.push(Backend::Cuda);
+        }
+        v
+    }
+
+    /// The burn device of this backend (the first GPU for `wgpu`/`cuda`), or
+    /// [`EngineError::BackendUnavailable`] if the build lacks its feature.
+    ///
+    /// Creating the device does not touch the hardware: a missing driver shows up at the first
+    /// tensor operation (burn panics there, with the runtime's message).
+    pub fn device(self) -> Result<Device> {
+        match self {
+            Backend::Cpu => Ok(Device::flex()),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => Ok(Device::cuda(0)),
+            #[allow(unreachable_patterns, reason = "reachable when a GPU feature is off")]
+            other => Err(EngineError::BackendUnavailable {
+                backend: other.name(),
+                available: Backend::available()
+                    .iter()
+                    .map(|b| b.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Backend, String> {
+        match s {
+            "cpu" => Ok(Backend::Cpu),
+            "wgpu" => Ok(Backend::Wgpu),
+            "cuda" => Ok(Backend::Cuda),
+            _ => Err(format!("unknown backend {s:?}: expected cpu, wgpu or cuda")),
+        }
+    }
+}
+
+/// True if `device`'s backend implements [`crate::fused::FusedOps`] natively (flex); other
+/// backends take the plain tensor-op versions in [`crate::fallback`].
+pub(crate) fn has_fused_ops(device: &Device) -> bool {
+    matches!(device.as_dispatch(), DispatchDevice::Flex(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for b in [Backend::Cpu, Backend::Wgpu, Backend::Cuda] {
+            assert_eq!(b.name().parse::<Backend>(), Ok(b));
+        }
+        assert!("gpu".parse::<Backend>().is_err());
+    }
+
+    #[test]
+    fn cpu_is_always_available() {
+        assert!(Backend::Cpu.device().is_ok());
+        assert!(has_fused_ops(&Backend::Cpu.device().unwrap()));
+    }
+
+    #[cfg(not(feature = "wgpu"))]
+    #[test]
+    fn wgpu_without_feature_is_refused() {
+        assert!(matches!(
+            Backend::Wgpu.device(),
+            Err(EngineError::BackendUnavailable {
+                backend: "wgpu",
+                ..
+            })
+        ));
+    }
+}

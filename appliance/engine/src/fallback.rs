@@ -1,0 +1,139 @@
+//! Plain burn tensor-op versions of the fused ops, for backends without a native
+//! [`crate::fused::FusedOps`] (the cube GPU backends).
+//!
+//! Each computes what the flex version computes, in a few generic tensor operations; they are
+//! slower (several kernels and allocations each) but run on any backend. Unit tests compare
+//! them with the fused versions on flex, so the GPU path is checked by the CPU build too.
+//! Differences from flex: the RMSNorm sum of squares is f32 (flex: f64), and
+//! [`round_f16`] rounds on the host (a device → host → device round trip of the new keys and
+//! values: exact, and small, but a synchronisation per layer).
+
+use std::sync::Arc;
+
+use burn::tensor::{Tensor, TensorData};
+
+/// [`crate::fused::FusedOps::rope`]: `x` `[heads, n, head_dim]` at positions `start..start + n`.
+pub fn rope(x: Tensor<3>, start: usize, inv_freq: &Arc<[f64]>) -> Tensor<3> {
+    let [heads, n, hd] = x.dims();
+    let half = hd / 2;
+    let device = x.device();
+    // [1, n, half, 1] angles as flex computes them (f64, then f32 sine and cosine).
+    let (mut cos, mut sin) = (Vec::with_capacity(n * half), Vec::with_capacity(n * half));
+    for p in start..start + n {
+        for &f in inv_freq.iter().take(half) {
+            let (s, c) = (p as f64 * f).sin_cos();
+            cos.push(c as f32);
+            sin.push(s as f32);
+        }
+    }
+    let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, n, half, 1]), &device);
+    let (cos, sin) = (table(cos), table(sin));
+    // [heads, n, half, 2]: pairs (2i, 2i + 1).
+    let pairs = x.reshape([heads, n, half, 2]);
+    let (x0, x1) = (pairs.clone().narrow(3, 0, 1), pairs.narrow(3, 1, 1));
+    let y0 = x0.clone().mul(cos.clone()).sub(x1.clone().mul(sin.clone()));
+    let y1 = x0.mul(sin).add(x1.mul(cos));
+    Tensor::cat(vec![y0, y1], 3).reshape([heads, n, hd])
+}
+
+/// [`crate::fused::FusedOps::rms_norm`]: `x / sqrt(mean(x²) + eps) * w` over the last axis.
+pub fn rms_norm(x: Tensor<2>, w: Tensor<1>, eps: f64) -> Tensor<2> {
+    // [rows, 1]
+    let ms = x.clone().mul(x.clone()).mean_dim(1);
+    let scale = ms.add_scalar(eps).sqrt().recip();
+    x.mul(scale).mul(w.unsqueeze::<2>())
+}
+
+/// [`crate::fused::FusedOps::round_f16`]: values rounded to f16 precision (round to nearest
+/// even, as `half` and llama.cpp's f32→f16 conversion), kept f32. Rounded on the host: not
+/// every wgpu adapter has f16 arithmetic, and the tensors are the new tokens' keys/values only.
+pub fn round_f16(x: Tensor<3>) -> Tensor<3> {
+    let dims = x.dims();
+    let device = x.device();
+    let values: Vec<f32> = x
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| half::f16::from_f32(v).to_f32())
+        .collect();
+    Tensor::from_data(TensorData::new(values, dims), &device)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::fused::FusedOps;
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().unwrap()
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tol, "{i}: {x} vs {y}");
+        }
+    }
+
+    // The fused flex op, called directly (the public wrappers would route here anyway).
+    fn fused<const D: usize>(
+        f: impl FnOnce(burn::backend::DispatchTensor) -> burn::backend::DispatchTensor,
+        x: Tensor<D>,
+    ) -> Tensor<D> {
+        Tensor::from_dispatch(f(x.into_dispatch()))
+    }
+
+    #[test]
+    fn rope_matches_fused() {
+        let d = Device::flex();
+        let x = Tensor::<3>::from_data(TensorData::new(random(3 * 5 * 8, 1), [3, 5, 8]), &d);
+        let inv: Arc<[f64]> = (0..4)
+            .map(|i| 10000f64.powf(-(2.0 * i as f64) / 8.0))
+            .collect();
+        let want = fused(
+            |t| <burn::backend::Dispatch as FusedOps>::rope(t, 7, Arc::clone(&inv)),
+            x.clone(),
+        );
+        assert_close(&values(rope(x, 7, &inv)), &values(want), 1e-5);
+    }
+
+    #[test]
+    fn rms_norm_matches_fused() {
+        let d = Device::flex();
+        let x = Tensor::<2>::from_data(TensorData::new(random(4 * 64, 2), [4, 64]), &d);
+        let w = Tensor::<1>::from_data(TensorData::new(random(64, 3), [64]), &d);
+        let want: Tensor<2> =
+            Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::rms_norm(
+                x.clone().into_dispatch(),
+                w.clone().into_dispatch(),
+                1e-5,
+            ));
+        assert_close(&values(rms_norm(x, w, 1e-5)), &values(want), 1e-5);
+    }
+
+    #[test]
+    fn round_f16_matches_fused() {
+        let d = Device::flex();
+        let x = Tensor::<3>::from_data(TensorData::new(random(2 * 3 * 16, 4), [2, 3, 16]), &d);
+        let want = fused(<burn::backend::Dispatch as FusedOps>::round_f16, x.clone());
+        assert_eq!(values(round_f16(x)), values(want));
+    }
+}
