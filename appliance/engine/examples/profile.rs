@@ -23,6 +23,11 @@ fn main() {
     let threads = args.next().map(|t| t.parse().unwrap());
     let e = Engine::load(&path, threads).unwrap();
     let m = e.model();
+    if std::env::var_os("PROFILE_KERNELS_ONLY").is_some() {
+        kernel_speed(&m.blocks[0].mlp.up);
+        kernel_speed(&m.output);
+        return;
+    }
     let prompt: Vec<u32> = (0..128).map(|i| 100 + i).collect();
     let mut cache = m.new_cache();
     let slot = cache.allocate();
@@ -42,8 +47,8 @@ fn main() {
         (cpu_secs() - c) * 1e3
     );
     let (t, c) = (Instant::now(), cpu_secs());
-    let steps = 64;
-    let mut best = f64::INFINITY;
+    let steps = std::env::var("PROFILE_STEPS").map_or(64, |v| v.parse().unwrap());
+    let mut times = Vec::new();
     for i in 0..steps {
         let ts = Instant::now();
         m.forward(
@@ -55,17 +60,23 @@ fn main() {
             Logits::Last,
         )
         .unwrap();
-        best = best.min(ts.elapsed().as_secs_f64());
+        times.push(ts.elapsed().as_secs_f64());
     }
+    times.sort_by(f64::total_cmp);
+    let (best, median) = (times[0], times[times.len() / 2]);
     let step = t.elapsed().as_secs_f64() / f64::from(steps);
     let cpu = (cpu_secs() - c) / f64::from(steps);
     println!(
-        "decode step: {:.2} ms wall ({:.1} tok/s), {:.2} ms cpu, fastest step {:.2} ms",
+        "decode step: {:.2} ms wall ({:.1} tok/s), {:.2} ms cpu, fastest step {:.2} ms, median {:.2} ms",
         step * 1e3,
         1.0 / step,
         cpu * 1e3,
-        best * 1e3
+        best * 1e3,
+        median * 1e3
     );
+    if std::env::var_os("PROFILE_DECODE_ONLY").is_some() {
+        return;
+    }
     kernel_speed(&m.blocks[0].mlp.up);
     kernel_speed(&m.output);
     let mut ws = vec![&m.output];
@@ -117,6 +128,20 @@ fn kernel_speed(w: &airlock_engine::QWeight) {
         }
     }
     let blocks = (w.rows() * w.cols() / 32 * reps) as f64;
+    let (t4, c4) = (Instant::now(), cpu_secs());
+    for _ in 0..reps {
+        for r in (0..w.rows()).step_by(4) {
+            let rs: [&[u8]; 4] = std::array::from_fn(|k| w.row(r + k).unwrap());
+            let v = airlock_engine::kernels::rows4_dot_q8(isa, w.ggml_type(), &rs, &a).unwrap();
+            sink += v[0];
+        }
+    }
+    println!(
+        "kernel {:?} four rows: {:.2} ns/block wall, {:.2} ns/block cpu",
+        w.ggml_type(),
+        t4.elapsed().as_secs_f64() * 1e9 / blocks,
+        (cpu_secs() - c4) * 1e9 / blocks
+    );
     println!(
         "kernel {:?}: {:.2} ns/block wall, {:.2} ns/block cpu ({sink})",
         w.ggml_type(),

@@ -322,12 +322,15 @@ macro_rules! q8_kernels {
                             let w = nibbles32(&b[bb - QK / 2..]);
                             let x = _mm256_loadu_si256(qa.as_ptr().cast());
                             let p = $dot(w, x);
-                            let d = f16_at(b, 0) * da;
+                            let dw = f16_at(b, 0);
+                            let d = dw * da;
                             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc);
+                            // The offset as the prompt tiles compute it (`super::tile`):
+                            // fused `c · e`, so a token's result does not depend on the path.
                             if ty == GgmlType::Q4_0 {
-                                off -= d * (8 * isum) as f32;
+                                off = dw.mul_add(-8.0 * da * isum as f32, off);
                             } else {
-                                off += f16_at(b, 2) * sa;
+                                off = f16_at(b, 2).mul_add(sa, off);
                             }
                         }
                     }
@@ -377,12 +380,13 @@ macro_rules! q8_kernels {
                             for k in 0..4 {
                                 let x = _mm256_loadu_si256(a[k].qs[lo..hi].as_ptr().cast());
                                 let p = $dot(w, x);
-                                let d = dw * a[k].d[bi];
+                                let da = a[k].d[bi];
+                                let d = dw * da;
                                 acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc[k]);
                                 if ty == GgmlType::Q4_0 {
-                                    off[k] -= d * (8 * a[k].isum[bi]) as f32;
+                                    off[k] = dw.mul_add(-8.0 * da * a[k].isum[bi] as f32, off[k]);
                                 } else {
-                                    off[k] += mw * a[k].s[bi];
+                                    off[k] = mw.mul_add(a[k].s[bi], off[k]);
                                 }
                             }
                         }

@@ -7,6 +7,10 @@
 //!   With 8-bit activations and several tokens (prompt processing) each task runs a
 //!   register-tiled kernel ([`tile_dot_q8`], module `tile`): 4 weight rows × 4 tokens per
 //!   tile, so a decoded weight block serves four tokens and a loaded activation block four rows.
+//!   A single token (a decode step) runs four weight rows per call instead ([`rows4_dot_q8`],
+//!   module `avx512`: the same block of four rows in one 512-bit vector). Every path gives a
+//!   token bitwise the same outputs, whatever the number of tokens in the call (the tiles'
+//!   arithmetic is the definition; tests compare them).
 //! * [`dequantize_rows`]: a band of rows decoded to f32, for prompt processing, where each
 //!   weight is reused by many tokens and burn's GEMM on a decoded band wins (see `crate::ops`).
 //!
@@ -24,6 +28,8 @@ use crate::qweight::QWeight;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub(crate) mod portable;
 pub mod q8;
 #[cfg(target_arch = "x86_64")]
@@ -38,7 +44,7 @@ pub enum Isa {
     Portable,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
-    /// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the 8-bit-activation kernels.
+    /// AVX2 plus AVX-512 F/VL/BW and VNNI (`vpdpbusd`) for the 8-bit-activation kernels.
     Avx512Vnni,
 }
 
@@ -72,6 +78,7 @@ impl Isa {
             {
                 if is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vnni")
                 {
                     return Isa::Avx512Vnni;
@@ -217,6 +224,36 @@ pub fn row_dot_q8_x4(isa: Isa, ty: GgmlType, row: &[u8], a: [&Q8Row; 4]) -> Opti
             row_dot_q8(isa, ty, row, a[3])?,
         ]),
     }
+}
+
+/// `[rows[r] · a]` for four Q4_0/Q4_1/Q8_0 rows and one token's 8-bit activations: bitwise
+/// the results of four [`row_dot_q8`] calls and of the prompt tiles ([`tile_dot_q8`]), with
+/// AVX-512's four-row kernel where the CPU has it (decode steps). `None` for another type,
+/// mismatched lengths, or an `isa` this CPU lacks.
+#[allow(unsafe_code)]
+pub fn rows4_dot_q8(isa: Isa, ty: GgmlType, rows: &[&[u8]; 4], a: &Q8Row) -> Option<[f32; 4]> {
+    if !rows.iter().all(|r| q8_args_ok(ty, r, a)) || !isa.is_supported() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni {
+        // SAFETY: the CPU has AVX-512 F/VL/BW/VNNI besides AVX2/FMA/F16C (`isa` is supported,
+        // checked above) and every row is `a.len()` values of `ty` with `a` well formed
+        // (`q8_args_ok`, checked above): the contract of `avx512`.
+        return Some(unsafe {
+            match ty {
+                GgmlType::Q4_0 => avx512::dot_q4_rows4::<{ tile::Q4_0 }>(rows, a),
+                GgmlType::Q4_1 => avx512::dot_q4_rows4::<{ tile::Q4_1 }>(rows, a),
+                _ => avx512::dot_q8_0_rows4(rows, a),
+            }
+        });
+    }
+    Some([
+        row_dot_q8(isa, ty, rows[0], a)?,
+        row_dot_q8(isa, ty, rows[1], a)?,
+        row_dot_q8(isa, ty, rows[2], a)?,
+        row_dot_q8(isa, ty, rows[3], a)?,
+    ])
 }
 
 /// Rows and tokens of one [`tile_dot_q8`] tile.
@@ -492,11 +529,35 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
         .unwrap_or(f32::NAN)
     };
     if n == 1 {
-        out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
-            for (i, v) in o.iter_mut().enumerate() {
-                *v = dot(row_of(c * chunk + i), 0);
-            }
-        });
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, o)| match acts.first() {
+                Some(a) => {
+                    // Four rows at a time, one from each quarter of the task's band: each of the
+                    // four pointers then walks its quarter sequentially, a stream the hardware
+                    // prefetchers follow (four adjacent rows are four short streams they do not).
+                    let q = o.len().div_ceil(4);
+                    let r0 = c * chunk;
+                    for i in 0..q {
+                        // Quarters past the band's end (short bands) repeat row `i`; dropped below.
+                        let idx: [usize; 4] =
+                            std::array::from_fn(
+                                |k| if k * q + i < o.len() { k * q + i } else { i },
+                            );
+                        let rs: [&[u8]; 4] = std::array::from_fn(|k| row_of(r0 + idx[k]));
+                        // INVARIANT: as for `dot`.
+                        let res = rows4_dot_q8(isa, ty, &rs, a).unwrap_or([f32::NAN; 4]);
+                        for (k, &v) in res.iter().enumerate() {
+                            o[idx[k]] = v;
+                        }
+                    }
+                }
+                None => {
+                    for (i, v) in o.iter_mut().enumerate() {
+                        *v = dot(row_of(c * chunk + i), 0);
+                    }
+                }
+            });
         return;
     }
     // Each task owns a band of `nr` whole weight rows and writes it token-major (`[n, nr]`) to

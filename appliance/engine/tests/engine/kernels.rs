@@ -238,6 +238,68 @@ fn tile_q8_kernel_matches_the_scalar_reference() {
     }
 }
 
+/// A token's result does not depend on the kernel that computes it: the four-row decode
+/// kernel, single rows and the prompt tiles (any tile shape, the token in any lane) agree
+/// bit for bit on every instruction set, so a position computed inside a prompt chunk equals
+/// the same position decoded alone.
+#[test]
+fn decode_rows_single_rows_and_prompt_tiles_agree_bitwise() {
+    use airlock_engine::kernels::{TILE, rows4_dot_q8, tile_dot_q8};
+    let mut rng = Rng::new(15);
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        for &blocks in &[1usize, 3, 17, 18, 48] {
+            let len = blocks * 32;
+            let rows: Vec<Vec<u8>> = (0..TILE)
+                .map(|_| quantize(ty, &rng.vec(len, 2.0)).unwrap())
+                .collect();
+            let mut xs: Vec<Vec<f32>> = (0..TILE).map(|_| rng.vec(len, 3.0)).collect();
+            // A token whose products cancel to a signed zero.
+            xs[3] = vec![0.0; len];
+            let acts: Vec<Q8Row> = xs.iter().map(|x| Q8Row::quantize(x)).collect();
+            let rs: [&[u8]; 4] = std::array::from_fn(|r| rows[r].as_slice());
+            for isa in isas() {
+                let all: Vec<&Q8Row> = acts.iter().collect();
+                let mut tile = vec![0f32; TILE * TILE];
+                tile_dot_q8(isa, ty, &rs, &all, &mut tile).unwrap();
+                for (t, a) in acts.iter().enumerate() {
+                    let four = rows4_dot_q8(isa, ty, &rs, a).unwrap();
+                    let mut alone = [0f32; TILE];
+                    tile_dot_q8(isa, ty, &rs, &[a], &mut alone).unwrap();
+                    for r in 0..TILE {
+                        let single = row_dot_q8(isa, ty, rs[r], a).unwrap();
+                        let what = format!("{ty:?} {blocks} blocks {isa:?} row {r} token {t}");
+                        assert_eq!(
+                            four[r].to_bits(),
+                            single.to_bits(),
+                            "{what}: rows4 vs single"
+                        );
+                        assert_eq!(
+                            four[r].to_bits(),
+                            tile[r * TILE + t].to_bits(),
+                            "{what}: rows4 vs 4x4 tile"
+                        );
+                        assert_eq!(
+                            four[r].to_bits(),
+                            alone[r].to_bits(),
+                            "{what}: rows4 vs 4x1 tile"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let a = Q8Row::quantize(&[1.0; 64]);
+    let row = quantize(GgmlType::Q4_1, &[0.5; 64]).unwrap();
+    for isa in isas() {
+        let short: [&[u8]; 4] = [&row, &row, &row, &row[..20]];
+        assert_eq!(rows4_dot_q8(isa, GgmlType::Q4_1, &short, &a), None);
+        assert_eq!(
+            rows4_dot_q8(isa, GgmlType::Q4_K, &[&row, &row, &row, &row], &a),
+            None
+        );
+    }
+}
+
 /// The vector f16 rounding equals `half`'s, value for value (ties, overflow to infinity,
 /// subnormals, a tail shorter than a vector).
 #[test]
