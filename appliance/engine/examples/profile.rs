@@ -23,6 +23,11 @@ fn main() {
     let threads = args.next().map(|t| t.parse().unwrap());
     let e = Engine::load(&path, threads).unwrap();
     let m = e.model();
+    if std::env::var_os("PROFILE_MATMULS_ONLY").is_some() {
+        let steps = std::env::var("PROFILE_STEPS").map_or(64, |v| v.parse().unwrap());
+        matmuls_only(m, steps);
+        return;
+    }
     if std::env::var_os("PROFILE_KERNELS_ONLY").is_some() {
         kernel_speed(&m.blocks[0].mlp.up);
         kernel_speed(&m.output);
@@ -79,6 +84,12 @@ fn main() {
     }
     kernel_speed(&m.blocks[0].mlp.up);
     kernel_speed(&m.output);
+    matmuls_only(m, steps);
+}
+
+/// Every weight matrix multiplied once per step with one token, on a rayon worker as in a
+/// forward pass: what a decode step costs without everything but the products.
+fn matmuls_only(m: &airlock_engine::Llama, steps: u32) {
     let mut ws = vec![&m.output];
     for b in &m.blocks {
         ws.extend([
@@ -92,13 +103,19 @@ fn main() {
         ]);
     }
     let (t, c) = (Instant::now(), cpu_secs());
+    let mut times = Vec::new();
     for _ in 0..steps {
-        for w in &ws {
-            let x = vec![0.5f32; w.cols()];
-            let mut out = vec![0f32; w.rows()];
-            kernels::matmul_rows(w, &x, 1, &mut out);
-        }
+        let ts = Instant::now();
+        rayon::scope(|_| {
+            for w in &ws {
+                let x = vec![0.5f32; w.cols()];
+                let mut out = vec![0f32; w.rows()];
+                kernels::matmul_rows(w, &x, 1, &mut out);
+            }
+        });
+        times.push(ts.elapsed().as_secs_f64());
     }
+    times.sort_by(f64::total_cmp);
     let mm = t.elapsed().as_secs_f64() / f64::from(steps);
     println!(
         "matmuls cpu: {:.2} ms per step",
@@ -106,10 +123,12 @@ fn main() {
     );
     let bytes: usize = ws.iter().map(|w| w.bytes().len()).sum();
     println!(
-        "matmuls only: {:.2} ms per step ({:.1} GB/s of weights, {} MiB)",
+        "matmuls only: {:.2} ms per step ({:.1} GB/s of weights, {} MiB), fastest {:.2} ms, median {:.2} ms",
         mm * 1e3,
         bytes as f64 / mm / 1e9,
-        bytes >> 20
+        bytes >> 20,
+        times[0] * 1e3,
+        times[times.len() / 2] * 1e3
     );
 }
 

@@ -35,6 +35,9 @@ use super::avx2::hsum;
 use super::q8::Q8Row;
 use super::tile::{Q4_0, Q4_1};
 
+/// Bytes ahead of each row pointer to prefetch.
+const PREFETCH: usize = 512;
+
 /// Sums the four lanes of `s` as [`hsum`]'s last two steps do.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -87,6 +90,9 @@ pub(super) unsafe fn dot_q4_rows4<const K: u8>(rows: &[&[u8]; 4], a: &Q8Row) -> 
         // (contract).
         unsafe {
             let o = b * bb;
+            for &pr in &p {
+                _mm_prefetch::<_MM_HINT_T0>(pr.wrapping_add(o + PREFETCH).cast());
+            }
             let q = _mm512_castsi128_si512(_mm_loadu_si128(p[0].add(o + bb - 16).cast()));
             let q = _mm512_inserti32x4::<1>(q, _mm_loadu_si128(p[1].add(o + bb - 16).cast()));
             let q = _mm512_inserti32x4::<2>(q, _mm_loadu_si128(p[2].add(o + bb - 16).cast()));
@@ -163,6 +169,9 @@ pub(super) unsafe fn dot_q8_0_rows4(rows: &[&[u8]; 4], a: &Q8Row) -> [f32; 4] {
         // header read at 0), the activation nb blocks of 32 codes and nb scales (contract).
         unsafe {
             let o = b * BB;
+            for &pr in &p {
+                _mm_prefetch::<_MM_HINT_T0>(pr.wrapping_add(o + PREFETCH).cast());
+            }
             let w = |r: usize| _mm256_loadu_si256(p[r].add(o + 2).cast());
             let w01 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(w(0)), w(1));
             let w23 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(w(2)), w(3));
