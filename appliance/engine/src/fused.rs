@@ -86,7 +86,6 @@ impl FusedOps for Flex {
 
     fn rms_norm(x: FlexTensor, w: FlexTensor, eps: f64) -> FlexTensor {
         let shape = x.shape();
-        let d = shape.dims::<2>()[1];
         let x = f32_contiguous(x);
         let w = f32_contiguous(w);
         let (xs, ws) = (
@@ -94,13 +93,7 @@ impl FusedOps for Flex {
             w.as_slice::<f32>().unwrap_or_default(),
         );
         let mut out = vec![0f32; xs.len()];
-        for (o, r) in out.chunks_exact_mut(d).zip(xs.chunks_exact(d)) {
-            let sum: f64 = r.iter().map(|&v| f64::from(v * v)).sum();
-            let scale = (1.0 / (sum / d as f64 + eps).sqrt()) as f32;
-            for ((o, &v), &g) in o.iter_mut().zip(r).zip(ws) {
-                *o = v * scale * g;
-            }
-        }
+        rms_norm_rows(xs, ws, eps, &mut out);
         tensor(out, shape)
     }
 
@@ -168,6 +161,19 @@ impl FusedOps for Flex {
             }
         }
         tensor(out, Shape::new([n, heads * hd]))
+    }
+}
+
+/// [`FusedOps::rms_norm`] on rows of `w.len()` values: `out` row `i` is row `i` of `xs`
+/// normalised and scaled by `w` (sum of squares in f64, as llama.cpp).
+pub(crate) fn rms_norm_rows(xs: &[f32], w: &[f32], eps: f64, out: &mut [f32]) {
+    let d = w.len().max(1);
+    for (o, r) in out.chunks_exact_mut(d).zip(xs.chunks_exact(d)) {
+        let sum: f64 = r.iter().map(|&v| f64::from(v * v)).sum();
+        let scale = (1.0 / (sum / d as f64 + eps).sqrt()) as f32;
+        for ((o, &v), &g) in o.iter_mut().zip(r).zip(w) {
+            *o = v * scale * g;
+        }
     }
 }
 

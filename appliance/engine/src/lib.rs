@@ -27,6 +27,7 @@ mod engine;
 mod error;
 pub mod fallback;
 pub mod fused;
+pub mod fused_ffn;
 pub mod generate;
 pub mod kernels;
 pub mod kv_cache;

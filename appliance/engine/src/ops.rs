@@ -41,34 +41,18 @@ pub trait QuantizedMatmul: Backend {
 impl QuantizedMatmul for Flex {
     fn q_matmul(x: FlexTensor, ws: Vec<QWeight>) -> FlexTensor {
         let dims = x.shape().dims::<2>();
-        let (n, cols) = (dims[0], dims[1]);
-        let rows: usize = ws.iter().map(QWeight::rows).sum();
-        for w in &ws {
-            assert_eq!(cols, w.cols(), "q_matmul: activation width vs {}", w.name());
-        }
+        let n = dims[0];
         let x = if x.dtype() == DType::F32 {
             x
         } else {
             Flex::float_cast(x, burn::backend::FloatDType::F32)
         };
         let x = x.to_contiguous();
-        // INVARIANT: contiguous f32 of n * cols values (shape checked above).
+        // INVARIANT: contiguous f32 of n * cols values.
         let xs = x.as_slice::<f32>().unwrap_or_default();
         let refs: Vec<&QWeight> = ws.iter().collect();
-        let mut out = vec![0f32; n * rows];
-        if kernels::can_fuse(&refs) && (n < GEMM_MIN_ROWS || ws[0].q8_activations()) {
-            kernels::matmul_rows_multi(&refs, xs, n, &mut out);
-        } else {
-            let mut col0 = 0;
-            for w in &ws {
-                let part = gemm_bands(&x, xs, w, n);
-                let wr = w.rows();
-                for (t, prow) in part.chunks_exact(wr).enumerate() {
-                    out[t * rows + col0..t * rows + col0 + wr].copy_from_slice(prow);
-                }
-                col0 += wr;
-            }
-        }
+        let out = q_matmul_f32(xs, n, &refs);
+        let rows = out.len() / n.max(1);
         FlexTensor::new(
             Bytes::from_elems(out),
             Layout::contiguous(Shape::new([n, rows])),
@@ -77,15 +61,50 @@ impl QuantizedMatmul for Flex {
     }
 }
 
+/// [`QuantizedMatmul::q_matmul`] on flex, on plain slices: `xs` is `[n, cols]` row-major;
+/// returns `[n, Σ rows]`.
+///
+/// # Panics
+/// If a matrix's width is not `cols` or `xs` is not `n` rows (caller bugs: shapes are fixed
+/// by the model's configuration).
+pub(crate) fn q_matmul_f32(xs: &[f32], n: usize, ws: &[&QWeight]) -> Vec<f32> {
+    let cols = ws.first().map_or(0, |w| w.cols());
+    let rows: usize = ws.iter().map(|w| w.rows()).sum();
+    for w in ws {
+        assert_eq!(cols, w.cols(), "q_matmul: activation width vs {}", w.name());
+    }
+    assert_eq!(xs.len(), n * cols, "q_matmul: activation length");
+    let mut out = vec![0f32; n * rows];
+    if kernels::can_fuse(ws) && (n < GEMM_MIN_ROWS || ws[0].q8_activations()) {
+        kernels::matmul_rows_multi(ws, xs, n, &mut out);
+    } else {
+        let mut col0 = 0;
+        for w in ws {
+            let part = gemm_bands(xs, w, n);
+            let wr = w.rows();
+            for (t, prow) in part.chunks_exact(wr).enumerate() {
+                out[t * rows + col0..t * rows + col0 + wr].copy_from_slice(prow);
+            }
+            col0 += wr;
+        }
+    }
+    out
+}
+
 /// One matrix: the decode kernel for few rows or 8-bit activations, else bands of decoded
 /// weights through flex's GEMM. Returns `[n, w.rows()]`.
-fn gemm_bands(x: &FlexTensor, xs: &[f32], w: &QWeight, n: usize) -> Vec<f32> {
+fn gemm_bands(xs: &[f32], w: &QWeight, n: usize) -> Vec<f32> {
     let (rows, cols) = (w.rows(), w.cols());
     let mut out = vec![0f32; n * rows];
     if n < GEMM_MIN_ROWS || w.q8_activations() {
         kernels::matmul_rows(w, xs, n, &mut out);
         return out;
     }
+    let x = FlexTensor::new(
+        Bytes::from_elems(xs.to_vec()),
+        Layout::contiguous(Shape::new([n, cols])),
+        DType::F32,
+    );
     let band = (BAND_VALUES / cols).clamp(1, rows);
     let mut start = 0;
     while start < rows {

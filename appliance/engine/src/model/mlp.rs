@@ -9,7 +9,9 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 
 use super::load_matrix;
+use super::norm::RmsNorm;
 use crate::error::Result;
+use crate::fused_ffn;
 use crate::ops::{q_linear, q_linear_multi};
 use crate::qweight::QWeight;
 
@@ -50,6 +52,23 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// The feed-forward half of a block: `h + forward(norm(h))` with `h = x + a` (the residual
+    /// stream plus the attention output), all `[tokens, d_model]`. One fused op on backends
+    /// that have it ([`crate::fused_ffn`]), bitwise equal to the tensor ops it replaces.
+    pub fn forward_residual(&self, x: Tensor<2>, a: Tensor<2>, norm: &RmsNorm) -> Tensor<2> {
+        if crate::device::has_fused_ops(&x.device()) {
+            return fused_ffn::ffn_residual(
+                x,
+                a,
+                norm.weight.val(),
+                norm.eps,
+                [&self.gate, &self.up, &self.down],
+            );
+        }
+        let h = x.add(a);
+        h.clone().add(self.forward(norm.forward(h)))
+    }
+
     /// `x`: `[tokens, d_model]` → `[tokens, d_model]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         // [tokens, d_ff]

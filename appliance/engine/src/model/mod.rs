@@ -246,9 +246,7 @@ impl Llama {
                 &self.rope,
                 &self.device,
             )?;
-            x = x.add(a);
-            let m = b.mlp.forward(b.ffn_norm.forward(x.clone()));
-            x = x.add(m);
+            x = b.mlp.forward_residual(x, a, &b.ffn_norm);
         }
         for s in &spans {
             cache.commit(s.slot, s.len)?;

@@ -5,6 +5,8 @@
 mod batch;
 /// Helpers: seeded RNG, synthetic GGUF writer, default model and reference data.
 mod common;
+/// The fused feed-forward op: bitwise the tensor ops it replaces, and token-invariant.
+mod ffn;
 /// Real default model against llama.cpp's reference outputs (greedy ids, teacher-forced logits).
 mod fidelity;
 /// A GPU backend against flex: same logits and greedy tokens (features `wgpu`, `cuda`).

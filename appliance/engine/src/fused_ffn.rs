@@ -1,0 +1,128 @@
+//! The feed-forward half of a block as one backend-extension op: residual add, RMSNorm,
+//! gate|up product, SwiGLU, down product, residual add.
+//!
+//! As burn tensor operations this half is ten ops per layer (add, norm, product, two narrows,
+//! sigmoid, two multiplies, product, add), each allocating its output; for one token a few
+//! microseconds apiece, as much as the matrix products of a 135M model. On flex it is one pass
+//! over plain slices here. The arithmetic is exactly that of the ops it replaces
+//! ([`crate::fused::FusedOps::rms_norm`], [`crate::ops::q_matmul_f32`], burn flex's
+//! `silu` = `x · sigmoid(x)` then the product with `up`), so results are bitwise those of the
+//! unfused path, and each token's row depends only on that token (the products give a token
+//! the same result whatever the number of tokens, see [`crate::kernels`]).
+//!
+//! Backends without it (the cube GPU backends) run the tensor-op path
+//! ([`crate::model::mlp::Mlp::forward`]).
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Backend, Bytes, DType, Dispatch, Flex, Shape, TensorMetadata, backend_extension,
+};
+use burn::tensor::Tensor;
+
+use crate::fused::rms_norm_rows;
+use crate::ops::q_matmul_f32;
+use crate::qweight::QWeight;
+
+/// Backends with the fused feed-forward half.
+#[backend_extension(Flex)]
+pub trait FfnOps: Backend {
+    /// `x + a` plus the SwiGLU feed-forward block of it: with `h = x + a` (`[n, d]`) and
+    /// `z = rms_norm(h, norm_w, eps)`, returns `h + down(silu(gate(z)) · up(z))`;
+    /// `ws` is `[gate, up, down]`.
+    fn ffn_residual(
+        x: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        norm_w: FloatTensor<Self>,
+        eps: f64,
+        ws: Vec<QWeight>,
+    ) -> FloatTensor<Self>;
+}
+
+fn f32_contiguous(x: FlexTensor) -> FlexTensor {
+    let x = if x.dtype() == DType::F32 {
+        x
+    } else {
+        Flex::float_cast(x, burn::backend::FloatDType::F32)
+    };
+    x.to_contiguous()
+}
+
+/// burn flex's `sigmoid` for f32 (`burn_flex::ops::activation`), for bitwise agreement with
+/// the unfused path.
+#[inline]
+fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+impl FfnOps for Flex {
+    fn ffn_residual(
+        x: FlexTensor,
+        a: FlexTensor,
+        norm_w: FlexTensor,
+        eps: f64,
+        ws: Vec<QWeight>,
+    ) -> FlexTensor {
+        let shape = x.shape();
+        let [n, d] = shape.dims::<2>();
+        let (x, a, w) = (f32_contiguous(x), f32_contiguous(a), f32_contiguous(norm_w));
+        // INVARIANT: contiguous f32 tensors of the shapes the model gives (`[n, d]` twice,
+        // `[d]`); `ws` is gate, up and down of one layer (the caller, `Mlp`, builds it).
+        let (xs, as_, wn) = (
+            x.as_slice::<f32>().unwrap_or_default(),
+            a.as_slice::<f32>().unwrap_or_default(),
+            w.as_slice::<f32>().unwrap_or_default(),
+        );
+        let [gate, up, down] = [&ws[0], &ws[1], &ws[2]];
+        let d_ff = gate.rows();
+        // [n, d]
+        let h: Vec<f32> = xs.iter().zip(as_).map(|(&x, &a)| x + a).collect();
+        let mut z = vec![0f32; n * d];
+        rms_norm_rows(&h, wn, eps, &mut z);
+        // [n, 2 d_ff]: gate and up side by side.
+        let gu = q_matmul_f32(&z, n, &[gate, up]);
+        // [n, d_ff]
+        let mut m = vec![0f32; n * d_ff];
+        for (mr, gur) in m.chunks_exact_mut(d_ff).zip(gu.chunks_exact(2 * d_ff)) {
+            let (g, u) = gur.split_at(d_ff);
+            for ((o, &g), &u) in mr.iter_mut().zip(g).zip(u) {
+                *o = g * sigmoid(g) * u;
+            }
+        }
+        // [n, d]
+        let mut y = q_matmul_f32(&m, n, &[down]);
+        for (y, &h) in y.iter_mut().zip(&h) {
+            *y += h;
+        }
+        FlexTensor::new(
+            Bytes::from_elems(y),
+            Layout::contiguous(Shape::new([n, d])),
+            DType::F32,
+        )
+    }
+}
+
+/// [`FfnOps::ffn_residual`] on tensors. Only on backends with fused ops
+/// ([`crate::device::has_fused_ops`]); [`crate::model::mlp::Mlp::forward_residual`] takes the
+/// tensor-op path elsewhere.
+pub fn ffn_residual(
+    x: Tensor<2>,
+    a: Tensor<2>,
+    norm_w: Tensor<1>,
+    eps: f64,
+    ws: [&QWeight; 3],
+) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FfnOps>::ffn_residual(
+        x.into_dispatch(),
+        a.into_dispatch(),
+        norm_w.into_dispatch(),
+        eps,
+        ws.iter().map(|&w| w.clone()).collect(),
+    ))
+}
