@@ -226,6 +226,51 @@ pub fn row_dot_q8_x4(isa: Isa, ty: GgmlType, row: &[u8], a: [&Q8Row; 4]) -> Opti
     }
 }
 
+/// [`rows4_dot_q8`] with the activation checked once for many calls (a decode step's band of
+/// rows): each call then checks only its rows' lengths.
+struct Rows4<'a> {
+    isa: Isa,
+    ty: GgmlType,
+    a: &'a Q8Row,
+    row_len: usize,
+}
+
+impl<'a> Rows4<'a> {
+    /// `None` for a type without 8-bit kernels, a malformed `a`, or an `isa` this CPU lacks.
+    fn new(isa: Isa, ty: GgmlType, a: &'a Q8Row) -> Option<Rows4<'a>> {
+        let row_len = a.len() / airlock_gguf::blocks::QK * ty.block_bytes();
+        let probe = vec![0u8; row_len];
+        (q8_args_ok(ty, &probe, a) && isa.is_supported()).then_some(Rows4 {
+            isa,
+            ty,
+            a,
+            row_len,
+        })
+    }
+
+    /// [`rows4_dot_q8`] of `rows`; `None` if a row has the wrong length.
+    #[allow(unsafe_code)]
+    fn dot(&self, rows: &[&[u8]; 4]) -> Option<[f32; 4]> {
+        if rows.iter().any(|r| r.len() != self.row_len) {
+            return None;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512Vnni {
+            // SAFETY: `new` checked the type, `a`'s shape (with a row of `row_len` bytes) and
+            // the CPU's features; every row is `row_len` bytes (checked above): the contract
+            // of `avx512`, as in `rows4_dot_q8`.
+            return Some(unsafe {
+                match self.ty {
+                    GgmlType::Q4_0 => avx512::dot_q4_rows4::<{ tile::Q4_0 }>(rows, self.a),
+                    GgmlType::Q4_1 => avx512::dot_q4_rows4::<{ tile::Q4_1 }>(rows, self.a),
+                    _ => avx512::dot_q8_0_rows4(rows, self.a),
+                }
+            });
+        }
+        rows4_dot_q8(self.isa, self.ty, rows, self.a)
+    }
+}
+
 /// `[rows[r] · a]` for four Q4_0/Q4_1/Q8_0 rows and one token's 8-bit activations: bitwise
 /// the results of four [`row_dot_q8`] calls and of the prompt tiles ([`tile_dot_q8`]), with
 /// AVX-512's four-row kernel where the CPU has it (decode steps). `None` for another type,
@@ -511,12 +556,15 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
     } else {
         Vec::new()
     };
+    // (encoded bytes, rows) of each matrix, looked up once: `row_of` runs per row.
+    let mats: Vec<(&[u8], usize)> = ws.iter().map(|w| (w.bytes(), w.rows())).collect();
+    let rb = w0.row_bytes();
     let row_of = |mut r: usize| -> &[u8] {
-        for w in ws {
-            if r < w.rows() {
-                return w.row(r).unwrap_or_default();
+        for &(bytes, rows) in &mats {
+            if r < rows {
+                return bytes.get(r * rb..(r + 1) * rb).unwrap_or_default();
             }
-            r -= w.rows();
+            r -= rows;
         }
         &[]
     };
@@ -529,10 +577,11 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
         .unwrap_or(f32::NAN)
     };
     if n == 1 {
+        let k4 = acts.first().and_then(|a| Rows4::new(isa, ty, a));
         out.par_chunks_mut(chunk)
             .enumerate()
             .for_each(|(c, o)| match acts.first() {
-                Some(a) => {
+                Some(_) => {
                     // Four rows at a time, one from each quarter of the task's band: each of the
                     // four pointers then walks its quarter sequentially, a stream the hardware
                     // prefetchers follow (four adjacent rows are four short streams they do not).
@@ -546,7 +595,10 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
                             );
                         let rs: [&[u8]; 4] = std::array::from_fn(|k| row_of(r0 + idx[k]));
                         // INVARIANT: as for `dot`.
-                        let res = rows4_dot_q8(isa, ty, &rs, a).unwrap_or([f32::NAN; 4]);
+                        let res = k4
+                            .as_ref()
+                            .and_then(|k| k.dot(&rs))
+                            .unwrap_or([f32::NAN; 4]);
                         for (k, &v) in res.iter().enumerate() {
                             o[idx[k]] = v;
                         }
