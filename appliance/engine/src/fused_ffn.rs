@@ -20,6 +20,7 @@ use burn::backend::{
     Backend, Bytes, DType, Dispatch, Flex, Shape, TensorMetadata, backend_extension,
 };
 use burn::tensor::Tensor;
+use rayon::prelude::*;
 
 use crate::fused::rms_norm_rows;
 use crate::ops::q_matmul_f32;
@@ -88,13 +89,17 @@ impl FfnOps for Flex {
         // [n, 2 d_ff]: gate and up side by side.
         let gu = q_matmul_f32(&z, n, &[gate, up]);
         // [n, d_ff]
+        // Token rows in parallel (a prompt chunk has ~10⁵ exponentials per layer; burn's
+        // element-wise ops were parallel too); one token stays on this thread.
         let mut m = vec![0f32; n * d_ff];
-        for (mr, gur) in m.chunks_exact_mut(d_ff).zip(gu.chunks_exact(2 * d_ff)) {
-            let (g, u) = gur.split_at(d_ff);
-            for ((o, &g), &u) in mr.iter_mut().zip(g).zip(u) {
-                *o = g * sigmoid(g) * u;
-            }
-        }
+        m.par_chunks_exact_mut(d_ff)
+            .zip(gu.par_chunks_exact(2 * d_ff))
+            .for_each(|(mr, gur)| {
+                let (g, u) = gur.split_at(d_ff);
+                for ((o, &g), &u) in mr.iter_mut().zip(g).zip(u) {
+                    *o = g * sigmoid(g) * u;
+                }
+            });
         // [n, d]
         let mut y = q_matmul_f32(&m, n, &[down]);
         for (y, &h) in y.iter_mut().zip(&h) {
