@@ -325,13 +325,14 @@ macro_rules! q8_kernels {
                             let dw = f16_at(b, 0);
                             let d = dw * da;
                             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc);
-                            // The offset as the prompt tiles compute it (`super::tile`):
-                            // fused `c · e`, so a token's result does not depend on the path.
-                            if ty == GgmlType::Q4_0 {
-                                off = dw.mul_add(-8.0 * da * isum as f32, off);
+                            // The offset term exactly as the prompt tile computes it (one
+                            // fused multiply-add per block), so that a token's product does not
+                            // depend on how many tokens were multiplied together.
+                            off = if ty == GgmlType::Q4_0 {
+                                dw.mul_add(-8.0 * da * isum as f32, off)
                             } else {
-                                off = f16_at(b, 2).mul_add(sa, off);
-                            }
+                                f16_at(b, 2).mul_add(sa, off)
+                            };
                         }
                     }
                 }
@@ -380,14 +381,13 @@ macro_rules! q8_kernels {
                             for k in 0..4 {
                                 let x = _mm256_loadu_si256(a[k].qs[lo..hi].as_ptr().cast());
                                 let p = $dot(w, x);
-                                let da = a[k].d[bi];
-                                let d = dw * da;
+                                let d = dw * a[k].d[bi];
                                 acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc[k]);
-                                if ty == GgmlType::Q4_0 {
-                                    off[k] = dw.mul_add(-8.0 * da * a[k].isum[bi] as f32, off[k]);
+                                off[k] = if ty == GgmlType::Q4_0 {
+                                    dw.mul_add(-8.0 * a[k].d[bi] * a[k].isum[bi] as f32, off[k])
                                 } else {
-                                    off[k] = mw.mul_add(a[k].s[bi], off[k]);
-                                }
+                                    mw.mul_add(a[k].s[bi], off[k])
+                                };
                             }
                         }
                         GgmlType::Q8_0 => {
