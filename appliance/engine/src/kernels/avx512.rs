@@ -35,7 +35,8 @@ use super::avx2::hsum;
 use super::q8::Q8Row;
 use super::tile::{Q4_0, Q4_1};
 
-/// Bytes ahead of each row pointer to prefetch.
+/// Bytes ahead of each row pointer to prefetch (non-temporal: each weight is used once per
+/// step, and the activations and keys/values should keep the caches).
 const PREFETCH: usize = 512;
 
 /// Sums the four lanes of `s` as [`hsum`]'s last two steps do.
@@ -91,7 +92,7 @@ pub(super) unsafe fn dot_q4_rows4<const K: u8>(rows: &[&[u8]; 4], a: &Q8Row) -> 
         unsafe {
             let o = b * bb;
             for &pr in &p {
-                _mm_prefetch::<_MM_HINT_T0>(pr.wrapping_add(o + PREFETCH).cast());
+                _mm_prefetch::<_MM_HINT_NTA>(pr.wrapping_add(o + PREFETCH).cast());
             }
             let q = _mm512_castsi128_si512(_mm_loadu_si128(p[0].add(o + bb - 16).cast()));
             let q = _mm512_inserti32x4::<1>(q, _mm_loadu_si128(p[1].add(o + bb - 16).cast()));
@@ -170,7 +171,7 @@ pub(super) unsafe fn dot_q8_0_rows4(rows: &[&[u8]; 4], a: &Q8Row) -> [f32; 4] {
         unsafe {
             let o = b * BB;
             for &pr in &p {
-                _mm_prefetch::<_MM_HINT_T0>(pr.wrapping_add(o + PREFETCH).cast());
+                _mm_prefetch::<_MM_HINT_NTA>(pr.wrapping_add(o + PREFETCH).cast());
             }
             let w = |r: usize| _mm256_loadu_si256(p[r].add(o + 2).cast());
             let w01 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(w(0)), w(1));
