@@ -3,7 +3,7 @@
 //! Runs the reference file's teacher-forced sequence (in chunks of CHUNK tokens, default all at
 //! once) and writes `OUTDIR/index.json` (`[{"name", "shape", "file"}]`) and one raw
 //! little-endian f32 file per tensor; llama.cpp's side comes from its graph callback
-//! (`cb_eval`), which names the same tensors.
+//! (`cb_eval`), which names the same tensors: `bench/fidelity_trace.py` dumps and compares.
 #![allow(clippy::unwrap_used, reason = "a diagnostic tool")]
 
 use airlock_engine::{Engine, Logits, SeqInput, trace};
