@@ -188,16 +188,19 @@ pub fn attend_impl(
         max = max.max(v);
         w.push(v);
     }
-    // ggml_compute_forward_soft_max_f32 / ggml_vec_soft_max_f32.
+    // ggml_compute_forward_soft_max_f32 / ggml_vec_soft_max_f32, on whole blocks of 16: the
+    // padding holds masked positions (-inf, weight 0), as llama.cpp's KV cache does.
+    w.resize(len.div_ceil(LANES) * LANES, f32::NEG_INFINITY);
     let mut sum = 0f64;
-    for chunk in w.chunks_mut(LANES) {
+    for chunk in w.chunks_exact_mut(LANES) {
         let mut e = [0f32; LANES];
-        for (v, ek) in chunk.iter_mut().zip(&mut e) {
-            *v = expf(*v - max);
-            *ek = *v;
+        for (k, ek) in e.iter_mut().enumerate() {
+            *ek = expf(chunk[k] - max);
         }
+        chunk.copy_from_slice(&e);
         sum += f64::from(reduce(&e));
     }
+    w.truncate(len);
     let inv = (1.0 / sum) as f32;
     for v in w.iter_mut() {
         *v *= inv;
@@ -215,13 +218,23 @@ pub fn attend_impl(
             *a = p.mul_add(x, *a);
         }
     }
-    for (c, o) in out.iter_mut().enumerate() {
-        let mut lanes = [0f32; LANES];
-        for (l, v) in lanes.iter_mut().enumerate() {
-            *v = acc[l * hd + c];
+    // `reduce` on every output at once: lane rows added pairwise in its order.
+    let mut add_rows = |dst: usize, src: usize| {
+        let (lo, hi) = acc.split_at_mut(src * hd);
+        for (a, &b) in lo[dst * hd..][..hd].iter_mut().zip(&hi[..hd]) {
+            *a += b; // commutative: the same bits as b + a
         }
-        *o = reduce(&lanes);
+    };
+    for k in 0..8 {
+        add_rows(k, k + 8);
     }
+    for k in 0..4 {
+        add_rows(k, k + 4);
+    }
+    add_rows(0, 2);
+    add_rows(1, 3);
+    add_rows(0, 1);
+    out.copy_from_slice(&acc[..hd]);
 }
 
 /// Rotates the pairs `(x[2i], x[2i+1])` of one row by the angles `cs` into `out`, as ggml's
