@@ -46,7 +46,7 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Up to this many new tokens attention runs on the calling thread (decode steps: a few rows).
+/// Up to this many tokens attention and SwiGLU run on the calling thread (decode steps).
 const PARALLEL_MIN_TOKENS: usize = 4;
 
 fn f32_contiguous(x: FlexTensor) -> FlexTensor {
@@ -123,9 +123,18 @@ impl FusedOps for Flex {
         let x = f32_contiguous(x);
         let xs = x.as_slice::<f32>().unwrap_or_default();
         let mut out = vec![0f32; rows * d];
-        for (o, r) in out.chunks_exact_mut(d).zip(xs.chunks_exact(two_d)) {
+        let row = |(o, r): (&mut [f32], &[f32])| {
             let (gate, up) = r.split_at(d);
             crate::kernels::ggml::swiglu(gate, up, o);
+        };
+        if rows <= PARALLEL_MIN_TOKENS {
+            out.chunks_exact_mut(d)
+                .zip(xs.chunks_exact(two_d))
+                .for_each(row);
+        } else {
+            out.par_chunks_exact_mut(d)
+                .zip(xs.par_chunks_exact(two_d))
+                .for_each(row);
         }
         tensor(out, Shape::new([rows, d]))
     }

@@ -75,18 +75,22 @@ pub fn expf(x: f32) -> f32 {
         .mul_add(b, c(0x3d2b_9f17))
         .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
         .mul_add(u, c(0x3f7f_fff6).mul_add(b, 1.0));
-    // `_mm512_scalef_ps(j, n)`: j · 2^n, exact for normal results; below 2^-126 (weights that
-    // round to zero in f16 anyway) in two steps. Written as selects so that loops vectorize.
-    let ni = n as i32;
-    let scaled = j * pow2(ni.max(-126)) * pow2((ni + 126).min(0));
+    // `_mm512_scalef_ps(j, n)`: j · 2^n with one rounding. 2^n comes from the low bits of `z`
+    // (ggml's AVX2 trick: they hold `n`), split as 2^(n - o) · 2^o where 2^n alone is not a
+    // normal float; no float-to-int conversion, so that loops over it vectorize.
+    let o: i32 = if n < -126.0 {
+        -66
+    } else if n > 127.0 {
+        66
+    } else {
+        0
+    };
+    let a = f32::from_bits(
+        ((z.to_bits() as i32).wrapping_sub(o) << 23).wrapping_add(0x3f80_0000) as u32,
+    );
+    let scaled = j * a * f32::from_bits(((o + 127) << 23) as u32);
     let alt = if n <= 0.0 { 0.0 } else { f32::INFINITY };
     if n.abs() > 192.0 { alt } else { scaled }
-}
-
-/// `2^e` for `e` in `-126..=127` (clamped).
-#[inline(always)]
-fn pow2(e: i32) -> f32 {
-    f32::from_bits(((e.clamp(-126, 127) + 127) as u32) << 23)
 }
 
 /// Scratch space reused across rows.
@@ -299,8 +303,12 @@ pub fn swiglu_impl(gate: &[f32], up: &[f32], out: &mut [f32]) {
     );
     for ((o, x), g) in (&mut o16).zip(&mut x16).zip(&mut g16) {
         let (x, g) = (lanes(x), lanes(g));
+        let mut e = [0f32; LANES];
         for k in 0..LANES {
-            o[k] = x[k] / (1.0 + expf(-x[k])) * g[k];
+            e[k] = expf(-x[k]);
+        }
+        for k in 0..LANES {
+            o[k] = x[k] / (1.0 + e[k]) * g[k];
         }
     }
     let tail = o16.into_remainder().iter_mut();
@@ -392,6 +400,30 @@ mod tests {
         assert_eq!(expf(-200.0), 0.0);
         assert_eq!(expf(200.0), f32::INFINITY);
         assert_eq!(expf(0.0), 1.0);
+    }
+
+    /// The bit-level power of two equals `_mm512_scalef_ps`'s definition (j · 2^n rounded
+    /// once, here through f64) everywhere, subnormal and overflowing results included.
+    #[test]
+    fn expf_scaling_is_scalef() {
+        let c = f32::from_bits;
+        for i in -2_000_000..2_000_000 {
+            let x = i as f32 * 1e-4;
+            let z = x.mul_add(c(0x3fb8_aa3b), c(0x4b40_0000));
+            let n = z - c(0x4b40_0000);
+            let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x));
+            let u = b * b;
+            let j = c(0x3c07_2010)
+                .mul_add(b, c(0x3d2b_9f17))
+                .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
+                .mul_add(u, c(0x3f7f_fff6).mul_add(b, 1.0));
+            let want = if n.abs() > 192.0 {
+                if n <= 0.0 { 0.0 } else { f32::INFINITY }
+            } else {
+                (f64::from(j) * 2f64.powi(n as i32)) as f32
+            };
+            assert_eq!(expf(x).to_bits(), want.to_bits(), "{x}");
+        }
     }
 
     /// One row of attention equals softmax attention computed plainly in f64 (up to f32
