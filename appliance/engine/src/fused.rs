@@ -1,10 +1,11 @@
-//! Fused element-wise operations as burn backend extensions: RoPE and RMSNorm.
+//! Fused operations as burn backend extensions: RoPE, RMSNorm, SwiGLU, attention.
 //!
 //! Written with burn's tensor operations each takes 6–12 small kernels and as many
 //! allocations per layer and token, which dominates a decode step of a small model (≈ 1500
-//! tiny ops per token for SmolLM2-135M). Flex implements each in one pass here; the
-//! arithmetic follows llama.cpp (`ggml_compute_forward_rms_norm_f32`: f64 sum of squares;
-//! `rope_yarn` with no YaRN: `θ = pos · inv_freq`, f32 rotation of adjacent pairs).
+//! tiny ops per token for SmolLM2-135M). Flex implements each in one pass here, with
+//! llama.cpp's arithmetic to the last bit (`ggml_compute_forward_rms_norm_f32`: f64 sum of
+//! squares, f32 mean and root; RoPE, SwiGLU and attention: see `kernels::ggml`), which the
+//! fidelity test checks against its logits.
 
 use std::sync::Arc;
 
