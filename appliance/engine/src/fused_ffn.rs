@@ -1,13 +1,12 @@
 //! The feed-forward half of a block as one backend-extension op: residual add, RMSNorm,
 //! gate|up product, SwiGLU, down product, residual add.
 //!
-//! As burn tensor operations this half is ten ops per layer (add, norm, product, two narrows,
-//! sigmoid, two multiplies, product, add), each allocating its output; for one token a few
-//! microseconds apiece, as much as the matrix products of a 135M model. On flex it is one pass
+//! As burn tensor operations this half is six ops per layer (add, norm, product, SwiGLU,
+//! product, add), each allocating its output and dispatched through burn; for one token a few
+//! microseconds apiece. On flex it is one pass
 //! over plain slices here. The arithmetic is exactly that of the ops it replaces
-//! ([`crate::fused::FusedOps::rms_norm`], [`crate::ops::q_matmul_f32`], burn flex's
-//! `silu` = `x · sigmoid(x)` then the product with `up`), so results are bitwise those of the
-//! unfused path, and each token's row depends only on that token (the products give a token
+//! ([`crate::fused::FusedOps::rms_norm`], [`crate::ops::q_matmul_f32`],
+//! [`crate::fused::FusedOps::swiglu`]), so results are bitwise those of the unfused path, and each token's row depends only on that token (the products give a token
 //! the same result whatever the number of tokens, see [`crate::kernels`]).
 //!
 //! Backends without it (the cube GPU backends) run the tensor-op path
@@ -50,18 +49,6 @@ fn f32_contiguous(x: FlexTensor) -> FlexTensor {
     x.to_contiguous()
 }
 
-/// burn flex's `sigmoid` for f32 (`burn_flex::ops::activation`), for bitwise agreement with
-/// the unfused path.
-#[inline]
-fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
 impl FfnOps for Flex {
     fn ffn_residual(
         x: FlexTensor,
@@ -96,9 +83,7 @@ impl FfnOps for Flex {
             .zip(gu.par_chunks_exact(2 * d_ff))
             .for_each(|(mr, gur)| {
                 let (g, u) = gur.split_at(d_ff);
-                for ((o, &g), &u) in mr.iter_mut().zip(g).zip(u) {
-                    *o = g * sigmoid(g) * u;
-                }
+                crate::kernels::ggml::swiglu(g, u, mr);
             });
         // [n, d]
         let mut y = q_matmul_f32(&m, n, &[down]);

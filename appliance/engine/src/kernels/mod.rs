@@ -30,6 +30,7 @@ use crate::qweight::QWeight;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod ggml;
 pub(crate) mod portable;
 pub mod q8;
 #[cfg(target_arch = "x86_64")]
