@@ -1,4 +1,5 @@
-//! Fused element-wise operations as burn backend extensions: RoPE and RMSNorm.
+//! Fused operations as burn backend extensions: RoPE, RMSNorm, f16 rounding and causal
+//! attention.
 //!
 //! Written with burn's tensor operations each takes 6–12 small kernels and as many
 //! allocations per layer and token, which dominates a decode step of a small model (≈ 1500
@@ -15,6 +16,7 @@ use burn::backend::{
     Backend, Bytes, DType, Dispatch, Flex, Shape, TensorMetadata, backend_extension,
 };
 use burn::tensor::Tensor;
+use rayon::prelude::*;
 
 /// Backends with fused RoPE and RMSNorm.
 #[backend_extension(Flex)]
@@ -26,9 +28,11 @@ pub trait FusedOps: Backend {
     fn rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
     /// `x` rounded to f16 precision, kept f32 (llama.cpp's f16 KV cache).
     fn round_f16(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// Causal grouped-query attention of a few new tokens (decode): `q` `[heads, n, hd]` at
-    /// positions `start..start + n`, `k`/`v` `[kv_heads, start + n, hd]` (any strides) →
+    /// Causal grouped-query attention of `n` new tokens: `q` `[heads, n, hd]` at positions
+    /// `start..start + n`, `k`/`v` `[kv_heads, start + n, hd]` (any strides) →
     /// `[n, heads * hd]`. Query head `h` uses key/value head `h / (heads / kv_heads)`.
+    /// Chunk-invariant: a token's output is bitwise the same whatever `n` and `start` its
+    /// chunk had (each query row is computed alone, in a fixed order).
     fn attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -115,59 +119,133 @@ impl FusedOps for Flex {
     fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, start: usize) -> FlexTensor {
         let [heads, n, hd] = q.shape().dims::<3>();
         let [kvh, total, _] = k.shape().dims::<3>();
-        let group = heads / kvh.max(1);
-        let scale = 1.0 / (hd as f32).sqrt();
         let q = f32_contiguous(q);
         let qs = q.as_slice::<f32>().unwrap_or_default();
         let view = |t: &FlexTensor| {
             let l = t.layout();
             let st = l.strides();
-            (
-                l.start_offset(),
-                st[0] as usize,
-                st[1] as usize,
-                st[2] as usize,
-            )
+            KvView {
+                offset: l.start_offset(),
+                head: st[0] as usize,
+                pos: st[1] as usize,
+                col: st[2] as usize,
+            }
         };
         // Keys and values are read in place (the cache's narrowed views), with their strides.
         let (k, v) = (f32_contiguous_if_negative(k), f32_contiguous_if_negative(v));
-        let (ko, k0, k1, k2) = view(&k);
-        let (vo, v0, v1, v2) = view(&v);
+        let shape = AttnShape {
+            hd,
+            group: (heads / kvh.max(1)).max(1),
+            start,
+            total,
+        };
+        let (kv, vv) = (view(&k), view(&v));
         let (ks, vs) = (k.storage::<f32>(), v.storage::<f32>());
+        // One output row of `hd` values per (token, head): row `i * heads + h`.
         let mut out = vec![0f32; n * heads * hd];
-        let mut scores = vec![0f32; total];
-        for h in 0..heads {
-            let g = h / group.max(1);
-            for i in 0..n {
-                let qv = &qs[(h * n + i) * hd..(h * n + i + 1) * hd];
-                let len = (start + i + 1).min(total);
-                let mut max = f32::NEG_INFINITY;
-                for (j, sc) in scores.iter_mut().enumerate().take(len) {
-                    let base = ko + g * k0 + j * k1;
-                    let dot: f32 = if k2 == 1 {
-                        crate::kernels::dot_f32(qv, &ks[base..base + hd])
-                    } else {
-                        (0..hd).map(|c| qv[c] * ks[base + c * k2]).sum()
-                    };
-                    *sc = dot * scale;
-                    max = max.max(*sc);
-                }
-                let mut z = 0f32;
-                for sc in &mut scores[..len] {
-                    *sc = (*sc - max).exp();
-                    z += *sc;
-                }
-                let o = &mut out[i * heads * hd + h * hd..i * heads * hd + (h + 1) * hd];
-                for (j, &p) in scores[..len].iter().enumerate() {
-                    let p = p / z;
-                    let base = vo + g * v0 + j * v1;
-                    for (c, oc) in o.iter_mut().enumerate() {
-                        *oc += p * vs[base + c * v2];
-                    }
-                }
+        let row = |r: usize, o: &mut [f32], scores: &mut Vec<f32>| {
+            let (i, h) = (r / heads, r % heads);
+            attention_row(
+                &shape,
+                &qs[(h * n + i) * hd..][..hd],
+                h,
+                i,
+                (ks, kv),
+                (vs, vv),
+                o,
+                scores,
+            );
+        };
+        // Pairs (query, key) of the causal triangle: decode steps (a few short rows) stay on
+        // this thread; prompt chunks split their rows over rayon's pool. Every row is computed
+        // by the same function either way, so the split never changes a value.
+        let pairs = heads * (n * start + n * (n + 1) / 2);
+        if pairs * hd < PARALLEL_MIN_WORK || hd == 0 {
+            let mut scores = Vec::new();
+            for (r, o) in out.chunks_exact_mut(hd.max(1)).enumerate() {
+                row(r, o, &mut scores);
             }
+        } else {
+            out.par_chunks_exact_mut(hd)
+                .enumerate()
+                .for_each_init(Vec::new, |scores, (r, o)| row(r, o, scores));
         }
         tensor(out, Shape::new([n, heads * hd]))
+    }
+}
+
+/// Multiply-adds below which attention runs on the calling thread (a decode step of a small
+/// model: rayon's hand-off would cost more than the work).
+const PARALLEL_MIN_WORK: usize = 1 << 16;
+
+/// Shape of one [`FusedOps::attention`] call.
+struct AttnShape {
+    hd: usize,
+    group: usize,
+    start: usize,
+    total: usize,
+}
+
+/// Where a `[kv_heads, positions, head_dim]` view starts in its storage, and its strides.
+#[derive(Clone, Copy)]
+struct KvView {
+    offset: usize,
+    head: usize,
+    pos: usize,
+    col: usize,
+}
+
+/// Attention output of query token `i` (position `start + i`) of head `h`, `qv` its `hd`
+/// query values, into `o` (`hd` values, zeroed). This is the definition of the op's value:
+/// every query row, whether part of a one-token decode step or of a long prompt chunk, is
+/// computed here by the same operations in the same order, so a token's output does not
+/// depend on how its sequence was split into chunks (the prefix cache relies on it).
+#[allow(clippy::too_many_arguments)]
+fn attention_row(
+    s: &AttnShape,
+    qv: &[f32],
+    h: usize,
+    i: usize,
+    (ks, kv): (&[f32], KvView),
+    (vs, vv): (&[f32], KvView),
+    o: &mut [f32],
+    scores: &mut Vec<f32>,
+) {
+    let hd = s.hd;
+    let g = h / s.group;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let len = (s.start + i + 1).min(s.total);
+    scores.clear();
+    scores.resize(len, 0.0);
+    let mut max = f32::NEG_INFINITY;
+    for (j, sc) in scores.iter_mut().enumerate() {
+        let base = kv.offset + g * kv.head + j * kv.pos;
+        let dot: f32 = if kv.col == 1 {
+            crate::kernels::dot_f32(qv, &ks[base..base + hd])
+        } else {
+            (0..hd).map(|c| qv[c] * ks[base + c * kv.col]).sum()
+        };
+        *sc = dot * scale;
+        max = max.max(*sc);
+    }
+    let mut z = 0f32;
+    for sc in scores.iter_mut() {
+        *sc = (*sc - max).exp();
+        z += *sc;
+    }
+    for (j, &p) in scores.iter().enumerate() {
+        let p = p / z;
+        let base = vv.offset + g * vv.head + j * vv.pos;
+        if vv.col == 1 {
+            // Same operations as the strided loop below (a multiply, then an add, per value).
+            for (oc, &x) in o.iter_mut().zip(&vs[base..base + hd]) {
+                *oc += p * x;
+            }
+        } else {
+            for (c, oc) in o.iter_mut().enumerate() {
+                *oc += p * vs[base + c * vv.col];
+            }
+        }
     }
 }
 

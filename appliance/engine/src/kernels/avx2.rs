@@ -322,13 +322,17 @@ macro_rules! q8_kernels {
                             let w = nibbles32(&b[bb - QK / 2..]);
                             let x = _mm256_loadu_si256(qa.as_ptr().cast());
                             let p = $dot(w, x);
-                            let d = f16_at(b, 0) * da;
+                            let dw = f16_at(b, 0);
+                            let d = dw * da;
                             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc);
-                            if ty == GgmlType::Q4_0 {
-                                off -= d * (8 * isum) as f32;
+                            // The offset term exactly as the prompt tile computes it (one
+                            // fused multiply-add per block), so that a token's product does not
+                            // depend on how many tokens were multiplied together.
+                            off = if ty == GgmlType::Q4_0 {
+                                dw.mul_add(-8.0 * da * isum as f32, off)
                             } else {
-                                off += f16_at(b, 2) * sa;
-                            }
+                                f16_at(b, 2).mul_add(sa, off)
+                            };
                         }
                     }
                 }
@@ -379,11 +383,11 @@ macro_rules! q8_kernels {
                                 let p = $dot(w, x);
                                 let d = dw * a[k].d[bi];
                                 acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d), p, acc[k]);
-                                if ty == GgmlType::Q4_0 {
-                                    off[k] -= d * (8 * a[k].isum[bi]) as f32;
+                                off[k] = if ty == GgmlType::Q4_0 {
+                                    dw.mul_add(-8.0 * a[k].d[bi] * a[k].isum[bi] as f32, off[k])
                                 } else {
-                                    off[k] += mw * a[k].s[bi];
-                                }
+                                    mw.mul_add(a[k].s[bi], off[k])
+                                };
                             }
                         }
                         GgmlType::Q8_0 => {

@@ -3,6 +3,14 @@
 //! Query head `h` attends with key/value head `h / group` (llama.cpp's GQA mapping). The
 //! `group` query heads sharing a key/value head are stacked into one matrix product per
 //! key/value head, so keys and values are never repeated in memory.
+//!
+//! On the CPU (flex) every chunk, one decode token or a 512-token prompt chunk, runs through
+//! the fused op [`fused::attention`], which computes each query row alone in a fixed order:
+//! a token's output is bitwise the same however its sequence was split into chunks. That is
+//! what lets the prefix cache (`crate::batch`) resume a prompt from cached keys/values and
+//! still produce exactly the tokens of a cold run. Backends without fused ops (the GPU
+//! features) take the tensor-op path below (matrix products, softmax and a causal mask):
+//! correct, but not chunk-invariant, so reuse there may change low-order bits.
 
 use std::sync::Arc;
 
@@ -19,10 +27,6 @@ use crate::fused;
 use crate::kv_cache::KvCache;
 use crate::ops::{q_linear, q_linear_multi};
 use crate::qweight::QWeight;
-
-/// Up to this many new tokens, attention runs as one fused op ([`fused::attention`]); longer
-/// chunks (prompts) use batched matrix products and a softmax in burn.
-pub const FUSED_MAX_TOKENS: usize = 4;
 
 /// Where one sequence's tokens sit in a batched forward pass.
 #[derive(Debug, Clone, Copy)]
@@ -139,8 +143,8 @@ impl Attention {
             };
             // [kvh, L, hd] with L = start + n
             let (k_all, v_all) = cache.append(s.slot, layer, ks, vs)?;
-            if n <= FUSED_MAX_TOKENS && crate::device::has_fused_ops(device) {
-                // [n, h * hd] in one pass over the cache (decode steps).
+            if crate::device::has_fused_ops(device) {
+                // [n, h * hd] in one pass over the cache, any chunk length (chunk-invariant).
                 outs.push(fused::attention(qs, k_all, v_all, s.start));
                 continue;
             }

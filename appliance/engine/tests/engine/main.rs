@@ -3,6 +3,8 @@
 
 /// Continuous batching: sequences joining and leaving match their solo runs.
 mod batch;
+/// Chunk invariance: logits are bitwise the same however a sequence is split into chunks.
+mod chunking;
 /// Helpers: seeded RNG, synthetic GGUF writer, default model and reference data.
 mod common;
 /// Real default model against llama.cpp's reference outputs (greedy ids, teacher-forced logits).
