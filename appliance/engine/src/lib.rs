@@ -32,6 +32,7 @@ pub mod kernels;
 pub mod kv_cache;
 pub mod model;
 pub mod ops;
+pub mod prefix;
 mod qweight;
 pub mod sampling;
 
@@ -45,5 +46,6 @@ pub use error::{EngineError, Result};
 pub use generate::{GenerateRequest, Generation, StopReason, Timing, generate};
 pub use kv_cache::KvCache;
 pub use model::{Llama, Logits, SeqInput};
+pub use prefix::{CacheScope, PrefixCacheConfig};
 pub use qweight::QWeight;
 pub use sampling::{Sampler, SamplingParams};

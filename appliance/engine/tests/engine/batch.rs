@@ -14,6 +14,7 @@ fn request(prompt: Vec<u32>, max_tokens: usize) -> SeqRequest {
         max_tokens,
         sampling: SamplingParams::greedy(),
         ignore_eos: false,
+        cache_scope: None,
     }
 }
 

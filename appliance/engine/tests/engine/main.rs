@@ -14,6 +14,8 @@ mod fidelity;
 mod gpu;
 /// SIMD kernels against the portable code and an f64 reference on random rows of every type.
 mod kernels;
+/// The prefix cache: resumed requests match cold runs bit for bit; scopes; eviction.
+mod prefix;
 /// Models the engine must refuse, with the key or tensor named.
 mod refusals;
 /// Synthetic GGUF models against a naive f64 forward pass (GQA 1/3/4, tied/untied, all types).
