@@ -22,8 +22,15 @@ use crate::model::{Logits, SeqInput};
 use crate::prefix::{CacheScope, PrefixCache, PrefixCacheConfig};
 use crate::sampling::{Sampler, SamplingParams};
 
-/// Prompt tokens fed per sequence per step (bounds a step's latency and scratch memory).
+/// Prompt tokens fed per step, across all sequences reading their prompts, while none is
+/// generating (bounds a step's latency and scratch memory).
 pub const PROMPT_CHUNK: usize = 512;
+
+/// Prompt tokens fed per step, across all sequences, while at least one sequence is
+/// generating: a new long prompt then enters in pieces between decode steps instead of pausing
+/// every running stream for a whole [`PROMPT_CHUNK`]. Numerically free: the forward pass is
+/// chunk-invariant, so how a prompt is split changes no output.
+pub const PROMPT_CHUNK_WHILE_DECODING: usize = 128;
 
 /// Identifies a sequence in a [`Batch`].
 pub type SeqId = u64;
@@ -270,14 +277,32 @@ impl Batch {
             self.last = StepStats::default();
             return Ok(Vec::new());
         }
-        let ids: Vec<SeqId> = self.seqs.keys().copied().collect();
-        let mut inputs = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let s = &self.seqs[id];
-            let end = (s.fed + PROMPT_CHUNK).min(s.tokens.len());
+        // Generating sequences feed their last token; those reading a prompt share the step's
+        // prompt budget in admission order (a sequence left without budget sits this step out).
+        let decoding = self.seqs.values().any(|s| s.fed >= s.prompt_len);
+        let mut budget = if decoding {
+            PROMPT_CHUNK_WHILE_DECODING
+        } else {
+            PROMPT_CHUNK
+        };
+        let mut ids = Vec::with_capacity(self.seqs.len());
+        let mut inputs = Vec::with_capacity(self.seqs.len());
+        for (id, s) in &self.seqs {
+            let left = s.tokens.len() - s.fed;
+            let take = if s.fed >= s.prompt_len {
+                left
+            } else {
+                let take = left.min(budget);
+                budget -= take;
+                take
+            };
+            if take == 0 {
+                continue;
+            }
+            ids.push(*id);
             inputs.push(SeqInput {
                 slot: s.slot,
-                tokens: &s.tokens[s.fed..end],
+                tokens: &s.tokens[s.fed..s.fed + take],
             });
         }
         let fed: Vec<usize> = inputs.iter().map(|i| i.tokens.len()).collect();
