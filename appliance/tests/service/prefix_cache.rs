@@ -132,3 +132,29 @@ fn a_repeated_chat_reuses_its_prefix_for_the_same_client_only() {
         "{m}"
     );
 }
+
+#[test]
+fn with_the_prefix_cache_off_nothing_is_reused_or_retained() {
+    let mut dev = Dev::start();
+    dev.restart_with("[engine]\nprefix_cache = false\n");
+    let body = chat_body(
+        &json!([{"role": "user", "content": "Name three colours of the rainbow."}]),
+        json!({"max_tokens": 4, "stream": true, "stream_options": {"include_usage": true}}),
+    );
+    let user = dev.client("user");
+    let (first, _) = streamed(&user, &body);
+    let (second, u2) = streamed(&user, &body);
+    assert_eq!(u2["prompt_tokens_details"]["cached_tokens"], 0, "{u2}");
+    assert_eq!(second, first);
+    let m = dev.client("operator").get("/metrics").text();
+    assert_eq!(
+        metric(&m, "airlock_kv_cache_retained_positions"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "airlock_prefix_cache_hits_total"),
+        Some(0.0),
+        "{m}"
+    );
+}
