@@ -2,15 +2,21 @@
 //!
 //! [`QuantizedMatmul::q_matmul`] is declared with `#[backend_extension(Flex)]`: burn generates
 //! the routing from its runtime-dispatched `Tensor` to the backend that holds the activation,
-//! and [`Flex`] (burn's pure-Rust CPU backend) implements it with this crate's kernels
-//! ([`kernels::matmul_rows_multi`]): weights decoded in registers (with 8-bit activations for
-//! Q4_0/Q4_1/Q8_0, as llama.cpp), register tiles of 4 rows × 4 tokens for prompts.
+//! and [`Flex`] (burn's pure-Rust CPU backend) implements it with this crate's kernels:
+//! * Q4_0/Q4_1/Q8_0 weights, or few activation rows (decode): [`kernels::matmul_rows`],
+//!   weights decoded in registers (with 8-bit activations for those types, as llama.cpp);
+//! * many rows (prompt processing): bands of ≈ 4 M weights decoded to f32 in turn and multiplied
+//!   with flex's GEMM, so the transient f32 copy stays small (≤ 16 MiB) and weights stay
+//!   quantized at rest.
 //!
-//! Token-invariant: each token's output row is bitwise the same whether it was multiplied
-//! alone (a decode step) or with any number of other tokens (a prompt chunk, a batch), which
-//! "batched equals solo" and the prefix cache rely on. That is why prompts do not go through
-//! a GEMM on decoded bands (faster for K-quant and dense weights, but its blocking makes a
-//! row's summation order depend on the row count).
+//! Token invariance (a token's output row bitwise the same whether it was multiplied alone or
+//! with other tokens, which "batched equals solo" and the exactness of the prefix cache rely
+//! on) holds on the 8-bit-activation path (Q4_0/Q4_1/Q8_0 weights, the default model): it
+//! never takes the GEMM, and its prompt tile repeats the one-token kernel's operations. The
+//! GEMM path (K-quants, F16/BF16/F32, exact activations) is not token-invariant (its blocking
+//! makes a row's summation order depend on the row count): results then agree with one-token
+//! products up to f32 rounding only. Kept for its prompt speed (≈ 4.4× the per-token kernels
+//! on a Q4_K model); an invariant register-tiled f32 panel kernel is the way to have both.
 //!
 //! With the `wgpu` or `cuda` feature, burn's cube backend implements it too (`cube.rs`: a
 //! CubeCL kernel decoding Q4_0/Q4_1/Q8_0 in the product, weights uploaded once as raw
@@ -26,6 +32,12 @@ use burn::tensor::Tensor;
 
 use crate::kernels;
 use crate::qweight::QWeight;
+
+/// From this many activation rows on, bands are decoded and multiplied with GEMM.
+pub const GEMM_MIN_ROWS: usize = 8;
+
+/// Weights decoded per band in the GEMM path (f32 values).
+const BAND_VALUES: usize = 4 << 20;
 
 /// Backends that multiply activations by a [`QWeight`] without decoding it at load.
 #[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")))]
@@ -53,14 +65,13 @@ impl QuantizedMatmul for Flex {
         let xs = x.as_slice::<f32>().unwrap_or_default();
         let refs: Vec<&QWeight> = ws.iter().collect();
         let mut out = vec![0f32; n * rows];
-        if kernels::can_fuse(&refs) {
+        if kernels::can_fuse(&refs) && (n < GEMM_MIN_ROWS || ws[0].q8_activations()) {
             kernels::matmul_rows_multi(&refs, xs, n, &mut out);
         } else {
             let mut col0 = 0;
             for w in &ws {
+                let part = gemm_bands(&x, xs, w, n);
                 let wr = w.rows();
-                let mut part = vec![0f32; n * wr];
-                kernels::matmul_rows(w, xs, n, &mut part);
                 for (t, prow) in part.chunks_exact(wr).enumerate() {
                     out[t * rows + col0..t * rows + col0 + wr].copy_from_slice(prow);
                 }
@@ -73,6 +84,38 @@ impl QuantizedMatmul for Flex {
             DType::F32,
         )
     }
+}
+
+/// One matrix: the decode kernel for few rows or 8-bit activations, else bands of decoded
+/// weights through flex's GEMM. Returns `[n, w.rows()]`.
+fn gemm_bands(x: &FlexTensor, xs: &[f32], w: &QWeight, n: usize) -> Vec<f32> {
+    let (rows, cols) = (w.rows(), w.cols());
+    let mut out = vec![0f32; n * rows];
+    if n < GEMM_MIN_ROWS || w.q8_activations() {
+        kernels::matmul_rows(w, xs, n, &mut out);
+        return out;
+    }
+    let band = (BAND_VALUES / cols).clamp(1, rows);
+    let mut start = 0;
+    while start < rows {
+        let len = band.min(rows - start);
+        let mut buf = vec![0f32; len * cols];
+        kernels::dequantize_rows(w, start, &mut buf);
+        let wt = FlexTensor::new(
+            Bytes::from_elems(buf),
+            Layout::contiguous(Shape::new([len, cols])),
+            DType::F32,
+        )
+        .transpose(0, 1);
+        // [n, cols] x [cols, len] -> [n, len]
+        let y = Flex::float_matmul(x.clone(), wt).to_contiguous();
+        let ys = y.as_slice::<f32>().unwrap_or_default();
+        for (t, yrow) in ys.chunks_exact(len).enumerate() {
+            out[t * rows + start..t * rows + start + len].copy_from_slice(yrow);
+        }
+        start += len;
+    }
+    out
 }
 
 /// `x · Wᵀ` for a `[n, cols]` activation on any device whose backend implements

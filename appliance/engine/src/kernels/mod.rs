@@ -7,10 +7,10 @@
 //!   With 8-bit activations and several tokens (prompt processing) each task runs a
 //!   register-tiled kernel ([`tile_dot_q8`], module `tile`): 4 weight rows × 4 tokens per
 //!   tile, so a decoded weight block serves four tokens and a loaded activation block four rows.
-//! * [`dequantize_rows`]: a band of rows decoded to f32 (the GPU path's fallback for types its
-//!   kernel does not decode, see `crate::cube`).
+//! * [`dequantize_rows`]: a band of rows decoded to f32, for prompt processing, where each
+//!   weight is reused by many tokens and burn's GEMM on a decoded band wins (see `crate::ops`).
 //!
-//! Every kernel here is token-invariant: a token's output is bitwise the same whether it was
+//! [`matmul_rows`] is token-invariant: a token's output is bitwise the same whether it was
 //! multiplied alone or with other tokens (the prompt tile repeats the one-token kernel's
 //! operations per pair; other types decode a row once and dot it per token exactly as the
 //! one-token product does). Batching and the prefix cache rely on it.

@@ -3,7 +3,9 @@
 //! identical logits at every position. Batching ("batched equals solo") and the prefix cache
 //! (a cached prefix is resumed with a short chunk where a cold run had one long chunk) rely on
 //! it. Checked on the real default model (8-bit activations, f16 KV cache) and on synthetic
-//! models of every weight type, in both activation modes.
+//! Q4_0/Q4_1/Q8_0 models. Models whose matrices take the prompt GEMM (K-quants, dense types,
+//! exact activations: see `airlock_engine::ops`) are chunk-invariant in attention but not in
+//! their matrix products: for them the chunkings agree up to f32 rounding, checked too.
 
 use std::sync::Arc;
 
@@ -60,12 +62,18 @@ fn chunked(model: &Llama, tokens: &[u32], chunks: &[usize], other: Option<&[u32]
     out
 }
 
-/// Asserts bitwise equality of two logit vectors, naming the first differing position.
-fn assert_bitwise(want: &[f32], got: &[f32], vocab: usize, what: &str) {
+/// Asserts equality of two logit vectors (bitwise when `tol` is 0), naming the first
+/// differing position.
+fn assert_same(want: &[f32], got: &[f32], vocab: usize, what: &str, tol: f32) {
     assert_eq!(want.len(), got.len(), "{what}: lengths");
     for (i, (w, g)) in want.iter().zip(got).enumerate() {
+        let ok = if tol == 0.0 {
+            w.to_bits() == g.to_bits()
+        } else {
+            (w - g).abs() <= tol
+        };
         assert!(
-            w.to_bits() == g.to_bits(),
+            ok,
             "{what}: position {}, logit {}: {w} (one pass) vs {g}",
             i / vocab,
             i % vocab
@@ -73,26 +81,24 @@ fn assert_bitwise(want: &[f32], got: &[f32], vocab: usize, what: &str) {
     }
 }
 
-/// One pass against token by token, random chunks, and random chunks beside another sequence.
-fn check(model: &Llama, tokens: &[u32], other: &[u32], seed: u64) {
+/// One pass against token by token, random chunks, and random chunks beside another sequence;
+/// bitwise when `tol` is 0.
+fn check(model: &Llama, tokens: &[u32], other: &[u32], seed: u64, tol: f32) {
     let vocab = model.config().vocab_size;
     let n = tokens.len();
     let whole = chunked(model, tokens, &[n], None);
     let ones = vec![1; n];
-    assert_bitwise(
-        &whole,
-        &chunked(model, tokens, &ones, None),
-        vocab,
-        "1-token chunks",
-    );
+    let got = chunked(model, tokens, &ones, None);
+    assert_same(&whole, &got, vocab, "1-token chunks", tol);
     let mut rng = Rng::new(seed);
     for round in 0..3 {
         let chunks = random_chunks(&mut rng, n, 2 + round * 7);
         let what = format!("chunks {chunks:?}");
-        assert_bitwise(&whole, &chunked(model, tokens, &chunks, None), vocab, &what);
+        let got = chunked(model, tokens, &chunks, None);
+        assert_same(&whole, &got, vocab, &what, tol);
         let what = format!("chunks {chunks:?} beside another sequence");
         let got = chunked(model, tokens, &chunks, Some(other));
-        assert_bitwise(&whole, &got, vocab, &what);
+        assert_same(&whole, &got, vocab, &what, tol);
     }
 }
 
@@ -104,7 +110,7 @@ fn default_model_logits_do_not_depend_on_chunking() {
     // 45 tokens: long enough for 4-token tiles, short tails and several attention rows.
     let tokens: Vec<u32> = (0..45).map(|_| (rng.next_u64() % vocab) as u32).collect();
     let other: Vec<u32> = (0..9).map(|_| (rng.next_u64() % vocab) as u32).collect();
-    check(e.model(), &tokens, &other, 72);
+    check(e.model(), &tokens, &other, 72, 0.0);
 }
 
 fn synthetic(s: &Synth, exact: bool) {
@@ -119,7 +125,11 @@ fn synthetic(s: &Synth, exact: bool) {
     let other: Vec<u32> = (0..6)
         .map(|_| (rng.next_u64() % s.vocab as u64) as u32)
         .collect();
-    check(&model, &tokens, &other, s.seed + 8);
+    // Bitwise where every matrix takes the 8-bit-activation kernels; else f32 rounding.
+    let q8 = |t: GgmlType| matches!(t, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0);
+    let invariant = !exact && q8(s.ty) && q8(s.down_ty) && q8(s.embd_ty);
+    let tol = if invariant { 0.0 } else { 1e-3 };
+    check(&model, &tokens, &other, s.seed + 8, tol);
 }
 
 fn base() -> Synth {
@@ -141,7 +151,7 @@ fn base() -> Synth {
 }
 
 #[test]
-fn synthetic_models_of_every_type_do_not_depend_on_chunking() {
+fn synthetic_models_do_not_depend_on_chunking() {
     let models = [
         base(),
         Synth {
