@@ -12,19 +12,22 @@ use std::sync::Arc;
 
 use burn::tensor::{Tensor, TensorData};
 
+use crate::model::rope::RopeFreqs;
+
 /// [`crate::fused::FusedOps::rope`]: `x` `[heads, n, head_dim]` at positions `start..start + n`.
-pub fn rope(x: Tensor<3>, start: usize, inv_freq: &Arc<[f64]>) -> Tensor<3> {
+pub fn rope(x: Tensor<3>, start: usize, freqs: &Arc<RopeFreqs>) -> Tensor<3> {
     let [heads, n, hd] = x.dims();
     let half = hd / 2;
     let device = x.device();
-    // [1, n, half, 1] angles as flex computes them (f64, then f32 sine and cosine).
+    // [1, n, half, 1] angles as flex computes them (ggml's f32 recurrence).
     let (mut cos, mut sin) = (Vec::with_capacity(n * half), Vec::with_capacity(n * half));
+    let mut cs = Vec::with_capacity(n * half);
     for p in start..start + n {
-        for &f in inv_freq.iter().take(half) {
-            let (s, c) = (p as f64 * f).sin_cos();
-            cos.push(c as f32);
-            sin.push(s as f32);
-        }
+        freqs.angles(p, &mut cs);
+    }
+    for (c, s) in cs {
+        cos.push(c);
+        sin.push(s);
     }
     let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, n, half, 1]), &device);
     let (cos, sin) = (table(cos), table(sin));
@@ -59,6 +62,12 @@ pub fn round_f16(x: Tensor<3>) -> Tensor<3> {
         .map(|v| half::f16::from_f32(v).to_f32())
         .collect();
     Tensor::from_data(TensorData::new(values, dims), &device)
+}
+
+/// [`crate::fused::FusedOps::swiglu`]: `silu(gate) · up` for `x` `[rows, 2d]` (gate | up).
+pub fn swiglu(x: Tensor<2>) -> Tensor<2> {
+    let d = x.dims()[1] / 2;
+    burn::tensor::activation::silu(x.clone().narrow(1, 0, d)).mul(x.narrow(1, d, d))
 }
 
 #[cfg(test)]
@@ -105,14 +114,24 @@ mod tests {
     fn rope_matches_fused() {
         let d = Device::flex();
         let x = Tensor::<3>::from_data(TensorData::new(random(3 * 5 * 8, 1), [3, 5, 8]), &d);
-        let inv: Arc<[f64]> = (0..4)
-            .map(|i| 10000f64.powf(-(2.0 * i as f64) / 8.0))
-            .collect();
+        let freqs = crate::model::rope::RopeConfig::new(8, 10000.0)
+            .init(None)
+            .freqs;
         let want = fused(
-            |t| <burn::backend::Dispatch as FusedOps>::rope(t, 7, Arc::clone(&inv)),
+            |t| <burn::backend::Dispatch as FusedOps>::rope(t, 7, Arc::clone(&freqs)),
             x.clone(),
         );
-        assert_close(&values(rope(x, 7, &inv)), &values(want), 1e-5);
+        assert_close(&values(rope(x, 7, &freqs)), &values(want), 1e-5);
+    }
+
+    #[test]
+    fn swiglu_matches_fused() {
+        let d = Device::flex();
+        let x = Tensor::<2>::from_data(TensorData::new(random(3 * 2 * 40, 5), [3, 80]), &d);
+        let want: Tensor<2> = Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::swiglu(
+            x.clone().into_dispatch(),
+        ));
+        assert_close(&values(swiglu(x)), &values(want), 1e-5);
     }
 
     #[test]

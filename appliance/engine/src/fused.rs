@@ -1,11 +1,11 @@
-//! Fused operations as burn backend extensions: RoPE, RMSNorm, f16 rounding and causal
-//! attention.
+//! Fused operations as burn backend extensions: RoPE, RMSNorm, SwiGLU, attention.
 //!
 //! Written with burn's tensor operations each takes 6–12 small kernels and as many
 //! allocations per layer and token, which dominates a decode step of a small model (≈ 1500
-//! tiny ops per token for SmolLM2-135M). Flex implements each in one pass here; the
-//! arithmetic follows llama.cpp (`ggml_compute_forward_rms_norm_f32`: f64 sum of squares;
-//! `rope_yarn` with no YaRN: `θ = pos · inv_freq`, f32 rotation of adjacent pairs).
+//! tiny ops per token for SmolLM2-135M). Flex implements each in one pass here, with
+//! llama.cpp's arithmetic to the last bit (`ggml_compute_forward_rms_norm_f32`: f64 sum of
+//! squares, f32 mean and root; RoPE, SwiGLU and attention: see `kernels::ggml`), which the
+//! fidelity test checks against its logits.
 
 use std::sync::Arc;
 
@@ -18,28 +18,37 @@ use burn::backend::{
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use crate::kernels::ggml::{Scratch, attend};
+use crate::model::rope::RopeFreqs;
+
 /// Backends with fused RoPE and RMSNorm.
 #[backend_extension(Flex)]
 pub trait FusedOps: Backend {
-    /// Rotates `x` (`[heads, n, head_dim]`, positions `start..start + n`) by the angles
-    /// `pos · inv_freq[i]` on pairs `(2i, 2i + 1)`.
-    fn rope(x: FloatTensor<Self>, start: usize, inv_freq: Arc<[f64]>) -> FloatTensor<Self>;
+    /// Rotates `x` (`[heads, n, head_dim]`, positions `start..start + n`) by the angles of
+    /// `freqs` on pairs `(2i, 2i + 1)`.
+    fn rope(x: FloatTensor<Self>, start: usize, freqs: Arc<RopeFreqs>) -> FloatTensor<Self>;
     /// `x / sqrt(mean(x²) + eps) * w` over the last axis of `x` (`[rows, d]`, `w`: `[d]`).
     fn rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
     /// `x` rounded to f16 precision, kept f32 (llama.cpp's f16 KV cache).
     fn round_f16(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// Causal grouped-query attention of `n` new tokens: `q` `[heads, n, hd]` at positions
-    /// `start..start + n`, `k`/`v` `[kv_heads, start + n, hd]` (any strides) →
+    /// `silu(x[:, ..d]) · x[:, d..]` for `x` `[rows, 2d]` (gate and up side by side) → `[rows, d]`.
+    fn swiglu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Causal grouped-query attention of a few new tokens (decode): `q` `[heads, n, hd]` at
+    /// positions `start..start + n`, `k`/`v` `[kv_heads, start + n, hd]` (any strides) →
     /// `[n, heads * hd]`. Query head `h` uses key/value head `h / (heads / kv_heads)`.
-    /// Chunk-invariant: a token's output is bitwise the same whatever `n` and `start` its
-    /// chunk had (each query row is computed alone, in a fixed order).
+    /// With `f16_weights` the softmax weights are rounded to f16 before multiplying the
+    /// values, as llama.cpp's product with its f16 value cache does.
     fn attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         start: usize,
+        f16_weights: bool,
     ) -> FloatTensor<Self>;
 }
+
+/// Up to this many tokens attention and SwiGLU run on the calling thread (decode steps).
+const PARALLEL_MIN_TOKENS: usize = 4;
 
 fn f32_contiguous(x: FlexTensor) -> FlexTensor {
     let x = if x.dtype() == DType::F32 {
@@ -59,7 +68,7 @@ fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
 }
 
 impl FusedOps for Flex {
-    fn rope(x: FlexTensor, start: usize, inv_freq: Arc<[f64]>) -> FlexTensor {
+    fn rope(x: FlexTensor, start: usize, freqs: Arc<RopeFreqs>) -> FlexTensor {
         let shape = x.shape();
         let [_, n, hd] = shape.dims::<3>();
         let half = hd / 2;
@@ -68,21 +77,12 @@ impl FusedOps for Flex {
         // [n, half] angles, shared by all heads.
         let mut cs = Vec::with_capacity(n * half);
         for p in start..start + n {
-            for &f in inv_freq.iter().take(half) {
-                let (s, c) = (p as f64 * f).sin_cos();
-                cs.push((c as f32, s as f32));
-            }
+            freqs.angles(p, &mut cs);
         }
         let mut out = vec![0f32; xs.len()];
         for (xo, xi) in out.chunks_exact_mut(n * hd).zip(xs.chunks_exact(n * hd)) {
             for (t, (yo, yi)) in xo.chunks_exact_mut(hd).zip(xi.chunks_exact(hd)).enumerate() {
-                for (&(c, s), (o, v)) in cs[t * half..(t + 1) * half]
-                    .iter()
-                    .zip(yo.chunks_exact_mut(2).zip(yi.chunks_exact(2)))
-                {
-                    o[0] = v[0] * c - v[1] * s;
-                    o[1] = v[0] * s + v[1] * c;
-                }
+                crate::kernels::ggml::rotate_pairs(yi, &cs[t * half..(t + 1) * half], yo);
             }
         }
         tensor(out, shape)
@@ -99,8 +99,10 @@ impl FusedOps for Flex {
         );
         let mut out = vec![0f32; xs.len()];
         for (o, r) in out.chunks_exact_mut(d).zip(xs.chunks_exact(d)) {
+            // As ggml: f64 sum of f32 squares, then f32 mean, `eps` and square root.
             let sum: f64 = r.iter().map(|&v| f64::from(v * v)).sum();
-            let scale = (1.0 / (sum / d as f64 + eps).sqrt()) as f32;
+            let mean = (sum / d as f64) as f32;
+            let scale = 1.0 / (mean + eps as f32).sqrt();
             for ((o, &v), &g) in o.iter_mut().zip(r).zip(ws) {
                 *o = v * scale * g;
             }
@@ -116,142 +118,92 @@ impl FusedOps for Flex {
         tensor(out, shape)
     }
 
-    fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, start: usize) -> FlexTensor {
+    fn swiglu(x: FlexTensor) -> FlexTensor {
+        let [rows, two_d] = x.shape().dims::<2>();
+        let d = two_d / 2;
+        let x = f32_contiguous(x);
+        let xs = x.as_slice::<f32>().unwrap_or_default();
+        let mut out = vec![0f32; rows * d];
+        let row = |(o, r): (&mut [f32], &[f32])| {
+            let (gate, up) = r.split_at(d);
+            crate::kernels::ggml::swiglu(gate, up, o);
+        };
+        if rows <= PARALLEL_MIN_TOKENS {
+            out.chunks_exact_mut(d)
+                .zip(xs.chunks_exact(two_d))
+                .for_each(row);
+        } else {
+            out.par_chunks_exact_mut(d)
+                .zip(xs.par_chunks_exact(two_d))
+                .for_each(row);
+        }
+        tensor(out, Shape::new([rows, d]))
+    }
+
+    fn attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        start: usize,
+        f16_weights: bool,
+    ) -> FlexTensor {
         let [heads, n, hd] = q.shape().dims::<3>();
         let [kvh, total, _] = k.shape().dims::<3>();
+        let group = heads / kvh.max(1);
+        let scale = 1.0 / (hd as f32).sqrt();
         let q = f32_contiguous(q);
         let qs = q.as_slice::<f32>().unwrap_or_default();
         let view = |t: &FlexTensor| {
             let l = t.layout();
             let st = l.strides();
-            KvView {
-                offset: l.start_offset(),
-                head: st[0] as usize,
-                pos: st[1] as usize,
-                col: st[2] as usize,
-            }
+            (
+                l.start_offset(),
+                st[0] as usize,
+                st[1] as usize,
+                st[2] as usize,
+            )
         };
-        // Keys and values are read in place (the cache's narrowed views), with their strides.
-        let (k, v) = (f32_contiguous_if_negative(k), f32_contiguous_if_negative(v));
-        let shape = AttnShape {
-            hd,
-            group: (heads / kvh.max(1)).max(1),
-            start,
-            total,
-        };
-        let (kv, vv) = (view(&k), view(&v));
+        // Keys and values are read in place (the cache's narrowed views), with their strides;
+        // the kernel wants each position's channels adjacent.
+        let (k, v) = (f32_channels_adjacent(k), f32_channels_adjacent(v));
+        let (ko, k0, k1, _) = view(&k);
+        let (vo, v0, v1, _) = view(&v);
         let (ks, vs) = (k.storage::<f32>(), v.storage::<f32>());
-        // One output row of `hd` values per (token, head): row `i * heads + h`.
         let mut out = vec![0f32; n * heads * hd];
-        let row = |r: usize, o: &mut [f32], scores: &mut Vec<f32>| {
+        // Row `i * heads + h` of `out` is token `i`, query head `h`; each row is computed on
+        // its own (the same arithmetic whatever `n`), so rows can go to any thread.
+        let row = |scratch: &mut Scratch, (r, o): (usize, &mut [f32])| {
             let (i, h) = (r / heads, r % heads);
-            attention_row(
-                &shape,
-                &qs[(h * n + i) * hd..][..hd],
-                h,
-                i,
-                (ks, kv),
-                (vs, vv),
+            let g = h / group.max(1);
+            attend(
+                &qs[(h * n + i) * hd..(h * n + i + 1) * hd],
+                (&ks[ko + g * k0..], k1),
+                (&vs[vo + g * v0..], v1),
+                (start + i + 1).min(total),
+                scale,
+                f16_weights,
+                scratch,
                 o,
-                scores,
             );
         };
-        // Pairs (query, key) of the causal triangle: decode steps (a few short rows) stay on
-        // this thread; prompt chunks split their rows over rayon's pool. Every row is computed
-        // by the same function either way, so the split never changes a value.
-        let pairs = heads * (n * start + n * (n + 1) / 2);
-        if pairs * hd < PARALLEL_MIN_WORK || hd == 0 {
-            let mut scores = Vec::new();
-            for (r, o) in out.chunks_exact_mut(hd.max(1)).enumerate() {
-                row(r, o, &mut scores);
-            }
-        } else {
-            out.par_chunks_exact_mut(hd)
+        if n <= PARALLEL_MIN_TOKENS {
+            let mut scratch = Scratch::default();
+            out.chunks_mut(hd)
                 .enumerate()
-                .for_each_init(Vec::new, |scores, (r, o)| row(r, o, scores));
+                .for_each(|r| row(&mut scratch, r));
+        } else {
+            out.par_chunks_mut(hd)
+                .enumerate()
+                .for_each_init(Scratch::default, row);
         }
         tensor(out, Shape::new([n, heads * hd]))
     }
 }
 
-/// Multiply-adds below which attention runs on the calling thread (a decode step of a small
-/// model: rayon's hand-off would cost more than the work).
-const PARALLEL_MIN_WORK: usize = 1 << 16;
-
-/// Shape of one [`FusedOps::attention`] call.
-struct AttnShape {
-    hd: usize,
-    group: usize,
-    start: usize,
-    total: usize,
-}
-
-/// Where a `[kv_heads, positions, head_dim]` view starts in its storage, and its strides.
-#[derive(Clone, Copy)]
-struct KvView {
-    offset: usize,
-    head: usize,
-    pos: usize,
-    col: usize,
-}
-
-/// Attention output of query token `i` (position `start + i`) of head `h`, `qv` its `hd`
-/// query values, into `o` (`hd` values, zeroed). This is the definition of the op's value:
-/// every query row, whether part of a one-token decode step or of a long prompt chunk, is
-/// computed here by the same operations in the same order, so a token's output does not
-/// depend on how its sequence was split into chunks (the prefix cache relies on it).
-#[allow(clippy::too_many_arguments)]
-fn attention_row(
-    s: &AttnShape,
-    qv: &[f32],
-    h: usize,
-    i: usize,
-    (ks, kv): (&[f32], KvView),
-    (vs, vv): (&[f32], KvView),
-    o: &mut [f32],
-    scores: &mut Vec<f32>,
-) {
-    let hd = s.hd;
-    let g = h / s.group;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let len = (s.start + i + 1).min(s.total);
-    scores.clear();
-    scores.resize(len, 0.0);
-    let mut max = f32::NEG_INFINITY;
-    for (j, sc) in scores.iter_mut().enumerate() {
-        let base = kv.offset + g * kv.head + j * kv.pos;
-        let dot: f32 = if kv.col == 1 {
-            crate::kernels::dot_f32(qv, &ks[base..base + hd])
-        } else {
-            (0..hd).map(|c| qv[c] * ks[base + c * kv.col]).sum()
-        };
-        *sc = dot * scale;
-        max = max.max(*sc);
-    }
-    let mut z = 0f32;
-    for sc in scores.iter_mut() {
-        *sc = (*sc - max).exp();
-        z += *sc;
-    }
-    for (j, &p) in scores.iter().enumerate() {
-        let p = p / z;
-        let base = vv.offset + g * vv.head + j * vv.pos;
-        if vv.col == 1 {
-            // Same operations as the strided loop below (a multiply, then an add, per value).
-            for (oc, &x) in o.iter_mut().zip(&vs[base..base + hd]) {
-                *oc += p * x;
-            }
-        } else {
-            for (c, oc) in o.iter_mut().enumerate() {
-                *oc += p * vs[base + c * vv.col];
-            }
-        }
-    }
-}
-
-/// `x` as f32 with non-negative strides (copied only if it had to be).
-fn f32_contiguous_if_negative(x: FlexTensor) -> FlexTensor {
-    if x.dtype() == DType::F32 && x.layout().strides().iter().all(|&s| s >= 0) {
+/// `x` as f32 with non-negative strides and unit channel stride (copied only if it had to be).
+fn f32_channels_adjacent(x: FlexTensor) -> FlexTensor {
+    let st = x.layout().strides();
+    if x.dtype() == DType::F32 && st.iter().all(|&s| s >= 0) && st.last() == Some(&1) {
         x
     } else {
         f32_contiguous(x)
@@ -266,26 +218,41 @@ pub fn round_f16(x: Tensor<3>) -> Tensor<3> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::round_f16(x.into_dispatch()))
 }
 
+/// [`FusedOps::swiglu`] on a tensor.
+pub fn swiglu(x: Tensor<2>) -> Tensor<2> {
+    if !crate::device::has_fused_ops(&x.device()) {
+        return crate::fallback::swiglu(x);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedOps>::swiglu(x.into_dispatch()))
+}
+
 /// [`FusedOps::attention`] on tensors. Only on backends with fused ops
 /// ([`crate::device::has_fused_ops`]): attention's caller takes its tensor-op path elsewhere.
-pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, start: usize) -> Tensor<2> {
+pub fn attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    start: usize,
+    f16_weights: bool,
+) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::attention(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
         start,
+        f16_weights,
     ))
 }
 
 /// [`FusedOps::rope`] on a tensor.
-pub fn rope(x: Tensor<3>, start: usize, inv_freq: &Arc<[f64]>) -> Tensor<3> {
+pub fn rope(x: Tensor<3>, start: usize, freqs: &Arc<RopeFreqs>) -> Tensor<3> {
     if !crate::device::has_fused_ops(&x.device()) {
-        return crate::fallback::rope(x, start, inv_freq);
+        return crate::fallback::rope(x, start, freqs);
     }
     Tensor::from_dispatch(<Dispatch as FusedOps>::rope(
         x.into_dispatch(),
         start,
-        Arc::clone(inv_freq),
+        Arc::clone(freqs),
     ))
 }
 

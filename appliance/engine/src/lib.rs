@@ -35,6 +35,7 @@ pub mod ops;
 pub mod prefix;
 mod qweight;
 pub mod sampling;
+pub mod trace;
 
 pub use airlock_gguf;
 pub use airlock_tokenizer;

@@ -29,6 +29,7 @@ use crate::qweight::QWeight;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod ggml;
 pub(crate) mod portable;
 pub mod q8;
 #[cfg(target_arch = "x86_64")]

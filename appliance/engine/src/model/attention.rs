@@ -2,15 +2,16 @@
 //!
 //! Query head `h` attends with key/value head `h / group` (llama.cpp's GQA mapping). The
 //! `group` query heads sharing a key/value head are stacked into one matrix product per
-//! key/value head, so keys and values are never repeated in memory.
+//! key/value head, so keys and values are never repeated in memory (the tensor-op path, for
+//! backends without fused ops; flex runs [`fused::attention`]).
 //!
 //! On the CPU (flex) every chunk, one decode token or a 512-token prompt chunk, runs through
-//! the fused op [`fused::attention`], which computes each query row alone in a fixed order:
-//! a token's output is bitwise the same however its sequence was split into chunks. That is
-//! what lets the prefix cache (`crate::batch`) resume a prompt from cached keys/values and
-//! still produce exactly the tokens of a cold run. Backends without fused ops (the GPU
-//! features) take the tensor-op path below (matrix products, softmax and a causal mask):
-//! correct, but not chunk-invariant, so reuse there may change low-order bits.
+//! [`fused::attention`], which computes each query row alone in a fixed order: a token's
+//! output is bitwise the same however its sequence was split into chunks. That is what lets
+//! the prefix cache (`crate::prefix`) resume a prompt from cached keys/values and still
+//! produce exactly the tokens of a cold run (with token-invariant matrix products too: see
+//! `crate::ops`). The tensor-op path (GPU features) is not chunk-invariant: reuse there may
+//! change low-order bits.
 
 use std::sync::Arc;
 
@@ -97,7 +98,9 @@ pub struct Attention {
     pub n_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
-    /// Round keys and values to f16 before caching, as llama.cpp's default KV cache does.
+    /// Round keys and values to f16 before caching, as llama.cpp's default KV cache does, and
+    /// what multiplies them (queries, softmax weights) as its `ggml_mul_mat` converts them to
+    /// the cache's f16 dot type.
     pub round_kv_f16: bool,
 }
 
@@ -132,8 +135,18 @@ impl Attention {
                     .swap_dims(0, 1)
             };
             let qs = rope.forward(heads(q.clone(), h), s.start);
+            // llama.cpp multiplies its f16 key cache with the queries converted to f16 (the
+            // cache's dot type; `ggml_mul_mat` on an F16 `src0`): round them the same way.
+            let qs = if self.round_kv_f16 {
+                fused::round_f16(qs)
+            } else {
+                qs
+            };
             let ks = rope.forward(heads(k.clone(), kvh), s.start);
             let vs = heads(v.clone(), kvh);
+            crate::trace::tensor(|| format!("Qcur-{layer}"), &qs);
+            crate::trace::tensor(|| format!("Kcur-{layer}"), &ks);
+            crate::trace::tensor(|| format!("Vcur-{layer}"), &vs);
             // llama.cpp stores keys and values as f16 (its default KV cache type): round them
             // the same way, which halves our logit differences from its reference outputs.
             let (ks, vs) = if self.round_kv_f16 {
@@ -144,8 +157,17 @@ impl Attention {
             // [kvh, L, hd] with L = start + n
             let (k_all, v_all) = cache.append(s.slot, layer, ks, vs)?;
             if crate::device::has_fused_ops(device) {
-                // [n, h * hd] in one pass over the cache, any chunk length (chunk-invariant).
-                outs.push(fused::attention(qs, k_all, v_all, s.start));
+                // [n, h * hd] in one pass over the cache, decode steps and prompts alike: it
+                // reproduces llama.cpp's arithmetic exactly (`kernels::ggml`), which batched
+                // products and burn's softmax cannot (their last bits differ, and the 8-bit
+                // activations downstream amplify that to ~0.8 in the logits).
+                outs.push(fused::attention(
+                    qs,
+                    k_all,
+                    v_all,
+                    s.start,
+                    self.round_kv_f16,
+                ));
                 continue;
             }
             let total = s.start + n;
@@ -157,6 +179,12 @@ impl Attention {
                 scores = scores.add(causal_mask(group, n, s.start, total, device));
             }
             let probs = softmax(scores, 2);
+            // Likewise the weights are converted to f16 to multiply the f16 value cache.
+            let probs = if self.round_kv_f16 {
+                fused::round_f16(probs)
+            } else {
+                probs
+            };
             // [kvh, group * n, hd] -> [h, n, hd] -> [n, h * hd]
             let o = probs
                 .matmul(v_all)
@@ -166,6 +194,7 @@ impl Attention {
             outs.push(o);
         }
         let o = Tensor::cat(outs, 0);
+        crate::trace::tensor(|| format!("kqv_out-{layer}"), &o);
         Ok(q_linear(o, &self.wo))
     }
 }

@@ -6,7 +6,6 @@ use airlock_gguf::GgufFile;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 
 use super::load_matrix;
 use crate::error::Result;
@@ -52,10 +51,9 @@ pub struct Mlp {
 impl Mlp {
     /// `x`: `[tokens, d_model]` → `[tokens, d_model]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        // [tokens, d_ff]
-        let d_ff = self.gate.rows();
+        // [tokens, 2 * d_ff] (gate | up) -> [tokens, d_ff], as llama.cpp's `ggml_swiglu`.
         let gu = q_linear_multi(x, &[&self.gate, &self.up]);
-        let h = silu(gu.clone().narrow(1, 0, d_ff)).mul(gu.narrow(1, d_ff, d_ff));
+        let h = crate::fused::swiglu(gu);
         q_linear(h, &self.down)
     }
 }

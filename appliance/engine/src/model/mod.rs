@@ -27,6 +27,7 @@ use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 use crate::ops::q_linear;
 use crate::qweight::QWeight;
+use crate::trace;
 
 /// New tokens of one sequence in a batched forward pass.
 #[derive(Debug, Clone, Copy)]
@@ -225,17 +226,20 @@ impl Llama {
         }
         let mut x = Tensor::<2>::from_data(TensorData::new(emb, [total, c.d_model]), &self.device);
         for (l, b) in self.blocks.iter().enumerate() {
-            let a = b.attn.forward(
-                b.attn_norm.forward(x.clone()),
-                &spans,
-                l,
-                cache,
-                &self.rope,
-                &self.device,
-            )?;
+            let h = b.attn_norm.forward(x.clone());
+            trace::tensor(|| format!("attn_norm-{l}"), &h);
+            let a = b
+                .attn
+                .forward(h, &spans, l, cache, &self.rope, &self.device)?;
+            trace::tensor(|| format!("attn_out-{l}"), &a);
             x = x.add(a);
-            let m = b.mlp.forward(b.ffn_norm.forward(x.clone()));
+            trace::tensor(|| format!("ffn_inp-{l}"), &x);
+            let h = b.ffn_norm.forward(x.clone());
+            trace::tensor(|| format!("ffn_norm-{l}"), &h);
+            let m = b.mlp.forward(h);
+            trace::tensor(|| format!("ffn_out-{l}"), &m);
             x = x.add(m);
+            trace::tensor(|| format!("l_out-{l}"), &x);
         }
         for s in &spans {
             cache.commit(s.slot, s.len)?;
@@ -251,7 +255,9 @@ impl Llama {
             }
         };
         // [rows, vocab]
-        let logits = q_linear(self.norm.forward(x), &self.output);
+        let x = self.norm.forward(x);
+        trace::tensor(|| "result_norm".into(), &x);
+        let logits = q_linear(x, &self.output);
         Ok(logits.into_data().try_into_vec::<f32>().unwrap_or_default())
     }
 }

@@ -28,18 +28,47 @@ pub struct RopeConfig {
 impl RopeConfig {
     /// Builds the frequency table; `factors` (length `head_dim / 2`) divide the frequencies.
     pub fn init(&self, factors: Option<&[f32]>) -> Rope {
-        let half = self.head_dim / 2;
-        let inv_freq = (0..half)
-            .map(|i| {
-                let f = self.theta.powf(-2.0 * i as f64 / self.head_dim as f64);
-                let div = factors
-                    .and_then(|v| v.get(i))
-                    .map_or(1.0, |&x| f64::from(x));
-                f * self.position_scale / div
-            })
-            .collect::<Vec<f64>>();
         Rope {
-            inv_freq: Arc::from(inv_freq),
+            freqs: Arc::new(RopeFreqs {
+                half: self.head_dim / 2,
+                // ggml_compute_forward_rope_flt: `powf(freq_base, -2.0f/n_dims)`.
+                theta_scale: (self.theta as f32).powf(-2.0 / self.head_dim as f32),
+                freq_scale: self.position_scale as f32,
+                factors: factors.map(|f| f.iter().take(self.head_dim / 2).copied().collect()),
+            }),
+        }
+    }
+}
+
+/// The rotation angles, computed as ggml does (`ggml_rope_cache_init` and `rope_yarn` without
+/// YaRN): in f32, `θ_0 = pos`, `θ_{i+1} = θ_i · base^(-2/d)`, angle `freq_scale · θ_i / f_i`,
+/// then `cosf`/`sinf`. Computing them in f64 instead differs from llama.cpp in the last bit of
+/// some rotated values, which is enough to flip 8-bit activation codes downstream.
+#[derive(Debug, Clone)]
+pub struct RopeFreqs {
+    /// Rotated pairs (`head_dim / 2`).
+    pub half: usize,
+    /// `base^(-2/d)` in f32.
+    pub theta_scale: f32,
+    /// Linear position scaling (1 = none).
+    pub freq_scale: f32,
+    /// Per-pair frequency divisors (`rope_freqs.weight`), if any.
+    pub factors: Option<Vec<f32>>,
+}
+
+impl RopeFreqs {
+    /// Appends `(cos, sin)` of every pair's angle at position `pos` to `out`.
+    pub fn angles(&self, pos: usize, out: &mut Vec<(f32, f32)>) {
+        let mut theta = pos as f32;
+        for i in 0..self.half {
+            let ff = self
+                .factors
+                .as_ref()
+                .and_then(|f| f.get(i).copied())
+                .unwrap_or(1.0);
+            let t = self.freq_scale * (theta / ff);
+            out.push((t.cos(), t.sin()));
+            theta *= self.theta_scale;
         }
     }
 }
@@ -47,14 +76,14 @@ impl RopeConfig {
 /// Frequencies of the rotary embedding.
 #[derive(Module, Debug)]
 pub struct Rope {
-    /// `[head_dim / 2]`, scaled by the position scale.
+    /// How angles are computed.
     #[module(skip)]
-    pub inv_freq: Arc<[f64]>,
+    pub freqs: Arc<RopeFreqs>,
 }
 
 impl Rope {
     /// Rotates `x`: `[heads, n, head_dim]` holding positions `start..start + n`.
     pub fn forward(&self, x: Tensor<3>, start: usize) -> Tensor<3> {
-        fused::rope(x, start, &self.inv_freq)
+        fused::rope(x, start, &self.freqs)
     }
 }

@@ -1,23 +1,21 @@
 //! The default model (SmolLM2-135M-Instruct Q4_1) against llama.cpp's outputs in
 //! `testdata/smollm2-llamacpp.json`.
 //!
-//! We compute as llama.cpp does where it matters (8-bit activations for Q4_0/Q4_1/Q8_0
-//! weights, f16-rounded keys and values), but not bit for bit (summation order, its approximate
-//! `expf`). So greedy tokens are compared up to the first step where llama.cpp's top-1/top-2
-//! margin is below [`MARGIN`], and logits with [`LOGIT_TOL`].
+//! We compute as llama.cpp (CPU, no flash attention, weights not repacked) does, op for op:
+//! 8-bit activations for Q4_0/Q4_1/Q8_0 weights, its RMSNorm (f64 sum, f32 mean and root), RoPE
+//! angles by its f32 recurrence with `cosf`/`sinf` and a contracted rotation, the f16 KV cache
+//! with queries and softmax weights converted to f16 for the products with it, tinyBLAS's
+//! 16-lane accumulation order in those products, `ggml_v_expf` in softmax and SwiGLU (see
+//! `kernels::ggml`). The 8-bit activation codes amplify any last-bit difference (a flipped code
+//! changes a product by a whole quantization step, and 30 layers compound it), so anything short
+//! of that left a mean |diff| of 0.15–0.23 and a max of 0.54–0.76 on the logits below.
 //!
-//! Measured on the teacher-forced sequence (120 logits): mean |diff| 0.15, max 0.537 (position
-//! 51, token 198). The issue asked for 0.5; the bound asserted here stays 0.6. What we know:
-//! * The reference was made *without* flash attention: llama-cpp-python 0.3.36 with
-//!   `flash_attn=False` reproduces these logits to 5e-5, with `flash_attn=True` they move by up
-//!   to 0.78. So there is no f16 flash-attention accumulator to emulate, and rounding queries
-//!   and softmax weights to f16 (as a `mul_mat` converting them to the f16 cache's dot type
-//!   would) moves us away from it (below).
-//! * The maximum is noise, not a systematic error: rounding queries or softmax weights to f16
-//!   (0.74–0.91), ggml's f32 iterative RoPE angles (1.04), or merely another summation order in
-//!   prompt attention (0.59–0.81) each move it, with the worst logit at another position every
-//!   time. Upstream differences flip individual 8-bit activation codes, and the flips compound
-//!   over 30 layers; getting under 0.5 reliably needs llama.cpp's summation order op for op.
+//! Measured on the teacher-forced sequence (120 logits, whole sequence in one step): max |diff|
+//! below 5e-5, i.e. equal up to the reference file's 4 decimals; first-step top-5 likewise.
+//! Bit-exactness holds for prompt steps (llama.cpp's batched path); decode steps follow the same
+//! order where llama.cpp's single-token path sums in another, so greedy tokens are still compared
+//! up to the first step where llama.cpp's top-1/top-2 margin is below [`MARGIN`], and logits
+//! with the issue's bound [`LOGIT_TOL`].
 
 use std::sync::{Arc, OnceLock};
 
@@ -27,7 +25,7 @@ use airlock_tokenizer::ChatMessage;
 use crate::common::{default_model, ids, reference};
 
 const MARGIN: f64 = 0.3;
-const LOGIT_TOL: f64 = 0.6;
+const LOGIT_TOL: f64 = 0.5;
 
 pub fn engine() -> Arc<Engine> {
     static E: OnceLock<Arc<Engine>> = OnceLock::new();
@@ -137,7 +135,7 @@ fn teacher_forced_logits_match_llama_cpp() {
         }
     }
     eprintln!(
-        "teacher-forced: max |logit diff| vs llama.cpp = {max_diff:.4}; top-1 checked at {checked} positions"
+        "teacher-forced: max |logit diff| vs llama.cpp = {max_diff:.5}; top-1 checked at {checked} positions"
     );
 }
 
@@ -160,14 +158,14 @@ fn first_step_top5_matches_llama_cpp() {
             Logits::Last,
         )
         .unwrap();
+    let mut max_diff = 0f64;
     for t in case["top5_first_step"].as_array().unwrap() {
         let (id, want) = (t[0].as_u64().unwrap() as usize, t[1].as_f64().unwrap());
-        assert!(
-            (f64::from(logits[id]) - want).abs() <= LOGIT_TOL,
-            "token {id}: {} vs {want}",
-            logits[id]
-        );
+        let d = (f64::from(logits[id]) - want).abs();
+        max_diff = max_diff.max(d);
+        assert!(d <= LOGIT_TOL, "token {id}: {} vs {want}", logits[id]);
     }
+    eprintln!("first step: max |logit diff| vs llama.cpp = {max_diff:.5}");
 }
 
 #[test]
