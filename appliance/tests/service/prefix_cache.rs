@@ -158,3 +158,39 @@ fn with_the_prefix_cache_off_nothing_is_reused_or_retained() {
         "{m}"
     );
 }
+
+/// Retained caches give way to running requests: with a budget of 273 positions
+/// (`kv_cache_mib = 12` for this model) one retained entry (256 positions) and a running
+/// request (prompt + 16) do not both fit, so admitting another client's request evicts it.
+#[test]
+fn retained_caches_are_evicted_when_a_running_request_needs_the_room() {
+    let mut dev = Dev::start();
+    dev.restart_with(
+        "[[identity]]\nname = \"second user\"\nroles = [\"user\"]\nmatch = { cn = \"operator\" }\n\n\
+         [engine]\nkv_cache_mib = 12\n",
+    );
+    let body = chat_body(
+        &json!([{"role": "user", "content": "Name three colours of the rainbow."}]),
+        json!({"max_tokens": 16, "stream": true, "stream_options": {"include_usage": true}}),
+    );
+    let (user, other) = (dev.client("user"), dev.client("operator"));
+    let retained = |dev: &Dev| {
+        let m = dev.client("operator").get("/metrics").text();
+        metric(&m, "airlock_kv_cache_retained_positions").expect("retained gauge")
+    };
+    streamed(&user, &body);
+    assert_eq!(retained(&dev), 256.0);
+    // The other client's request cannot reuse the entry, and needs its room: evicted.
+    let (_, u) = streamed(&other, &body);
+    assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 0, "{u}");
+    assert_eq!(
+        retained(&dev),
+        256.0,
+        "only the other client's entry is left"
+    );
+    let (_, u) = streamed(&user, &body);
+    assert_eq!(
+        u["prompt_tokens_details"]["cached_tokens"], 0,
+        "evicted, yet reused: {u}"
+    );
+}
