@@ -13,7 +13,7 @@
 //! before the next step and drops the sequence, so cancellation costs at most one step.
 //!
 //! Prefix cache: a job names a cache scope (the service uses the client certificate's
-//! fingerprint: never shared across identities, see [`airlock_engine::prefix`] for the timing
+//! fingerprint, narrowed by `user` and data subject: never shared across identities, see [`airlock_engine::prefix`] for the timing
 //! side channel that rules it out). An ended sequence's KV-cache slot stays in the batch as a
 //! retained entry and a later job of the same scope whose prompt starts with the same tokens
 //! resumes from it ([`Event::Done`] reports the count). Retained positions count against the

@@ -18,7 +18,8 @@
 //!
 //! # Scopes: no reuse across tenants
 //! Entries are only ever reused within one scope, which the service sets to the client
-//! certificate's fingerprint. Sharing a prefix cache between tenants is a timing side channel:
+//! certificate's fingerprint (narrowed to the request's `user` and data subject when it names
+//! them). Sharing a prefix cache between tenants is a timing side channel:
 //! a cached prefix answers measurably faster, so a second tenant could probe, token by token,
 //! what another tenant's prompts begin with (shown against shared prompt caches of hosted LLM
 //! APIs, e.g. Gu et al., "Auditing Prompt Caching in Language Model APIs", 2025). Within one

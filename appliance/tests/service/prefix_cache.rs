@@ -4,7 +4,9 @@
 use serde_json::{Value, json};
 
 use crate::api::{Dev, chat_body, sse_events};
-use crate::common::{Client, metric};
+use std::io::Write;
+
+use crate::common::{Client, metric, read_response};
 
 /// A streamed greedy chat: its text and its usage chunk.
 fn streamed(client: &Client, body: &Value) -> (String, Value) {
@@ -193,4 +195,43 @@ fn retained_caches_are_evicted_when_a_running_request_needs_the_room() {
         u["prompt_tokens_details"]["cached_tokens"], 0,
         "evicted, yet reused: {u}"
     );
+}
+
+/// Within one certificate, requests naming another end user (`user`) or data subject
+/// (`Airlock-Subject`) do not reuse each other's prefixes either.
+#[test]
+fn another_end_user_or_subject_of_the_same_client_does_not_reuse() {
+    let dev = Dev::start();
+    let messages = json!([{"role": "user", "content": "Name three colours of the rainbow."}]);
+    let opts = |user: &str| json!({"max_tokens": 4, "stream": true, "stream_options": {"include_usage": true}, "user": user});
+    let user = dev.client("user");
+    let cached = |u: &Value| u["prompt_tokens_details"]["cached_tokens"].as_u64();
+    let (_, u) = streamed(&user, &chat_body(&messages, opts("alice")));
+    assert_eq!(cached(&u), Some(0));
+    let (_, u) = streamed(&user, &chat_body(&messages, opts("bob")));
+    assert_eq!(cached(&u), Some(0), "bob reused alice's prefix: {u}");
+    let (_, u) = streamed(&user, &chat_body(&messages, opts("alice")));
+    assert!(cached(&u).is_some_and(|n| n > 0), "alice's own prefix: {u}");
+    // Same user, another data subject (Airlock-Subject): no reuse.
+    let body = chat_body(&messages, opts("alice")).to_string();
+    let mut tls = user.connect().expect("connect");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nAirlock-Subject: case-7\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).expect("write");
+    tls.write_all(body.as_bytes()).expect("write");
+    tls.flush().expect("flush");
+    let r = read_response(&mut tls).expect("response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let usage = sse_events(&r.text())
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str::<Value>(e).expect("chunk JSON"))
+        .last()
+        .expect("usage chunk")["usage"]
+        .clone();
+    assert_eq!(cached(&usage), Some(0), "another subject reused: {usage}");
 }

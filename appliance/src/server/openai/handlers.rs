@@ -136,12 +136,9 @@ async fn generate(
         max_tokens,
         sampling: sampling(&generation),
         stop: generation.sampling.stop.clone(),
-        // Cached prompt prefixes are reused within one client identity only: shared across
-        // identities, a faster first token would tell one client what another's prompts
-        // begin with (see airlock_engine::prefix).
         cache_scope: req
             .conn_data::<Identity>()
-            .map(|id| CacheScope::new(id.fingerprint().0)),
+            .map(|id| cache_scope(id, generation.user.as_deref(), subject.as_deref())),
     };
     let events = model.scheduler.submit(job).map_err(|e| match e {
         SubmitError::QueueFull => ApiError::TooManyRequests {
@@ -182,6 +179,27 @@ async fn generate(
     } else {
         collect(endpoint, header, events, finisher).await
     }
+}
+
+/// Whose cached prompt prefixes a request may reuse: the client certificate's, and within it
+/// the same end user (`user`) and data subject (`Airlock-Subject`) only. Shared across
+/// identities, a faster first token would tell one client what another's prompts begin with
+/// (see `airlock_engine::prefix`); narrowing by `user` and subject keeps that true between the
+/// end users of an application that shares one certificate, when it names them.
+fn cache_scope(id: &Identity, user: Option<&str>, subject: Option<&str>) -> CacheScope {
+    let mut key = id.fingerprint().0.to_vec();
+    // Each part length-prefixed (absent ≠ empty), so no two scopes share an encoding.
+    for part in [user, subject] {
+        match part {
+            None => key.push(0),
+            Some(p) => {
+                key.push(1);
+                key.extend_from_slice(&(p.len() as u64).to_be_bytes());
+                key.extend_from_slice(p.as_bytes());
+            }
+        }
+    }
+    CacheScope::new(key)
 }
 
 /// The `Airlock-Subject` header, if any: printable ASCII, bounded.
