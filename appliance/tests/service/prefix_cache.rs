@@ -228,9 +228,8 @@ fn another_end_user_or_subject_of_the_same_client_does_not_reuse() {
     assert_eq!(r.status, 200, "{}", r.text());
     let usage = sse_events(&r.text())
         .iter()
-        .filter(|e| *e != "[DONE]")
+        .rfind(|e| *e != "[DONE]")
         .map(|e| serde_json::from_str::<Value>(e).expect("chunk JSON"))
-        .last()
         .expect("usage chunk")["usage"]
         .clone();
     assert_eq!(cached(&usage), Some(0), "another subject reused: {usage}");
