@@ -12,7 +12,15 @@
 //! disconnected, request dropped) closes its event channel; the thread sees the closed channel
 //! before the next step and drops the sequence, so cancellation costs at most one step.
 //!
-//! Non-goals: preemption (a running sequence is never evicted), prefix caching.
+//! Prefix cache: a job names a cache scope (the service uses the client certificate's
+//! fingerprint, narrowed by `user` and data subject: never shared across identities, see [`airlock_engine::prefix`] for the timing
+//! side channel that rules it out). An ended sequence's KV-cache slot stays in the batch as a
+//! retained entry and a later job of the same scope whose prompt starts with the same tokens
+//! resumes from it ([`Event::Done`] reports the count). Retained positions count against the
+//! KV-cache budget: after admitting, the thread evicts least-recently-used entries until
+//! reserved + retained fits, so a retained entry never keeps a request waiting.
+//!
+//! Non-goals: preemption (a running sequence is never evicted).
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,7 +29,8 @@ use std::time::{Duration, Instant};
 use airlock_engine::airlock_tokenizer::StreamDecoder;
 use airlock_engine::generate::StopMatcher;
 use airlock_engine::{
-    Batch, Engine, FinishReason as EngineFinish, SamplingParams, SeqId, SeqRequest,
+    Batch, CacheScope, Engine, FinishReason as EngineFinish, PrefixCacheConfig, SamplingParams,
+    SeqId, SeqRequest,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -35,8 +44,11 @@ pub struct SchedulerConfig {
     pub queue_depth: usize,
     /// Most sequences decoded together.
     pub max_batch: usize,
-    /// KV-cache budget in token positions (prompt + max new tokens of every active sequence).
+    /// KV-cache budget in token positions (prompt + max new tokens of every active sequence,
+    /// plus the positions retained by the prefix cache).
     pub kv_budget_tokens: usize,
+    /// Keep ended sequences' KV caches for reuse by the same scope (`[engine] prefix_cache`).
+    pub prefix_cache: bool,
 }
 
 /// Why a sequence ended.
@@ -67,6 +79,8 @@ pub enum Event {
         prompt_tokens: usize,
         /// Generated tokens (including the one that ended it).
         completion_tokens: usize,
+        /// Prompt tokens resumed from the prefix cache (not recomputed).
+        cached_tokens: usize,
     },
     /// The engine failed on this sequence. No event follows.
     Failed(String),
@@ -83,6 +97,8 @@ pub struct Job {
     pub sampling: SamplingParams,
     /// Stop strings.
     pub stop: Vec<String>,
+    /// Prefix-cache scope (the client identity); `None`: no reuse.
+    pub cache_scope: Option<CacheScope>,
 }
 
 /// Why a job was not queued.
@@ -121,6 +137,12 @@ pub struct SchedulerMetrics {
     pub kv_reserved: Gauge,
     /// Sequences dropped because their client went away.
     pub cancelled: Counter,
+    /// KV-cache positions held by the prefix cache's retained entries.
+    pub kv_retained: Gauge,
+    /// Requests that resumed from a cached prefix.
+    pub prefix_hits: Counter,
+    /// Prompt tokens resumed from cached prefixes (not recomputed).
+    pub prefix_reused_tokens: Counter,
 }
 
 impl Default for SchedulerMetrics {
@@ -135,6 +157,9 @@ impl Default for SchedulerMetrics {
             queue_depth: Gauge::default(),
             kv_reserved: Gauge::default(),
             cancelled: Counter::default(),
+            kv_retained: Gauge::default(),
+            prefix_hits: Counter::default(),
+            prefix_reused_tokens: Counter::default(),
         }
     }
 }
@@ -172,6 +197,21 @@ impl SchedulerMetrics {
             "cancelled_generations",
             "Generations dropped because the client went away",
             self.cancelled.clone(),
+        );
+        metrics.register(
+            "kv_cache_retained_positions",
+            "KV-cache positions kept by the prefix cache for reuse (evicted when room is needed)",
+            self.kv_retained.clone(),
+        );
+        metrics.register(
+            "prefix_cache_hits",
+            "Requests that resumed from a cached prompt prefix of the same client",
+            self.prefix_hits.clone(),
+        );
+        metrics.register(
+            "prefix_cache_reused_tokens",
+            "Prompt tokens resumed from cached prefixes instead of recomputed",
+            self.prefix_reused_tokens.clone(),
         );
     }
 }
@@ -246,6 +286,7 @@ struct Active<'e> {
     stops: StopMatcher,
     reserved: usize,
     prompt_tokens: usize,
+    cached_tokens: usize,
     generated: usize,
     admitted: Instant,
     last_token: Option<Instant>,
@@ -258,6 +299,10 @@ fn decode_loop(
     mut rx: mpsc::Receiver<Queued>,
 ) {
     let mut batch = Batch::new(engine);
+    batch.set_prefix_cache(PrefixCacheConfig {
+        enabled: config.prefix_cache,
+        ..PrefixCacheConfig::default()
+    });
     let mut active: HashMap<SeqId, Active<'_>> = HashMap::new();
     let mut reserved = 0usize;
     // A request taken off the queue that does not fit yet; it goes first once room frees.
@@ -292,9 +337,11 @@ fn decode_loop(
                 held = Some(next);
                 break;
             }
-            admit(engine, &mut batch, &mut active, next, needed);
+            admit(engine, &mut batch, &mut active, next, needed, metrics);
             reserved = active.values().map(|a| a.reserved).sum();
         }
+        // Retained prefixes give way to running requests' reservations.
+        batch.evict_retained(config.kv_budget_tokens.saturating_sub(reserved));
         // Cancellation: drop sequences whose handler is gone before paying for a step.
         let gone: Vec<SeqId> = active
             .iter()
@@ -308,6 +355,7 @@ fn decode_loop(
         }
         reserved = active.values().map(|a| a.reserved).sum();
         metrics.kv_reserved.set(reserved as i64);
+        metrics.kv_retained.set(batch.retained_positions() as i64);
         // Set before the `continue`: a batch emptied by cancellations must read 0, not
         // the size of the last step it ran (operators watch it to see free slots).
         metrics.batch_size.set(active.len() as i64);
@@ -323,6 +371,8 @@ fn decode_loop(
                     let _ = batch.remove(id);
                     let _ = a.events.send(Event::Failed("the engine failed".into()));
                 }
+                // Nor the caches they leave behind.
+                batch.clear_retained();
                 continue;
             }
         };
@@ -372,6 +422,7 @@ fn decode_loop(
                     finish,
                     prompt_tokens: a.prompt_tokens,
                     completion_tokens: a.generated,
+                    cached_tokens: a.cached_tokens,
                 });
                 active.remove(&t.id);
             }
@@ -381,6 +432,9 @@ fn decode_loop(
         metrics.batch_size.set(active.len() as i64);
         reserved = active.values().map(|a| a.reserved).sum();
         metrics.kv_reserved.set(reserved as i64);
+        // Ended sequences became retained entries: keep them within the budget too.
+        batch.evict_retained(config.kv_budget_tokens.saturating_sub(reserved));
+        metrics.kv_retained.set(batch.retained_positions() as i64);
     }
 }
 
@@ -390,6 +444,7 @@ fn admit<'e>(
     active: &mut HashMap<SeqId, Active<'e>>,
     q: Queued,
     needed: usize,
+    metrics: &SchedulerMetrics,
 ) {
     let prompt_tokens = q.job.prompt.len();
     let request = SeqRequest {
@@ -397,9 +452,15 @@ fn admit<'e>(
         max_tokens: q.job.max_tokens,
         sampling: q.job.sampling,
         ignore_eos: false,
+        cache_scope: q.job.cache_scope,
     };
     match batch.add(engine, request) {
         Ok(id) => {
+            let cached_tokens = batch.cached_tokens(id).unwrap_or(0);
+            if cached_tokens > 0 {
+                metrics.prefix_hits.inc();
+                metrics.prefix_reused_tokens.inc_by(cached_tokens as u64);
+            }
             active.insert(
                 id,
                 Active {
@@ -408,6 +469,7 @@ fn admit<'e>(
                     stops: StopMatcher::new(&q.job.stop),
                     reserved: needed,
                     prompt_tokens,
+                    cached_tokens,
                     generated: 0,
                     admitted: Instant::now(),
                     last_token: None,

@@ -28,6 +28,12 @@ pub struct EngineConfig {
     /// was built with that feature (a build without it refuses to load the model).
     #[serde(default = "d_device")]
     pub device: String,
+    /// Keep each finished request's KV cache so that the same client's next request with the
+    /// same prompt prefix (a chat's next turn, a repeated system prompt) resumes from it
+    /// instead of recomputing it. Reuse is per client certificate, never across clients;
+    /// retained caches count against `kv_cache_mib` and give way to running requests.
+    #[serde(default = "d_prefix_cache")]
+    pub prefix_cache: bool,
 }
 
 /// Backends a policy may name (whether this build has them is the engine's to say).
@@ -35,6 +41,10 @@ pub const DEVICES: [&str; 3] = ["cpu", "wgpu", "cuda"];
 
 fn d_device() -> String {
     DEVICES[0].to_owned()
+}
+
+fn d_prefix_cache() -> bool {
+    true
 }
 
 fn d_batch() -> u32 {
@@ -51,6 +61,7 @@ impl Default for EngineConfig {
             max_batch: DEFAULT_MAX_BATCH,
             kv_cache_mib: DEFAULT_KV_CACHE_MIB,
             device: d_device(),
+            prefix_cache: true,
         }
     }
 }

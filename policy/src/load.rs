@@ -341,6 +341,9 @@ client_ca = ["ca.crt"]
             (2, 4, 64)
         );
         assert_eq!(p.engine.device, "cpu");
+        assert!(p.engine.prefix_cache, "the prefix cache is on by default");
+        let p = parse("[engine]\nprefix_cache = false\n").expect("off");
+        assert!(!p.engine.prefix_cache);
         let p = parse("[engine]\ndevice = \"cuda\"\n").expect("cuda");
         assert_eq!(p.engine.device, "cuda");
         for (text, key) in [
@@ -349,6 +352,7 @@ client_ca = ["ca.crt"]
             ("[engine]\nthreads = 5000\n", "engine.threads"),
             ("[engine]\ndevice = \"gpu\"\n", "engine.device"),
             ("[engine]\nspeed = 11\n", "speed"),
+            ("[engine]\nprefix_cache = \"yes\"\n", "prefix_cache"),
         ] {
             let err = parse(text).expect_err(text).to_string();
             assert!(err.contains(key), "{text}: {err}");

@@ -5,6 +5,10 @@
 //! sequences still reading it, one token for the others. Each sequence has its own KV-cache
 //! slot, position and sampler, so they never see each other's tokens.
 //!
+//! A sequence that ends leaves its slot behind as a prefix-cache entry when its request named
+//! a [`CacheScope`]; a later request of the same scope resumes from the longest matching
+//! prefix ([`crate::prefix`] explains the design, exactness and the per-tenant scoping).
+//!
 //! A `Batch` is owned by one thread (the decode loop); the [`crate::Engine`] it runs on is
 //! shared (`Send + Sync`).
 
@@ -15,10 +19,18 @@ use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 use crate::model::{Logits, SeqInput};
+use crate::prefix::{CacheScope, PrefixCache, PrefixCacheConfig};
 use crate::sampling::{Sampler, SamplingParams};
 
-/// Prompt tokens fed per sequence per step (bounds a step's latency and scratch memory).
+/// Prompt tokens fed per step, across all sequences reading their prompts, while none is
+/// generating (bounds a step's latency and scratch memory).
 pub const PROMPT_CHUNK: usize = 512;
+
+/// Prompt tokens fed per step, across all sequences, while at least one sequence is
+/// generating: a new long prompt then enters in pieces between decode steps instead of pausing
+/// every running stream for a whole [`PROMPT_CHUNK`]. Numerically free: the forward pass is
+/// chunk-invariant, so how a prompt is split changes no output.
+pub const PROMPT_CHUNK_WHILE_DECODING: usize = 128;
 
 /// Identifies a sequence in a [`Batch`].
 pub type SeqId = u64;
@@ -43,6 +55,9 @@ pub struct SeqRequest {
     pub sampling: SamplingParams,
     /// Keep going past end-of-generation tokens (benchmarks).
     pub ignore_eos: bool,
+    /// Prefix-cache scope: the request may resume from, and leaves behind, cached prefixes of
+    /// this scope only. `None`: no reuse, and the slot is freed when the sequence ends.
+    pub cache_scope: Option<CacheScope>,
 }
 
 /// One token produced by a step.
@@ -66,6 +81,9 @@ struct Seq {
     max_tokens: usize,
     ignore_eos: bool,
     sampler: Sampler,
+    scope: Option<CacheScope>,
+    /// Prompt tokens resumed from the prefix cache.
+    reused: usize,
 }
 
 /// Timing of the last [`Batch::step`].
@@ -84,6 +102,7 @@ pub struct Batch {
     seqs: BTreeMap<SeqId, Seq>,
     next_id: SeqId,
     last: StepStats,
+    prefix: PrefixCache,
 }
 
 impl Batch {
@@ -94,6 +113,22 @@ impl Batch {
             seqs: BTreeMap::new(),
             next_id: 0,
             last: StepStats::default(),
+            prefix: PrefixCache::default(),
+        }
+    }
+
+    /// Sets the prefix cache's configuration (enabled with
+    /// [`crate::prefix::DEFAULT_MAX_ENTRIES`] entries by default); disabling it, or lowering
+    /// the entry limit, frees the entries beyond it.
+    pub fn set_prefix_cache(&mut self, config: PrefixCacheConfig) {
+        self.prefix.config = config;
+        let keep = if config.enabled {
+            config.max_entries
+        } else {
+            0
+        };
+        while self.prefix.len() > keep {
+            self.evict_one();
         }
     }
 
@@ -120,7 +155,17 @@ impl Batch {
             });
         }
         let sampler = Sampler::new(req.sampling)?;
-        let slot = self.cache.allocate();
+        let resumed = match &req.cache_scope {
+            Some(scope) if self.prefix.config.enabled => self.prefix.take(scope, &req.prompt),
+            _ => None,
+        };
+        let (slot, reused) = match resumed {
+            Some((slot, keep)) => {
+                self.cache.truncate(slot, keep);
+                (slot, keep)
+            }
+            None => (self.cache.allocate(), 0),
+        };
         let id = self.next_id;
         self.next_id += 1;
         self.seqs.insert(
@@ -129,23 +174,79 @@ impl Batch {
                 slot,
                 prompt_len: req.prompt.len(),
                 tokens: req.prompt,
-                fed: 0,
+                fed: reused,
                 max_tokens: req.max_tokens,
                 ignore_eos: req.ignore_eos,
                 sampler,
+                scope: req.cache_scope,
+                reused,
             },
         );
         Ok(id)
     }
 
-    /// Removes a sequence (finished, cancelled or disconnected) and frees its cache slot.
+    /// Removes a sequence (finished, cancelled or disconnected). Its slot is retained as a
+    /// prefix-cache entry if the request had a scope and the cache is enabled (evicting the
+    /// least recently used entry past the entry limit), else freed.
     pub fn remove(&mut self, id: SeqId) -> Result<()> {
-        let s = self
+        let mut s = self
             .seqs
             .remove(&id)
             .ok_or(EngineError::UnknownSequence { id })?;
-        self.cache.free(s.slot);
+        let held = self.cache.len(s.slot).unwrap_or(0);
+        match s.scope.take() {
+            Some(scope) if self.prefix.config.enabled && held > 0 => {
+                // Only the tokens whose keys/values are in the slot (not the last sampled one).
+                s.tokens.truncate(held);
+                let capacity = self.cache.capacity(s.slot).unwrap_or(0);
+                for e in self.prefix.retain(s.slot, scope, s.tokens, capacity) {
+                    self.cache.free(e.slot);
+                }
+            }
+            _ => self.cache.free(s.slot),
+        }
         Ok(())
+    }
+
+    /// Prompt tokens of sequence `id` resumed from the prefix cache (0 for a cold start).
+    pub fn cached_tokens(&self, id: SeqId) -> Option<usize> {
+        self.seqs.get(&id).map(|s| s.reused)
+    }
+
+    /// KV-cache positions held by retained prefix-cache entries (their allocated capacity):
+    /// count them against the memory budget.
+    pub fn retained_positions(&self) -> usize {
+        self.prefix.positions()
+    }
+
+    /// Number of retained prefix-cache entries.
+    pub fn retained_entries(&self) -> usize {
+        self.prefix.len()
+    }
+
+    /// Evicts least-recently-used entries until they hold at most `max_positions` positions;
+    /// returns how many were evicted.
+    pub fn evict_retained(&mut self, max_positions: usize) -> usize {
+        let mut n = 0;
+        while self.prefix.positions() > max_positions && self.evict_one() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Evicts every retained entry.
+    pub fn clear_retained(&mut self) {
+        while self.evict_one() {}
+    }
+
+    fn evict_one(&mut self) -> bool {
+        match self.prefix.pop_lru() {
+            Some(e) => {
+                self.cache.free(e.slot);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Active sequences.
@@ -176,14 +277,32 @@ impl Batch {
             self.last = StepStats::default();
             return Ok(Vec::new());
         }
-        let ids: Vec<SeqId> = self.seqs.keys().copied().collect();
-        let mut inputs = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let s = &self.seqs[id];
-            let end = (s.fed + PROMPT_CHUNK).min(s.tokens.len());
+        // Generating sequences feed their last token; those reading a prompt share the step's
+        // prompt budget in admission order (a sequence left without budget sits this step out).
+        let decoding = self.seqs.values().any(|s| s.fed >= s.prompt_len);
+        let mut budget = if decoding {
+            PROMPT_CHUNK_WHILE_DECODING
+        } else {
+            PROMPT_CHUNK
+        };
+        let mut ids = Vec::with_capacity(self.seqs.len());
+        let mut inputs = Vec::with_capacity(self.seqs.len());
+        for (id, s) in &self.seqs {
+            let left = s.tokens.len() - s.fed;
+            let take = if s.fed >= s.prompt_len {
+                left
+            } else {
+                let take = left.min(budget);
+                budget -= take;
+                take
+            };
+            if take == 0 {
+                continue;
+            }
+            ids.push(*id);
             inputs.push(SeqInput {
                 slot: s.slot,
-                tokens: &s.tokens[s.fed..end],
+                tokens: &s.tokens[s.fed..s.fed + take],
             });
         }
         let fed: Vec<usize> = inputs.iter().map(|i| i.tokens.len()).collect();

@@ -178,6 +178,7 @@ pub fn generate(
             max_tokens: req.max_tokens,
             sampling: req.sampling,
             ignore_eos: req.ignore_eos,
+            cache_scope: None,
         },
     )?;
     let mut decoder = StreamDecoder::continuation(engine.tokenizer());

@@ -77,6 +77,11 @@ impl KvCache {
         self.slots.get(slot)?.as_ref().map(|s| s.len)
     }
 
+    /// Positions allocated to `slot` (`None` for a free or unknown slot).
+    pub fn capacity(&self, slot: usize) -> Option<usize> {
+        self.slots.get(slot)?.as_ref().map(|s| s.cap)
+    }
+
     /// Number of open slots.
     pub fn open_slots(&self) -> usize {
         self.slots.iter().flatten().count()

@@ -9,6 +9,15 @@
 //!   with flex's GEMM, so the transient f32 copy stays small (≤ 16 MiB) and weights stay
 //!   quantized at rest.
 //!
+//! Token invariance (a token's output row bitwise the same whether it was multiplied alone or
+//! with other tokens, which "batched equals solo" and the exactness of the prefix cache rely
+//! on) holds on the 8-bit-activation path (Q4_0/Q4_1/Q8_0 weights, the default model): it
+//! never takes the GEMM, and its prompt tile repeats the one-token kernel's operations. The
+//! GEMM path (K-quants, F16/BF16/F32, exact activations) is not token-invariant (its blocking
+//! makes a row's summation order depend on the row count): results then agree with one-token
+//! products up to f32 rounding only. Kept for its prompt speed (≈ 4.4× the per-token kernels
+//! on a Q4_K model); an invariant register-tiled f32 panel kernel is the way to have both.
+//!
 //! With the `wgpu` or `cuda` feature, burn's cube backend implements it too (`cube.rs`: a
 //! CubeCL kernel decoding Q4_0/Q4_1/Q8_0 in the product, weights uploaded once as raw
 //! blocks); the model code does not change.

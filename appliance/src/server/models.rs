@@ -127,6 +127,7 @@ impl LoadedModel {
                 queue_depth: queue_depth as usize,
                 max_batch: config.max_batch as usize,
                 kv_budget_tokens: kv_budget_tokens(&engine, config.kv_cache_mib),
+                prefix_cache: config.prefix_cache,
             },
             metrics,
         )?;

@@ -30,6 +30,8 @@ mod logs;
 mod pki;
 /// `airlock policy check` on good and broken policies.
 mod policy_check;
+/// The prompt-prefix cache: reuse per client certificate, same answers, gauges.
+mod prefix_cache;
 /// SIGTERM drains an in-flight request.
 mod shutdown;
 /// systemd socket activation (`LISTEN_FDS`).

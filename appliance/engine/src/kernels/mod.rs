@@ -14,6 +14,11 @@
 //! * [`dequantize_rows`]: a band of rows decoded to f32, for prompt processing, where each
 //!   weight is reused by many tokens and burn's GEMM on a decoded band wins (see `crate::ops`).
 //!
+//! [`matmul_rows`] is token-invariant: a token's output is bitwise the same whether it was
+//! multiplied alone or with other tokens (the prompt tile repeats the one-token kernel's
+//! operations per pair; other types decode a row once and dot it per token exactly as the
+//! one-token product does). Batching and the prefix cache rely on it.
+//!
 //! Instruction sets are chosen at run time ([`Isa::detect`]): AVX2+FMA+F16C on x86-64, with
 //! AVX-512 VNNI's `vpdpbusd` for the 8-bit products where present (the
 //! `unsafe` lives in [`avx2`], each function tested against [`portable`]), else the portable
@@ -655,6 +660,31 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
                     }
                 }
             });
+    } else if acts.is_empty() && decodes_blocks(isa, ty) {
+        // Types whose one-token product decodes each block and dots it in f32 ([`row_dot`]
+        // for K-quants, and every block type on the portable path): the row is decoded once
+        // and serves every token, with the same per-block dots and sum as the one-token
+        // product, so a token's result does not depend on how many tokens share the call.
+        let bs = ty.block_size();
+        tmp.par_chunks_mut(chunk * n)
+            .enumerate()
+            .for_each_init(Vec::new, |dec, (c, o)| {
+                let nr = o.len() / n;
+                dec.resize(cols, 0f32);
+                for i in 0..nr {
+                    portable::decode_row(ty, row_of(c * chunk + i), dec);
+                    for t in 0..n {
+                        let mut sum = 0f32;
+                        for (db, xb) in dec
+                            .chunks_exact(bs)
+                            .zip(x[t * cols..(t + 1) * cols].chunks_exact(bs))
+                        {
+                            sum += dot_f32(db, xb);
+                        }
+                        o[t * nr + i] = sum;
+                    }
+                }
+            });
     } else {
         tmp.par_chunks_mut(chunk * n)
             .enumerate()
@@ -674,6 +704,14 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
             out[t * rows + c * chunk..][..nr].copy_from_slice(src);
         }
     }
+}
+
+/// True if [`row_dot`] on `isa` computes a row of `ty` as decoded blocks (the reference
+/// decoder) each dotted with [`dot_f32`] and summed in order: every block type on the portable
+/// path; on x86-64 those without a dedicated kernel (K-quants and the other block types).
+fn decodes_blocks(isa: Isa, ty: GgmlType) -> bool {
+    ty.block_size() > 1
+        && (isa == Isa::Portable || !matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0))
 }
 
 /// Decodes rows `start..start + out.len() / cols` of `w` to f32 into `out` (row-major), in

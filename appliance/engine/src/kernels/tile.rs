@@ -10,7 +10,11 @@
 //! vector over the tile's tokens (`e4` below), one FMA per row and block.
 //!
 //! The arithmetic per pair is that of [`super::q8::row_dot`] (exact integer block sums, then
-//! `d_w · d_a` in f32), so results agree with it up to f32 summation order.
+//! `d_w · d_a` in f32), so results agree with it up to f32 summation order; and per pair the
+//! operations and their order are exactly those of the one-token kernel `super::avx2::dot_q8`
+//! (same accumulator, same fused offset term), so a token's product is bitwise the same
+//! whether it was multiplied alone (decode) or in a tile of four (prompt): the forward pass is
+//! chunk-invariant, which batching and the prefix cache rely on.
 //!
 //! # Safety contract (every `unsafe fn` here)
 //! * The CPU has the instruction sets named in the function's `target_feature`.

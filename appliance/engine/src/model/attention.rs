@@ -4,6 +4,14 @@
 //! `group` query heads sharing a key/value head are stacked into one matrix product per
 //! key/value head, so keys and values are never repeated in memory (the tensor-op path, for
 //! backends without fused ops; flex runs [`fused::attention`]).
+//!
+//! On the CPU (flex) every chunk, one decode token or a 512-token prompt chunk, runs through
+//! [`fused::attention`], which computes each query row alone in a fixed order: a token's
+//! output is bitwise the same however its sequence was split into chunks. That is what lets
+//! the prefix cache (`crate::prefix`) resume a prompt from cached keys/values and still
+//! produce exactly the tokens of a cold run (with token-invariant matrix products too: see
+//! `crate::ops`). The tensor-op path (GPU features) is not chunk-invariant: reuse there may
+//! change low-order bits.
 
 use std::sync::Arc;
 

@@ -14,6 +14,7 @@ fn request(prompt: Vec<u32>, max_tokens: usize) -> SeqRequest {
         max_tokens,
         sampling: SamplingParams::greedy(),
         ignore_eos: false,
+        cache_scope: None,
     }
 }
 
@@ -97,4 +98,58 @@ fn removed_sequences_are_gone_and_unknown_ids_are_errors() {
             vocab: 49152
         })
     ));
+}
+
+/// A long prompt joining running streams enters in pieces of at most
+/// `PROMPT_CHUNK_WHILE_DECODING` tokens per step (the streams keep producing a token every
+/// step), and every sequence still produces exactly its solo tokens.
+#[test]
+fn a_long_prompt_joining_running_streams_is_fed_in_small_pieces() {
+    use airlock_engine::batch::PROMPT_CHUNK_WHILE_DECODING;
+    let e = engine();
+    let r = reference();
+    let chat: Vec<Vec<u32>> = r["chat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| ids(&c["prompt_ids"]))
+        .collect();
+    // Several pieces (the chat prompts are ≈ 30 tokens each).
+    let long: Vec<u32> = chat.iter().cycle().take(12).flatten().copied().collect();
+    assert!(
+        long.len() > 2 * PROMPT_CHUNK_WHILE_DECODING,
+        "{}",
+        long.len()
+    );
+    let (short_max, long_max) = (30, 4);
+    let solo_short = alone(&chat[0], short_max);
+    let solo_long = alone(&long, long_max);
+
+    let mut b = Batch::new(&e);
+    let short = b.add(&e, request(chat[0].clone(), short_max)).unwrap();
+    let mut got: HashMap<u64, Vec<u32>> = HashMap::new();
+    let mut long_id = None;
+    let mut step = 0;
+    while !b.is_empty() {
+        if step == 2 {
+            long_id = Some(b.add(&e, request(long.clone(), long_max)).unwrap());
+        }
+        let produced = b.step(&e).unwrap();
+        let short_running = got.get(&short).is_some_and(|t| t.len() < short_max);
+        if step >= 2 && short_running && !got.contains_key(&long_id.unwrap()) {
+            // The stream produced a token in this step, and the prompt took a bounded piece.
+            assert!(produced.iter().any(|t| t.id == short), "step {step}");
+            assert!(
+                b.last_step().tokens <= PROMPT_CHUNK_WHILE_DECODING + 1,
+                "step {step}: {} tokens",
+                b.last_step().tokens
+            );
+        }
+        for t in produced {
+            got.entry(t.id).or_default().push(t.token);
+        }
+        step += 1;
+    }
+    assert_eq!(got[&short], solo_short);
+    assert_eq!(got[&long_id.unwrap()], solo_long);
 }

@@ -206,6 +206,14 @@ fn tile_q8_kernel_matches_the_scalar_reference() {
                             for t in 0..nt {
                                 let want = row_dot_q8(Isa::Portable, ty, rs[r], a[t]).unwrap();
                                 let got = out[r * nt + t];
+                                // Token invariance: a tile computes each pair exactly as the
+                                // one-token kernel of the same instruction set.
+                                let single = row_dot_q8(isa, ty, rs[r], a[t]).unwrap();
+                                assert_eq!(
+                                    got.to_bits(),
+                                    single.to_bits(),
+                                    "{ty:?} {blocks} blocks {isa:?} tile {nr}x{nt} ({r},{t}): tile {got} vs one token {single}"
+                                );
                                 // |w| <= 2, |x| <= 3: Σ|terms| <= 6 len bounds the f32 error.
                                 let tol = 1e-6 * 6.0 * len as f32;
                                 assert!(

@@ -3,6 +3,8 @@
 
 /// Continuous batching: sequences joining and leaving match their solo runs.
 mod batch;
+/// Chunk invariance: logits are bitwise the same however a sequence is split into chunks.
+mod chunking;
 /// Helpers: seeded RNG, synthetic GGUF writer, default model and reference data.
 mod common;
 /// The fused feed-forward op: bitwise the tensor ops it replaces, and token-invariant.
@@ -14,6 +16,8 @@ mod fidelity;
 mod gpu;
 /// SIMD kernels against the portable code and an f64 reference on random rows of every type.
 mod kernels;
+/// The prefix cache: resumed requests match cold runs bit for bit; scopes; eviction.
+mod prefix;
 /// Models the engine must refuse, with the key or tensor named.
 mod refusals;
 /// Synthetic GGUF models against a naive f64 forward pass (GQA 1/3/4, tied/untied, all types).

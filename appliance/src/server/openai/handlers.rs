@@ -11,8 +11,8 @@ use std::time::Instant;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
-use airlock_engine::SamplingParams;
 use airlock_engine::airlock_tokenizer::ChatMessage;
+use airlock_engine::{CacheScope, SamplingParams};
 use audit::{Event, Kind, ModelRef};
 use futures_util::stream::Stream;
 use serde_json::json;
@@ -23,6 +23,7 @@ use super::response::{self, Chunk, FinishReason, Header, Usage};
 use crate::scheduler::{Event as GenEvent, Finish, Job, SubmitError};
 use crate::server::audit::request_event;
 use crate::server::error::ApiError;
+use crate::server::identity::Identity;
 use crate::server::models::{LoadedModel, unix_now};
 use crate::server::routes::read_body;
 use crate::server::state::AppState;
@@ -135,6 +136,9 @@ async fn generate(
         max_tokens,
         sampling: sampling(&generation),
         stop: generation.sampling.stop.clone(),
+        cache_scope: req
+            .conn_data::<Identity>()
+            .map(|id| cache_scope(id, generation.user.as_deref(), subject.as_deref())),
     };
     let events = model.scheduler.submit(job).map_err(|e| match e {
         SubmitError::QueueFull => ApiError::TooManyRequests {
@@ -163,6 +167,7 @@ async fn generate(
         output: String::new(),
         prompt_tokens: prompt.len() as u64,
         completion_tokens: 0,
+        cached_tokens: None,
         started,
     };
     if generation.stream {
@@ -174,6 +179,27 @@ async fn generate(
     } else {
         collect(endpoint, header, events, finisher).await
     }
+}
+
+/// Whose cached prompt prefixes a request may reuse: the client certificate's, and within it
+/// the same end user (`user`) and data subject (`Airlock-Subject`) only. Shared across
+/// identities, a faster first token would tell one client what another's prompts begin with
+/// (see `airlock_engine::prefix`); narrowing by `user` and subject keeps that true between the
+/// end users of an application that shares one certificate, when it names them.
+fn cache_scope(id: &Identity, user: Option<&str>, subject: Option<&str>) -> CacheScope {
+    let mut key = id.fingerprint().0.to_vec();
+    // Each part length-prefixed (absent ≠ empty), so no two scopes share an encoding.
+    for part in [user, subject] {
+        match part {
+            None => key.push(0),
+            Some(p) => {
+                key.push(1);
+                key.extend_from_slice(&(p.len() as u64).to_be_bytes());
+                key.extend_from_slice(p.as_bytes());
+            }
+        }
+    }
+    CacheScope::new(key)
 }
 
 /// The `Airlock-Subject` header, if any: printable ASCII, bounded.
@@ -310,6 +336,8 @@ struct Finisher {
     output: String,
     prompt_tokens: u64,
     completion_tokens: u64,
+    /// Prompt tokens resumed from the prefix cache, once the scheduler has said.
+    cached_tokens: Option<u64>,
     started: Instant,
 }
 
@@ -321,6 +349,9 @@ impl Finisher {
             prompt: self.prompt_tokens,
             completion: self.completion_tokens,
         });
+        if let Some(n) = self.cached_tokens {
+            record.params.insert("cached_tokens".into(), n.to_string());
+        }
         record.status = Some(status.into());
         record.duration_ms = Some(self.started.elapsed().as_millis() as u64);
         Some(record)
@@ -383,14 +414,17 @@ async fn collect(
                 finish,
                 prompt_tokens,
                 completion_tokens,
+                cached_tokens,
             } => {
                 finisher.completion_tokens = completion_tokens as u64;
+                finisher.cached_tokens = Some(cached_tokens as u64);
                 let text = finisher.output.clone();
                 // The answer is shown only once its record is durable.
                 if !finisher.finish(status_of(finish)).await {
                     return Err(ApiError::from(crate::server::audit::AuditUnavailable));
                 }
-                let usage = Usage::new(prompt_tokens as u32, completion_tokens as u32);
+                let usage = Usage::new(prompt_tokens as u32, completion_tokens as u32)
+                    .with_cached(cached_tokens as u32);
                 let body =
                     response::complete(endpoint, &header, &text, finish_reason(finish), usage);
                 return Ok(HttpResponse::Ok().json(body));
@@ -450,8 +484,10 @@ fn sse_stream(
                     finish,
                     prompt_tokens,
                     completion_tokens,
+                    cached_tokens,
                 }) => {
                     finisher.completion_tokens = completion_tokens as u64;
+                    finisher.cached_tokens = Some(cached_tokens as u64);
                     let mut out = String::new();
                     if finisher.finish(status_of(finish)).await {
                         out.push_str(&response::sse_chunk(
@@ -461,7 +497,8 @@ fn sse_stream(
                             include_usage,
                         ));
                         if include_usage {
-                            let usage = Usage::new(prompt_tokens as u32, completion_tokens as u32);
+                            let usage = Usage::new(prompt_tokens as u32, completion_tokens as u32)
+                                .with_cached(cached_tokens as u32);
                             out.push_str(&response::sse_chunk(
                                 endpoint,
                                 &header,

@@ -26,16 +26,32 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// Their sum.
     pub total_tokens: u32,
+    /// Breakdown of the prompt tokens (OpenAI's `prompt_tokens_details`).
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+/// OpenAI's `usage.prompt_tokens_details`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens resumed from this client's cached prefix instead of recomputed.
+    pub cached_tokens: u32,
 }
 
 impl Usage {
-    /// Counts for `prompt` and `completion` tokens.
+    /// Counts for `prompt` and `completion` tokens (none cached).
     pub fn new(prompt: u32, completion: u32) -> Usage {
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
             total_tokens: prompt.saturating_add(completion),
+            prompt_tokens_details: PromptTokensDetails { cached_tokens: 0 },
         }
+    }
+
+    /// The same counts with `cached` of the prompt tokens resumed from the prefix cache.
+    pub fn with_cached(mut self, cached: u32) -> Usage {
+        self.prompt_tokens_details.cached_tokens = cached;
+        self
     }
 }
 
@@ -213,7 +229,7 @@ mod tests {
             &header(),
             "hello",
             FinishReason::Stop,
-            Usage::new(3, 2),
+            Usage::new(3, 2).with_cached(2),
         );
         assert_eq!(body["id"], "chatcmpl-r1");
         assert_eq!(body["object"], "chat.completion");
@@ -221,6 +237,7 @@ mod tests {
         assert_eq!(body["choices"][0]["message"]["content"], "hello");
         assert_eq!(body["choices"][0]["finish_reason"], "stop");
         assert_eq!(body["usage"]["total_tokens"], 5);
+        assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 2);
     }
 
     #[test]
@@ -264,6 +281,7 @@ mod tests {
         ));
         assert_eq!(usage["choices"], json!([]));
         assert_eq!(usage["usage"]["completion_tokens"], 5);
+        assert_eq!(usage["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
     }
 
     #[test]
