@@ -37,8 +37,9 @@ Environment (defaults in brackets):
   LLAMA_CPP_PYTHON=0.3.36   llama-cpp-python version (venv bench/.venv, sdist, llama-server)
   TMPFS_DIR=/dev/shm   tmpfs under which the tmpfs state dir is made (must be tmpfs)
   DISK_DIR=bench/.build   directory on disk under which the disk state dir is made
-  PROMPT_CACHE=1       0 = send cache_prompt: false to llama-server (TTFT without its prompt cache;
-                       llama-cpp-python always reuses the previous prompt's prefix, airlock has none)
+  PROMPT_CACHE=1       0 = send cache_prompt: false to llama-server and run airlock with
+                       [engine] prefix_cache = false (TTFT without prompt caches; llama-cpp-python
+                       always reuses the previous prompt's prefix)
   METRICS_INTERVAL=0.25    seconds between /metrics samples of airlock (batch size); 0 = off
   RESULTS=bench/RESULTS.md  where to write the section; "-" = print only
   KEEP=0               1 = keep the run directory (raw JSON per server, server logs)
@@ -287,6 +288,7 @@ requests_per_minute = 0
 [engine]
 threads = $THREADS
 max_batch = $SLOTS
+prefix_cache = $([ "${PROMPT_CACHE:-1}" = 0 ] && echo false || echo true)
 
 [egress]
 lockdown = "enforce"

@@ -370,7 +370,9 @@ def describe(runs, meta, primary):
     if "llama-server" in runs or "llama-cpp-python" in runs:
         out.append("llama.cpp's servers speak plain HTTP on 127.0.0.1 and reuse the cached prefix of a repeated "
                    "prompt" + (" (llama-server only where `cache_prompt` is on)" if not meta.get("prompt_cache", True)
-                               else "") + "; airlock has no prompt cache.")
+                               else "") + "; airlock resumes a client's repeated prompt from its prefix cache "
+                   "(per client certificate, `[engine] prefix_cache`" + (" = false in this run" if not meta.get("prompt_cache", True)
+                                                                        else "") + ").")
     return out
 
 

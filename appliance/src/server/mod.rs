@@ -74,6 +74,10 @@ pub fn run(
                 .wrap(from_fn(middleware::request_id))
         })
         .on_connect(move |conn, ext| on_connect(&conn_policy, conn, ext))
+        // Streamed tokens are small writes. With Nagle's algorithm on, each waits for the ACK
+        // of the previous one, which the client delays by up to 40 ms: the first token of a
+        // cached prompt reached the client after 46 ms although it left the engine after 6.
+        .tcp_nodelay(true)
         .tls_handshake_timeout(std::time::Duration::from_secs(TLS_HANDSHAKE_TIMEOUT_SECS))
         .shutdown_timeout(grace)
         .shutdown_signal(shutdown_requested(grace));
