@@ -23,6 +23,7 @@
 //! Non-goals: preemption (a running sequence is never evicted).
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -221,11 +222,23 @@ struct Queued {
     events: mpsc::UnboundedSender<Event>,
 }
 
+/// What the decode thread's queue carries.
+enum Msg {
+    /// A request to run.
+    Run(Queued),
+    /// Wakes an idle decode thread to act on [`Scheduler::forget_prefixes`] now rather than at
+    /// its next request.
+    Wake,
+}
+
 /// The handle requests are submitted through. Dropping every handle ends the thread once the
 /// running sequences finish (that is how a replaced model drains).
 #[derive(Debug, Clone)]
 pub struct Scheduler {
-    queue: mpsc::Sender<Queued>,
+    queue: mpsc::Sender<Msg>,
+    /// Bumped by [`Scheduler::forget_prefixes`]; the decode thread drops its retained prefix
+    /// caches whenever it sees a new value, before admitting anything.
+    forget: Arc<AtomicU64>,
     config: SchedulerConfig,
     metrics: SchedulerMetrics,
     _thread: Arc<JoinHandle<()>>,
@@ -246,15 +259,28 @@ impl Scheduler {
     ) -> std::io::Result<Scheduler> {
         let (queue, rx) = mpsc::channel(config.queue_depth.max(1));
         let thread_metrics = metrics.clone();
+        let forget = Arc::new(AtomicU64::new(0));
+        let thread_forget = Arc::clone(&forget);
         let thread = std::thread::Builder::new()
             .name(format!("decode-{}", engine.name()))
-            .spawn(move || decode_loop(&engine, config, &thread_metrics, rx))?;
+            .spawn(move || decode_loop(&engine, config, &thread_metrics, &thread_forget, rx))?;
         Ok(Scheduler {
             queue,
+            forget,
             config,
             metrics,
             _thread: Arc::new(thread),
         })
+    }
+
+    /// Drops every retained prefix cache (the prompts of ended requests kept for reuse): after
+    /// a GDPR erasure nothing of a subject's conversation should outlive its requests in
+    /// memory either. Takes effect before the next admission; an idle decode thread is woken
+    /// to do it at once. Requests still running keep their own cache until they end.
+    pub fn forget_prefixes(&self) {
+        self.forget.fetch_add(1, Ordering::AcqRel);
+        // A full queue means the thread is busy and checks the epoch before its next admission.
+        let _ = self.queue.try_send(Msg::Wake);
     }
 
     /// Queues `job`; its events arrive on the returned receiver. Dropping the receiver
@@ -268,7 +294,7 @@ impl Scheduler {
             });
         }
         let (events, rx) = mpsc::unbounded_channel();
-        match self.queue.try_send(Queued { job, events }) {
+        match self.queue.try_send(Msg::Run(Queued { job, events })) {
             Ok(()) => {
                 self.metrics.queue_depth.inc();
                 Ok(rx)
@@ -296,7 +322,8 @@ fn decode_loop(
     engine: &Engine,
     config: SchedulerConfig,
     metrics: &SchedulerMetrics,
-    mut rx: mpsc::Receiver<Queued>,
+    forget: &AtomicU64,
+    mut rx: mpsc::Receiver<Msg>,
 ) {
     let mut batch = Batch::new(engine);
     batch.set_prefix_cache(PrefixCacheConfig {
@@ -307,23 +334,35 @@ fn decode_loop(
     let mut reserved = 0usize;
     // A request taken off the queue that does not fit yet; it goes first once room frees.
     let mut held: Option<Queued> = None;
+    let mut forgotten = forget.load(Ordering::Acquire);
     loop {
         // Admission. Block only when there is nothing to run.
         if active.is_empty() && held.is_none() {
             match rx.blocking_recv() {
-                Some(q) => held = Some(q),
+                Some(Msg::Run(q)) => {
+                    metrics.queue_depth.dec();
+                    held = Some(q);
+                }
+                Some(Msg::Wake) => {}
                 None => return, // every handle dropped and nothing running: done
             }
-            metrics.queue_depth.dec();
+        }
+        // Before anything is admitted, so no request can resume an erased prefix.
+        let epoch = forget.load(Ordering::Acquire);
+        if epoch != forgotten {
+            forgotten = epoch;
+            batch.clear_retained();
+            metrics.kv_retained.set(batch.retained_positions() as i64);
         }
         loop {
             let next = match held.take() {
                 Some(q) => q,
                 None => match rx.try_recv() {
-                    Ok(q) => {
+                    Ok(Msg::Run(q)) => {
                         metrics.queue_depth.dec();
                         q
                     }
+                    Ok(Msg::Wake) => continue,
                     Err(_) => break,
                 },
             };

@@ -23,7 +23,8 @@
 //!   `text/plain`). Verify it with the key of `airlock audit pubkey`.
 //! - `GET /v1/audit/records?from=N&limit=M` (auditor): records as stored, JSON Lines.
 //! - `POST /v1/audit/erase` `{"subject": "..."}` (privacy): crypto-shreds the subject's
-//!   sealed content; the `audit.erase` record names the caller.
+//!   sealed content; the `audit.erase` record names the caller. Every model's retained
+//!   prompt-prefix caches are dropped too.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -378,6 +379,11 @@ pub async fn erase(
     let subject = request.subject.clone();
     let receipt = blocking(move || log.erase(&subject, who)).await?;
     state.audit.refresh_readiness();
+    // The prefix caches hold ended requests' prompt tokens in memory for reuse; drop them all
+    // (they are not indexed by subject, and rebuilding them costs one prompt pass).
+    for model in state.models.list() {
+        model.scheduler.forget_prefixes();
+    }
     tracing::info!(seq = receipt.seq(), "audit erase");
     Ok(HttpResponse::Ok().json(json!({
         "subject": request.subject,

@@ -234,3 +234,43 @@ fn another_end_user_or_subject_of_the_same_client_does_not_reuse() {
         .clone();
     assert_eq!(cached(&usage), Some(0), "another subject reused: {usage}");
 }
+
+/// A GDPR erasure also drops the retained prefix caches (prompt tokens of ended requests kept
+/// in memory), at once even when the service is idle; the next request starts cold and gets
+/// the same answer.
+#[test]
+fn an_erasure_drops_the_retained_prefix_caches() {
+    let dev = Dev::start();
+    let body = chat_body(
+        &json!([{"role": "user", "content": "Name three colours of the rainbow."}]),
+        json!({"max_tokens": 8, "stream": true, "stream_options": {"include_usage": true}}),
+    );
+    let user = dev.client("user");
+    let retained = || {
+        let m = dev.client("operator").get("/metrics").text();
+        metric(&m, "airlock_kv_cache_retained_positions").expect("retained gauge")
+    };
+    let (first, _) = streamed(&user, &body);
+    let (_, u) = streamed(&user, &body);
+    assert!(
+        u["prompt_tokens_details"]["cached_tokens"].as_u64() > Some(0),
+        "{u}"
+    );
+    assert!(retained() > 0.0);
+
+    let r = dev
+        .client("privacy")
+        .request("POST", "/v1/audit/erase", Some(br#"{"subject":"case-7"}"#))
+        .expect("POST");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The idle decode thread is woken to drop them; give it a moment, no request needed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while retained() > 0.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(retained(), 0.0, "retained caches survived the erasure");
+
+    let (again, u) = streamed(&user, &body);
+    assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 0, "{u}");
+    assert_eq!(again, first);
+}
