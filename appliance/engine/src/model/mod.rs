@@ -305,8 +305,8 @@ pub(crate) fn load_matrix(
 
 /// Loads the vector `name` (`len` values of any type) as f32: norms are tiny and dense.
 /// Fails on a bias tensor the architecture's graph does not add: llama.cpp adds optional
-/// biases to some `llama` files and refuses files with tensors it does not expect; ignoring one
-/// here would silently compute another model. Fail closed instead (names the tensor).
+/// biases where present (`bq`/`bk`/`bv`/`bo` in `llama`, `bo` and `output_b` in `qwen2`);
+/// ignoring one here would silently compute another model. Fail closed instead (names it).
 fn refuse_unused_biases(file: &GgufFile, c: &LlamaConfig) -> Result<()> {
     const PROJECTIONS: [&str; 7] = [
         "attn_q",
@@ -330,6 +330,15 @@ fn refuse_unused_biases(file: &GgufFile, c: &LlamaConfig) -> Result<()> {
                 });
             }
         }
+    }
+    // llm_build_qwen2 adds an optional `output.bias` to the logits; no file we serve has one.
+    if file.tensor("output.bias").is_some() {
+        return Err(EngineError::Unsupported {
+            arch: c.arch.name().to_owned(),
+            key: "output.bias".to_owned(),
+            value: "present".to_owned(),
+            reason: "a bias tensor this architecture's graph does not add",
+        });
     }
     Ok(())
 }

@@ -169,3 +169,32 @@ fn llama_with_bias_is_refused_by_tensor() {
         "{e}"
     );
 }
+
+/// llm_build_qwen2 adds an optional `output.bias` to the logits; we do not, so we refuse.
+#[test]
+fn qwen2_output_bias_is_refused_by_tensor() {
+    let f = GgufFile::from_bytes(synth_model(&Synth {
+        arch: "qwen2",
+        ..base()
+    }))
+    .unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in f.metadata().iter() {
+        w.metadata(k, v.clone());
+    }
+    for t in f.tensors() {
+        w.raw_tensor(
+            t.name(),
+            t.dims(),
+            t.ggml_type().id(),
+            f.tensor_bytes(t).to_vec(),
+        );
+    }
+    w.tensor_from_f32("output.bias", &[16], GgmlType::F32, &[0.5; 16])
+        .unwrap();
+    let e = load(Arc::new(GgufFile::from_bytes(w.to_bytes()).unwrap()));
+    assert!(
+        matches!(&e, EngineError::Unsupported { arch, key, .. } if arch == "qwen2" && key == "output.bias"),
+        "{e}"
+    );
+}
