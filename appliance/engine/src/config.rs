@@ -1,4 +1,7 @@
-//! [`LlamaConfig`]: the hyper-parameters of a `llama` GGUF, read from its `llama.*` metadata.
+//! [`LlamaConfig`]: the hyper-parameters of a Llama-family GGUF, read from its `<arch>.*`
+//! metadata, and [`Architecture`]: what each supported `general.architecture` changes in the
+//! computation (RoPE pairing, Q/K/V biases), so the model asks one description instead of
+//! comparing architecture names.
 //!
 //! Keys follow llama.cpp's `llama-arch.cpp` / `llama-model.cpp` (`LLM_KV_*`). Anything that
 //! would change the computation in a way this engine does not implement (MoE experts, partial
@@ -11,11 +14,71 @@ use burn::config::Config;
 use crate::error::{EngineError, Result};
 
 /// The architectures this engine runs (`general.architecture`).
-pub const SUPPORTED_ARCHITECTURES: [&str; 1] = ["llama"];
+pub const SUPPORTED_ARCHITECTURES: [&str; 2] = ["llama", "qwen2"];
+
+/// A supported `general.architecture`: the same Llama graph with the differences llama.cpp's
+/// `llama-model.cpp` builds for it (`llm_build_llama`, `llm_build_qwen2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Architecture {
+    /// `llama` (SmolLM2, Llama 2/3, Mistral): no projection biases, adjacent-pair RoPE.
+    Llama,
+    /// `qwen2` (Qwen2, Qwen2.5): `attn_{q,k,v}.bias` added after the projections, half-split
+    /// (NEOX) RoPE (`LLAMA_ROPE_TYPE_NEOX` in `llama_model_rope_type`).
+    Qwen2,
+}
+
+/// How RoPE pairs the dimensions of a head of width `d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RopeStyle {
+    /// `(x[2i], x[2i+1])` (`LLAMA_ROPE_TYPE_NORM`; GGUF conversion permutes llama's Q/K rows).
+    Adjacent,
+    /// `(x[i], x[i + d/2])` (`LLAMA_ROPE_TYPE_NEOX`, the Hugging Face layout, unpermuted).
+    Neox,
+}
+
+impl Architecture {
+    /// The architecture named `name` (`general.architecture`), if supported.
+    pub fn from_name(name: &str) -> Option<Architecture> {
+        match name {
+            "llama" => Some(Architecture::Llama),
+            "qwen2" => Some(Architecture::Qwen2),
+            _ => None,
+        }
+    }
+
+    /// The `general.architecture` value, also the prefix of its metadata keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Llama => "llama",
+            Architecture::Qwen2 => "qwen2",
+        }
+    }
+
+    /// How RoPE pairs dimensions.
+    pub fn rope_style(self) -> RopeStyle {
+        match self {
+            Architecture::Llama => RopeStyle::Adjacent,
+            Architecture::Qwen2 => RopeStyle::Neox,
+        }
+    }
+
+    /// Whether `blk.N.attn_{q,k,v}.bias` are required (and added). Any other projection bias,
+    /// and these in a `llama` file (llama.cpp would add them there; no model we serve has
+    /// them), is refused at load with the tensor named rather than ignored.
+    pub fn has_qkv_bias(self) -> bool {
+        match self {
+            Architecture::Llama => false,
+            Architecture::Qwen2 => true,
+        }
+    }
+}
 
 /// Hyper-parameters of a Llama-family model.
 #[derive(Config, Debug, PartialEq)]
 pub struct LlamaConfig {
+    /// `general.architecture`.
+    #[config(default = "Architecture::Llama")]
+    pub arch: Architecture,
     /// Transformer blocks (`llama.block_count`).
     pub n_layers: usize,
     /// Residual stream width (`llama.embedding_length`).
@@ -43,14 +106,20 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
-    /// Reads and checks the configuration of `file` (architecture `llama`).
+    /// Reads and checks the configuration of `file` (an architecture of
+    /// [`SUPPORTED_ARCHITECTURES`]; keys under its name).
     pub fn from_gguf(file: &GgufFile) -> Result<LlamaConfig> {
         let md = file.metadata();
-        let arch = md.get_str("general.architecture")?.to_owned();
-        if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
-            return Err(EngineError::UnsupportedArchitecture { arch });
-        }
-        let r = Reader { md, arch: &arch };
+        let name = md.get_str("general.architecture")?;
+        let Some(architecture) = Architecture::from_name(name) else {
+            return Err(EngineError::UnsupportedArchitecture {
+                arch: name.to_owned(),
+            });
+        };
+        let r = Reader {
+            md,
+            arch: architecture.name(),
+        };
         let n_layers = r.positive("block_count")?;
         let d_model = r.positive("embedding_length")?;
         let d_ff = r.positive("feed_forward_length")?;
@@ -109,6 +178,7 @@ impl LlamaConfig {
         }
         let context_length = r.positive("context_length")?;
         Ok(LlamaConfig {
+            arch: architecture,
             n_layers,
             d_model,
             d_ff,

@@ -18,7 +18,9 @@ pub enum EngineError {
     Tokenizer(#[from] airlock_tokenizer::TokenizerError),
 
     /// `general.architecture` names a model family this engine does not run.
-    #[error("unsupported architecture {arch:?} (key general.architecture); supported: \"llama\"")]
+    #[error(
+        "unsupported architecture {arch:?} (key general.architecture); supported: \"llama\", \"qwen2\""
+    )]
     UnsupportedArchitecture { arch: String },
 
     /// The architecture is supported but this file needs a feature we do not implement.

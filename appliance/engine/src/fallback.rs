@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Tensor, TensorData};
 
-use crate::model::rope::RopeFreqs;
+use crate::model::rope::{RopeFreqs, RopeStyle};
 
 /// [`crate::fused::FusedOps::rope`]: `x` `[heads, n, head_dim]` at positions `start..start + n`.
 pub fn rope(x: Tensor<3>, start: usize, freqs: &Arc<RopeFreqs>) -> Tensor<3> {
@@ -29,14 +29,22 @@ pub fn rope(x: Tensor<3>, start: usize, freqs: &Arc<RopeFreqs>) -> Tensor<3> {
         cos.push(c);
         sin.push(s);
     }
-    let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, n, half, 1]), &device);
+    // Adjacent: [heads, n, half, 2], pairs (2i, 2i + 1), angles [1, n, half, 1].
+    // NEOX: [heads, n, 2, half], pairs (i, i + half), angles [1, n, 1, half].
+    let (pair_dim, pair_shape, table_shape) = match freqs.style {
+        RopeStyle::Adjacent => (3, [heads, n, half, 2], [1, n, half, 1]),
+        RopeStyle::Neox => (2, [heads, n, 2, half], [1, n, 1, half]),
+    };
+    let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, table_shape), &device);
     let (cos, sin) = (table(cos), table(sin));
-    // [heads, n, half, 2]: pairs (2i, 2i + 1).
-    let pairs = x.reshape([heads, n, half, 2]);
-    let (x0, x1) = (pairs.clone().narrow(3, 0, 1), pairs.narrow(3, 1, 1));
+    let pairs = x.reshape(pair_shape);
+    let (x0, x1) = (
+        pairs.clone().narrow(pair_dim, 0, 1),
+        pairs.narrow(pair_dim, 1, 1),
+    );
     let y0 = x0.clone().mul(cos.clone()).sub(x1.clone().mul(sin.clone()));
     let y1 = x0.mul(sin).add(x1.mul(cos));
-    Tensor::cat(vec![y0, y1], 3).reshape([heads, n, hd])
+    Tensor::cat(vec![y0, y1], pair_dim).reshape([heads, n, hd])
 }
 
 /// [`crate::fused::FusedOps::rms_norm`]: `x / sqrt(mean(x²) + eps) * w` over the last axis.
@@ -112,16 +120,39 @@ mod tests {
 
     #[test]
     fn rope_matches_fused() {
+        for style in [RopeStyle::Adjacent, RopeStyle::Neox] {
+            let d = Device::flex();
+            let x = Tensor::<3>::from_data(TensorData::new(random(3 * 5 * 8, 1), [3, 5, 8]), &d);
+            let freqs = crate::model::rope::RopeConfig::new(8, 10000.0)
+                .with_style(style)
+                .init(None)
+                .freqs;
+            let want = fused(
+                |t| <burn::backend::Dispatch as FusedOps>::rope(t, 7, Arc::clone(&freqs)),
+                x.clone(),
+            );
+            assert_close(&values(rope(x, 7, &freqs)), &values(want), 1e-5);
+        }
+    }
+
+    /// NEOX rotates (x[i], x[i + 4]) of a width-8 head: at position 1 pair 0 turns by 1 rad,
+    /// and dimensions 1..4 / 5..8 move only with their own pair.
+    #[test]
+    fn neox_pairs_halves() {
         let d = Device::flex();
-        let x = Tensor::<3>::from_data(TensorData::new(random(3 * 5 * 8, 1), [3, 5, 8]), &d);
+        let mut v = vec![0f32; 8];
+        v[0] = 1.0; // pair 0's first half only
+        let x = Tensor::<3>::from_data(TensorData::new(v, [1, 1, 8]), &d);
         let freqs = crate::model::rope::RopeConfig::new(8, 10000.0)
+            .with_style(RopeStyle::Neox)
             .init(None)
             .freqs;
-        let want = fused(
-            |t| <burn::backend::Dispatch as FusedOps>::rope(t, 7, Arc::clone(&freqs)),
-            x.clone(),
-        );
-        assert_close(&values(rope(x, 7, &freqs)), &values(want), 1e-5);
+        let got = values(fused(
+            |t| <burn::backend::Dispatch as FusedOps>::rope(t, 1, Arc::clone(&freqs)),
+            x,
+        ));
+        let want = [1f32.cos(), 0.0, 0.0, 0.0, 1f32.sin(), 0.0, 0.0, 0.0];
+        assert_close(&got, &want, 1e-6);
     }
 
     #[test]

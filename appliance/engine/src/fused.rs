@@ -80,9 +80,30 @@ impl FusedOps for Flex {
             freqs.angles(p, &mut cs);
         }
         let mut out = vec![0f32; xs.len()];
+        let neox = freqs.style == crate::model::rope::RopeStyle::Neox;
+        // NEOX: pair i is (i, i + half); interleave each row into adjacent pairs, rotate with
+        // the same kernel (the same arithmetic per pair), and split back. Copies are exact.
+        let (mut pin, mut pout) = if neox {
+            (vec![0f32; hd], vec![0f32; hd])
+        } else {
+            (Vec::new(), Vec::new())
+        };
         for (xo, xi) in out.chunks_exact_mut(n * hd).zip(xs.chunks_exact(n * hd)) {
             for (t, (yo, yi)) in xo.chunks_exact_mut(hd).zip(xi.chunks_exact(hd)).enumerate() {
-                crate::kernels::ggml::rotate_pairs(yi, &cs[t * half..(t + 1) * half], yo);
+                let cs = &cs[t * half..(t + 1) * half];
+                if !neox {
+                    crate::kernels::ggml::rotate_pairs(yi, cs, yo);
+                    continue;
+                }
+                for i in 0..half {
+                    pin[2 * i] = yi[i];
+                    pin[2 * i + 1] = yi[i + half];
+                }
+                crate::kernels::ggml::rotate_pairs(&pin, cs, &mut pout);
+                for i in 0..half {
+                    yo[i] = pout[2 * i];
+                    yo[i + half] = pout[2 * i + 1];
+                }
             }
         }
         tensor(out, shape)

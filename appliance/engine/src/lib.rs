@@ -6,7 +6,9 @@
 //!   time) with rows split over rayon; [`ops`] plugs them into burn as a backend extension
 //!   for flex.
 //! * [`model`]: the `llama` architecture on burn tensors, batch-aware (each sequence has its
-//!   own KV-cache slot and position); [`config`] reads its hyper-parameters from metadata.
+//!   own KV-cache slot and position), and `qwen2` (the same graph with Q/K/V biases and NEOX
+//!   RoPE); [`config`] reads the hyper-parameters from metadata and describes each supported
+//!   architecture ([`config::Architecture`]).
 //! * [`sampling`], [`Batch`] (step-wise continuous batching), [`generate()`] (one prompt,
 //!   streamed text, timing), [`Engine`] (model + tokenizer + chat template, `Send + Sync`).
 //!
@@ -15,7 +17,8 @@
 //!
 //! # Non-goals
 //! No HTTP, no scheduling policy (the server builds that on [`Batch`]), no training, no
-//! architectures other than `llama` (others are refused by name).
+//! architectures other than `llama` and `qwen2` (others are refused by name), no bias tensor
+//! the architecture's llama.cpp graph would add but ours does not (refused by name).
 #![deny(unsafe_code)]
 
 pub mod batch;

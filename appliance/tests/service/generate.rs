@@ -1,4 +1,5 @@
-//! `airlock generate` and `airlock models inspect` on the real default model.
+//! `airlock generate` and `airlock models inspect` on the real default model (inspect also on a
+//! synthetic `qwen2` file).
 use airlock_testkit::{default_model, reference};
 
 use crate::common::airlock;
@@ -128,4 +129,45 @@ fn models_inspect_on_a_truncated_file_fails_with_a_clear_message() {
             && stderr.contains("truncated or corrupt file"),
         "{stderr}"
     );
+}
+
+/// A `qwen2` file (metadata and embedding of a synthetic model; no weights needed to read the
+/// configuration) is summarised as qwen2 and reported supported by the engine.
+#[test]
+fn models_inspect_reports_a_qwen2_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("qwen2.gguf");
+    let mut g = airlock_gguf::write::GgufWriter::new();
+    g.metadata("general.architecture", "qwen2")
+        .metadata("qwen2.block_count", 2u32)
+        .metadata("qwen2.context_length", 128u32)
+        .metadata("qwen2.embedding_length", 64u32)
+        .metadata("qwen2.feed_forward_length", 96u32)
+        .metadata("qwen2.attention.head_count", 4u32)
+        .metadata("qwen2.attention.head_count_kv", 2u32)
+        .metadata("qwen2.rope.freq_base", 1_000_000f32)
+        .metadata("qwen2.attention.layer_norm_rms_epsilon", 1e-6f32);
+    let embd: Vec<f32> = (0..64 * 40).map(|i| (i as f32).sin()).collect();
+    g.tensor_from_f32(
+        "token_embd.weight",
+        &[64, 40],
+        airlock_gguf::GgmlType::Q8_0,
+        &embd,
+    )
+    .expect("tensor");
+    g.write_to(&p).expect("write gguf");
+    let out = airlock(&["models", "inspect", p.to_str().expect("utf-8")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "architecture:    qwen2",
+        "layers:          2",
+        "engine:          supported (heads 4 / kv 2, head size 16, ffn 96, vocab 40)",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
+    }
 }

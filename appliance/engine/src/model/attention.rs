@@ -21,8 +21,8 @@ use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::load_matrix;
 use super::rope::Rope;
+use super::{dense_vector, load_matrix};
 use crate::error::Result;
 use crate::fused;
 use crate::kv_cache::KvCache;
@@ -53,18 +53,37 @@ pub struct AttentionConfig {
     pub n_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// Load and add `blk.N.attn_{q,k,v}.bias` (`qwen2`); required when set.
+    #[config(default = false)]
+    pub qkv_bias: bool,
 }
 
 impl AttentionConfig {
-    /// Loads `blk.{layer}.attn_{q,k,v,output}.weight`.
-    pub fn load(&self, file: &Arc<GgufFile>, layer: usize) -> Result<Attention> {
+    /// Loads `blk.{layer}.attn_{q,k,v,output}.weight`, and `attn_{q,k,v}.bias` if
+    /// [`AttentionConfig::qkv_bias`] (a missing one is an error naming it).
+    pub fn load(&self, file: &Arc<GgufFile>, layer: usize, device: &Device) -> Result<Attention> {
         let m =
             |n: &str, rows, cols| load_matrix(file, &format!("blk.{layer}.{n}.weight"), rows, cols);
         let (q, kv) = (
             self.n_heads * self.head_dim,
             self.n_kv_heads * self.head_dim,
         );
+        let bias = |n: &str, len: usize| -> Result<Tensor<2>> {
+            let v = dense_vector(file, &format!("blk.{layer}.{n}.bias"), len)?;
+            // [1, len], broadcast over the tokens.
+            Ok(Tensor::from_data(TensorData::new(v, [1, len]), device))
+        };
+        let biases = if self.qkv_bias {
+            Some(QkvBias {
+                q: bias("attn_q", q)?,
+                k: bias("attn_k", kv)?,
+                v: bias("attn_v", kv)?,
+            })
+        } else {
+            None
+        };
         Ok(Attention {
+            biases,
             wq: m("attn_q", q, self.d_model)?,
             wk: m("attn_k", kv, self.d_model)?,
             wv: m("attn_v", kv, self.d_model)?,
@@ -77,9 +96,22 @@ impl AttentionConfig {
     }
 }
 
+/// The biases added to the query, key and value projections (`qwen2`), before RoPE.
+#[derive(Module, Debug)]
+pub struct QkvBias {
+    /// `[1, n_heads * head_dim]`
+    pub q: Tensor<2>,
+    /// `[1, n_kv_heads * head_dim]`
+    pub k: Tensor<2>,
+    /// `[1, n_kv_heads * head_dim]`
+    pub v: Tensor<2>,
+}
+
 /// Self-attention of one layer; projections stay quantized.
 #[derive(Module, Debug)]
 pub struct Attention {
+    /// Projection biases (`qwen2`), none for `llama`.
+    pub biases: Option<QkvBias>,
     /// `[n_heads * head_dim, d_model]`
     #[module(skip)]
     pub wq: QWeight,
@@ -122,9 +154,16 @@ impl Attention {
         // [tokens, h * hd], [tokens, kvh * hd] x2
         let (qd, kvd) = (h * hd, kvh * hd);
         let qkv = q_linear_multi(x, &[&self.wq, &self.wk, &self.wv]);
-        let q = qkv.clone().narrow(1, 0, qd);
-        let k = qkv.clone().narrow(1, qd, kvd);
-        let v = qkv.narrow(1, qd + kvd, kvd);
+        let mut q = qkv.clone().narrow(1, 0, qd);
+        let mut k = qkv.clone().narrow(1, qd, kvd);
+        let mut v = qkv.narrow(1, qd + kvd, kvd);
+        // llm_build_qwen2: `Qcur = ggml_add(Qcur, model.layers[il].bq)` (likewise K, V), in
+        // f32, before RoPE.
+        if let Some(b) = &self.biases {
+            q = q.add(b.q.clone());
+            k = k.add(b.k.clone());
+            v = v.add(b.v.clone());
+        }
         let mut outs = Vec::with_capacity(spans.len());
         for s in spans {
             let n = s.len;

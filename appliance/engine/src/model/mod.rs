@@ -1,6 +1,7 @@
 //! The `llama` architecture (SmolLM2, Llama 2/3, Mistral): token embedding, `n_layers` blocks
 //! of pre-norm grouped-query attention and SwiGLU MLP, final RMSNorm, tied or separate output
-//! head.
+//! head; and `qwen2` (Qwen2, Qwen2.5), the same graph with Q/K/V projection biases and NEOX
+//! RoPE ([`crate::config::Architecture`] says which).
 //!
 //! Tensors are burn's runtime-dispatched `Tensor<D>` on a [`Device`]: the same code runs on any
 //! backend that implements [`crate::ops::QuantizedMatmul`] (flex, the CPU backend; burn's cube
@@ -93,14 +94,16 @@ impl Llama {
             Some(_) => load_matrix(file, "output.weight", c.vocab_size, c.d_model)?,
             None => embed.clone(),
         };
+        refuse_unused_biases(file, c)?;
         let norm_cfg = RmsNormConfig::new(c.d_model, c.rms_eps);
-        let attn_cfg = AttentionConfig::new(c.d_model, c.n_heads, c.n_kv_heads, c.head_dim);
+        let attn_cfg = AttentionConfig::new(c.d_model, c.n_heads, c.n_kv_heads, c.head_dim)
+            .with_qkv_bias(c.arch.has_qkv_bias());
         let mlp_cfg = MlpConfig::new(c.d_model, c.d_ff);
         let blocks = (0..c.n_layers)
             .map(|l| {
                 Ok(Block {
                     attn_norm: norm_cfg.load(file, &format!("blk.{l}.attn_norm.weight"), device)?,
-                    attn: attn_cfg.load(file, l)?,
+                    attn: attn_cfg.load(file, l, device)?,
                     ffn_norm: norm_cfg.load(file, &format!("blk.{l}.ffn_norm.weight"), device)?,
                     mlp: mlp_cfg.load(file, l)?,
                 })
@@ -113,6 +116,7 @@ impl Llama {
         };
         let rope = RopeConfig::new(c.head_dim, c.rope_theta)
             .with_position_scale(c.rope_position_scale)
+            .with_style(c.arch.rope_style())
             .init(factors.as_deref());
         Ok(Llama {
             embed,
@@ -300,6 +304,45 @@ pub(crate) fn load_matrix(
 }
 
 /// Loads the vector `name` (`len` values of any type) as f32: norms are tiny and dense.
+/// Fails on a bias tensor the architecture's graph does not add: llama.cpp adds optional
+/// biases where present (`bq`/`bk`/`bv`/`bo` in `llama`, `bo` and `output_b` in `qwen2`);
+/// ignoring one here would silently compute another model. Fail closed instead (names it).
+fn refuse_unused_biases(file: &GgufFile, c: &LlamaConfig) -> Result<()> {
+    const PROJECTIONS: [&str; 7] = [
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_output",
+        "ffn_gate",
+        "ffn_up",
+        "ffn_down",
+    ];
+    for l in 0..c.n_layers {
+        for p in PROJECTIONS {
+            let used = c.arch.has_qkv_bias() && matches!(p, "attn_q" | "attn_k" | "attn_v");
+            let name = format!("blk.{l}.{p}.bias");
+            if !used && file.tensor(&name).is_some() {
+                return Err(EngineError::Unsupported {
+                    arch: c.arch.name().to_owned(),
+                    key: name,
+                    value: "present".to_owned(),
+                    reason: "a bias tensor this architecture's graph does not add",
+                });
+            }
+        }
+    }
+    // llm_build_qwen2 adds an optional `output.bias` to the logits; no file we serve has one.
+    if file.tensor("output.bias").is_some() {
+        return Err(EngineError::Unsupported {
+            arch: c.arch.name().to_owned(),
+            key: "output.bias".to_owned(),
+            value: "present".to_owned(),
+            reason: "a bias tensor this architecture's graph does not add",
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn dense_vector(file: &Arc<GgufFile>, name: &str, len: usize) -> Result<Vec<f32>> {
     let info = file.require_tensor(name)?;
     if info.dims() != [len as u64] {

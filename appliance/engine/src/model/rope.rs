@@ -4,6 +4,10 @@
 //! GGUF conversion permutes the Q/K projection rows of Hugging Face checkpoints so that this
 //! adjacent-pair form equals the half-split form they were trained with; no permutation here.
 //! `f_i` are the optional per-frequency factors of `rope_freqs.weight` (Llama 3.1), else 1.
+//!
+//! `qwen2` (`LLAMA_ROPE_TYPE_NEOX`) rotates the half-split pairs `(x[i], x[i + d/2])` by the
+//! same angles with the same arithmetic (ggml's `rope_f32` calls one `rotate_pairs` for both,
+//! with a pair offset of `d/2` instead of 1): [`RopeStyle::Neox`].
 
 use burn::config::Config;
 use burn::module::Module;
@@ -11,6 +15,7 @@ use std::sync::Arc;
 
 use burn::tensor::Tensor;
 
+pub use crate::config::RopeStyle;
 use crate::fused;
 
 /// Configuration of a [`Rope`].
@@ -23,6 +28,9 @@ pub struct RopeConfig {
     /// Positions are multiplied by this (linear scaling; 1 = none).
     #[config(default = 1.0)]
     pub position_scale: f64,
+    /// Which dimensions form the rotated pairs.
+    #[config(default = "RopeStyle::Adjacent")]
+    pub style: RopeStyle,
 }
 
 impl RopeConfig {
@@ -35,6 +43,7 @@ impl RopeConfig {
                 theta_scale: (self.theta as f32).powf(-2.0 / self.head_dim as f32),
                 freq_scale: self.position_scale as f32,
                 factors: factors.map(|f| f.iter().take(self.head_dim / 2).copied().collect()),
+                style: self.style,
             }),
         }
     }
@@ -54,6 +63,8 @@ pub struct RopeFreqs {
     pub freq_scale: f32,
     /// Per-pair frequency divisors (`rope_freqs.weight`), if any.
     pub factors: Option<Vec<f32>>,
+    /// Which dimensions form pair `i`: `(2i, 2i + 1)` or `(i, i + half)`.
+    pub style: RopeStyle,
 }
 
 impl RopeFreqs {

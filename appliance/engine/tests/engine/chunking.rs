@@ -134,6 +134,8 @@ fn synthetic(s: &Synth, exact: bool) {
 
 fn base() -> Synth {
     Synth {
+        arch: "llama",
+        omit: &[],
         d_model: 64,
         d_ff: 96,
         n_heads: 4,
@@ -182,6 +184,13 @@ fn synthetic_models_do_not_depend_on_chunking() {
             down_ty: GgmlType::BF16,
             embd_ty: GgmlType::F32,
             seed: 14,
+            ..base()
+        },
+        // qwen2: Q/K/V biases and NEOX RoPE.
+        Synth {
+            arch: "qwen2",
+            n_kv_heads: 1,
+            seed: 15,
             ..base()
         },
     ];

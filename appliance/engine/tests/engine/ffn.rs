@@ -12,6 +12,8 @@ use crate::common::{Rng, Synth, synth_model};
 
 fn synth(ty: GgmlType, down_ty: GgmlType) -> Synth {
     Synth {
+        arch: "llama",
+        omit: &[],
         d_model: 96,
         d_ff: 160,
         n_heads: 3,

@@ -11,6 +11,8 @@ use crate::common::{Synth, synth_model};
 
 fn base() -> Synth {
     Synth {
+        arch: "llama",
+        omit: &[],
         d_model: 64,
         d_ff: 96,
         n_heads: 4,
@@ -117,4 +119,82 @@ fn wrong_tensor_shape_is_named() {
 fn missing_tensor_is_named() {
     let e = load(with_key("llama.block_count", 2u32.into()));
     assert!(e.to_string().contains("blk.1."), "{e}");
+}
+
+#[test]
+fn qwen2_missing_bias_is_named() {
+    let s = Synth {
+        arch: "qwen2",
+        omit: &["blk.0.attn_k.bias"],
+        ..base()
+    };
+    let f = Arc::new(GgufFile::from_bytes(synth_model(&s)).unwrap());
+    let e = load(f);
+    assert!(
+        matches!(&e, EngineError::Gguf(airlock_gguf::GgufError::TensorNotFound { name }) if name == "blk.0.attn_k.bias"),
+        "{e}"
+    );
+}
+
+/// A `llama` file carrying projection biases: llama.cpp would add them, we refuse (naming the
+/// tensor) rather than compute a different model by ignoring them.
+#[test]
+fn llama_with_bias_is_refused_by_tensor() {
+    let f = GgufFile::from_bytes(synth_model(&Synth {
+        arch: "qwen2",
+        ..base()
+    }))
+    .unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in f.metadata().iter() {
+        let k = k.replace("qwen2", "llama");
+        let v = if k == "general.architecture" {
+            "llama".into()
+        } else {
+            v.clone()
+        };
+        w.metadata(&k, v);
+    }
+    for t in f.tensors() {
+        w.raw_tensor(
+            t.name(),
+            t.dims(),
+            t.ggml_type().id(),
+            f.tensor_bytes(t).to_vec(),
+        );
+    }
+    let e = load(Arc::new(GgufFile::from_bytes(w.to_bytes()).unwrap()));
+    assert!(
+        matches!(&e, EngineError::Unsupported { arch, key, .. } if arch == "llama" && key == "blk.0.attn_q.bias"),
+        "{e}"
+    );
+}
+
+/// llm_build_qwen2 adds an optional `output.bias` to the logits; we do not, so we refuse.
+#[test]
+fn qwen2_output_bias_is_refused_by_tensor() {
+    let f = GgufFile::from_bytes(synth_model(&Synth {
+        arch: "qwen2",
+        ..base()
+    }))
+    .unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in f.metadata().iter() {
+        w.metadata(k, v.clone());
+    }
+    for t in f.tensors() {
+        w.raw_tensor(
+            t.name(),
+            t.dims(),
+            t.ggml_type().id(),
+            f.tensor_bytes(t).to_vec(),
+        );
+    }
+    w.tensor_from_f32("output.bias", &[16], GgmlType::F32, &[0.5; 16])
+        .unwrap();
+    let e = load(Arc::new(GgufFile::from_bytes(w.to_bytes()).unwrap()));
+    assert!(
+        matches!(&e, EngineError::Unsupported { arch, key, .. } if arch == "qwen2" && key == "output.bias"),
+        "{e}"
+    );
 }

@@ -1,5 +1,6 @@
-//! The engine against a naive f64 forward pass written from the llama.cpp graph
-//! (`llm_build_llama`): plain loops over dequantized weights, no burn, no kernels.
+//! The engine against a naive f64 forward pass written from the llama.cpp graphs
+//! (`llm_build_llama`; `llm_build_qwen2`: Q/K/V biases added after the projections, RoPE on
+//! half-split pairs `(i, i + d/2)`): plain loops over dequantized weights, no burn, no kernels.
 //!
 //! Tolerance (exact f32 activations): |engine − reference| ≤ 1e-4 · max(1, max |reference|) on
 //! every logit; with llama.cpp-style 8-bit activations 5e-2 (see [`check_with`]). The engine
@@ -56,15 +57,27 @@ impl RefModel {
             let k = 1.0 / (ms + 1e-5f32 as f64).sqrt();
             x.iter().zip(w).map(|(v, g)| v * k * g).collect()
         };
+        let qwen2 = s.arch == "qwen2";
         let rope = |v: &mut [f64], pos: usize| {
             for h in 0..v.len() / hd {
                 for i in 0..hd / 2 {
                     let theta = pos as f64 * (s.rope_base as f64).powf(-2.0 * i as f64 / hd as f64);
                     let (sn, cs) = theta.sin_cos();
-                    let (a, b) = (v[h * hd + 2 * i], v[h * hd + 2 * i + 1]);
-                    v[h * hd + 2 * i] = a * cs - b * sn;
-                    v[h * hd + 2 * i + 1] = a * sn + b * cs;
+                    // llama: adjacent pairs; qwen2 (NEOX): first half with second half.
+                    let (i0, i1) = if qwen2 {
+                        (h * hd + i, h * hd + i + hd / 2)
+                    } else {
+                        (h * hd + 2 * i, h * hd + 2 * i + 1)
+                    };
+                    let (a, b) = (v[i0], v[i1]);
+                    v[i0] = a * cs - b * sn;
+                    v[i1] = a * sn + b * cs;
                 }
+            }
+        };
+        let add = |v: &mut [f64], b: &[f64]| {
+            for (x, y) in v.iter_mut().zip(b) {
+                *x += y;
             }
         };
         let embd = (self.get)("token_embd.weight");
@@ -82,6 +95,14 @@ impl RefModel {
             let (wq, wk, wv, wo) = (g("attn_q"), g("attn_k"), g("attn_v"), g("attn_output"));
             let (wg, wu, wd) = (g("ffn_gate"), g("ffn_up"), g("ffn_down"));
             let (an, fnw) = (g("attn_norm"), g("ffn_norm"));
+            let bias = |n: &str| -> Vec<f64> {
+                if qwen2 {
+                    (self.get)(&format!("blk.{l}.{n}.bias"))
+                } else {
+                    vec![0.0; if n == "attn_q" { d } else { kvd }]
+                }
+            };
+            let (bq, bk, bv) = (bias("attn_q"), bias("attn_k"), bias("attn_v"));
             let mut ks = Vec::new();
             let mut vs = Vec::new();
             let mut qs = Vec::new();
@@ -89,11 +110,15 @@ impl RefModel {
                 let h = rms(x, &an);
                 let mut q = matvec(&wq, &h, d);
                 let mut k = matvec(&wk, &h, kvd);
+                let mut v = matvec(&wv, &h, kvd);
+                add(&mut q, &bq);
+                add(&mut k, &bk);
+                add(&mut v, &bv);
                 rope(&mut q, p);
                 rope(&mut k, p);
                 qs.push(q);
                 ks.push(k);
-                vs.push(matvec(&wv, &h, kvd));
+                vs.push(v);
             }
             for p in 0..xs.len() {
                 let mut att = vec![0f64; d];
@@ -246,13 +271,15 @@ fn check_with(s: Synth, exact: bool) {
         pb += nb;
     }
     eprintln!(
-        "{:?}/{:?}/{:?}: max |diff| {worst:.2e} (tolerance {tol:.2e})",
-        s.ty, s.down_ty, s.embd_ty
+        "{} {:?}/{:?}/{:?}: max |diff| {worst:.2e} (tolerance {tol:.2e})",
+        s.arch, s.ty, s.down_ty, s.embd_ty
     );
 }
 
 fn base() -> Synth {
     Synth {
+        arch: "llama",
+        omit: &[],
         d_model: 64,
         d_ff: 96,
         n_heads: 4,
@@ -316,6 +343,67 @@ fn gqa_4_tied_dense_types() {
         down_ty: GgmlType::BF16,
         embd_ty: GgmlType::F32,
         seed: 4,
+        ..base()
+    });
+}
+
+// qwen2: Q/K/V biases, NEOX RoPE (Qwen2.5's GQA ratios: 7, 6, 4 query heads per KV head).
+
+#[test]
+fn qwen2_gqa_1_tied_q8_0() {
+    check(Synth {
+        arch: "qwen2",
+        rope_base: 1000000.0,
+        seed: 21,
+        ..base()
+    });
+}
+
+#[test]
+fn qwen2_gqa_7_untied_q4_0_q4_1() {
+    check(Synth {
+        arch: "qwen2",
+        d_model: 224,
+        d_ff: 160,
+        n_heads: 7,
+        n_kv_heads: 1,
+        tied: false,
+        ty: GgmlType::Q4_0,
+        down_ty: GgmlType::Q4_1,
+        embd_ty: GgmlType::Q8_0,
+        rope_base: 1000000.0,
+        seed: 22,
+        ..base()
+    });
+}
+
+#[test]
+fn qwen2_gqa_4_untied_k_quants() {
+    check(Synth {
+        arch: "qwen2",
+        d_model: 256,
+        d_ff: 512,
+        n_heads: 8,
+        n_kv_heads: 2,
+        tied: false,
+        ty: GgmlType::Q4_K,
+        down_ty: GgmlType::Q6_K,
+        embd_ty: GgmlType::Q6_K,
+        seed: 23,
+        ..base()
+    });
+}
+
+#[test]
+fn qwen2_gqa_2_tied_dense_types() {
+    check(Synth {
+        arch: "qwen2",
+        n_heads: 4,
+        n_kv_heads: 2,
+        ty: GgmlType::F16,
+        down_ty: GgmlType::BF16,
+        embd_ty: GgmlType::F32,
+        seed: 24,
         ..base()
     });
 }

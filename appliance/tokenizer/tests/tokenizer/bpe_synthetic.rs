@@ -74,6 +74,27 @@ fn digits_split_as_each_pre_tokenizer_says() {
     assert_eq!(enc("qwen2"), ["1", "2", "3", "4", "5"]);
 }
 
+/// Splits the Qwen2 regex (llama.cpp `LLAMA_VOCAB_PRE_TYPE_QWEN2`) makes and GPT-2's does not,
+/// seen through merges that only apply inside one piece: `'[sS]` is case-insensitive, and
+/// `[^\r\n\p{L}\p{N}]?\p{L}+` keeps one leading punctuation mark with the letters after it
+/// (GPT-2: `'s` lower case only; punctuation ` ?[^\s\p{L}\p{N}]+` apart from ` ?\p{L}+`).
+#[test]
+fn qwen2_contractions_and_leading_punctuation() {
+    let extra = ["'S", ".x"];
+    let merges = [("'", "S"), (".", "x")];
+    let enc = |pre: &str, text: &str| {
+        let tok = load(&bpe_writer(pre, &extra, &merges, &[])).unwrap();
+        let ids = tok.encode(text, EncodeOptions::PLAIN).unwrap();
+        ids.iter().map(|&i| tok.decode(&[i])).collect::<Vec<_>>()
+    };
+    assert_eq!(enc("qwen2", "'S"), ["'S"]);
+    assert_eq!(enc("gpt-2", "'S"), ["'", "S"]);
+    assert_eq!(enc("qwen2", ".x"), [".x"]);
+    assert_eq!(enc("gpt-2", ".x"), [".", "x"]);
+    // Digits stay single and apart from the letters: "x1.x" is "x", "1", ".x".
+    assert_eq!(enc("qwen2", "x1.x"), ["x", "1", ".x"]);
+}
+
 #[test]
 fn gpt2_keeps_the_space_with_the_word_and_trailing_whitespace_apart() {
     let tok = load(&bpe_writer(
