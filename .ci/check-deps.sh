@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # No-egress dependency check (DESIGN.md §8, docs/no-egress.md): fails when the `airlock`
-# binary's normal dependencies include an HTTP client or model-hub crate, or a feature
-# that turns one on (hyper's "client", burn's "network", tokenizers' "http").
+# binary's dependencies include an HTTP client or model-hub crate, or a feature that turns
+# one on (hyper's "client", burn's "network", tokenizers' "http"). Build dependencies count
+# too: a build script that downloads (an LLVM bundler over ureq) breaks offline builds.
 #
-#   .ci/check-deps.sh            check the workspace (cargo tree, normal edges + features)
-#   .ci/check-deps.sh --stdin    check a `cargo tree -e normal,features` listing on stdin
+#   .ci/check-deps.sh            check the workspace (cargo tree, normal + build edges, features)
+#   .ci/check-deps.sh --stdin    check a `cargo tree -e normal,build,features` listing on stdin
 #   .ci/check-deps.sh --features wgpu,cuda   check the build with the GPU backends on
 #
 # With GPU features it also rejects build-time downloads: cudarc must load the CUDA driver and
 # NVRTC at run time (no static or build-time linking that a build script would fetch for), and
-# no crate may enable a "download"/"fetch" feature.
+# no crate may enable a "download"/"fetch" feature. `--features cuda` FAILS with burn 0.22.1:
+# cubecl-cuda 0.11.3 builds cubecl-llvm's NVPTX backend, whose build dependency
+# tracel-llvm-bundler downloads LLVM with ureq. That is why the README offers wgpu, not cuda,
+# for air-gapped GPU builds.
 #
 # Exit 0: clean. Exit 1: the offending lines are printed. Run by the appliance's egress
 # test (tests/egress/deps.rs), so `./install.sh --test` covers it.
@@ -23,10 +27,10 @@ BANNED_FEATURES='hyper feature "client"|hyper-util feature "client|burn[a-z-]* f
 
 case "${1:-}" in
   --stdin) tree=$(cat) ;;
-  "") tree=$(cargo tree --locked -p appliance -e normal,features --prefix none --target all) ;;
+  "") tree=$(cargo tree --locked -p appliance -e normal,build,features --prefix none --target all) ;;
   --features)
     [ -n "${2:-}" ] || { echo "check-deps.sh: --features needs a list" >&2; exit 2; }
-    tree=$(cargo tree --locked -p appliance --features "$2" -e normal,features --prefix none --target all)
+    tree=$(cargo tree --locked -p appliance --features "$2" -e normal,build,features --prefix none --target all)
     # The GPU runtimes must be there to be checked; and cudarc must load CUDA at run time.
     if [[ ",$2," == *",cuda,"* ]] && ! grep -q '^cudarc feature "fallback-dynamic-loading"' <<<"$tree"; then
       echo "check-deps.sh: cudarc without run-time loading of the CUDA libraries" >&2
@@ -46,7 +50,7 @@ bad=$(printf '%s\n' "$tree" \
   | sort -u || true)
 if [ -n "$bad" ]; then
   echo "check-deps.sh: network client code in the airlock binary's dependencies:" >&2
-  printf '  %s\n' "$bad" >&2
+  printf '%s\n' "$bad" | sed 's/^/  /' >&2
   exit 1
 fi
-echo "check-deps.sh: no HTTP client or model-hub crate in appliance's normal dependencies"
+echo "check-deps.sh: no HTTP client or model-hub crate in appliance's normal or build dependencies"

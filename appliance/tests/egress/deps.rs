@@ -1,4 +1,4 @@
-//! `.ci/check-deps.sh`: the `airlock` binary's normal dependencies hold no HTTP client or
+//! `.ci/check-deps.sh`: the `airlock` binary's normal and build dependencies hold no HTTP client or
 //! model-hub crate, and the check does catch one.
 use std::io::Write;
 use std::path::PathBuf;
