@@ -22,9 +22,7 @@ pub fn rope(x: Tensor<3>, start: usize, freqs: &Arc<RopeFreqs>) -> Tensor<3> {
     // [1, n, half, 1] angles as flex computes them (ggml's f32 recurrence).
     let (mut cos, mut sin) = (Vec::with_capacity(n * half), Vec::with_capacity(n * half));
     let mut cs = Vec::with_capacity(n * half);
-    for p in start..start + n {
-        freqs.angles(p, &mut cs);
-    }
+    freqs.angles(start, n, &mut cs);
     for (c, s) in cs {
         cos.push(c);
         sin.push(s);

@@ -76,9 +76,7 @@ impl FusedOps for Flex {
         let xs = x.as_slice::<f32>().unwrap_or_default();
         // [n, half] angles, shared by all heads.
         let mut cs = Vec::with_capacity(n * half);
-        for p in start..start + n {
-            freqs.angles(p, &mut cs);
-        }
+        freqs.angles(start, n, &mut cs);
         let mut out = vec![0f32; xs.len()];
         let neox = freqs.style == crate::model::rope::RopeStyle::Neox;
         // NEOX: pair i is (i, i + half); interleave each row into adjacent pairs, rotate with

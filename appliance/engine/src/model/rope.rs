@@ -11,7 +11,7 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use burn::tensor::Tensor;
 
@@ -44,6 +44,7 @@ impl RopeConfig {
                 freq_scale: self.position_scale as f32,
                 factors: factors.map(|f| f.iter().take(self.head_dim / 2).copied().collect()),
                 style: self.style,
+                table: RwLock::new(Vec::new()),
             }),
         }
     }
@@ -53,7 +54,12 @@ impl RopeConfig {
 /// YaRN): in f32, `θ_0 = pos`, `θ_{i+1} = θ_i · base^(-2/d)`, angle `freq_scale · θ_i / f_i`,
 /// then `cosf`/`sinf`. Computing them in f64 instead differs from llama.cpp in the last bit of
 /// some rotated values, which is enough to flip 8-bit activation codes downstream.
-#[derive(Debug, Clone)]
+///
+/// An angle depends only on its position, yet every layer rotates queries and keys at the same
+/// positions: the angles are computed once per position and kept in a table, which grows to the
+/// highest position used (the forward pass refuses positions past the context length), at most
+/// `context_length · head_dim / 2` pairs (2 MiB for SmolLM2's 8192 × 32).
+#[derive(Debug)]
 pub struct RopeFreqs {
     /// Rotated pairs (`head_dim / 2`).
     pub half: usize,
@@ -65,11 +71,34 @@ pub struct RopeFreqs {
     pub factors: Option<Vec<f32>>,
     /// Which dimensions form pair `i`: `(2i, 2i + 1)` or `(i, i + half)`.
     pub style: RopeStyle,
+    /// `(cos, sin)` of positions `0..len / half`, `half` pairs each.
+    table: RwLock<Vec<(f32, f32)>>,
 }
 
 impl RopeFreqs {
+    /// Appends `(cos, sin)` of every pair's angle at positions `start..start + n` to `out`
+    /// (`n · half` values, position-major).
+    pub fn angles(&self, start: usize, n: usize, out: &mut Vec<(f32, f32)>) {
+        let (lo, hi) = (start * self.half, (start + n) * self.half);
+        {
+            // A poisoned lock still holds whole positions: entries are pushed a position at a
+            // time and never changed.
+            let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+            if table.len() >= hi {
+                out.extend_from_slice(&table[lo..hi]);
+                return;
+            }
+        }
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        while table.len() < hi {
+            let pos = table.len() / self.half;
+            self.compute(pos, &mut table);
+        }
+        out.extend_from_slice(&table[lo..hi]);
+    }
+
     /// Appends `(cos, sin)` of every pair's angle at position `pos` to `out`.
-    pub fn angles(&self, pos: usize, out: &mut Vec<(f32, f32)>) {
+    fn compute(&self, pos: usize, out: &mut Vec<(f32, f32)>) {
         let mut theta = pos as f32;
         for i in 0..self.half {
             let ff = self
