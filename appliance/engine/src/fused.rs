@@ -50,7 +50,8 @@ pub trait FusedOps: Backend {
 /// Up to this many tokens attention and SwiGLU run on the calling thread (decode steps).
 const PARALLEL_MIN_TOKENS: usize = 4;
 
-fn f32_contiguous(x: FlexTensor) -> FlexTensor {
+/// `x` as a contiguous f32 tensor (a no-op for what the model passes: contiguous f32).
+pub(crate) fn f32_contiguous(x: FlexTensor) -> FlexTensor {
     let x = if x.dtype() == DType::F32 {
         x
     } else {
@@ -59,7 +60,8 @@ fn f32_contiguous(x: FlexTensor) -> FlexTensor {
     x.to_contiguous()
 }
 
-fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+/// A contiguous f32 flex tensor of `shape` holding `values`.
+pub(crate) fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(values),
         Layout::contiguous(shape),

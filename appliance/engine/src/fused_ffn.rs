@@ -12,16 +12,13 @@
 //! Backends without it (the cube GPU backends) run the tensor-op path
 //! ([`crate::model::mlp::Mlp::forward`]).
 
-use burn::backend::flex::{FlexTensor, Layout};
-use burn::backend::ops::FloatTensorOps;
+use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Backend, Bytes, DType, Dispatch, Flex, Shape, TensorMetadata, backend_extension,
-};
+use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::fused::rms_norm_rows;
+use crate::fused::{f32_contiguous, rms_norm_rows, tensor};
 use crate::ops::q_matmul_f32;
 use crate::qweight::QWeight;
 
@@ -38,15 +35,6 @@ pub trait FfnOps: Backend {
         eps: f64,
         ws: Vec<QWeight>,
     ) -> FloatTensor<Self>;
-}
-
-fn f32_contiguous(x: FlexTensor) -> FlexTensor {
-    let x = if x.dtype() == DType::F32 {
-        x
-    } else {
-        Flex::float_cast(x, burn::backend::FloatDType::F32)
-    };
-    x.to_contiguous()
 }
 
 impl FfnOps for Flex {
@@ -90,11 +78,7 @@ impl FfnOps for Flex {
         for (y, &h) in y.iter_mut().zip(&h) {
             *y += h;
         }
-        FlexTensor::new(
-            Bytes::from_elems(y),
-            Layout::contiguous(Shape::new([n, d])),
-            DType::F32,
-        )
+        tensor(y, shape)
     }
 }
 

@@ -51,22 +51,13 @@ impl QuantizedMatmul for Flex {
     fn q_matmul(x: FlexTensor, ws: Vec<QWeight>) -> FlexTensor {
         let dims = x.shape().dims::<2>();
         let n = dims[0];
-        let x = if x.dtype() == DType::F32 {
-            x
-        } else {
-            Flex::float_cast(x, burn::backend::FloatDType::F32)
-        };
-        let x = x.to_contiguous();
+        let x = crate::fused::f32_contiguous(x);
         // INVARIANT: contiguous f32 of n * cols values.
         let xs = x.as_slice::<f32>().unwrap_or_default();
         let refs: Vec<&QWeight> = ws.iter().collect();
         let out = q_matmul_f32(xs, n, &refs);
         let rows = out.len() / n.max(1);
-        FlexTensor::new(
-            Bytes::from_elems(out),
-            Layout::contiguous(Shape::new([n, rows])),
-            DType::F32,
-        )
+        crate::fused::tensor(out, Shape::new([n, rows]))
     }
 }
 
