@@ -29,21 +29,15 @@ fn base() -> Synth {
     }
 }
 
-/// Re-writes the synthetic model with one metadata key replaced or added.
-fn with_key(key: &str, value: airlock_gguf::Value) -> Arc<GgufFile> {
-    let f = GgufFile::from_bytes(synth_model(&base())).unwrap();
+/// A writer holding `f`'s metadata, each entry passed through `entry`, and all its tensors.
+fn rewrite(
+    f: &GgufFile,
+    entry: impl Fn(&str, &airlock_gguf::Value) -> (String, airlock_gguf::Value),
+) -> GgufWriter {
     let mut w = GgufWriter::new();
-    let mut replaced = false;
     for (k, v) in f.metadata().iter() {
-        if k == key {
-            w.metadata(k, value.clone());
-            replaced = true;
-        } else {
-            w.metadata(k, v.clone());
-        }
-    }
-    if !replaced {
-        w.metadata(key, value);
+        let (k, v) = entry(k, v);
+        w.metadata(&k, v);
     }
     for t in f.tensors() {
         w.raw_tensor(
@@ -53,7 +47,24 @@ fn with_key(key: &str, value: airlock_gguf::Value) -> Arc<GgufFile> {
             f.tensor_bytes(t).to_vec(),
         );
     }
+    w
+}
+
+fn finish(w: GgufWriter) -> Arc<GgufFile> {
     Arc::new(GgufFile::from_bytes(w.to_bytes()).unwrap())
+}
+
+/// Re-writes the synthetic model with one metadata key replaced or added.
+fn with_key(key: &str, value: airlock_gguf::Value) -> Arc<GgufFile> {
+    let f = GgufFile::from_bytes(synth_model(&base())).unwrap();
+    let mut w = rewrite(&f, |k, v| {
+        let v = if k == key { value.clone() } else { v.clone() };
+        (k.to_owned(), v)
+    });
+    if f.metadata().get(key).is_none() {
+        w.metadata(key, value);
+    }
+    finish(w)
 }
 
 fn load(f: Arc<GgufFile>) -> EngineError {
@@ -145,25 +156,16 @@ fn llama_with_bias_is_refused_by_tensor() {
         ..base()
     }))
     .unwrap();
-    let mut w = GgufWriter::new();
-    for (k, v) in f.metadata().iter() {
+    let w = rewrite(&f, |k, v| {
         let k = k.replace("qwen2", "llama");
         let v = if k == "general.architecture" {
             "llama".into()
         } else {
             v.clone()
         };
-        w.metadata(&k, v);
-    }
-    for t in f.tensors() {
-        w.raw_tensor(
-            t.name(),
-            t.dims(),
-            t.ggml_type().id(),
-            f.tensor_bytes(t).to_vec(),
-        );
-    }
-    let e = load(Arc::new(GgufFile::from_bytes(w.to_bytes()).unwrap()));
+        (k, v)
+    });
+    let e = load(finish(w));
     assert!(
         matches!(&e, EngineError::Unsupported { arch, key, .. } if arch == "llama" && key == "blk.0.attn_q.bias"),
         "{e}"
@@ -178,21 +180,10 @@ fn qwen2_output_bias_is_refused_by_tensor() {
         ..base()
     }))
     .unwrap();
-    let mut w = GgufWriter::new();
-    for (k, v) in f.metadata().iter() {
-        w.metadata(k, v.clone());
-    }
-    for t in f.tensors() {
-        w.raw_tensor(
-            t.name(),
-            t.dims(),
-            t.ggml_type().id(),
-            f.tensor_bytes(t).to_vec(),
-        );
-    }
+    let mut w = rewrite(&f, |k, v| (k.to_owned(), v.clone()));
     w.tensor_from_f32("output.bias", &[16], GgmlType::F32, &[0.5; 16])
         .unwrap();
-    let e = load(Arc::new(GgufFile::from_bytes(w.to_bytes()).unwrap()));
+    let e = load(finish(w));
     assert!(
         matches!(&e, EngineError::Unsupported { arch, key, .. } if arch == "qwen2" && key == "output.bias"),
         "{e}"
