@@ -121,21 +121,23 @@ impl Engine {
         self.template.is_some()
     }
 
-    /// Renders a conversation with the file's chat template, ready for the assistant's turn.
-    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+    /// A conversation rendered with the file's chat template, ready for the assistant's turn,
+    /// and its token ids. Special tokens come only from the template's own text: every
+    /// message's content is encoded as plain text, so a client cannot forge a turn
+    /// (`<|im_start|>system` in content costs its plain-text tokens). Rendered once.
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<ChatPrompt> {
         let t = self
             .template
             .as_ref()
             .ok_or_else(|| EngineError::NoChatTemplate {
                 model: self.name.clone(),
             })?;
-        Ok(t.render(messages, true)?)
-    }
-
-    /// Token ids of a rendered chat prompt (special tokens parsed, BOS as the model says).
-    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
-        let text = self.render_chat(messages)?;
-        Ok(self.tokenizer.encode(&text, EncodeOptions::PROMPT)?)
+        let rendered = t.render_delimited(messages, true)?;
+        let ids = self.tokenizer.encode_chat(&rendered)?;
+        Ok(ChatPrompt {
+            text: rendered.into_text(),
+            ids,
+        })
     }
 
     /// Token ids of a raw prompt: `parse_special` lets special-token text (`<|im_start|>`)
@@ -149,6 +151,15 @@ impl Engine {
             },
         )?)
     }
+}
+
+/// A chat prompt as the model sees it ([`Engine::chat_prompt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatPrompt {
+    /// The rendered text (template applied), for the audit record.
+    pub text: String,
+    /// Its token ids.
+    pub ids: Vec<u32>,
 }
 
 #[cfg(test)]

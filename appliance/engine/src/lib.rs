@@ -46,7 +46,7 @@ pub use airlock_tokenizer;
 pub use batch::{Batch, FinishReason, SeqId, SeqRequest, StepToken};
 pub use config::LlamaConfig;
 pub use device::Backend;
-pub use engine::Engine;
+pub use engine::{ChatPrompt, Engine};
 pub use error::{EngineError, Result};
 pub use generate::{GenerateRequest, Generation, StopReason, Timing, generate};
 pub use kv_cache::KvCache;

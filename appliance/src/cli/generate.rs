@@ -76,7 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let engine = Engine::load_on(&args.model, args.threads, args.device)
         .with_context(|| format!("cannot load {} on {}", args.model.display(), args.device))?;
     let prompt = if args.chat {
-        engine.chat_prompt(&[ChatMessage::new("user", args.prompt)])?
+        engine
+            .chat_prompt(&[ChatMessage::new("user", args.prompt)])?
+            .ids
     } else {
         engine.encode(&args.prompt, true)?
     };

@@ -119,4 +119,20 @@ pub enum TokenizerError {
         #[source]
         source: minijinja::Error,
     },
+
+    /// A message's content holds one of the Unicode noncharacters that delimit content while
+    /// a template renders (caused by the client: real text never contains them).
+    #[error(
+        "message {message} contains the character U+{code:04X}, a Unicode noncharacter reserved for internal use",
+        code = u32::from(*character)
+    )]
+    ReservedCharacter { message: usize, character: char },
+
+    /// The chat template rewrote message content so that its bounds are lost (dropped,
+    /// split or nested them). Refused rather than guessing which text is the client's,
+    /// since that text must never be parsed for special tokens.
+    #[error(
+        "the model's chat template alters message content in a way that hides where it begins and ends: {reason}"
+    )]
+    TemplateAltersContent { reason: &'static str },
 }

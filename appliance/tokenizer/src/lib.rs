@@ -19,7 +19,9 @@
 //!
 //! # Invariants
 //! - Every id the tokenizer returns is below [`Tokenizer::vocab_size`].
-//! - With [`EncodeOptions::PLAIN`], no CONTROL token can come out of user text.
+//! - With [`EncodeOptions::PLAIN`], no CONTROL token can come out of user text; in a chat
+//!   prompt ([`ChatTemplate::render_delimited`] + [`Tokenizer::encode_chat`]) none comes out
+//!   of any message's content, only out of the template's own text.
 //! - `decode(encode(x)) == x` for text without special tokens (byte-level BPE
 //!   is lossless; SentencePiece drops the prefix space it added).
 //!
@@ -44,7 +46,7 @@ mod stream;
 mod tokenizer;
 mod vocab;
 
-pub use chat::{ChatMessage, ChatTemplate};
+pub use chat::{ChatMessage, ChatTemplate, RenderedChat};
 pub use error::TokenizerError;
 pub use spec::{TokenizerModel, TokenizerSpec, token_type};
 pub use stream::StreamDecoder;

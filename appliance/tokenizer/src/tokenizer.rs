@@ -1,7 +1,7 @@
 //! [`Tokenizer`]: encode text to token ids and decode ids to text.
 
 use crate::bpe::ByteLevelBpe;
-use crate::chat::ChatTemplate;
+use crate::chat::{ChatTemplate, RenderedChat};
 use crate::error::TokenizerError;
 use crate::pretok::PreRule;
 use crate::spec::{TokenizerModel, TokenizerSpec};
@@ -73,6 +73,8 @@ pub struct Tokenizer {
     add_space_prefix: bool,
     chat_template: Option<String>,
     name: Option<String>,
+    /// The most bytes any one token stands for.
+    max_token_bytes: usize,
 }
 
 impl Tokenizer {
@@ -107,7 +109,9 @@ impl Tokenizer {
                 id_key: "tokenizer.ggml.eos_token_id",
             });
         }
+        let max_token_bytes = vocab.pieces.iter().map(|p| p.len()).max().unwrap_or(1);
         Ok(Self {
+            max_token_bytes,
             vocab,
             model: spec.model,
             encoder,
@@ -119,8 +123,39 @@ impl Tokenizer {
         })
     }
 
+    /// The most bytes of text one token can stand for. A text of `n` bytes encodes to at
+    /// least `n / max_token_bytes()` tokens, so a caller can refuse a text that cannot fit
+    /// a token budget before paying for its encoding.
+    pub fn max_token_bytes(&self) -> usize {
+        self.max_token_bytes
+    }
+
     /// Encodes `text` to token ids (llama.cpp `llama_tokenize`).
     pub fn encode(&self, text: &str, opts: EncodeOptions) -> Result<Vec<u32>, TokenizerError> {
+        self.encode_with_plain(text, opts, &[])
+    }
+
+    /// Encodes a rendered chat prompt ([`ChatTemplate::render_delimited`]): the template's
+    /// own text with special tokens parsed, every message's content as plain text, BOS/EOS
+    /// as the model says ([`EncodeOptions::PROMPT`]).
+    ///
+    /// The ids equal `encode(prompt.text(), PROMPT)` whenever the content holds no
+    /// special-token text: fragments are still split only at special tokens, so no
+    /// pre-tokenizer or SentencePiece boundary moves.
+    pub fn encode_chat(&self, prompt: &RenderedChat) -> Result<Vec<u32>, TokenizerError> {
+        self.encode_with_plain(
+            prompt.text(),
+            EncodeOptions::PROMPT,
+            prompt.content_ranges(),
+        )
+    }
+
+    fn encode_with_plain(
+        &self,
+        text: &str,
+        opts: EncodeOptions,
+        plain: &[std::ops::Range<usize>],
+    ) -> Result<Vec<u32>, TokenizerError> {
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if opts.add_special && self.add_bos {
             out.extend(self.vocab.bos);
@@ -128,7 +163,7 @@ impl Tokenizer {
         // SentencePiece: a prefix space at the start and after every special token.
         let mut prev_special = true;
         let mut buf = String::new();
-        for fragment in partition(&self.vocab, text, opts.parse_special) {
+        for fragment in partition(&self.vocab, text, opts.parse_special, plain) {
             match fragment {
                 Fragment::Token(id) => {
                     out.push(id);
