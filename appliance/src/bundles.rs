@@ -1,19 +1,44 @@
 //! Glue between the policy's `[trust]` section and the `airlock-bundle` crate: the trust
 //! root, the model store of the state directory, and installing a bundle file. Used by
 //! the CLI (`bundle install`, `models ...`, `dev`) and, later, the admin endpoints.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use airlock_bundle::{
-    ActiveModel, EventSink, ExpiryEnforcement, Limits, ModelStore, NameRule, PublicKey, TrustRoot,
-    TrustedKey,
+    ActiveModel, BundleError, EventSink, ExpiryEnforcement, Limits, ModelStore, NameRule,
+    PublicKey, TrustRoot, TrustedKey,
 };
 use policy::Policy;
 
-/// The trust root of `policy`'s `[trust]` section. A missing or invalid section is a
-/// [`policy::PolicyError`] in the error chain (so the CLI exits 64).
-pub fn trust_root(policy: &Policy) -> anyhow::Result<TrustRoot> {
+/// Why a bundle operation of the appliance failed: what callers branch on (the admin API
+/// picks its HTTP status, the CLI its exit code) without downcasting.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleOpError {
+    /// The policy has no usable `[trust]` section: an operator's configuration mistake.
+    #[error(transparent)]
+    Trust(#[from] policy::PolicyError),
+    /// The bundle file cannot be opened.
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Verification, installation or activation refused the bundle, or the store failed.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+impl BundleOpError {
+    /// True for configuration mistakes (the CLI exits 64 on them).
+    pub fn is_config(&self) -> bool {
+        matches!(self, BundleOpError::Trust(_))
+    }
+}
+
+/// The trust root of `policy`'s `[trust]` section; a missing or invalid section is
+/// [`BundleOpError::Trust`].
+pub fn trust_root(policy: &Policy) -> Result<TrustRoot, BundleOpError> {
     let (Some(t), Some(keys)) = (&policy.trust, policy.trust_keys()?) else {
-        return Err(anyhow::Error::new(policy::PolicyError::Invalid {
+        return Err(BundleOpError::Trust(policy::PolicyError::Invalid {
             path: policy.source().to_owned(),
             line: None,
             key: "trust".into(),
@@ -42,33 +67,59 @@ pub fn trust_root(policy: &Policy) -> anyhow::Result<TrustRoot> {
     )?)
 }
 
+/// What an activation runs on the version before it swaps the pointer (the service's
+/// engine load test): `Err(why)` refuses it.
+pub type LoadTest<'a> = &'a mut dyn FnMut(&ActiveModel) -> Result<(), String>;
+
 /// The installed models of `policy`'s state directory.
 pub fn store(policy: &Policy) -> ModelStore {
     ModelStore::new(&policy.state_dir)
 }
 
-/// Verifies and installs the bundle file at `path`, then activates it if asked.
+/// Verifies and installs the bundle file at `path`, then, with `activate: Some(load_test)`,
+/// activates it if the load test passes ([`ModelStore::activate`]).
 pub fn install_file(
     policy: &Policy,
     path: &Path,
-    activate: bool,
+    activate: Option<LoadTest<'_>>,
     sink: &mut dyn EventSink,
     progress: &mut dyn FnMut(u64),
-) -> anyhow::Result<(ActiveModel, bool)> {
+) -> Result<(ActiveModel, bool), BundleOpError> {
+    let file = std::fs::File::open(path).map_err(|source| BundleOpError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let reader = std::io::BufReader::with_capacity(airlock_bundle::CHUNK, file);
+    install_reader(policy, reader, activate, sink, progress)
+}
+
+/// [`install_file`] on a stream (an upload): nothing is written before the manifest and its
+/// signatures, at the head of the stream, pass.
+pub fn install_reader(
+    policy: &Policy,
+    reader: impl std::io::Read,
+    activate: Option<LoadTest<'_>>,
+    sink: &mut dyn EventSink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(ActiveModel, bool), BundleOpError> {
     let trust = trust_root(policy)?;
-    let file = std::fs::File::open(path)
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
     let store = store(policy);
     let installed = store.install(
-        std::io::BufReader::with_capacity(airlock_bundle::CHUNK, file),
+        reader,
         &trust,
         &Limits::default(),
         time::OffsetDateTime::now_utc(),
         sink,
         progress,
     )?;
-    if activate {
-        let active = store.activate(&installed.name, &installed.version, sink)?;
+    if let Some(load_test) = activate {
+        let active = store.activate(
+            &installed.name,
+            &installed.version,
+            time::OffsetDateTime::now_utc(),
+            load_test,
+            sink,
+        )?;
         return Ok((active, true));
     }
     Ok((installed, false))
@@ -205,10 +256,10 @@ fn sha256_file(path: &Path) -> anyhow::Result<airlock_bundle::Sha256> {
 pub fn audit_event(e: &airlock_bundle::Event, via: &str) -> audit::Event {
     use airlock_bundle::Event as B;
     use audit::{Event, Kind, ModelRef};
-    let model = |name: &str, version: &str, sha256: &str| ModelRef {
+    let model = |name: &str, version: &str, sha256: &airlock_bundle::Sha256| ModelRef {
         name: name.to_owned(),
         version: version.to_owned(),
-        sha256: audit::Digest::from_hex(sha256).unwrap_or(audit::Digest([0; 32])),
+        sha256: audit::Digest(sha256.0),
     };
     let event = match e {
         B::Verify {
@@ -263,7 +314,6 @@ pub fn audit_event(e: &airlock_bundle::Event, via: &str) -> audit::Event {
             .status("ok")
             .model(model(name, to, sha256))
             .param("from", from.clone()),
-        other => Event::new(Kind::BundleVerify).param("event", format!("{other:?}")),
     };
     event.param("via", via)
 }
@@ -298,14 +348,15 @@ pub fn with_audit<T>(
     f: impl FnOnce(&mut dyn EventSink) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     use anyhow::Context as _;
-    let dir = crate::server::audit::dir(&policy.state_dir);
-    let log = audit::AuditLog::open(&dir, crate::server::audit::config(&policy.audit))
-        .with_context(|| {
+    let dir = crate::audit_log::dir(&policy.state_dir);
+    let log = audit::AuditLog::open(&dir, crate::audit_log::config(&policy.audit)).with_context(
+        || {
             format!(
                 "cannot open the audit log in {} (while the service runs, use its admin API)",
                 dir.display()
             )
-        })?;
+        },
+    )?;
     let mut sink = AuditSink {
         log: &log,
         actor: None,

@@ -13,6 +13,7 @@
 //! `RUST_BACKTRACE=1` for a backtrace.
 #![deny(unsafe_code)]
 
+pub mod audit_log;
 pub mod bundles;
 pub mod cli;
 pub mod error;

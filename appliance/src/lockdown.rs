@@ -19,7 +19,7 @@ use policy::{Lockdown, Policy};
 
 use crate::error::LockdownError;
 use crate::listeners::Origin;
-use crate::server::state::{Readiness, component};
+use crate::server::readiness::{Readiness, component};
 
 /// How often a service running with `lockdown = "off"` says so.
 pub const OFF_WARNING_INTERVAL: Duration = Duration::from_secs(60);

@@ -27,8 +27,87 @@ where
 {
     use std::io::IsTerminal;
     tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(Capped::text(std::io::stderr))
         .with_ansi(std::io::stderr().is_terminal())
+}
+
+/// Longest log line written, in bytes. Every field we log is bounded at its source; this
+/// is the backstop, so no value a client manages to get into an event can grow the logs
+/// by more than this per event.
+pub const MAX_LINE_BYTES: usize = 8 * 1024;
+/// Bytes of an over-long line kept in its replacement.
+const KEPT_BYTES: usize = 1024;
+
+/// A writer factory that replaces over-long lines. The fmt layer formats each event into
+/// one buffer and writes it with one `write_all`, so a write is a line.
+#[derive(Debug)]
+struct Capped<M> {
+    inner: M,
+    json: bool,
+}
+
+impl<M> Capped<M> {
+    fn text(inner: M) -> Capped<M> {
+        Capped { inner, json: false }
+    }
+    fn json(inner: M) -> Capped<M> {
+        Capped { inner, json: true }
+    }
+}
+
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a>
+    for Capped<M>
+{
+    type Writer = CappedWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        CappedWriter {
+            inner: self.inner.make_writer(),
+            json: self.json,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CappedWriter<W> {
+    inner: W,
+    json: bool,
+}
+
+impl<W: std::io::Write> std::io::Write for CappedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() <= MAX_LINE_BYTES {
+            self.inner.write_all(buf)?;
+        } else {
+            self.inner
+                .write_all(capped_line(buf, self.json).as_bytes())?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// What an over-long line becomes: its head and its length, still one valid JSON object
+/// in the JSON file.
+fn capped_line(line: &[u8], json: bool) -> String {
+    let head = String::from_utf8_lossy(&line[..KEPT_BYTES]);
+    if json {
+        let v = serde_json::json!({
+            "level": "WARN",
+            "target": "airlock::logging",
+            "fields": {
+                "message": "log line truncated",
+                "bytes": line.len(),
+                "head": head,
+            },
+        });
+        format!("{v}\n")
+    } else {
+        format!("{head}… [log line of {} bytes truncated]\n", line.len())
+    }
 }
 
 /// stderr only, for the short-lived commands (warnings and errors by default).
@@ -56,8 +135,38 @@ pub fn init_service(state_dir: &Path) -> std::io::Result<()> {
             tracing_subscriber::fmt::layer()
                 .json()
                 .with_ansi(false)
-                .with_writer(file),
+                .with_writer(Capped::json(file)),
         )
         .try_init();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_replaced_by_a_bounded_valid_line() {
+        let long = format!(
+            "{{\"fields\":{{\"message\":\"{}\"}}}}\n",
+            "x".repeat(100_000)
+        );
+        let json = capped_line(long.as_bytes(), true);
+        assert!(json.len() < 2 * KEPT_BYTES, "{}", json.len());
+        let v: serde_json::Value = serde_json::from_str(json.trim_end()).expect("valid JSON");
+        assert_eq!(v["fields"]["bytes"], long.len());
+        let text = capped_line(long.as_bytes(), false);
+        assert!(text.ends_with("truncated]\n") && text.len() < 2 * KEPT_BYTES);
+    }
+
+    #[test]
+    fn short_lines_pass_unchanged() {
+        use std::io::Write;
+        let mut w = CappedWriter {
+            inner: Vec::new(),
+            json: true,
+        };
+        w.write_all(b"{\"a\":1}\n").expect("write");
+        assert_eq!(w.inner, b"{\"a\":1}\n");
+    }
 }

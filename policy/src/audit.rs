@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
 /// A signed checkpoint after this many seconds with new records, unless the policy says.
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+/// Free space (MiB) the audit log leaves on its file system unless the policy says otherwise.
+pub const DEFAULT_RESERVE_FREE_MIB: u64 = 256;
 /// Longest accepted checkpoint origin (the audit crate's limit on its origin file).
 pub const MAX_ORIGIN_LEN: usize = 1024;
 
@@ -45,6 +47,16 @@ pub struct AuditConfig {
     /// `airlock/audit/<random>` on first start. Fixed for the life of a log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Records that clients cause (`inference.request`, `access.denied`) are refused while
+    /// the audit log's file system has less than this many MiB free: the request gets 503
+    /// and `/readyz` says why, instead of the append-only log filling the disk (when every
+    /// request, and the rest of the host, would fail). 0: no reserve.
+    #[serde(default = "d_reserve")]
+    pub reserve_free_mib: u64,
+}
+
+fn d_reserve() -> u64 {
+    DEFAULT_RESERVE_FREE_MIB
 }
 
 fn d_every() -> u64 {
@@ -62,6 +74,7 @@ impl Default for AuditConfig {
             checkpoint_interval_secs: DEFAULT_CHECKPOINT_INTERVAL_SECS,
             retention_days: 0,
             origin: None,
+            reserve_free_mib: DEFAULT_RESERVE_FREE_MIB,
         }
     }
 }

@@ -26,8 +26,8 @@ pub struct EngineConfig {
     pub kv_cache_mib: u64,
     /// Backend the models run on: "cpu" (default), or "wgpu" / "cuda" where the appliance
     /// was built with that feature (a build without it refuses to load the model).
-    #[serde(default = "d_device")]
-    pub device: String,
+    #[serde(default)]
+    pub device: Device,
     /// Keep each finished request's KV cache so that the same client's next request with the
     /// same prompt prefix (a chat's next turn, a repeated system prompt) resumes from it
     /// instead of recomputing it. Reuse is per client certificate, never across clients;
@@ -36,11 +36,18 @@ pub struct EngineConfig {
     pub prefix_cache: bool,
 }
 
-/// Backends a policy may name (whether this build has them is the engine's to say).
-pub const DEVICES: [&str; 3] = ["cpu", "wgpu", "cuda"];
-
-fn d_device() -> String {
-    DEVICES[0].to_owned()
+/// A backend a policy may name (whether this build has it is the engine's to say). Parsed
+/// once, here: an unknown name is a policy error naming `engine.device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// The CPU (default).
+    #[default]
+    Cpu,
+    /// wgpu (Vulkan and others).
+    Wgpu,
+    /// CUDA.
+    Cuda,
 }
 
 fn d_prefix_cache() -> bool {
@@ -60,7 +67,7 @@ impl Default for EngineConfig {
             threads: 0,
             max_batch: DEFAULT_MAX_BATCH,
             kv_cache_mib: DEFAULT_KV_CACHE_MIB,
-            device: d_device(),
+            device: Device::Cpu,
             prefix_cache: true,
         }
     }
@@ -79,12 +86,6 @@ impl EngineConfig {
             return Err((
                 "engine.kv_cache_mib".into(),
                 "must be between 1 and 1048576 (1 TiB)".into(),
-            ));
-        }
-        if !DEVICES.contains(&self.device.as_str()) {
-            return Err((
-                "engine.device".into(),
-                "must be one of \"cpu\", \"wgpu\", \"cuda\"".into(),
             ));
         }
         if self.threads > 1024 {

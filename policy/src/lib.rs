@@ -46,7 +46,7 @@ pub use config::{
     DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_STATE_DIR, Limits, Policy, ServerConfig, TlsConfig,
 };
 pub use egress::{DEFAULT_LOCKDOWN, EgressConfig, Lockdown};
-pub use engine::{DEFAULT_KV_CACHE_MIB, DEFAULT_MAX_BATCH, EngineConfig};
+pub use engine::{DEFAULT_KV_CACHE_MIB, DEFAULT_MAX_BATCH, Device, EngineConfig};
 pub use error::{LockdownError, PolicyError};
 pub use identity::{
     CertFacts, Fingerprint, IdentityRule, Match, Pattern, Role, RoleSet, UnknownRole,

@@ -340,12 +340,12 @@ client_ca = ["ca.crt"]
             (p.engine.threads, p.engine.max_batch, p.engine.kv_cache_mib),
             (2, 4, 64)
         );
-        assert_eq!(p.engine.device, "cpu");
+        assert_eq!(p.engine.device, crate::Device::Cpu);
         assert!(p.engine.prefix_cache, "the prefix cache is on by default");
         let p = parse("[engine]\nprefix_cache = false\n").expect("off");
         assert!(!p.engine.prefix_cache);
         let p = parse("[engine]\ndevice = \"cuda\"\n").expect("cuda");
-        assert_eq!(p.engine.device, "cuda");
+        assert_eq!(p.engine.device, crate::Device::Cuda);
         for (text, key) in [
             ("[engine]\nmax_batch = 0\n", "engine.max_batch"),
             ("[engine]\nkv_cache_mib = 0\n", "engine.kv_cache_mib"),

@@ -169,6 +169,32 @@ pub enum BundleError {
         /// Highest sequence ever installed for this name.
         high_water: u64,
     },
+    /// Activation would go back below the name's high-water mark: that is a rollback, which
+    /// only the explicit rollback command does.
+    #[error(
+        "activation refused: `{name}` {version} has sequence {sequence}, below the high-water mark {high_water} (an older bundle); go back with `models rollback`, which is explicit and audited"
+    )]
+    ActivationRollback {
+        /// Bundle name.
+        name: String,
+        /// Version asked for.
+        version: String,
+        /// Its sequence.
+        sequence: u64,
+        /// Highest sequence ever installed for this name.
+        high_water: u64,
+    },
+    /// The version did not pass the caller's load test (the engine refused the model): the
+    /// active version stays.
+    #[error("activation refused: `{name}` {version} does not load: {reason}")]
+    LoadTest {
+        /// Bundle name.
+        name: String,
+        /// Version.
+        version: String,
+        /// Why it does not load.
+        reason: String,
+    },
     /// That name and version is already installed.
     #[error("`{name}` version {version} is already installed")]
     AlreadyInstalled {

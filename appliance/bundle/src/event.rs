@@ -1,9 +1,13 @@
 //! What bundle and model operations report, for audit records (`bundle.verify`,
 //! `bundle.install`, `bundle.reject`, `model.activate`, `model.rollback`).
 
+use crate::Sha256;
+
 /// One reportable event.
+///
+/// Exhaustive on purpose: a sink (the audit log) must map every kind, checked when it
+/// compiles, rather than file an unknown one under some other kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Event {
     /// `bundle.verify`: a bundle's header verified (before its payload is written).
     Verify {
@@ -24,8 +28,8 @@ pub enum Event {
         version: String,
         /// Sequence.
         sequence: u64,
-        /// SHA-256 of the model file (hex).
-        sha256: String,
+        /// SHA-256 of the model file.
+        sha256: Sha256,
     },
     /// `bundle.reject`: a bundle was refused; nothing of it was kept.
     Reject {
@@ -42,8 +46,8 @@ pub enum Event {
         version: String,
         /// Version active before, if any.
         previous: Option<String>,
-        /// SHA-256 of the model file (hex).
-        sha256: String,
+        /// SHA-256 of the model file.
+        sha256: Sha256,
     },
     /// `model.rollback`: explicit operator rollback to the previously active version.
     Rollback {
@@ -53,8 +57,8 @@ pub enum Event {
         from: String,
         /// Version active now.
         to: String,
-        /// SHA-256 of the model file now active (hex).
-        sha256: String,
+        /// SHA-256 of the model file now active.
+        sha256: Sha256,
     },
 }
 

@@ -53,6 +53,8 @@ pub struct ActiveModel {
     pub version: semver::Version,
     /// Sequence of the installed bundle.
     pub sequence: u64,
+    /// The bundle's expiry, as signed: past it the model is not served.
+    pub expires: Option<OffsetDateTime>,
     /// The `.gguf` file.
     pub path: PathBuf,
     /// Its SHA-256, as signed.
@@ -140,6 +142,23 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
         .map_err(BundleError::io(&tmp))?;
     fs::rename(&tmp, path).map_err(BundleError::io(path))?;
     fsync_dir(dir)
+}
+
+/// Refuses a bundle whose `expires` has passed at `now`.
+fn check_expiry(expires: Option<OffsetDateTime>, now: OffsetDateTime) -> Result<(), BundleError> {
+    match expires {
+        Some(expires) if expires <= now => Err(BundleError::Expired {
+            expires: rfc3339(expires),
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl ActiveModel {
+    /// `Err` when the bundle has expired at `now`: it must not be served.
+    pub fn check_expiry(&self, now: OffsetDateTime) -> Result<(), BundleError> {
+        check_expiry(self.expires, now)
+    }
 }
 
 fn record(sink: &mut dyn EventSink, event: Event) -> Result<(), BundleError> {
@@ -407,7 +426,7 @@ impl ModelStore {
                 name: m.name.clone(),
                 version: m.version.to_string(),
                 sequence: m.sequence,
-                sha256: model.sha256.to_string(),
+                sha256: model.sha256,
             },
         )?;
         Ok(self.active_model(m, &target))
@@ -419,6 +438,7 @@ impl ModelStore {
             name: m.name.clone(),
             version: m.version.clone(),
             sequence: m.sequence,
+            expires: m.expires,
             path: dir.join(FILES).join(&model.path),
             sha256: model.sha256,
             architecture: m.architecture.clone(),
@@ -507,22 +527,49 @@ impl ModelStore {
         write_atomic(&self.models().join(name).join(ACTIVE), &bytes)
     }
 
-    /// Makes `version` the active version of `name` (atomic pointer swap), after
-    /// re-checking its files against the signed manifest.
+    /// Activates an installed version, if it passes, in this order:
+    /// 1. its files still hash to the signed manifest;
+    /// 2. it has not expired at `now` (an expired bundle is never served);
+    /// 3. anti-rollback: its sequence is not below the name's high-water mark (going back
+    ///    is [`rollback`](Self::rollback)'s job: explicit, audited, within the retained
+    ///    versions);
+    /// 4. `check` accepts it: the service load-tests the model here, so a version that
+    ///    does not load is refused and the active one keeps serving.
+    ///
+    /// Only then is the activation recorded and the pointer swapped.
     pub fn activate(
         &self,
         name: &str,
         version: &semver::Version,
+        now: OffsetDateTime,
+        check: &mut dyn FnMut(&ActiveModel) -> Result<(), String>,
         sink: &mut dyn EventSink,
     ) -> Result<ActiveModel, BundleError> {
         let _lock = self.lock()?;
         let (m, dir) = self.load_checked(name, version)?;
         let old = self.pointer(name)?;
+        if old.as_ref().is_some_and(|o| o.version == *version) {
+            // Already active: nothing changes, so nothing to check or record.
+            return Ok(self.active_model(&m, &dir));
+        }
+        check_expiry(m.expires, now)?;
+        if let Some(high_water) = self.high_water(name)?
+            && m.sequence < high_water
+        {
+            return Err(BundleError::ActivationRollback {
+                name: name.to_owned(),
+                version: version.to_string(),
+                sequence: m.sequence,
+                high_water,
+            });
+        }
+        check(&self.active_model(&m, &dir)).map_err(|reason| BundleError::LoadTest {
+            name: name.to_owned(),
+            version: version.to_string(),
+            reason,
+        })?;
         let mut previous = Vec::new();
         if let Some(old) = &old {
-            if old.version == *version {
-                return Ok(self.active_model(&m, &dir));
-            }
             previous = old.previous.clone();
             previous.push(old.version.clone());
             let excess = previous.len().saturating_sub(MAX_HISTORY);
@@ -535,7 +582,7 @@ impl ModelStore {
                 name: name.to_owned(),
                 version: version.to_string(),
                 previous: old.map(|o| o.version.to_string()),
-                sha256: active.sha256.to_string(),
+                sha256: active.sha256,
             },
         )?;
         self.set_pointer(
@@ -548,10 +595,14 @@ impl ModelStore {
         Ok(active)
     }
 
-    /// Explicit rollback: activates the version that was active before the current one.
+    /// Explicit rollback: activates the version that was active before the current one,
+    /// with the rules of [`activate`](Self::activate) but anti-rollback: the
+    /// version must still hash to its manifest, not have expired at `now`, and pass `check`.
     pub fn rollback(
         &self,
         name: &str,
+        now: OffsetDateTime,
+        check: &mut dyn FnMut(&ActiveModel) -> Result<(), String>,
         sink: &mut dyn EventSink,
     ) -> Result<ActiveModel, BundleError> {
         check_name(name)?;
@@ -565,14 +616,21 @@ impl ModelStore {
             return Err(BundleError::NoPrevious(name.to_owned()));
         };
         let (m, dir) = self.load_checked(name, &to)?;
+        // Going back is allowed below the high-water mark, never to an expired bundle.
+        check_expiry(m.expires, now)?;
         let active = self.active_model(&m, &dir);
+        check(&active).map_err(|reason| BundleError::LoadTest {
+            name: name.to_owned(),
+            version: to.to_string(),
+            reason,
+        })?;
         record(
             sink,
             Event::Rollback {
                 name: name.to_owned(),
                 from: p.version.to_string(),
                 to: to.to_string(),
-                sha256: active.sha256.to_string(),
+                sha256: active.sha256,
             },
         )?;
         self.set_pointer(

@@ -171,7 +171,7 @@ pub fn audit_dir(state: &Path) -> anyhow::Result<PathBuf> {
     if !state.is_dir() {
         bail!("state directory {} does not exist", state.display());
     }
-    let sub = crate::server::audit::dir(state);
+    let sub = crate::audit_log::dir(state);
     if audit::exists(&sub) {
         return Ok(sub);
     }

@@ -200,10 +200,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Install(a) => {
             let policy = Policy::load(&a.config)?;
             let bar = progress_bar(file_len(&a.bundle)?, "installing");
+            // Activating load-tests the model first, as the service does.
+            let mut test = crate::server::models::LoadTest::new(&policy.engine);
+            let mut check = |m: &airlock_bundle::ActiveModel| test.check(m);
+            let load_test = a
+                .activate
+                .then_some(&mut check as crate::bundles::LoadTest<'_>);
             let (model, active) = crate::bundles::with_audit(&policy, "cli", |sink| {
-                crate::bundles::install_file(&policy, &a.bundle, a.activate, sink, &mut |n| {
-                    bar.set_position(n)
-                })
+                Ok(crate::bundles::install_file(
+                    &policy,
+                    &a.bundle,
+                    load_test,
+                    sink,
+                    &mut |n| bar.set_position(n),
+                )?)
             })?;
             bar.finish_and_clear();
             println!(

@@ -89,8 +89,16 @@ pub fn list(a: ListArgs) -> anyhow::Result<()> {
 pub fn activate(a: ActivateArgs) -> anyhow::Result<()> {
     let policy = a.at.policy()?;
     let store = crate::bundles::store(&policy);
+    // The same rules as the service's activation: expiry, anti-rollback, a load test.
+    let mut test = crate::server::models::LoadTest::new(&policy.engine);
     let m = crate::bundles::with_audit(&policy, "cli", |sink| {
-        Ok(store.activate(&a.name, &a.version, sink)?)
+        Ok(store.activate(
+            &a.name,
+            &a.version,
+            time::OffsetDateTime::now_utc(),
+            &mut |m| test.check(m),
+            sink,
+        )?)
     })?;
     println!("active: {} {} ({})", m.name, m.version, m.path.display());
     Ok(())
@@ -100,7 +108,11 @@ pub fn activate(a: ActivateArgs) -> anyhow::Result<()> {
 pub fn rollback(a: RollbackArgs) -> anyhow::Result<()> {
     let policy = a.at.policy()?;
     let store = crate::bundles::store(&policy);
-    let m = crate::bundles::with_audit(&policy, "cli", |sink| Ok(store.rollback(&a.name, sink)?))?;
+    let mut test = crate::server::models::LoadTest::new(&policy.engine);
+    let m = crate::bundles::with_audit(&policy, "cli", |sink| {
+        let now = time::OffsetDateTime::now_utc();
+        Ok(store.rollback(&a.name, now, &mut |m| test.check(m), sink)?)
+    })?;
     println!(
         "rolled back: {} {} is active ({})",
         m.name,

@@ -94,8 +94,11 @@ pub fn main() -> ExitCode {
 
 /// Configuration mistakes get 64 so scripts and systemd can tell them from failures.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    let is_config = e
-        .chain()
-        .any(|c| c.is::<::policy::PolicyError>() || c.is::<crate::error::TlsError>());
+    let is_config = e.chain().any(|c| {
+        c.is::<::policy::PolicyError>()
+            || c.is::<crate::error::TlsError>()
+            || c.downcast_ref::<crate::bundles::BundleOpError>()
+                .is_some_and(crate::bundles::BundleOpError::is_config)
+    });
     if is_config { EXIT_USAGE } else { EXIT_FAILURE }
 }

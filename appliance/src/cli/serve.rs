@@ -41,6 +41,7 @@ pub(super) fn serve(
         )
     })?;
     tracing::info!(policy = %policy.source().display(), "policy loaded");
+    raise_open_file_limit();
 
     let addrs = listen_override.map_or_else(|| policy.server.listen.clone(), |a| vec![a]);
     // Landlock, while this is the only thread: nothing above has spawned one.
@@ -55,19 +56,31 @@ pub(super) fn serve(
         tracing::info!(%addr, ?origin, tls12 = policy.tls.tls12, "listening");
     }
     // The audit log: a store that does not verify or cannot be written stops the start.
-    let audit_log = server::audit::open(&policy).with_context(|| {
+    let audit_log = crate::audit_log::open(&policy).with_context(|| {
         format!(
             "cannot open the audit log in {}",
-            server::audit::dir(&policy.state_dir).display()
+            crate::audit_log::dir(&policy.state_dir).display()
         )
     })?;
-    // The active models (bundle store): a model that does not load stops the start, since
-    // serving without it would silently answer 404 for a model the operator activated.
-    let models = server::models::prepare_all(&policy.state_dir, &policy.engine)
-        .context("cannot load the active models")?;
-    // Everything loaded at start-up (TLS, audit log, models above) must be loaded before
-    // this line: from here on no thread of this process can create a network socket.
-    let lockdown = lockdown::after_listening(landlocked, origin)?;
+    // From here on the log holds `service.start`: a start that fails must say so in it,
+    // or the log would read as if the service were still running.
+    let started = (|| {
+        // The active models: one that does not load is reported (`/readyz`), not fatal.
+        let models = server::models::prepare_all(&policy.state_dir, &policy.engine)
+            .context("cannot read the installed models")?;
+        // Everything loaded at start-up (TLS, audit log, models above) must be loaded before
+        // this line: from here on no thread of this process can create a network socket.
+        let lockdown = lockdown::after_listening(landlocked, origin)?;
+        anyhow::Ok((models, lockdown))
+    })();
+    let (models, lockdown) = match started {
+        Ok(v) => v,
+        Err(e) => {
+            let why = std::io::Error::other(format!("start failed: {e:#}"));
+            crate::audit_log::record_stop(&audit_log, Some(&why));
+            return Err(e);
+        }
+    };
     announce(&bound);
     // systemd (Type=notify): listeners bound, TLS and audit log loaded; connections queue
     // from here on.
@@ -81,6 +94,20 @@ pub(super) fn serve(
         models,
     )
     .context("server failed")
+}
+
+/// Raises the soft limit on open files to the hard one: each connection is a descriptor,
+/// and at the usual soft limit (1 024) a flood of idle sockets would leave none for the
+/// next legitimate client (accept fails with EMFILE). systemd's unit sets the hard limit.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
 }
 
 fn list(addrs: &[SocketAddr]) -> String {

@@ -8,12 +8,10 @@
 //!
 //! Every verify, install, reject, activation and rollback is an audit record naming the
 //! admin's certificate, flushed before the effect (fail closed: 503 without the log).
-//! Hot reload: after a successful activation or rollback the [`ModelHooks`] of the
-//! [`AppState`] are called with the newly active model; the engine registers one at start
-//! and swaps its model there (requests in flight keep the model they started with).
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock};
+//! Hot swap: an activation first load-tests the version (a model that does not load is
+//! refused and the active one keeps serving), then [`AppState::serve`]s the engine it
+//! loaded; requests in flight keep the model they started with.
+use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use airlock_bundle::{ActiveModel, BundleError, ModelStore};
@@ -22,47 +20,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::audit::{AuditUnavailable, actor};
+use super::body::read_body;
 use super::error::ApiError;
 use super::identity::Identity;
-use super::routes::read_body;
+use super::models::{LoadTest, Prepared};
 use super::state::AppState;
-use crate::bundles::AuditSink;
-
-/// Called with the newly active model (hot reload).
-pub type ActivationHook = Arc<dyn Fn(&ActiveModel) + Send + Sync>;
-
-/// The activation hooks of the service (cheap to clone).
-#[derive(Clone, Default)]
-pub struct ModelHooks(Arc<RwLock<Vec<ActivationHook>>>);
-
-impl std::fmt::Debug for ModelHooks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.0.read().unwrap_or_else(PoisonError::into_inner).len();
-        write!(f, "ModelHooks({n} hooks)")
-    }
-}
-
-impl ModelHooks {
-    /// Registers `hook`, called after every activation and rollback.
-    pub fn on_activate(&self, hook: ActivationHook) {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(hook);
-    }
-
-    /// Calls every hook with `model`.
-    pub fn activated(&self, model: &ActiveModel) {
-        let hooks = self
-            .0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        for hook in hooks {
-            hook(model);
-        }
-    }
-}
+use crate::bundles::{AuditSink, BundleOpError};
 
 /// `?activate=true`
 #[derive(Debug, Deserialize)]
@@ -78,25 +41,22 @@ struct ActivateBody {
     version: String,
 }
 
-fn bundle_error(e: anyhow::Error) -> ApiError {
-    match e.downcast_ref::<BundleError>() {
-        Some(BundleError::Event(_)) => AuditUnavailable.into(),
-        Some(BundleError::Io { .. }) | Some(BundleError::CorruptState { .. }) => {
+fn bundle_error(e: BundleOpError) -> ApiError {
+    match e {
+        BundleOpError::Bundle(BundleError::Event(_)) => AuditUnavailable.into(),
+        BundleOpError::Bundle(BundleError::Io { .. } | BundleError::CorruptState { .. })
+        | BundleOpError::Open { .. } => {
             tracing::error!(error = %e, "model store error");
             ApiError::Internal
         }
-        Some(b) => ApiError::BadRequest {
+        BundleOpError::Bundle(b) => ApiError::BadRequest {
             message: format!("bundle rejected: {b}"),
             param: None,
         },
-        None if e.chain().any(|c| c.is::<policy::PolicyError>()) => ApiError::Unavailable {
+        BundleOpError::Trust(_) => ApiError::Unavailable {
             message: "bundles cannot be verified: the policy has no valid [trust] section".into(),
             code: "no_trust_policy",
         },
-        None => {
-            tracing::error!(error = %e, "bundle operation failed");
-            ApiError::Internal
-        }
     }
 }
 
@@ -115,7 +75,7 @@ fn model_json(m: &ActiveModel, active: bool) -> serde_json::Value {
 async fn with_store<T: Send + 'static>(
     state: &AppState,
     req: &HttpRequest,
-    f: impl FnOnce(&ModelStore, &mut AuditSink<'_>) -> anyhow::Result<T> + Send + 'static,
+    f: impl FnOnce(&ModelStore, &mut AuditSink<'_>) -> Result<T, BundleOpError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let log = state.audit.log().cloned().ok_or(AuditUnavailable)?;
     let who = req.conn_data::<Identity>().map(actor);
@@ -133,14 +93,30 @@ async fn with_store<T: Send + 'static>(
     result.map_err(bundle_error)
 }
 
-/// Removes an uploaded bundle file when the request ends, whatever the outcome.
-struct Upload(PathBuf);
+/// A blocking `Read` over the chunks of a request body, for the bundle installer on the
+/// blocking pool. The handler feeds it as chunks arrive; EOF when the handler drops the
+/// sender (end of body, or the upload was cut off).
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<web::Bytes>,
+    chunk: web::Bytes,
+}
 
-impl Drop for Upload {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.chunk = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
     }
 }
+
+/// Chunks in flight between the request body and the installer.
+const UPLOAD_CHANNEL_CHUNKS: usize = 16;
 
 /// `POST /v1/admin/bundles`
 pub async fn upload(
@@ -158,45 +134,61 @@ pub async fn upload(
             message: "bundles cannot be verified: the policy has no [trust] section".into(),
             code: "no_trust_policy",
         })?;
-    let dir = state.policy.state_dir.join("models").join(".incoming");
-    let path = dir.join(format!(
-        "{}-{}.airlock",
-        std::process::id(),
-        time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-    ));
-    let upload = Upload(path.clone());
-    let io_error = |e: std::io::Error| {
-        tracing::error!(error = %e, "cannot store an uploaded bundle");
-        ApiError::Internal
-    };
-    std::fs::create_dir_all(&dir).map_err(io_error)?;
-    let mut file = std::io::BufWriter::with_capacity(
-        airlock_bundle::CHUNK,
-        std::fs::File::create(&path).map_err(io_error)?,
-    );
-    let mut received: u64 = 0;
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::BadRequest {
-            message: "could not read the request body".into(),
-            param: None,
-        })?;
-        received += chunk.len() as u64;
-        if received > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
-        file.write_all(&chunk).map_err(io_error)?;
-    }
-    file.flush().map_err(io_error)?;
-    drop(file);
+    // The body streams straight into the installer, which verifies the manifest and its
+    // signatures from the head of the stream and writes nothing before they pass: an
+    // unsigned or wrongly signed upload is refused after its first few KiB, not after the
+    // whole (possibly many-GiB) body was spooled to disk.
+    let (tx, rx) = tokio::sync::mpsc::channel(UPLOAD_CHANNEL_CHUNKS);
     let policy = Arc::clone(&state.policy);
     let activate = query.activate;
-    let (model, active) = with_store(&state, &req, move |_, sink| {
-        crate::bundles::install_file(&policy, &upload.0, activate, sink, &mut |_| {})
-    })
-    .await?;
-    if active {
-        state.model_hooks.activated(&model);
-    }
+    let install = with_store(&state, &req, move |_, sink| {
+        let reader = ChunkReader {
+            rx,
+            chunk: web::Bytes::new(),
+        };
+        let mut test = LoadTest::new(&policy.engine);
+        let mut check = |m: &ActiveModel| test.check(m);
+        let load_test = activate.then_some(&mut check as crate::bundles::LoadTest<'_>);
+        let installed = crate::bundles::install_reader(
+            &policy,
+            std::io::BufReader::with_capacity(airlock_bundle::CHUNK, reader),
+            load_test,
+            sink,
+            &mut |_| {},
+        )?;
+        Ok((installed, test.prepared))
+    });
+    let feed = async move {
+        let mut received: u64 = 0;
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| ApiError::BadRequest {
+                message: "could not read the request body".into(),
+                param: None,
+            })?;
+            received += chunk.len() as u64;
+            if received > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            if tx.send(chunk).await.is_err() {
+                // The installer stopped (refused the bundle): the rest is not read.
+                break;
+            }
+        }
+        Ok(())
+    };
+    use futures_util::future::{Either, select};
+    let installed = match select(std::pin::pin!(feed), std::pin::pin!(install)).await {
+        // The body ended first: a cut-off or oversized one explains the installer's
+        // "truncated" error, so it is the answer; otherwise the installer's result is.
+        Either::Left((fed, install)) => {
+            fed?;
+            install.await
+        }
+        // The installer finished first, having refused the head: the rest is not read.
+        Either::Right((installed, _feed)) => installed,
+    };
+    let ((model, active), prepared) = installed?;
+    serve(&state, prepared)?;
     Ok(HttpResponse::Ok().json(model_json(&model, active)))
 }
 
@@ -247,12 +239,35 @@ pub async fn activate(
         }
     })?;
     let name = name.into_inner();
-    let m = with_store(&state, &req, move |store, sink| {
-        Ok(store.activate(&name, &version, sink)?)
+    let config = state.policy.engine.clone();
+    let (m, prepared) = with_store(&state, &req, move |store, sink| {
+        let mut test = LoadTest::new(&config);
+        let m = store.activate(
+            &name,
+            &version,
+            time::OffsetDateTime::now_utc(),
+            &mut |m| test.check(m),
+            sink,
+        )?;
+        Ok((m, test.prepared))
     })
     .await?;
-    state.model_hooks.activated(&m);
+    serve(&state, prepared)?;
     Ok(HttpResponse::Ok().json(model_json(&m, true)))
+}
+
+/// Serves a model an activation loaded. The activation is already durable: failing here
+/// (no thread for the decoder) leaves the previous version serving, and `/readyz` says so.
+fn serve(state: &AppState, prepared: Option<Prepared>) -> Result<(), ApiError> {
+    let Some(prepared) = prepared else {
+        return Ok(());
+    };
+    let name = prepared.active.name.clone();
+    state.serve(prepared).map_err(|e| {
+        tracing::error!(%name, error = %e, "cannot serve an activated model");
+        state.models.failed_to_load(&name, e.to_string());
+        ApiError::Internal
+    })
 }
 
 /// `POST /v1/admin/models/{name}/rollback`
@@ -262,39 +277,14 @@ pub async fn rollback(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
-    let m = with_store(&state, &req, move |store, sink| {
-        Ok(store.rollback(&name, sink)?)
+    let config = state.policy.engine.clone();
+    let (m, prepared) = with_store(&state, &req, move |store, sink| {
+        let mut test = LoadTest::new(&config);
+        let now = time::OffsetDateTime::now_utc();
+        let m = store.rollback(&name, now, &mut |m| test.check(m), sink)?;
+        Ok((m, test.prepared))
     })
     .await?;
-    state.model_hooks.activated(&m);
+    serve(&state, prepared)?;
     Ok(HttpResponse::Ok().json(model_json(&m, true)))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-
-    #[test]
-    fn hooks_see_every_activation() {
-        let hooks = ModelHooks::default();
-        let seen = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&seen);
-        hooks.on_activate(Arc::new(move |m: &ActiveModel| {
-            assert_eq!(m.name, "m");
-            counter.fetch_add(1, Ordering::SeqCst);
-        }));
-        let model = ActiveModel {
-            name: "m".into(),
-            version: airlock_bundle::semver::Version::new(1, 0, 0),
-            sequence: 1,
-            path: PathBuf::from("/x"),
-            sha256: airlock_bundle::Sha256([0; 32]),
-            architecture: "llama".into(),
-        };
-        hooks.activated(&model);
-        hooks.clone().activated(&model);
-        assert_eq!(seen.load(Ordering::SeqCst), 2);
-    }
 }

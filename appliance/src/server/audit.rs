@@ -12,7 +12,7 @@
 //! let mut event = server::audit::request_event(Kind::InferenceRequest, &req)
 //!     .model(model_ref)
 //!     .prompt(prompt_bytes);
-//! event.subject = server::audit::data_subject(&req)?; // 400 on a bad Airlock-Subject
+//! event.subject = Subject::from_request(&req)?.map(Subject::into_string); // 400 if bad
 //! let receipt = state.audit.append(event).await?;      // 503 if not durable
 //! // ... only now start generating ...
 //! ```
@@ -25,15 +25,14 @@
 //! - `POST /v1/audit/erase` `{"subject": "..."}` (privacy): crypto-shreds the subject's
 //!   sealed content; the `audit.erase` record names the caller. Every model's retained
 //!   prompt-prefix caches are dropped too.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::dev::ServiceRequest;
 use actix_web::http::header::ContentType;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use audit::{Actor, AuditLog, Event, Kind, Receipt};
-use policy::Policy;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -42,12 +41,14 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::read_body;
 use super::error::ApiError;
 use super::identity::Identity;
 use super::metrics::Metrics;
-use super::middleware::RequestId;
-use super::routes::read_body;
-use super::state::{AppState, ReadinessHandle};
+use super::readiness::ReadinessHandle;
+use super::request_id::RequestId;
+use super::state::AppState;
+use super::subject::Subject;
 
 /// Default and largest `limit` of `GET /v1/audit/records`.
 pub const DEFAULT_RECORDS_LIMIT: usize = 1000;
@@ -125,16 +126,75 @@ struct Inner {
     log: Arc<AuditLog>,
     readiness: ReadinessHandle,
     metrics: AuditMetrics,
+    reserve: DiskReserve,
+    /// The last append was refused by the reserve (readiness says so until one passes).
+    reserve_hit: std::sync::atomic::AtomicBool,
+}
+
+/// Free space the audit log leaves on its file system (`[audit] reserve_free_mib`).
+///
+/// The log is append-only and every record a client causes is kept: without a reserve, a
+/// flood of requests fills the disk, after which every request fails and so may the host.
+/// With it the service refuses new client-caused records (503, `/readyz` says why) while
+/// completing what it admitted.
+#[derive(Debug, Clone)]
+pub struct DiskReserve {
+    dir: PathBuf,
+    bytes: u64,
+}
+
+impl DiskReserve {
+    /// `mib` MiB on the file system holding `dir` (0: none).
+    pub fn new(dir: PathBuf, mib: u64) -> DiskReserve {
+        DiskReserve {
+            dir,
+            bytes: mib.saturating_mul(1 << 20),
+        }
+    }
+
+    /// `Err(reason)` when the file system has less free space than the reserve, or its free
+    /// space cannot be read (fail closed).
+    fn check(&self) -> Result<(), String> {
+        if self.bytes == 0 {
+            return Ok(());
+        }
+        let st = rustix::fs::statvfs(&self.dir)
+            .map_err(|e| format!("cannot read the free space of {}: {e}", self.dir.display()))?;
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        if free < self.bytes {
+            return Err(format!(
+                "the audit log's file system has {} MiB free, below the {} MiB reserve \
+                 ([audit] reserve_free_mib): new requests are refused until space is freed",
+                free >> 20,
+                self.bytes >> 20
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Records a client causes by asking: the ones the reserve refuses. The rest complete or
+/// report what the service already admitted or does by itself (responses, start/stop,
+/// checkpoints, erasure, the operator's bundle and model actions).
+fn client_caused(kind: Kind) -> bool {
+    matches!(kind, Kind::InferenceRequest | Kind::AccessDenied)
 }
 
 impl AuditHandle {
     /// A handle on `log`, reporting to `readiness` and registering its metrics. Marks the
     /// component ready if the log is writable.
-    pub fn new(log: Arc<AuditLog>, readiness: ReadinessHandle, metrics: &Metrics) -> AuditHandle {
+    pub fn new(
+        log: Arc<AuditLog>,
+        readiness: ReadinessHandle,
+        metrics: &Metrics,
+        reserve: DiskReserve,
+    ) -> AuditHandle {
         let inner = Inner {
             log,
             readiness,
             metrics: AuditMetrics::register(metrics),
+            reserve,
+            reserve_hit: std::sync::atomic::AtomicBool::new(false),
         };
         let handle = AuditHandle {
             inner: Some(Arc::new(inner)),
@@ -154,6 +214,9 @@ impl AuditHandle {
             return Err(AuditUnavailable);
         };
         let kind = event.kind;
+        if client_caused(kind) && !self.within_reserve(inner) {
+            return Err(AuditUnavailable);
+        }
         let start = Instant::now();
         let result = inner.log.submit(event).await;
         inner.metrics.latency.observe(start.elapsed().as_secs_f64());
@@ -174,6 +237,28 @@ impl AuditHandle {
         }
     }
 
+    /// Checks the disk reserve, keeping readiness in step: not ready (with the reason) from
+    /// the first refusal, ready again from the first append that fits.
+    fn within_reserve(&self, inner: &Inner) -> bool {
+        use std::sync::atomic::Ordering;
+        match inner.reserve.check() {
+            Ok(()) => {
+                if inner.reserve_hit.swap(false, Ordering::AcqRel) {
+                    tracing::info!("audit log disk reserve: space available again");
+                    self.refresh_readiness();
+                }
+                true
+            }
+            Err(reason) => {
+                if !inner.reserve_hit.swap(true, Ordering::AcqRel) {
+                    tracing::error!("{reason}");
+                }
+                inner.readiness.set_not_ready(reason);
+                false
+            }
+        }
+    }
+
     /// Re-reads whether the log is writable into the readiness registry (a failed
     /// background checkpoint makes it unwritable without any caller seeing an error).
     pub fn refresh_readiness(&self) {
@@ -181,7 +266,9 @@ impl AuditHandle {
             return;
         };
         inner.metrics.records.set(gauge_value(inner.log.len()));
-        if inner.log.is_writable() {
+        if inner.reserve_hit.load(std::sync::atomic::Ordering::Acquire) {
+            // The reserve's reason stands until an append fits again.
+        } else if inner.log.is_writable() {
             inner.readiness.set_ready(format!(
                 "writable, {} records, origin {}",
                 inner.log.len(),
@@ -221,33 +308,6 @@ pub fn request_event(kind: Kind, req: &HttpRequest) -> Event {
     }
     event.request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     event
-}
-
-/// Request header naming the data subject (DESIGN.md §4): a pseudonymous id such as a
-/// case number. In sealed mode it selects the key that seals the request's content, so
-/// `POST /v1/audit/erase {"subject": ...}` can erase it.
-pub const SUBJECT_HEADER: &str = "airlock-subject";
-/// Longest accepted `Airlock-Subject`.
-pub const MAX_SUBJECT_LEN: usize = 256;
-
-/// The request's data subject: `None` without the header, 400 when it is empty, too long,
-/// not UTF-8 or holds control characters (content must never be sealed under a subject
-/// other than the one the caller named, or erasure would miss it).
-pub fn data_subject(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get(SUBJECT_HEADER) else {
-        return Ok(None);
-    };
-    let bad = || ApiError::BadRequest {
-        message: format!(
-            "Airlock-Subject must be 1 to {MAX_SUBJECT_LEN} bytes of UTF-8 without control characters"
-        ),
-        param: Some("Airlock-Subject".into()),
-    };
-    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| bad())?;
-    if text.is_empty() || text.len() > MAX_SUBJECT_LEN || text.chars().any(char::is_control) {
-        return Err(bad());
-    }
-    Ok(Some(text.to_owned()))
 }
 
 fn log_of(state: &AppState) -> Result<Arc<AuditLog>, ApiError> {
@@ -368,16 +428,10 @@ pub async fn erase(
             message: format!("expected {{\"subject\": \"...\"}}: {e}"),
             param: Some("subject".into()),
         })?;
-    if request.subject.is_empty() || request.subject.len() > 1024 {
-        return Err(ApiError::BadRequest {
-            message: "subject must be 1 to 1024 bytes".into(),
-            param: Some("subject".into()),
-        });
-    }
+    let subject = Subject::parse(&request.subject, "subject")?;
     let log = log_of(&state)?;
     let who = req.conn_data::<Identity>().map(actor);
-    let subject = request.subject.clone();
-    let receipt = blocking(move || log.erase(&subject, who)).await?;
+    let receipt = blocking(move || log.erase(subject.as_str(), who)).await?;
     state.audit.refresh_readiness();
     // The prefix caches hold ended requests' prompt tokens in memory for reuse; drop them all
     // (they are not indexed by subject, and rebuilding them costs one prompt pass).
@@ -392,84 +446,6 @@ pub async fn erase(
     })))
 }
 
-/// The audit log's directory inside the service's state directory.
-pub fn dir(state_dir: &Path) -> PathBuf {
-    state_dir.join(AUDIT_SUBDIR)
-}
-
-/// Name of the audit log's directory inside the state directory.
-pub const AUDIT_SUBDIR: &str = "audit";
-
-/// The `audit` crate's configuration for the policy's `[audit]` section.
-pub fn config(p: &policy::AuditConfig) -> audit::Config {
-    const DAY: Duration = Duration::from_secs(86_400);
-    audit::Config {
-        content: match p.content {
-            policy::AuditContent::Digest => audit::ContentMode::Digest,
-            policy::AuditContent::Sealed => audit::ContentMode::Sealed,
-        },
-        checkpoint_every: p.checkpoint_every,
-        checkpoint_interval: (p.checkpoint_interval_secs > 0)
-            .then(|| Duration::from_secs(p.checkpoint_interval_secs)),
-        origin: p.origin.clone(),
-        retention: (p.retention_days > 0)
-            .then(|| DAY.saturating_mul(u32::try_from(p.retention_days).unwrap_or(u32::MAX))),
-        ..audit::Config::default()
-    }
-}
-
-/// Opens (creating on first start) the log in `STATE_DIR/audit` and records
-/// `service.start` and `policy.load`. A store that does not verify, an unwritable
-/// directory or a failed append is an error: the service must not start without its log.
-pub fn open(policy: &Policy) -> audit::Result<Arc<AuditLog>> {
-    let log = Arc::new(AuditLog::open(
-        dir(&policy.state_dir),
-        config(&policy.audit),
-    )?);
-    log.append(
-        Event::new(Kind::ServiceStart)
-            .status("ok")
-            .param("version", env!("CARGO_PKG_VERSION"))
-            .param("pid", std::process::id().to_string()),
-    )?;
-    let mut load = Event::new(Kind::PolicyLoad)
-        .status("ok")
-        .param("path", policy.source().display().to_string())
-        .param(
-            "audit.content",
-            match policy.audit.content {
-                policy::AuditContent::Digest => "digest",
-                policy::AuditContent::Sealed => "sealed",
-            },
-        );
-    // The digest pins which policy text was in force (the file may change later).
-    if let Ok(bytes) = std::fs::read(policy.source()) {
-        load = load.param("sha256", audit::Digest::of(&bytes).to_string());
-    }
-    log.append(load)?;
-    Ok(log)
-}
-
-/// Records `service.stop` and closes the log with a final signed checkpoint. Errors are
-/// logged: the process is exiting either way.
-pub fn record_stop(log: &AuditLog, server_error: Option<&std::io::Error>) {
-    let mut event = Event::new(Kind::ServiceStop).status(if server_error.is_some() {
-        "error"
-    } else {
-        "ok"
-    });
-    if let Some(e) = server_error {
-        event = event.param("error", e.to_string());
-    }
-    if let Err(e) = log.append(event) {
-        tracing::error!(error = %e, "cannot record service.stop in the audit log");
-    }
-    match log.close() {
-        Ok(()) => tracing::info!(records = log.len(), "audit log closed"),
-        Err(e) => tracing::error!(error = %e, "closing the audit log failed"),
-    }
-}
-
 /// Records an `access.denied` event for a request the role guard refused. The denial
 /// stands whatever happens here; a failed append is logged and makes `/readyz` not ready.
 pub async fn record_denial(req: &ServiceRequest, reason: &ApiError) {
@@ -478,57 +454,10 @@ pub async fn record_denial(req: &ServiceRequest, reason: &ApiError) {
     };
     let mut event = request_event(Kind::AccessDenied, req.request())
         .status(reason.status_code().as_u16().to_string())
-        .param("method", req.method().as_str())
+        .param("method", super::metrics::method_label(req.method()))
         .param("reason", reason.to_string());
     if let Some(route) = req.match_pattern() {
         event = event.param("route", route);
     }
     let _ = state.audit.append(event).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_web::test::TestRequest;
-
-    #[test]
-    fn data_subject_is_optional_and_validated() {
-        let req = TestRequest::default().to_http_request();
-        assert_eq!(data_subject(&req).expect("none"), None);
-        let req = TestRequest::default()
-            .insert_header(("Airlock-Subject", "case-4711"))
-            .to_http_request();
-        assert_eq!(
-            data_subject(&req).expect("ok").as_deref(),
-            Some("case-4711")
-        );
-        for bad in [
-            String::new(),
-            "x".repeat(MAX_SUBJECT_LEN + 1),
-            "a\tb".into(),
-        ] {
-            let req = TestRequest::default()
-                .insert_header(("Airlock-Subject", bad.as_str()))
-                .to_http_request();
-            assert!(data_subject(&req).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn policy_section_maps_to_the_log_config() {
-        let p = policy::AuditConfig {
-            content: policy::AuditContent::Sealed,
-            checkpoint_every: 5,
-            checkpoint_interval_secs: 0,
-            retention_days: 2,
-            origin: Some("h.example/audit".into()),
-        };
-        let c = config(&p);
-        assert_eq!(c.content, audit::ContentMode::Sealed);
-        assert_eq!(c.checkpoint_every, 5);
-        assert_eq!(c.checkpoint_interval, None);
-        assert_eq!(c.retention, Some(Duration::from_secs(2 * 86_400)));
-        assert_eq!(c.origin.as_deref(), Some("h.example/audit"));
-        assert_eq!(config(&policy::AuditConfig::default()).retention, None);
-    }
 }

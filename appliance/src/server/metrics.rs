@@ -10,12 +10,24 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
+/// The methods that get their own label value.
+pub const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"];
+
+/// The metric label (and access-log value) of a request method: a standard method's name,
+/// `other` for anything else, so clients cannot mint label values.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    METHODS
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("other")
+}
+
 /// Labels of `airlock_http_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// Route pattern or `unmatched`.
     pub route: String,
-    /// HTTP method.
+    /// HTTP method: one of [`METHODS`] or `other` ([`method_label`]).
     pub method: String,
     /// Status code.
     pub status: u16,
@@ -87,7 +99,7 @@ impl Metrics {
     pub fn observe_request(
         &self,
         route: &str,
-        method: &str,
+        method: &'static str,
         status: u16,
         role: &str,
         seconds: f64,

@@ -1,5 +1,5 @@
-//! Middleware: request ids, the access log + metrics + error normalisation, the body-size
-//! pre-check and the per-route role guard.
+//! Middleware: request ids, the access log + metrics + error normalisation, the
+//! per-certificate rate limit, the body-size pre-check and the per-route role guard.
 //!
 //! Nothing here reads or logs a request or response body: prompts and completions never
 //! reach a log line.
@@ -7,34 +7,15 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError, web};
 use policy::Role;
-use ring::rand::{SecureRandom, SystemRandom};
 
 use super::error::ApiError;
 use super::identity::Identity;
+use super::request_id::{REQUEST_ID, RequestId};
 use super::state::AppState;
-
-/// Header carrying the request id on every response.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// A per-request random id (128 bits, hex), in the request extensions and the
-/// `x-request-id` response header. Generated here, never taken from the client, so log
-/// and audit correlation cannot be spoofed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
-
-impl RequestId {
-    fn generate() -> RequestId {
-        let mut bytes = [0u8; 16];
-        // The OS RNG failing is not recoverable; a zero id would still be unique enough
-        // for a response header, and we never use it for security.
-        let _ = SystemRandom::new().fill(&mut bytes);
-        RequestId(bytes.iter().map(|b| format!("{b:02x}")).collect())
-    }
-}
 
 /// Outermost: assigns the request id and stamps it on the response, whatever happened.
 pub async fn request_id(
@@ -61,7 +42,9 @@ pub async fn observe(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let start = Instant::now();
-    let method = req.method().to_string();
+    // A fixed set: the raw method is client text (an 8 000-byte method is valid HTTP), and
+    // each distinct label value is a series kept for the life of the process.
+    let method = super::metrics::method_label(req.method());
     // See `request_id` on why `Err` is passed through.
     let mut res = next.call(req).await?.map_into_boxed_body();
     let http_req = res.request().clone();
@@ -90,9 +73,12 @@ pub async fn observe(
         };
         state
             .metrics
-            .observe_request(&route, &method, status, &role, elapsed.as_secs_f64());
+            .observe_request(&route, method, status, &role, elapsed.as_secs_f64());
     }
     let ext = http_req.extensions();
+    if ext.get::<QuietRefusal>().is_some() {
+        return Ok(res);
+    }
     let request_id = ext.get::<RequestId>().map(|r| r.0.as_str()).unwrap_or("-");
     tracing::info!(
         target: "airlock::access",
@@ -107,6 +93,38 @@ pub async fn observe(
         "request"
     );
     Ok(res)
+}
+
+/// A request the rate limiter refused after the first of a flood: counted, not logged.
+#[derive(Debug, Clone, Copy)]
+struct QuietRefusal;
+
+/// The per-certificate rate limit (`limits.requests_per_minute`), on every route: the API,
+/// `/healthz`, unknown paths and wrong methods alike, so a certificate the policy grants
+/// nothing cannot grow the logs, the metrics or the audit log (`access.denied`) faster than
+/// the policy's rate. It runs before the role guard for that reason.
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    if let (Some(state), Some(id)) = (
+        req.app_data::<web::Data<AppState>>(),
+        req.conn_data::<Identity>(),
+    ) && let Err(refusal) = state.rate_limiter.check(id.fingerprint(), Instant::now())
+    {
+        if !refusal.first {
+            req.extensions_mut().insert(QuietRefusal);
+        }
+        let e = ApiError::TooManyRequests {
+            message: format!(
+                "rate limit of {} requests per minute exceeded",
+                state.policy.limits.requests_per_minute
+            ),
+            retry_after_secs: refusal.wait.as_secs() + 1,
+        };
+        return Ok(req.into_response(e.error_response()));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 /// Refuses a declared body over the limit before any handler or extractor runs. Bodies
@@ -171,25 +189,6 @@ pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    // Rate-limit everything but liveness (which must stay cheap and always answer), and
-    // before the role check: a certificate the policy grants nothing must not be able to
-    // grow the audit log with `access.denied` records faster than the policy's rate.
-    if access != Access::AnyCertificate
-        && let (Some(state), Some(id)) = (
-            req.app_data::<web::Data<AppState>>(),
-            req.conn_data::<Identity>(),
-        )
-        && let Err(wait) = state.rate_limiter.check(id.fingerprint(), Instant::now())
-    {
-        let e = ApiError::TooManyRequests {
-            message: format!(
-                "rate limit of {} requests per minute exceeded",
-                state.policy.limits.requests_per_minute
-            ),
-            retry_after_secs: wait.as_secs() + 1,
-        };
-        return Ok(req.into_response(e.error_response()));
-    }
     if let Err(e) = access.check(req.conn_data::<Identity>()) {
         tracing::info!(
             target: "airlock::access",

@@ -6,7 +6,9 @@
 //! against the route's [`Access`](middleware::Access) (see [`routes::configure`]).
 pub mod admin;
 pub mod audit;
+pub mod body;
 pub mod error;
+pub mod fallback;
 pub mod identity;
 pub mod import;
 pub mod metrics;
@@ -14,8 +16,12 @@ pub mod middleware;
 pub mod models;
 pub mod openai;
 pub mod ratelimit;
+pub mod readiness;
+pub mod request_id;
 pub mod routes;
 pub mod state;
+pub mod status;
+pub mod subject;
 pub mod tls;
 
 use std::any::Any;
@@ -30,10 +36,16 @@ use actix_web::{App, HttpServer, web};
 use policy::Policy;
 
 pub use identity::Identity;
-pub use state::{AppState, Readiness, ReadinessHandle};
+pub use readiness::{Readiness, ReadinessHandle};
+pub use state::AppState;
 
-/// Seconds a client has to finish the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+/// Seconds a client has to finish the TLS handshake. Short: a peer that connects and sends
+/// nothing holds a socket and a handshake slot until then.
+const TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 5;
+/// TLS handshakes in progress per worker. actix's default (256) let 600 idle sockets (no
+/// ClientHello) queue legitimate handshakes behind them for seconds; a pending handshake
+/// costs a few KiB, so allow many and let the timeout reap the idle ones.
+const MAX_PENDING_HANDSHAKES: usize = 4096;
 
 /// Builds the actix System and serves on `listeners` until SIGTERM/SIGINT, then drains
 /// in-flight requests for `server.shutdown_grace_secs`.
@@ -47,14 +59,19 @@ pub fn run(
     tls: rustls::ServerConfig,
     audit_log: Arc<::audit::AuditLog>,
     lockdown: crate::lockdown::Status,
-    models: Vec<models::Prepared>,
+    models: models::AtStart,
 ) -> std::io::Result<()> {
     let grace = policy.server.shutdown_grace_secs;
     let mut app_state = AppState::new(policy.clone());
     let audit_ready = app_state
         .readiness
-        .register(state::component::AUDIT, "opening");
-    app_state.audit = audit::AuditHandle::new(audit_log.clone(), audit_ready, &app_state.metrics);
+        .register(readiness::component::AUDIT, "opening");
+    let reserve = audit::DiskReserve::new(
+        crate::audit_log::dir(&policy.state_dir),
+        policy.audit.reserve_free_mib,
+    );
+    app_state.audit =
+        audit::AuditHandle::new(audit_log.clone(), audit_ready, &app_state.metrics, reserve);
     lockdown.report_readiness(&app_state.readiness);
     serve_models(&app_state, models)?;
     let state = web::Data::new(app_state);
@@ -68,8 +85,9 @@ pub fn run(
             App::new()
                 .app_data(state.clone())
                 .configure(routes::configure)
-                .default_service(web::to(routes::not_found))
+                .default_service(web::to(fallback::not_found))
                 .wrap(from_fn(middleware::body_limit))
+                .wrap(from_fn(middleware::rate_limit))
                 .wrap(from_fn(middleware::observe))
                 .wrap(from_fn(middleware::request_id))
         })
@@ -79,6 +97,7 @@ pub fn run(
         // cached prompt reached the client after 46 ms although it left the engine after 6.
         .tcp_nodelay(true)
         .tls_handshake_timeout(std::time::Duration::from_secs(TLS_HANDSHAKE_TIMEOUT_SECS))
+        .max_connection_rate(MAX_PENDING_HANDSHAKES)
         .shutdown_timeout(grace)
         .shutdown_signal(shutdown_requested(grace));
         for listener in listeners {
@@ -88,54 +107,20 @@ pub fn run(
         tracing::info!("stopped");
         result
     });
-    audit::record_stop(&audit_log, result.as_ref().err());
+    crate::audit_log::record_stop(&audit_log, result.as_ref().err());
     result
 }
 
-/// Starts a decode thread for each loaded model, and hot reload: after an activation or
-/// rollback (admin API) the new version is loaded on a thread of its own and replaces the old
-/// one for new requests, while requests in flight finish on the old one.
-fn serve_models(state: &AppState, models: Vec<models::Prepared>) -> std::io::Result<()> {
-    let limits = state.policy.limits.clone();
-    let engine_config = state.policy.engine.clone();
-    for prepared in models {
-        let model = models::LoadedModel::start(
-            prepared,
-            &engine_config,
-            limits.queue_depth,
-            state.scheduler_metrics.clone(),
-        )
-        .map_err(std::io::Error::other)?;
-        tracing::info!(name = %model.name, version = %model.version, "serving model");
-        state.models.insert(model);
+/// Starts a decode thread for each model loaded at start; those that did not load are
+/// reported by `/readyz`. Later activations swap models in where they happen
+/// ([`admin`], [`import`]), after a load test.
+fn serve_models(state: &AppState, models: models::AtStart) -> std::io::Result<()> {
+    for (name, why) in models.failed {
+        state.models.failed_to_load(&name, why);
     }
-    let registry = state.models.clone();
-    let metrics = state.scheduler_metrics.clone();
-    state.model_hooks.on_activate(Arc::new(move |active| {
-        let (registry, metrics, config) =
-            (registry.clone(), metrics.clone(), engine_config.clone());
-        let active = active.clone();
-        let queue_depth = limits.queue_depth;
-        let spawned = std::thread::Builder::new()
-            .name("model-reload".into())
-            .spawn(move || {
-                let (name, version) = (active.name.clone(), active.version.to_string());
-                let loaded = models::prepare(active, &config)
-                    .and_then(|p| models::LoadedModel::start(p, &config, queue_depth, metrics));
-                match loaded {
-                    Ok(model) => {
-                        tracing::info!(%name, %version, "hot reload: now serving");
-                        registry.insert(model);
-                    }
-                    // The previous version keeps serving: a bad reload never leaves the
-                    // service without the model it had.
-                    Err(e) => tracing::error!(%name, %version, error = %e, "hot reload failed"),
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the model reload thread");
-        }
-    }));
+    for prepared in models.loaded {
+        state.serve(prepared).map_err(std::io::Error::other)?;
+    }
     Ok(())
 }
 

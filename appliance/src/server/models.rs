@@ -13,7 +13,7 @@ use airlock_bundle::{ActiveModel, ModelStore};
 use airlock_engine::{Backend, Engine};
 use policy::EngineConfig;
 
-use super::state::ReadinessHandle;
+use super::readiness::ReadinessHandle;
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerMetrics};
 
 /// An engine loaded for an active installed model, not yet serving (see [`LoadedModel::start`]).
@@ -46,14 +46,60 @@ pub enum LoadError {
     /// The decode thread could not be started.
     #[error("cannot start the decode thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The bundle's signed expiry has passed: it is not served.
+    #[error("model {name} {version} is not served: {source}")]
+    Expired {
+        /// Model name.
+        name: String,
+        /// Version.
+        version: String,
+        /// The expiry.
+        source: Box<airlock_bundle::BundleError>,
+    },
+}
+
+/// The load test an activation runs before it swaps the active pointer
+/// ([`ModelStore::activate`]): the engine is loaded, and kept to be served, so a
+/// version that does not load is refused while the active one keeps serving.
+#[derive(Debug)]
+pub struct LoadTest<'a> {
+    config: &'a EngineConfig,
+    /// The loaded model, once the test passed.
+    pub prepared: Option<Prepared>,
+}
+
+impl<'a> LoadTest<'a> {
+    pub fn new(config: &'a EngineConfig) -> LoadTest<'a> {
+        LoadTest {
+            config,
+            prepared: None,
+        }
+    }
+
+    /// Loads `active`; `Err(why)` if it does not.
+    pub fn check(&mut self, active: &ActiveModel) -> Result<(), String> {
+        let prepared = prepare(active.clone(), self.config).map_err(|e| e.to_string())?;
+        self.prepared = Some(prepared);
+        Ok(())
+    }
 }
 
 /// Loads the engine of one active model. Reads files only, so it works under the egress
 /// lockdown (hot reload).
 pub fn prepare(active: ActiveModel, config: &EngineConfig) -> Result<Prepared, LoadError> {
+    active
+        .check_expiry(time::OffsetDateTime::now_utc())
+        .map_err(|source| LoadError::Expired {
+            name: active.name.clone(),
+            version: active.version.to_string(),
+            source: Box::new(source),
+        })?;
     let threads = (config.threads > 0).then_some(config.threads as usize);
-    // The policy checked the name; an unknown one would be refused by the engine as unbuilt.
-    let backend = config.device.parse::<Backend>().unwrap_or_default();
+    let backend = match config.device {
+        policy::Device::Cpu => Backend::Cpu,
+        policy::Device::Wgpu => Backend::Wgpu,
+        policy::Device::Cuda => Backend::Cuda,
+    };
     let engine =
         Engine::load_on(&active.path, threads, backend).map_err(|source| LoadError::Engine {
             name: active.name.clone(),
@@ -67,21 +113,42 @@ pub fn prepare(active: ActiveModel, config: &EngineConfig) -> Result<Prepared, L
     })
 }
 
+/// The active models found at start: those that loaded, and why the others did not.
+#[derive(Debug, Default)]
+pub struct AtStart {
+    /// Ready to serve.
+    pub loaded: Vec<Prepared>,
+    /// Model name and why it cannot be served.
+    pub failed: Vec<(String, String)>,
+}
+
 /// Loads the engines of every active model in `state_dir` (at start, before the seccomp
 /// layer: after it, loading still works, but start-up failures are clearer here).
-pub fn prepare_all(state_dir: &Path, config: &EngineConfig) -> Result<Vec<Prepared>, LoadError> {
+///
+/// A model that does not load does not stop the start: the service serves the others and
+/// `/readyz` names it. Exiting instead would turn one bad activation into an appliance
+/// that cannot start at all. Only an unreadable bundle store is an error.
+pub fn prepare_all(state_dir: &Path, config: &EngineConfig) -> Result<AtStart, LoadError> {
     let store = ModelStore::new(state_dir);
-    let mut out = Vec::new();
+    let mut out = AtStart::default();
     for active in store.active_all()? {
         tracing::info!(name = %active.name, version = %active.version, "loading model");
         let started = std::time::Instant::now();
-        let prepared = prepare(active, config)?;
-        tracing::info!(
-            name = %prepared.active.name,
-            ms = started.elapsed().as_millis() as u64,
-            "model loaded"
-        );
-        out.push(prepared);
+        let name = active.name.clone();
+        match prepare(active, config) {
+            Ok(prepared) => {
+                tracing::info!(
+                    name = %prepared.active.name,
+                    ms = started.elapsed().as_millis() as u64,
+                    "model loaded"
+                );
+                out.loaded.push(prepared);
+            }
+            Err(e) => {
+                tracing::error!(%name, error = %e, "model not loaded; serving the others");
+                out.failed.push((name, e.to_string()));
+            }
+        }
     }
     Ok(out)
 }
@@ -102,8 +169,8 @@ pub struct LoadedModel {
     pub name: String,
     /// The installed version (the bundle's semver).
     pub version: String,
-    /// SHA-256 of the GGUF file, as signed in the bundle (hex).
-    pub sha256: String,
+    /// SHA-256 of the GGUF file, as signed in the bundle.
+    pub sha256: audit::Digest,
     /// The engine.
     pub engine: Arc<Engine>,
     /// Its decode thread's queue.
@@ -134,7 +201,7 @@ impl LoadedModel {
         Ok(LoadedModel {
             name: active.name,
             version: active.version.to_string(),
-            sha256: active.sha256.to_string(),
+            sha256: audit::Digest(active.sha256.0),
             engine,
             scheduler,
             loaded_at: unix_now(),
@@ -155,6 +222,8 @@ pub fn unix_now() -> u64 {
 #[derive(Debug, Clone)]
 pub struct ModelRegistry {
     models: Arc<RwLock<BTreeMap<String, Arc<LoadedModel>>>>,
+    /// Active models that could not be loaded, with why: reported until one loads.
+    failed: Arc<RwLock<BTreeMap<String, String>>>,
     readiness: ReadinessHandle,
 }
 
@@ -164,6 +233,7 @@ impl ModelRegistry {
         readiness.set_not_ready("no model is loaded (install and activate a bundle)");
         ModelRegistry {
             models: Arc::new(RwLock::new(BTreeMap::new())),
+            failed: Arc::new(RwLock::new(BTreeMap::new())),
             readiness,
         }
     }
@@ -187,13 +257,28 @@ impl ModelRegistry {
     /// one; requests already running on the previous one finish on it.
     pub fn insert(&self, model: LoadedModel) -> Option<Arc<LoadedModel>> {
         let model = Arc::new(model);
+        let name = model.name.clone();
         let previous = self
             .models
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(model.name.clone(), model);
+        self.failed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&name);
         self.report();
         previous
+    }
+
+    /// Records that the active version of `name` cannot be served: `/readyz` says so (and is
+    /// not ready) until a version of `name` loads.
+    pub fn failed_to_load(&self, name: &str, reason: String) {
+        self.failed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), reason);
+        self.report();
     }
 
     /// Stops serving `name`.
@@ -217,12 +302,25 @@ impl ModelRegistry {
             .values()
             .map(|m| format!("{} {}", m.name, m.version))
             .collect();
-        if loaded.is_empty() {
-            self.readiness
-                .set_not_ready("no model is loaded (install and activate a bundle)");
+        let failed: Vec<String> = self
+            .failed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(name, why)| format!("{name} not loaded: {why}"))
+            .collect();
+        let serving = if loaded.is_empty() {
+            "no model is loaded (install and activate a bundle)".to_owned()
         } else {
+            format!("serving {}", loaded.join(", "))
+        };
+        if !failed.is_empty() {
             self.readiness
-                .set_ready(format!("serving {}", loaded.join(", ")));
+                .set_not_ready(format!("{serving}; {}", failed.join("; ")));
+        } else if loaded.is_empty() {
+            self.readiness.set_not_ready(serving);
+        } else {
+            self.readiness.set_ready(serving);
         }
     }
 }

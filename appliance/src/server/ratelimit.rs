@@ -16,6 +16,18 @@ const PRUNE_ABOVE: usize = 10_000;
 struct Bucket {
     tokens: f64,
     updated: Instant,
+    /// Requests refused since the bucket last granted one.
+    refused: u64,
+}
+
+/// A refused request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// Until a token is available again.
+    pub wait: Duration,
+    /// The first refusal since this certificate was last served: the one worth a log line
+    /// (the rest of a flood is counted in metrics, so it cannot grow the log).
+    pub first: bool,
 }
 
 /// The limiter shared by all workers.
@@ -35,7 +47,7 @@ impl RateLimiter {
     }
 
     /// Takes one request's token, or says how long until one is available.
-    pub fn check(&self, who: Fingerprint, now: Instant) -> Result<(), Duration> {
+    pub fn check(&self, who: Fingerprint, now: Instant) -> Result<(), Refusal> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -51,15 +63,21 @@ impl RateLimiter {
         let bucket = buckets.entry(who).or_insert(Bucket {
             tokens: capacity,
             updated: now,
+            refused: 0,
         });
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_sec).min(capacity);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
+            bucket.refused = 0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_sec))
+            bucket.refused += 1;
+            Err(Refusal {
+                wait: Duration::from_secs_f64((1.0 - bucket.tokens) / per_sec),
+                first: bucket.refused == 1,
+            })
         }
     }
 }
@@ -77,9 +95,12 @@ mod tests {
         for _ in 0..60 {
             limiter.check(who, t0).expect("within the burst");
         }
-        let wait = limiter
+        let refusal = limiter
             .check(who, t0)
             .expect_err("61st in the same instant");
+        assert!(refusal.first);
+        assert!(!limiter.check(who, t0).expect_err("62nd").first);
+        let wait = refusal.wait;
         assert!(
             wait <= Duration::from_secs(1) && wait > Duration::ZERO,
             "{wait:?}"
@@ -90,7 +111,8 @@ mod tests {
         limiter
             .check(who, t0 + Duration::from_secs(1))
             .expect("one token per second refills");
-        assert!(limiter.check(who, t0 + Duration::from_secs(1)).is_err());
+        let again = limiter.check(who, t0 + Duration::from_secs(1));
+        assert!(again.expect_err("empty again").first, "served in between");
     }
 
     #[test]

@@ -1,24 +1,21 @@
 //! The route table: every endpoint with its role guard, in one place (DESIGN.md §4).
 //!
 //! To add an endpoint, add one line to [`configure`] with its [`Access`]; the handler lives
-//! in its own module (e.g. `server/api.rs` for the OpenAI API, `server/audit.rs`).
+//! in its own module (`server/openai/` for the OpenAI API, `server/audit.rs`,
+//! `server/admin.rs`).
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::header::ContentType;
 use actix_web::middleware::{Next, from_fn};
-use actix_web::web::{self, Bytes};
-use actix_web::{Error, HttpRequest, HttpResponse, Resource};
-use futures_util::StreamExt;
+use actix_web::web;
+use actix_web::{Error, Resource};
 use policy::Role;
-use serde_json::json;
 
 use super::admin;
 use super::audit;
-use super::error::ApiError;
-use super::identity::Identity;
+use super::fallback::method_not_allowed;
 use super::middleware::{Access, guard};
 use super::openai::handlers as openai;
-use super::state::AppState;
+use super::status::{healthz, metrics, readyz};
 
 /// Registers every route with its guard.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -77,69 +74,4 @@ pub fn resource(
             guard(access, req, next)
         }))
         .default_service(web::to(method_not_allowed))
-}
-
-/// Reads a request body, refusing it past `limits.max_body_bytes` (chunked bodies have no
-/// declared length for the middleware pre-check to see).
-pub async fn read_body(state: &AppState, mut payload: web::Payload) -> Result<Bytes, ApiError> {
-    let limit = state.policy.limits.max_body_bytes;
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::BadRequest {
-            message: "could not read the request body".into(),
-            param: None,
-        })?;
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-/// Default service: unknown route.
-pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound {
-        method: req.method().to_string(),
-        path: req.path().to_owned(),
-    })
-}
-
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(req.method().to_string()))
-}
-
-/// Liveness. Also tells the caller who the server thinks it is (handy when writing a
-/// policy); the body holds nothing the caller's own certificate does not.
-async fn healthz(req: HttpRequest) -> HttpResponse {
-    let identity = req.conn_data::<Identity>().map(|id| {
-        json!({
-            "subject": id.subject(),
-            "fingerprint": id.fingerprint().to_string(),
-            "roles": id.roles().iter().map(Role::as_str).collect::<Vec<_>>(),
-        })
-    });
-    HttpResponse::Ok().json(json!({ "status": "ok", "identity": identity }))
-}
-
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    state.audit.refresh_readiness();
-    let (ready, components) = state.readiness.snapshot();
-    let body = json!({ "ready": ready, "components": components });
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
-}
-
-async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let text = state.metrics.encode().map_err(|_| ApiError::Internal)?;
-    Ok(HttpResponse::Ok()
-        .insert_header(ContentType(
-            "application/openmetrics-text; version=1.0.0; charset=utf-8"
-                .parse()
-                .map_err(|_| ApiError::Internal)?,
-        ))
-        .body(text))
 }

@@ -9,6 +9,8 @@
 //!   Once any CRL is configured, rustls's strict default applies: a certificate whose
 //!   issuer no configured CRL covers is refused (unknown revocation status fails closed).
 //!   CRLs are read at start; a new CRL takes a restart.
+//! - No session resumption (no tickets, no session cache): every connection's client
+//!   certificate is verified in a full handshake, so expiry and revocation apply at once.
 //! - The server certificate's validity is checked at start: expired or not yet valid is an
 //!   error, less than [`EXPIRY_WARNING_DAYS`] left is a warning.
 use std::path::Path;
@@ -111,6 +113,12 @@ pub fn server_config(tls: &policy::TlsConfig) -> Result<ServerConfig, TlsError> 
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     config.ignore_client_order = true;
+    // No session resumption: a resumed session skips the client-certificate check, so a
+    // certificate that expired (or was revoked) since the first handshake would keep
+    // working for the ticket's lifetime. Every connection is a full handshake (about a
+    // millisecond); clients of an inference API hold their connections open anyway.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 

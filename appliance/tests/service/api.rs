@@ -165,9 +165,25 @@ impl Dev {
 
     /// The default model as a bundle of `version`/`sequence` signed by the dev publisher key,
     /// written into `dir`.
-    fn signed_bundle(&self, dir: &Path, version: &str, sequence: u64) -> std::path::PathBuf {
-        let bundle = dir.join(format!("{version}.airlock"));
+    pub(crate) fn signed_bundle(
+        &self,
+        dir: &Path,
+        version: &str,
+        sequence: u64,
+    ) -> std::path::PathBuf {
         let key = self._dir.path().join("state/dev-keys/dev-publisher.key");
+        self.bundle_signed_by(dir, version, sequence, &key)
+    }
+
+    /// The default model as a bundle of `version`/`sequence` signed by `key`.
+    pub(crate) fn bundle_signed_by(
+        &self,
+        dir: &Path,
+        version: &str,
+        sequence: u64,
+        key: &Path,
+    ) -> std::path::PathBuf {
+        let bundle = dir.join(format!("{version}.airlock"));
         let run = |args: &[&std::ffi::OsStr]| {
             let out = command().args(args).output().expect("airlock");
             assert!(
@@ -206,7 +222,7 @@ impl Dev {
 
     /// Waits until `/readyz` says the model is served at `version` (hot reload runs on a
     /// thread of its own).
-    fn wait_serving(&self, version: &str) {
+    pub(crate) fn wait_serving(&self, version: &str) {
         let want = format!("serving {MODEL} {version}");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

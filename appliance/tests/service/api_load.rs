@@ -219,6 +219,15 @@ fn a_full_queue_answers_429_with_bounded_memory_and_the_service_keeps_serving() 
     for r in &served {
         assert!(r.text().ends_with("data: [DONE]\n\n"), "{}", r.text());
     }
+    // Each refusal is the recorded outcome of its request (hardening finding 8: a refused
+    // request left an `inference.request` with no outcome, as if cut off by a crash).
+    for r in &limited {
+        let id = r.header("x-request-id").expect("request id").to_owned();
+        let outcome = wait_record(&dev, |rec| {
+            rec["kind"] == "inference.response" && rec["request_id"] == id.as_str()
+        });
+        assert_eq!(outcome["status"], "429", "{outcome}");
+    }
 
     // 200 more, in waves of 20 concurrent connections.
     let before = rss(dev.pid());

@@ -363,7 +363,8 @@ fn policy_refusals_through_the_cli() {
     assert!(err.contains("already signed by key"), "{err}");
 
     let good = site.bundle(&model, "tiny-llama", "2.0.0", 5, &["alice", "bob"]);
-    ok(site.install(&good, true));
+    // Installed only: activation would load-test `tiny_gguf`, which no engine can run.
+    ok(site.install(&good, false));
     let old = site.bundle(&model, "tiny-llama", "1.5.0", 4, &["alice", "bob"]);
     let err = fails(site.install(&old, true), 1);
     assert!(
@@ -427,7 +428,9 @@ fn dev_installs_a_signed_model_idempotently() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
-    let model = tiny_gguf(dir.path());
+    // The default model: activation load-tests it (a file the engine cannot load, such as
+    // `tiny_gguf`, is refused before it becomes active).
+    let model = default_model();
     for expected in ["installed and active", "already active"] {
         let mut child = crate::common::command()
             .args(["dev", "--state", s(&state), "--model", s(&model)])
@@ -443,12 +446,17 @@ fn dev_installs_a_signed_model_idempotently() {
         let line = lines.next().expect("a line").expect("read");
         let _ = child.kill();
         let _ = child.wait();
-        assert!(line.starts_with("Model tiny 1.0.0-dev.1"), "{line}");
+        assert!(
+            line.starts_with("Model smollm2-135m-instruct.q4_1 1.0.0-dev.1"),
+            "{line}"
+        );
         assert!(line.contains(expected), "{line}");
     }
     let list = ok(airlock(&["models", "list", "--state", s(&state)]));
     assert!(
-        list.contains("tiny 1.0.0-dev.1 sequence 1 ACTIVE signed by dev-publisher"),
+        list.contains(
+            "smollm2-135m-instruct.q4_1 1.0.0-dev.1 sequence 1 ACTIVE signed by dev-publisher"
+        ),
         "{list}"
     );
     assert!(state.join("dev-keys/dev-publisher.pub").is_file());
@@ -560,5 +568,62 @@ fn admin_endpoints_install_activate_reject_and_roll_back() {
         "{}",
         r.text()
     );
+
+    // Hardening finding 10: activation never goes back below the high-water mark (that
+    // is the explicit rollback's job).
+    let activate = |version: &str| {
+        let body = format!(r#"{{"version":"{version}"}}"#);
+        post(
+            &admin,
+            "/v1/admin/models/smollm2-135m/activate",
+            body.as_bytes(),
+        )
+    };
+    let r = activate("1.1.0");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = activate("1.0.0");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.openai_error().contains("high-water mark"), "{}", r.text());
+    serves(&user, "1.1.0");
+
+    // Finding 5: a validly signed bundle whose model does not load is installed but not
+    // activated; the active model keeps serving.
+    let broken_dir = site.path("broken");
+    std::fs::create_dir_all(&broken_dir).expect("mkdir");
+    let broken = site.bundle(
+        &tiny_gguf(&broken_dir),
+        "smollm2-135m",
+        "1.2.0",
+        3,
+        &["alice", "bob"],
+    );
+    let r = post(
+        &admin,
+        "/v1/admin/bundles?activate=true",
+        &std::fs::read(&broken).expect("broken"),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.openai_error().contains("does not load"), "{}", r.text());
+    serves(&user, "1.1.0");
     drop(server);
+
+    // Had such a version become active anyway (state written by hand, or by an older
+    // release), the service starts, serves what loads and names the rest in /readyz.
+    let pointer = fx.dir.path().join("state/models/smollm2-135m/active.json");
+    let text = std::fs::read_to_string(&pointer).expect("active pointer");
+    assert!(text.contains("1.1.0"), "{text}");
+    std::fs::write(&pointer, text.replacen("1.1.0", "1.2.0", 1)).expect("point at 1.2.0");
+    let _server = fx.serve();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ready = user.get("/readyz");
+        let detail = ready.json()["components"]["model"]["detail"].to_string();
+        if detail.contains("not loaded") {
+            assert_eq!(ready.status, 503, "{detail}");
+            assert!(detail.contains("block_count"), "{detail}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{detail}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -197,37 +197,60 @@ pub fn fingerprint(cert: &Path) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Certificates `pki dev` does not make, signed by the dev CA: an expired one, a revoked
-/// one (and the CRL revoking it), and one no identity rule matches.
-fn extra_certs(pki: &Path) {
+/// The dev CA of a `pki dev` directory, as an rcgen issuer.
+fn dev_issuer(pki: &Path) -> Issuer<'static, KeyPair> {
     let ca_key = KeyPair::from_pem(&std::fs::read_to_string(pki.join("ca.key")).expect("ca.key"))
         .expect("parse ca.key");
     let ca_pem = std::fs::read_to_string(pki.join("ca.crt")).expect("ca.crt");
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).expect("issuer");
+    Issuer::from_ca_cert_pem(&ca_pem, ca_key).expect("issuer")
+}
+
+/// Writes `pki/NAME.crt` and `.key`: a client certificate with CN `cn` from the dev CA,
+/// valid until `not_after` (from a day ago, or earlier for one that has expired).
+fn write_client_cert(
+    pki: &Path,
+    issuer: &Issuer<'static, KeyPair>,
+    name: &str,
+    cn: &str,
+    not_after: OffsetDateTime,
+    serial: Option<&[u8]>,
+) {
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let day = time::Duration::days(1);
+    p.not_before = (OffsetDateTime::now_utc() - day).min(not_after - day * 30);
+    p.not_after = not_after;
+    p.serial_number = serial.map(SerialNumber::from_slice);
+    let key = KeyPair::generate().expect("key");
+    let cert = p.signed_by(&key, issuer).expect("sign");
+    std::fs::write(pki.join(format!("{name}.crt")), cert.pem()).expect("write crt");
+    std::fs::write(pki.join(format!("{name}.key")), key.serialize_pem()).expect("write key");
+}
+
+/// A `user` client certificate of the fixture's CA that expires `valid_for` from now.
+pub fn short_lived_user_cert(fx: &Fixture, name: &str, valid_for: Duration) {
+    let pki = fx.dir.path().join("pki");
+    let not_after = OffsetDateTime::now_utc() + valid_for;
+    write_client_cert(&pki, &dev_issuer(&pki), name, "user", not_after, None);
+}
+
+/// Certificates `pki dev` does not make, signed by the dev CA: an expired one, a revoked
+/// one (and the CRL revoking it), and one no identity rule matches.
+fn extra_certs(pki: &Path) {
+    let issuer = dev_issuer(pki);
     let now = OffsetDateTime::now_utc();
     let day = time::Duration::days(1);
-    let client = |cn: &str| {
-        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        p.not_before = now - day;
-        p.not_after = now + day * 30;
-        p
-    };
-    let write = |name: &str, params: CertificateParams| {
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &issuer).expect("sign");
-        std::fs::write(pki.join(format!("{name}.crt")), cert.pem()).expect("write crt");
-        std::fs::write(pki.join(format!("{name}.key")), key.serialize_pem()).expect("write key");
-    };
-    let mut expired = client("user");
-    expired.not_before = now - day * 30;
-    expired.not_after = now - day;
-    write("expired", expired);
-    let mut revoked = client("user");
-    revoked.serial_number = Some(SerialNumber::from_slice(&REVOKED_SERIAL));
-    write("revoked", revoked);
-    write("stranger", client("stranger"));
+    write_client_cert(pki, &issuer, "expired", "user", now - day, None);
+    write_client_cert(
+        pki,
+        &issuer,
+        "revoked",
+        "user",
+        now + day * 30,
+        Some(&REVOKED_SERIAL),
+    );
+    write_client_cert(pki, &issuer, "stranger", "stranger", now + day * 30, None);
 
     let crl = CertificateRevocationListParams {
         this_update: now - day,
@@ -353,11 +376,25 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> std::io::Result<Response> {
+        self.request_with_headers(method, path, &[], body.unwrap_or_default())
+    }
+
+    /// [`request`](Self::request) with extra header lines (written as given).
+    pub fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
         let mut tls = self.connect()?;
-        let body = body.unwrap_or_default();
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+             Content-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
             body.len()
         );
         tls.write_all(head.as_bytes())?;

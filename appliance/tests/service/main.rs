@@ -22,6 +22,8 @@ mod dev;
 mod generate;
 /// Handshakes the server must refuse, each with its specific alert.
 mod handshake;
+/// Regressions of the adversarial test (hardening issue): one test per finding.
+mod hardening;
 /// Role guard, error shapes, limits and request ids over real mTLS.
 mod http;
 /// JSON log file, and that request bodies never reach it.

@@ -19,6 +19,11 @@ pub fn now() -> OffsetDateTime {
     time::macros::datetime!(2026-11-30 12:00 UTC)
 }
 
+/// A load test that accepts every model.
+pub fn pass(_: &ActiveModel) -> Result<(), String> {
+    Ok(())
+}
+
 /// A small valid GGUF (llama architecture).
 pub fn gguf_bytes(seed: f32) -> Vec<u8> {
     let w: Vec<f32> = (0..64 * 4).map(|i| (i as f32 * 0.1 + seed).sin()).collect();
@@ -254,7 +259,7 @@ impl Appliance {
         let b = self.good(seq).to_bytes();
         let m = self.install(&b).expect("good bundle installs");
         self.store
-            .activate(&m.name, &m.version, &mut self.events)
+            .activate(&m.name, &m.version, now(), &mut pass, &mut self.events)
             .expect("activate")
     }
 

@@ -1,6 +1,6 @@
 use airlock_bundle::{BundleError as E, Event, Limits};
 
-use crate::common::{Appliance, NAME, now};
+use crate::common::{Appliance, NAME, now, pass};
 
 /// A good bundle installs into models/NAME/VERSION, activates, and reports events in
 /// order: verify (before the payload), install, activate.
@@ -48,17 +48,20 @@ fn activate_and_rollback_are_explicit() {
         "install alone does not activate"
     );
     app.store
-        .activate(NAME, &v2.version, &mut app.events)
+        .activate(NAME, &v2.version, now(), &mut pass, &mut app.events)
         .expect("activate v2");
     assert_eq!(app.store.active(NAME).expect("active"), Some(v2.clone()));
-    let back = app.store.rollback(NAME, &mut app.events).expect("rollback");
+    let back = app
+        .store
+        .rollback(NAME, now(), &mut pass, &mut app.events)
+        .expect("rollback");
     assert_eq!(back, v1);
     assert!(
         matches!(app.events.last(), Some(Event::Rollback { from, to, .. }) if from == "1.0.2" && to == "1.0.1")
     );
     let err = app
         .store
-        .rollback(NAME, &mut app.events)
+        .rollback(NAME, now(), &mut pass, &mut app.events)
         .expect_err("nothing before v1");
     assert!(matches!(err, E::NoPrevious(_)), "{err}");
     assert_eq!(app.store.high_water(NAME).expect("mark"), Some(2));
@@ -87,7 +90,7 @@ fn tampered_installed_model_is_not_activated() {
     std::fs::write(&v2.path, bytes).expect("tamper");
     let err = app
         .store
-        .activate(NAME, &v2.version, &mut app.events)
+        .activate(NAME, &v2.version, now(), &mut pass, &mut app.events)
         .expect_err("tampered");
     assert!(matches!(err, E::CorruptState { .. }), "{err}");
     assert_eq!(
@@ -111,7 +114,7 @@ fn failing_event_sink_blocks_activation() {
     let v2 = app.install(&b2).expect("install");
     let err = app
         .store
-        .activate(NAME, &v2.version, &mut Down)
+        .activate(NAME, &v2.version, now(), &mut pass, &mut Down)
         .expect_err("sink down");
     assert!(matches!(err, E::Event(_)), "{err}");
     assert_eq!(app.store.active(NAME).expect("active"), Some(v1));
@@ -223,4 +226,66 @@ fn concurrent_installs_cannot_both_pass_anti_rollback() {
         })
     )));
     assert_eq!(app.store.list().expect("list").len(), 1);
+}
+
+/// Hardening finding 10: activation applies expiry and anti-rollback (an admin activated
+/// 1.0.0 after 2.0.0, and an expired bundle); going back is the explicit rollback only.
+/// Finding 5: a version that fails the load test is refused and the active one stays.
+#[test]
+fn activation_refuses_older_sequences_expired_bundles_and_failed_load_tests() {
+    let mut app = Appliance::new();
+    let v1 = app.install_good(1);
+    let b2 = app.good(2).to_bytes();
+    let v2 = app.install(&b2).expect("install v2");
+    app.store
+        .activate(NAME, &v2.version, now(), &mut pass, &mut app.events)
+        .expect("activate v2");
+    let active_seq = |app: &Appliance| app.store.active(NAME).expect("active").map(|a| a.sequence);
+
+    let err = app
+        .store
+        .activate(NAME, &v1.version, now(), &mut pass, &mut app.events)
+        .expect_err("older sequence");
+    assert!(
+        matches!(
+            err,
+            E::ActivationRollback {
+                sequence: 1,
+                high_water: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(active_seq(&app), Some(2));
+
+    let b3 = app.good(3).to_bytes();
+    let v3 = app.install(&b3).expect("install v3");
+    let mut no_tensors = |_: &airlock_bundle::ActiveModel| Err("llama.block_count: missing".into());
+    let err = app
+        .store
+        .activate(NAME, &v3.version, now(), &mut no_tensors, &mut app.events)
+        .expect_err("load test fails");
+    assert!(matches!(err, E::LoadTest { .. }), "{err}");
+    assert!(err.to_string().contains("block_count"), "{err}");
+    assert_eq!(active_seq(&app), Some(2));
+
+    let later = now() + time::Duration::days(365);
+    let err = app
+        .store
+        .activate(NAME, &v3.version, later, &mut pass, &mut app.events)
+        .expect_err("expired");
+    assert!(matches!(err, E::Expired { .. }), "{err}");
+    let err = app
+        .store
+        .rollback(NAME, later, &mut pass, &mut app.events)
+        .expect_err("rollback to an expired bundle");
+    assert!(matches!(err, E::Expired { .. }), "{err}");
+    assert_eq!(active_seq(&app), Some(2));
+    // The explicit rollback goes below the high-water mark.
+    let back = app
+        .store
+        .rollback(NAME, now(), &mut pass, &mut app.events)
+        .expect("rollback");
+    assert_eq!(back.sequence, 1);
 }

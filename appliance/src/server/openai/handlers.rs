@@ -6,13 +6,14 @@
 //! durable (503 if not: no record, no answer) → queue for the decode thread (429 if full) →
 //! stream or collect the answer → append `inference.response` (also when the client went
 //! away mid-stream: it is then marked cancelled).
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use airlock_engine::airlock_tokenizer::ChatMessage;
-use airlock_engine::{CacheScope, SamplingParams};
+use airlock_engine::{CacheScope, EngineError, SamplingParams};
 use audit::{Event, Kind, ModelRef};
 use futures_util::stream::Stream;
 use serde_json::json;
@@ -22,16 +23,12 @@ use super::request::{self, Endpoint, Generation, Prompt};
 use super::response::{self, Chunk, FinishReason, Header, Usage};
 use crate::scheduler::{Event as GenEvent, Finish, Job, SubmitError};
 use crate::server::audit::request_event;
+use crate::server::body::read_body;
 use crate::server::error::ApiError;
 use crate::server::identity::Identity;
 use crate::server::models::{LoadedModel, unix_now};
-use crate::server::routes::read_body;
 use crate::server::state::AppState;
-
-/// The request header naming the data subject (DESIGN.md §4).
-pub const SUBJECT_HEADER: &str = "airlock-subject";
-/// Longest accepted subject id.
-const MAX_SUBJECT_BYTES: usize = 256;
+use crate::server::subject::Subject;
 
 /// `GET /v1/models`.
 pub async fn list_models(state: web::Data<AppState>) -> HttpResponse {
@@ -85,12 +82,12 @@ async fn generate(
         });
     }
     let generation = request::parse(endpoint, &body, limits.max_completion_tokens)?;
-    let subject = subject(&req)?;
+    let subject = Subject::from_request(&req)?.map(Subject::into_string);
     let model = state
         .models
         .get(&generation.model)
         .ok_or_else(|| ApiError::ModelNotFound(generation.model.clone()))?;
-    let (prompt_text, prompt) = tokenize(&model, &generation)?;
+    let (prompt_text, prompt) = tokenize(&model, &generation, limits.max_prompt_tokens).await?;
     let context = model.engine.model().config().context_length;
     if prompt.len() > limits.max_prompt_tokens as usize {
         return Err(ApiError::BadRequest {
@@ -123,7 +120,7 @@ async fn generate(
     };
 
     // The record of the request is durable before any token is computed.
-    let model_ref = model_ref(&model)?;
+    let model_ref = model_ref(&model);
     let mut request_record = request_event(Kind::InferenceRequest, &req);
     request_record.model = Some(model_ref.clone());
     request_record.prompt = Some(prompt_text.into_bytes());
@@ -140,7 +137,43 @@ async fn generate(
             .conn_data::<Identity>()
             .map(|id| cache_scope(id, generation.user.as_deref(), subject.as_deref())),
     };
-    let events = model.scheduler.submit(job).map_err(|e| match e {
+    let mut response_record = request_event(Kind::InferenceResponse, &req);
+    response_record.model = Some(model_ref);
+    response_record.subject = subject;
+    let mut finisher = Finisher {
+        state: state.clone(),
+        record: Some(response_record),
+        output: String::new(),
+        prompt_tokens: prompt.len() as u64,
+        completion_tokens: 0,
+        cached_tokens: None,
+        started,
+    };
+    let events = match model.scheduler.submit(job) {
+        Ok(events) => events,
+        Err(e) => {
+            let e = submit_error(e);
+            // The request record is durable: its outcome must be too, or the refusal reads
+            // like a request cut off by a crash. The client hears the refusal either way.
+            finisher.finish(e.status_code().as_str()).await;
+            return Err(e);
+        }
+    };
+
+    let header = Header::new(endpoint, &request_id(&req), unix_now(), &model.name);
+    if generation.stream {
+        let stream = sse_stream(endpoint, header, generation.include_usage, events, finisher);
+        Ok(HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .streaming(stream))
+    } else {
+        collect(endpoint, header, events, finisher).await
+    }
+}
+
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
         SubmitError::QueueFull => ApiError::TooManyRequests {
             message: "the inference queue is full; retry shortly".into(),
             retry_after_secs: 1,
@@ -155,29 +188,6 @@ async fn generate(
             message: "the model is being replaced; retry".into(),
             code: "model_not_loaded",
         },
-    })?;
-
-    let header = Header::new(endpoint, &request_id(&req), unix_now(), &model.name);
-    let mut response_record = request_event(Kind::InferenceResponse, &req);
-    response_record.model = Some(model_ref);
-    response_record.subject = subject;
-    let finisher = Finisher {
-        state: state.clone(),
-        record: Some(response_record),
-        output: String::new(),
-        prompt_tokens: prompt.len() as u64,
-        completion_tokens: 0,
-        cached_tokens: None,
-        started,
-    };
-    if generation.stream {
-        let stream = sse_stream(endpoint, header, generation.include_usage, events, finisher);
-        Ok(HttpResponse::Ok()
-            .insert_header((header::CONTENT_TYPE, "text/event-stream"))
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .streaming(stream))
-    } else {
-        collect(endpoint, header, events, finisher).await
     }
 }
 
@@ -202,30 +212,9 @@ fn cache_scope(id: &Identity, user: Option<&str>, subject: Option<&str>) -> Cach
     CacheScope::new(key)
 }
 
-/// The `Airlock-Subject` header, if any: printable ASCII, bounded.
-fn subject(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get(SUBJECT_HEADER) else {
-        return Ok(None);
-    };
-    let bad = || ApiError::BadRequest {
-        message: format!(
-            "the Airlock-Subject header must be 1 to {MAX_SUBJECT_BYTES} printable ASCII characters"
-        ),
-        param: None,
-    };
-    let text = value.to_str().map_err(|_| bad())?;
-    if text.is_empty()
-        || text.len() > MAX_SUBJECT_BYTES
-        || !text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-    {
-        return Err(bad());
-    }
-    Ok(Some(text.to_owned()))
-}
-
 fn request_id(req: &HttpRequest) -> String {
     req.extensions()
-        .get::<crate::server::middleware::RequestId>()
+        .get::<crate::server::request_id::RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_else(|| "unknown".into())
 }
@@ -238,57 +227,110 @@ fn prompt_param(endpoint: Endpoint) -> &'static str {
 }
 
 /// The prompt as the model sees it (template applied) and its token ids.
-fn tokenize(model: &LoadedModel, generation: &Generation) -> Result<(String, Vec<u32>), ApiError> {
+///
+/// Encoding costs time in proportion to the text, so a prompt that cannot fit
+/// `max_prompt_tokens` whatever its encoding is refused from its length alone, and the
+/// encoding runs on the blocking pool: a few huge prompts must not stall the I/O workers
+/// that answer every other connection (`/healthz` took 13 s behind ten 4 MB prompts).
+async fn tokenize(
+    model: &Arc<LoadedModel>,
+    generation: &Generation,
+    max_prompt_tokens: u32,
+) -> Result<(String, Vec<u32>), ApiError> {
     let engine = &model.engine;
-    let (text, ids) = match &generation.prompt {
-        Prompt::Chat(messages) => {
-            if !engine.has_chat_template() {
-                return Err(ApiError::BadRequest {
-                    message: format!(
-                        "model {} has no chat template; use /v1/completions",
-                        model.name
-                    ),
-                    param: Some("model".into()),
-                });
-            }
-            let messages: Vec<ChatMessage> = messages
-                .iter()
-                .map(|m| ChatMessage::new(m.role.clone(), m.content.clone()))
-                .collect();
-            let text = engine
-                .render_chat(&messages)
-                .map_err(|e| ApiError::BadRequest {
-                    message: format!("the model's chat template refused these messages: {e}"),
-                    param: Some("messages".into()),
-                })?;
-            let ids = engine
-                .chat_prompt(&messages)
-                .map_err(|_| ApiError::Internal)?;
-            (text, ids)
-        }
-        // Special tokens in a raw prompt are parsed, as llama.cpp's server does: the
-        // completions endpoint is for callers that format prompts themselves.
-        Prompt::Text(text) => {
-            let ids = engine.encode(text, true).map_err(|_| ApiError::Internal)?;
-            (text.clone(), ids)
-        }
+    let param = prompt_param(generation.endpoint);
+    let bytes = match &generation.prompt {
+        Prompt::Chat(messages) => messages.iter().map(|m| m.content.len()).sum(),
+        Prompt::Text(text) => text.len(),
     };
+    // Each token stands for at most `max_token_bytes`: fewer tokens cannot cover the text.
+    let at_least = bytes / engine.tokenizer().max_token_bytes().max(1);
+    if at_least > max_prompt_tokens as usize {
+        return Err(ApiError::BadRequest {
+            message: format!(
+                "the prompt is at least {at_least} tokens ({bytes} bytes); the policy allows at most {max_prompt_tokens}"
+            ),
+            param: Some(param.into()),
+        });
+    }
+    if let Prompt::Chat(_) = &generation.prompt
+        && !engine.has_chat_template()
+    {
+        return Err(ApiError::BadRequest {
+            message: format!(
+                "model {} has no chat template; use /v1/completions",
+                model.name
+            ),
+            param: Some("model".into()),
+        });
+    }
+    let (model, prompt) = (Arc::clone(model), generation.prompt.clone());
+    let (text, ids) = web::block(move || encode(&model, prompt))
+        .await
+        .map_err(|_| ApiError::Internal)??;
     if ids.is_empty() {
         return Err(ApiError::BadRequest {
             message: "the prompt is empty".into(),
-            param: Some(prompt_param(generation.endpoint).into()),
+            param: Some(param.into()),
         });
     }
     Ok((text, ids))
 }
 
-fn model_ref(model: &LoadedModel) -> Result<ModelRef, ApiError> {
-    let sha256 = audit::Digest::from_hex(&model.sha256).ok_or(ApiError::Internal)?;
-    Ok(ModelRef {
+fn encode(model: &LoadedModel, prompt: Prompt) -> Result<(String, Vec<u32>), ApiError> {
+    match prompt {
+        Prompt::Chat(messages) => {
+            let messages: Vec<ChatMessage> = messages
+                .into_iter()
+                .map(|m| ChatMessage::new(m.role, m.content))
+                .collect();
+            let prompt = model
+                .engine
+                .chat_prompt(&messages)
+                .map_err(chat_prompt_error)?;
+            Ok((prompt.text, prompt.ids))
+        }
+        // Special tokens in a raw prompt are parsed, as llama.cpp's server does: the
+        // completions endpoint is for callers that format prompts themselves (the prompt
+        // is their own template), so `<|im_start|>` there is the caller's choice.
+        Prompt::Text(text) => {
+            let ids = model
+                .engine
+                .encode(&text, true)
+                .map_err(|_| ApiError::Internal)?;
+            Ok((text, ids))
+        }
+    }
+}
+
+/// A chat prompt the template or the tokenizer refused: the client's messages are at fault
+/// (a template's `raise_exception`, a reserved character) unless the template itself mangles
+/// content, which no request can fix.
+fn chat_prompt_error(e: EngineError) -> ApiError {
+    use airlock_engine::airlock_tokenizer::TokenizerError as T;
+    match e {
+        EngineError::Tokenizer(T::ReservedCharacter { message, .. }) => ApiError::BadRequest {
+            message: e.to_string(),
+            param: Some(format!("messages[{message}].content")),
+        },
+        EngineError::Tokenizer(T::TemplateRender { .. }) => ApiError::BadRequest {
+            message: format!("the model's chat template refused these messages: {e}"),
+            param: Some("messages".into()),
+        },
+        EngineError::Tokenizer(T::TemplateAltersContent { .. }) => ApiError::BadRequest {
+            message: format!("{e}; use /v1/completions with a prompt formatted by the caller"),
+            param: Some("messages".into()),
+        },
+        _ => ApiError::Internal,
+    }
+}
+
+fn model_ref(model: &LoadedModel) -> ModelRef {
+    ModelRef {
         name: model.name.clone(),
         version: model.version.clone(),
-        sha256,
-    })
+        sha256: model.sha256,
+    }
 }
 
 fn sampling(generation: &Generation) -> SamplingParams {
@@ -324,9 +366,25 @@ fn params(
         p.insert("stop_count".into(), s.stop.len().to_string());
     }
     if let Some(user) = &generation.user {
-        p.insert("user".into(), user.clone());
+        let (key, value) = stored_user(user);
+        p.insert(key.into(), value);
     }
     p
+}
+
+/// Longest `user` kept verbatim in a record; a longer or non-printable one is kept as its
+/// digest, which still tells an auditor which requests came from the same end user.
+const MAX_STORED_USER_BYTES: usize = 64;
+
+fn stored_user(user: &str) -> (&'static str, String) {
+    if user.len() <= MAX_STORED_USER_BYTES && !user.chars().any(char::is_control) {
+        ("user", user.to_owned())
+    } else {
+        (
+            "user_sha256",
+            audit::Digest::of(user.as_bytes()).to_string(),
+        )
+    }
 }
 
 /// Writes `inference.response` once, when the generation ends or is abandoned.

@@ -2,5 +2,6 @@
 //! response and streaming shapes. Handlers and the scheduler that joins them to the engine
 //! and the audit log live beside these.
 pub mod handlers;
+mod json;
 pub mod request;
 pub mod response;

@@ -17,6 +17,12 @@ pub const DEFAULT_TOP_K: u32 = 40;
 pub const DEFAULT_MIN_P: f32 = 0.05;
 /// Longest stop sequence, in bytes.
 pub const MAX_STOP_BYTES: usize = 256;
+/// Longest `model` name, in bytes (installed bundle names are far shorter).
+pub const MAX_MODEL_BYTES: usize = 256;
+/// Longest `user`, in bytes. OpenAI's end-user id reaches every request's audit record, so
+/// it is bounded like every client-supplied value that is stored (ARCHITECTURE.md, "Bounds
+/// on client-supplied values").
+pub const MAX_USER_BYTES: usize = 256;
 
 /// Which endpoint a request came from: decides the prompt's shape and the response's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +107,7 @@ pub fn parse(
     body: &[u8],
     max_completion_tokens: u32,
 ) -> Result<Generation, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let value: Value = super::json::parse(body).map_err(|e| {
         bad(
             format!("the request body is not valid JSON: {e}"),
             None::<&str>,
@@ -112,6 +118,7 @@ pub fn parse(
     };
     let model = take_string(&mut fields, "model")?
         .ok_or_else(|| bad("you must provide a model parameter", Some("model")))?;
+    check_len("model", &model, MAX_MODEL_BYTES)?;
     let prompt = match endpoint {
         Endpoint::Chat => Prompt::Chat(take_messages(&mut fields)?),
         Endpoint::Completion => Prompt::Text(take_prompt(&mut fields)?),
@@ -131,6 +138,9 @@ pub fn parse(
     };
     let sampling = take_sampling(&mut fields, endpoint, max_completion_tokens)?;
     let user = take_string(&mut fields, "user")?;
+    if let Some(user) = &user {
+        check_len("user", user, MAX_USER_BYTES)?;
+    }
     refuse_unsupported(&mut fields, endpoint)?;
     if let Some(name) = fields.keys().next() {
         return Err(bad(
@@ -167,6 +177,17 @@ fn take<T: for<'de> Deserialize<'de>>(
             .map(Some)
             .map_err(|e| bad(format!("invalid value for {name}: {e}"), Some(name))),
     }
+}
+
+/// 400 naming `name` when `value` is empty or longer than `max` bytes.
+fn check_len(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > max {
+        return Err(bad(
+            format!("{name} must be 1 to {max} bytes (got {})", value.len()),
+            Some(name),
+        ));
+    }
+    Ok(())
 }
 
 fn take_string(fields: &mut Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
@@ -607,6 +628,29 @@ mod tests {
             let err = chat(body).expect_err(body);
             assert_eq!(param_of(err).as_deref(), Some(param), "{body}");
         }
+    }
+
+    /// Regression (hardening issue, vulnerability 2): a 4 MB `user` reached every record.
+    #[test]
+    fn stored_strings_are_bounded_and_named() {
+        let long = "u".repeat(MAX_USER_BYTES + 1);
+        let body = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],"user":"{long}"}}"#
+        );
+        assert_eq!(
+            param_of(chat(&body).expect_err("user")).as_deref(),
+            Some("user")
+        );
+        let ok = body.replace(&long, &long[1..]);
+        assert!(chat(&ok).is_ok());
+        let body = format!(
+            r#"{{"model":"{}","messages":[{{"role":"user","content":"x"}}]}}"#,
+            "m".repeat(MAX_MODEL_BYTES + 1)
+        );
+        assert_eq!(
+            param_of(chat(&body).expect_err("model")).as_deref(),
+            Some("model")
+        );
     }
 
     #[test]
