@@ -22,6 +22,7 @@ pub mod error;
 pub mod export;
 mod keyfile;
 mod keys;
+mod layout;
 pub mod merkle;
 pub mod note;
 mod pending;
