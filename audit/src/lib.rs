@@ -16,6 +16,7 @@
 //! No HTTP, no CLI parsing, no burn/actix: the appliance composes this crate. The log is
 //! tamper-*evident*, not tamper-proof: see `THREAT_MODEL.md`.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod codec;
 pub mod error;

@@ -9,7 +9,7 @@ pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
 /// A signed checkpoint after this many seconds with new records, unless the policy says.
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
 /// Longest accepted checkpoint origin (the audit crate's limit on its origin file).
-pub const MAX_ORIGIN_LEN: usize = 1024;
+pub(crate) const MAX_ORIGIN_LEN: usize = 1024;
 
 /// What is kept of prompts and outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

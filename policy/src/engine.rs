@@ -37,7 +37,7 @@ pub struct EngineConfig {
 }
 
 /// Backends a policy may name (whether this build has them is the engine's to say).
-pub const DEVICES: [&str; 3] = ["cpu", "wgpu", "cuda"];
+pub(crate) const DEVICES: [&str; 3] = ["cpu", "wgpu", "cuda"];
 
 fn d_device() -> String {
     DEVICES[0].to_owned()

@@ -26,6 +26,7 @@
 //! `[egress]` ([`EgressConfig`]) turns on, kept here so that a probe or another binary
 //! applies exactly the functions the service applies.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod audit;
 mod config;

@@ -25,6 +25,7 @@
 //! that the appliance connects to the audit log. No key rotation or revocation beyond
 //! editing the trust policy. No compression (GGUF does not compress).
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod create;
 mod error;
