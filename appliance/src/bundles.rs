@@ -201,7 +201,7 @@ fn sha256_file(path: &Path) -> anyhow::Result<airlock_bundle::Sha256> {
     Ok(airlock_bundle::Sha256(d))
 }
 
-/// The audit record of a bundle event (DESIGN.md §6 kinds `bundle.*`, `model.*`).
+/// The audit record of a bundle event (ARCHITECTURE.md §6 kinds `bundle.*`, `model.*`).
 pub fn audit_event(e: &airlock_bundle::Event, via: &str) -> audit::Event {
     use airlock_bundle::Event as B;
     use audit::{Event, Kind, ModelRef};

@@ -1,7 +1,7 @@
 //! The Airlock appliance: CLI, mTLS HTTP service, dev PKI. The `airlock` binary
 //! (`main.rs`) only calls [`cli::main`].
 //!
-//! Start-up is ordered for the egress lockdown (DESIGN.md §8), see `cli::serve`: parse
+//! Start-up is ordered for the egress lockdown (ARCHITECTURE.md §8), see `cli::serve`: parse
 //! arguments, load and validate the policy, apply Landlock while the main thread is the
 //! only thread ([`lockdown::before_runtime`]), take the listeners ([`listeners::acquire`]),
 //! load the TLS material ([`server::tls::server_config`]), install seccomp on every thread

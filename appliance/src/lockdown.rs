@@ -1,4 +1,4 @@
-//! The egress lockdown of the service (DESIGN.md §8), in the order `cli::serve` calls it:
+//! The egress lockdown of the service (ARCHITECTURE.md §8), in the order `cli::serve` calls it:
 //!
 //! 1. [`before_runtime`]: Landlock, on the main thread while it is the only thread (after
 //!    the policy is loaded, before any listener, TLS file or runtime thread exists), so

@@ -4,7 +4,7 @@
 //!
 //! Why not the `sd-notify` crate: it `connect()`s a datagram socket to `$NOTIFY_SOCKET`
 //! and then sends, and `connect()` is exactly the call the service may not make
-//! (airlock.service has `SystemCallFilter=~connect`, and the seccomp layer of DESIGN.md §8
+//! (airlock.service has `SystemCallFilter=~connect`, and the seccomp layer of ARCHITECTURE.md §8
 //! refuses it too). One unconnected `sendto()` carrying the address delivers the same
 //! datagram without it, and is the whole protocol: a few lines of std, no `unsafe`.
 //!

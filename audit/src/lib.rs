@@ -1,4 +1,4 @@
-//! Airlock's tamper-evident audit log (DESIGN.md §6).
+//! Airlock's tamper-evident audit log (ARCHITECTURE.md §6).
 //!
 //! # What it does
 //! - Every event becomes a [`Record`] in a **hash chain** stored in sled:

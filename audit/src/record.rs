@@ -1,4 +1,4 @@
-//! The audit record (DESIGN.md §6), its canonical byte encoding and its chain hash.
+//! The audit record (ARCHITECTURE.md §6), its canonical byte encoding and its chain hash.
 //!
 //! An [`Event`] is what a caller submits: what happened, who did it, which model, digests
 //! (and in sealed mode the sealed content). The store turns it into a [`Record`] by adding
@@ -129,7 +129,7 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
-/// What happened. The string forms are those of DESIGN.md §6.
+/// What happened. The string forms are those of ARCHITECTURE.md §6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Kind {

@@ -1,4 +1,4 @@
-//! `[audit]`: what the audit log keeps and how often it signs checkpoints (DESIGN.md §6).
+//! `[audit]`: what the audit log keeps and how often it signs checkpoints (ARCHITECTURE.md §6).
 //!
 //! Plain data; the appliance turns it into the `audit` crate's `Config`. The audit log
 //! itself lives in `STATE_DIR/audit/`.

@@ -1,4 +1,4 @@
-//! Signed offline model-update bundles (DESIGN.md §7, issue 5).
+//! Signed offline model-update bundles (ARCHITECTURE.md §7 and §11).
 //!
 //! # Format
 //! A bundle is one tar file: `manifest.json`, `signatures.json`, then the payload files

@@ -1,4 +1,4 @@
-//! The service side of the audit log (DESIGN.md §6): the [`AuditHandle`] every component
+//! The service side of the audit log (ARCHITECTURE.md §6): the [`AuditHandle`] every component
 //! appends through, and the auditor / privacy endpoints.
 //!
 //! # Fail closed
@@ -223,7 +223,7 @@ pub fn request_event(kind: Kind, req: &HttpRequest) -> Event {
     event
 }
 
-/// Request header naming the data subject (DESIGN.md §4): a pseudonymous id such as a
+/// Request header naming the data subject (ARCHITECTURE.md §4): a pseudonymous id such as a
 /// case number. In sealed mode it selects the key that seals the request's content, so
 /// `POST /v1/audit/erase {"subject": ...}` can erase it.
 pub const SUBJECT_HEADER: &str = "airlock-subject";

@@ -38,7 +38,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for `policy`, with the three components of DESIGN.md §4 registered as not
+    /// State for `policy`, with the three components of ARCHITECTURE.md §4 registered as not
     /// ready (their issues replace these with real reports).
     pub fn new(policy: Arc<Policy>) -> AppState {
         let readiness = Readiness::default();

@@ -28,7 +28,7 @@ use crate::server::models::{LoadedModel, unix_now};
 use crate::server::routes::read_body;
 use crate::server::state::AppState;
 
-/// The request header naming the data subject (DESIGN.md §4).
+/// The request header naming the data subject (ARCHITECTURE.md §4).
 pub const SUBJECT_HEADER: &str = "airlock-subject";
 /// Longest accepted subject id.
 const MAX_SUBJECT_BYTES: usize = 256;
