@@ -1,6 +1,6 @@
 //! Glue between the policy's `[trust]` section and the `airlock-bundle` crate: the trust
 //! root, the model store of the state directory, and installing a bundle file. Used by
-//! the CLI (`bundle install`, `models ...`, `dev`) and, later, the admin endpoints.
+//! the CLI (`bundle install`, `models ...`, `dev`), the admin endpoints and the drop folder.
 use std::path::Path;
 
 use airlock_bundle::{

@@ -5,7 +5,8 @@
 //!    that every later thread inherits it. Nothing in `main` may spawn a thread before
 //!    this call (logging writes synchronously for that reason).
 //! 2. [`after_listening`]: seccomp on every thread (TSYNC), once the listeners are bound
-//!    and the TLS material (and, later, models) are loaded.
+//!    and the TLS material, the audit log and the models are loaded (just before
+//!    `READY=1`).
 //! 3. The server shows the result on `/readyz` ([`Status::report_readiness`]) and, when
 //!    the policy says `lockdown = "off"`, warns every minute ([`warn_while_off`]).
 //!

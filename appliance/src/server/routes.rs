@@ -1,7 +1,7 @@
 //! The route table: every endpoint with its role guard, in one place (ARCHITECTURE.md §4).
 //!
 //! To add an endpoint, add one line to [`configure`] with its [`Access`]; the handler lives
-//! in its own module (e.g. `server/api.rs` for the OpenAI API, `server/audit.rs`).
+//! in its own module (e.g. `server/openai/handlers.rs` for the OpenAI API, `server/audit.rs`).
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::ContentType;

@@ -1,9 +1,10 @@
 //! Shared application state: the policy, the readiness registry and the metrics registry.
 //!
-//! Later parts plug in here: the engine, the audit log and the egress lockdown each
-//! [`Readiness::register`] a component at start and keep the returned
-//! [`ReadinessHandle`] to report their state; they register their metrics with
-//! [`crate::server::metrics::Metrics::register`] and add their own fields to [`AppState`].
+//! The model registry, the audit log and the egress lockdown each hold a
+//! [`ReadinessHandle`] of a component registered with [`Readiness::register`] and report
+//! their state through it; components register their metrics with
+//! [`crate::server::metrics::Metrics::register`]. A new component does the same and adds its
+//! field to [`AppState`].
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -38,8 +39,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for `policy`, with the three components of ARCHITECTURE.md §4 registered as not
-    /// ready (their issues replace these with real reports).
+    /// State for `policy`, with the three `/readyz` components of ARCHITECTURE.md §4
+    /// registered as not ready; the model registry reports through the handle it keeps, and
+    /// `server::run` registers the audit log's and the lockdown's reports over the others.
     pub fn new(policy: Arc<Policy>) -> AppState {
         let readiness = Readiness::default();
         let models =
