@@ -265,7 +265,7 @@ ensure_user() {
     die "useradd $SERVICE_USER failed"
 }
 
-# FIREWALL: the host egress firewall (no-egress issue, DESIGN.md section 8) lives in
+# FIREWALL: the host egress firewall (ARCHITECTURE.md section 8) lives in
 # scripts/firewall.sh, with the interface `firewall.sh apply USER` / `firewall.sh remove`.
 # It is installed as $LIB_DIR/firewall.sh and loaded at every boot by
 # airlock-firewall.service (nftables rules do not survive a reboot).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# No-egress dependency check (DESIGN.md §8, docs/no-egress.md): fails when the `airlock`
+# No-egress dependency check (ARCHITECTURE.md §8, docs/no-egress.md): fails when the `airlock`
 # binary's dependencies include an HTTP client or model-hub crate, or a feature that turns
 # one on (hyper's "client", burn's "network", tokenizers' "http"). Build dependencies count
 # too: a build script that downloads (an LLVM bundler over ureq) breaks offline builds.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# API benchmark (issue 7): airlock's OpenAI API against llama.cpp's two OpenAI servers, same
+# API benchmark: airlock's OpenAI API against llama.cpp's two OpenAI servers, same
 # model, same threads, same machine, in one run. See --help.
 set -euo pipefail
 
@@ -210,8 +210,8 @@ load_args=(--clients "$CLIENTS" --rounds "$ROUNDS" --requests "$REQUESTS" --min-
 # --- llama-cpp-python's server ---------------------------------------------------------------
 # Its settings have no use_extra_bufts: patch the default in, as bench.py passes it (llama.cpp's
 # AMX repack path crashes on some CPUs; the reference outputs were made without it).
-# --interrupt_requests False: by default a new request cancels the one streaming; issue 7's
-# figure is for requests serialized behind its lock.
+# --interrupt_requests False: by default a new request cancels the one streaming; the figure
+# we compare with is for requests serialized behind its lock.
 LCP_SERVER='import sys, llama_cpp
 init = llama_cpp.Llama.__init__
 def no_repack(self, *args, **kwargs):

@@ -1,4 +1,4 @@
-"""Streaming load generator and report for the API benchmark (bench/api.sh, issue 7).
+"""Streaming load generator and report for the API benchmark (bench/api.sh).
 
 Subcommands (bench/api.sh calls them; each can be run by hand):
 
@@ -420,7 +420,7 @@ def report(args):
         cells += [ratio(get(primary, n, key), get(p, n, key)) for p in ratio_peers]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
-    # Targets of issue 7.
+    # The targets (printed below the table).
     checks = []
     if primary and "llama-cpp-python" in sums:
         r = (get(primary, hi, "tok_s") or 0) / (get("llama-cpp-python", hi, "tok_s") or float("nan"))

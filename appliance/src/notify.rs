@@ -1,10 +1,12 @@
 //! systemd service notifications (`sd_notify(3)`) for `Type=notify` in airlock.service:
-//! `READY=1` once the listeners are bound and the TLS material is loaded, `STOPPING=1` when
-//! a shutdown signal starts the drain, with a `STATUS=` line for `systemctl status`.
+//! `READY=1` at the end of start-up (listeners bound; TLS material, audit log and models
+//! loaded; seccomp installed on every thread; sent just before the async runtime starts, see
+//! `cli::serve`), `STOPPING=1` when a shutdown signal starts the drain, with a `STATUS=` line
+//! for `systemctl status`.
 //!
 //! Why not the `sd-notify` crate: it `connect()`s a datagram socket to `$NOTIFY_SOCKET`
 //! and then sends, and `connect()` is exactly the call the service may not make
-//! (airlock.service has `SystemCallFilter=~connect`, and the seccomp layer of DESIGN.md §8
+//! (airlock.service has `SystemCallFilter=~connect`, and the seccomp layer of ARCHITECTURE.md §8
 //! refuses it too). One unconnected `sendto()` carrying the address delivers the same
 //! datagram without it, and is the whole protocol: a few lines of std, no `unsafe`.
 //!

@@ -6,7 +6,7 @@
 //! - **sled**: the same number of threads each doing `insert` + `flush()` on a raw sled
 //!   tree (the peer: what durability costs without our chain and batching).
 //!
-//! Targets (issue 4): 64 appenders ≥ 10× the one-appender rate, p99 added latency < 5 ms.
+//! Targets: 64 appenders ≥ 10× the one-appender rate, p99 added latency < 5 ms.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

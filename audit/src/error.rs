@@ -2,7 +2,7 @@
 //!
 //! [`Error`] is what the store returns to the service: each variant says who probably caused
 //! it. Verification failures are not errors of the program but findings about the evidence;
-//! they are [`crate::verify::Failure`] values carried by [`Error::Verify`] when a store
+//! they are [`crate::verify::Failure`] values carried by [`Error::Corrupt`] when a store
 //! refuses to open.
 
 use std::path::PathBuf;

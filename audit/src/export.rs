@@ -200,7 +200,7 @@ impl crate::AuditLog {
             let mut frontier = crate::merkle::Frontier::new();
             for item in shared
                 .records
-                .range(crate::store::seq_key(0)..crate::store::seq_key(from))
+                .range(crate::layout::seq_key(0)..crate::layout::seq_key(from))
             {
                 let (_, v) = item?;
                 let r = Record::from_json(&v).map_err(crate::Error::Storage)?;
@@ -225,7 +225,7 @@ impl crate::AuditLog {
         };
         let lines = shared
             .records
-            .range(crate::store::seq_key(from)..crate::store::seq_key(end))
+            .range(crate::layout::seq_key(from)..crate::layout::seq_key(end))
             .map(|item| item.map(|(_, v)| v.to_vec()).map_err(crate::Error::from));
         let records = write_export(out, &header, lines)?;
         Ok(ExportSummary { from, records })

@@ -1,4 +1,4 @@
-//! Airlock's tamper-evident audit log (DESIGN.md §6).
+//! Airlock's tamper-evident audit log (ARCHITECTURE.md §6).
 //!
 //! # What it does
 //! - Every event becomes a [`Record`] in a **hash chain** stored in sled:
@@ -16,12 +16,14 @@
 //! No HTTP, no CLI parsing, no burn/actix: the appliance composes this crate. The log is
 //! tamper-*evident*, not tamper-proof: see `THREAT_MODEL.md`.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod codec;
 pub mod error;
 pub mod export;
 mod keyfile;
 mod keys;
+mod layout;
 pub mod merkle;
 pub mod note;
 mod pending;

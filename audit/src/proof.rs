@@ -10,10 +10,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::layout::seq_key;
 use crate::merkle::{self, Hash};
 use crate::note::Verifier;
 use crate::record::{Digest, Kind, Record};
-use crate::store::seq_key;
 use crate::verify::open_note;
 
 /// Record `seq` is leaf `seq` of the tree of `size` records whose root is `root`.

@@ -1,4 +1,4 @@
-//! The audit record (DESIGN.md §6), its canonical byte encoding and its chain hash.
+//! The audit record (ARCHITECTURE.md §6), its canonical byte encoding and its chain hash.
 //!
 //! An [`Event`] is what a caller submits: what happened, who did it, which model, digests
 //! (and in sealed mode the sealed content). The store turns it into a [`Record`] by adding
@@ -129,7 +129,7 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
-/// What happened. The string forms are those of DESIGN.md §6.
+/// What happened. The string forms are those of ARCHITECTURE.md §6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Kind {
@@ -545,14 +545,16 @@ mod opt_b64 {
 
     use crate::codec;
 
-    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(b) => s.serialize_str(&codec::b64(b)),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
         let text: Option<String> = Option::deserialize(d)?;
         match text {
             None => Ok(None),

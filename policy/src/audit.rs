@@ -1,4 +1,4 @@
-//! `[audit]`: what the audit log keeps and how often it signs checkpoints (DESIGN.md §6).
+//! `[audit]`: what the audit log keeps and how often it signs checkpoints (ARCHITECTURE.md §6).
 //!
 //! Plain data; the appliance turns it into the `audit` crate's `Config`. The audit log
 //! itself lives in `STATE_DIR/audit/`.
@@ -11,7 +11,7 @@ pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
 /// Free space (MiB) the audit log leaves on its file system unless the policy says otherwise.
 pub const DEFAULT_RESERVE_FREE_MIB: u64 = 256;
 /// Longest accepted checkpoint origin (the audit crate's limit on its origin file).
-pub const MAX_ORIGIN_LEN: usize = 1024;
+pub(crate) const MAX_ORIGIN_LEN: usize = 1024;
 
 /// What is kept of prompts and outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

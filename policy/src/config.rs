@@ -1,8 +1,10 @@
 //! The policy schema: one sub-config per component, defaults as named constants.
 //!
-//! Later issues add their sections here as further fields of [`Policy`], each its own
-//! struct with `#[serde(default)]`: `audit: AuditConfig`, `egress: EgressConfig` (in
-//! `egress.rs`), `trust: TrustConfig` (bundle publisher keys).
+//! Each component's section is a field of [`Policy`] with its own struct (and
+//! `#[serde(default)]` where the section is optional): `audit: AuditConfig` (in `audit.rs`),
+//! `engine: EngineConfig` (`engine.rs`), `egress: EgressConfig` (`egress.rs`), `trust:
+//! Option<TrustConfig>` (`trust.rs`, bundle publisher keys). A new section follows the same
+//! pattern.
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 

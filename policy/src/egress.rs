@@ -1,5 +1,5 @@
 //! `[egress]`: the process lockdown that makes outbound connections impossible
-//! (DESIGN.md §8). The layers themselves live in [`crate::lockdown`].
+//! (ARCHITECTURE.md §8). The layers themselves live in [`crate::lockdown`].
 use serde::{Deserialize, Serialize};
 
 /// Whether the service locks itself down. [`Lockdown::Enforce`] unless the policy says.

@@ -11,7 +11,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-/// The roles of DESIGN.md §4.
+/// The roles of ARCHITECTURE.md §4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -19,13 +19,14 @@
 //! # Non-goals
 //! This crate does no TLS, no certificate parsing and no HTTP: the appliance extracts
 //! [`CertFacts`] from a certificate that rustls has already verified and asks
-//! [`Policy::roles_for`] which roles they carry. Later issues add the `[trust]`
-//! section as a further sub-config struct of [`Policy`].
+//! [`Policy::roles_for`] which roles they carry. The `[trust]` section names the bundle
+//! publishers' keys; verifying bundles is the `airlock-bundle` crate's job.
 //!
 //! The one exception to "plain data" is [`lockdown`]: the Landlock and seccomp layers that
 //! `[egress]` ([`EgressConfig`]) turns on, kept here so that a probe or another binary
 //! applies exactly the functions the service applies.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod audit;
 mod config;

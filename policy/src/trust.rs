@@ -1,4 +1,4 @@
-//! `[trust]`: who may publish model bundles (DESIGN.md §7). Plain data; the
+//! `[trust]`: who may publish model bundles (ARCHITECTURE.md §7). Plain data; the
 //! `airlock-bundle` crate turns it into a trust root and does the cryptography.
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
 //! Verification throughput of a large synthetic bundle against `sha256sum` of the same
-//! file, measured in one run (issue 5 benchmark: target >= 0.8x sha256sum).
+//! file, measured in one run (target: >= 0.8x sha256sum).
 //!
 //! Usage: cargo run -p airlock-bundle --example verify_throughput -- [SIZE_MIB] [DIR]
 //! Writes DIR/bench.airlock (SIZE_MIB of pseudo-random payload, default 1024), verifies it

@@ -63,7 +63,7 @@ pub enum Event {
 }
 
 impl Event {
-    /// The audit record kind (DESIGN.md §6).
+    /// The audit record kind (ARCHITECTURE.md §6).
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Verify { .. } => "bundle.verify",

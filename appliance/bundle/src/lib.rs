@@ -1,4 +1,4 @@
-//! Signed offline model-update bundles (DESIGN.md §7, issue 5).
+//! Signed offline model-update bundles (ARCHITECTURE.md §7 and §11).
 //!
 //! # Format
 //! A bundle is one tar file: `manifest.json`, `signatures.json`, then the payload files
@@ -25,6 +25,7 @@
 //! that the appliance connects to the audit log. No key rotation or revocation beyond
 //! editing the trust policy. No compression (GGUF does not compress).
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod create;
 mod error;

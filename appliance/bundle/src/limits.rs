@@ -1,7 +1,7 @@
 //! Explicit bounds on everything read from a bundle before it is trusted.
 
-/// Bounds applied while reading a bundle. The defaults are the ones of issue 5; tests
-/// lower them to exercise the checks cheaply.
+/// Bounds applied while reading a bundle. The defaults (the `DEFAULT_*` constants) are far
+/// above any real bundle's; tests lower them to exercise the checks cheaply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Largest `manifest.json` (read into memory before verification).

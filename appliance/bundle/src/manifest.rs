@@ -1,5 +1,5 @@
 //! `manifest.json`: what a bundle contains and what its publishers vouch for
-//! (DESIGN.md §7). Parsing validates every field, so a [`Manifest`] that exists has a
+//! (ARCHITECTURE.md §7). Parsing validates every field, so a [`Manifest`] that exists has a
 //! safe name, a semver version, at most [`Limits::max_files`] files with safe, unique
 //! names and exactly one `.gguf` model file.
 use std::collections::BTreeSet;

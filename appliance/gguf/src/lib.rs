@@ -70,6 +70,7 @@
 //! model-architecture knowledge (the engine reads `llama.*` keys itself), no in-place editing.
 //! The writer ([`write`](mod@write)) exists for tests: it can also write deliberately malformed files.
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod blocks;
 mod dequant;

@@ -1,4 +1,4 @@
-//! `airlock audit ...`: the auditor's offline tools (DESIGN.md §3, §6).
+//! `airlock audit ...`: the auditor's offline tools (ARCHITECTURE.md §3, §6).
 //!
 //! Every command but `pubkey` opens the sled database, which one process at a time may
 //! hold: while the service runs they fail with a one-line error pointing at the admin API

@@ -82,8 +82,9 @@ pub(super) fn serve(
         }
     };
     announce(&bound);
-    // systemd (Type=notify): listeners bound, TLS and audit log loaded; connections queue
-    // from here on.
+    // systemd (Type=notify): listeners bound, TLS, audit log and models loaded, seccomp on
+    // every thread. Connections have queued in the kernel since the bind; they are served
+    // once the runtime below starts.
     crate::notify::ready(&format!("serving on {} ({origin:?})", list(&bound)));
     server::run(
         Arc::new(policy),

@@ -1,4 +1,4 @@
-//! Model administration over HTTP (admin role, DESIGN.md §4):
+//! Model administration over HTTP (admin role, ARCHITECTURE.md §4; the bundle path is §11):
 //! - `POST /v1/admin/bundles[?activate=true]`: the body is a bundle, streamed to a file in
 //!   `STATE/models/.incoming/` (at most `trust.max_bundle_bytes`, 413 above), then
 //!   verified and installed exactly as `airlock bundle install` does;

@@ -1,4 +1,4 @@
-//! The service side of the audit log (DESIGN.md §6): the [`AuditHandle`] every component
+//! The service side of the audit log (ARCHITECTURE.md §6): the [`AuditHandle`] every component
 //! appends through, and the auditor / privacy endpoints.
 //!
 //! # Fail closed

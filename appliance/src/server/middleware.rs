@@ -156,7 +156,7 @@ pub async fn body_limit(
     Ok(next.call(req).await?.map_into_boxed_body())
 }
 
-/// Who may call a route (DESIGN.md §4).
+/// Who may call a route (ARCHITECTURE.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Any verified client certificate, even one the policy grants no role (`/healthz`).

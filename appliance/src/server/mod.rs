@@ -1,5 +1,6 @@
 //! The HTTPS service: actix-web on a runtime built only after the pre-runtime steps of
-//! `main` (policy, lockdown hook, listeners, TLS material) succeeded.
+//! `cli::serve` (policy, Landlock, listeners, TLS material, audit log, models, seccomp)
+//! succeeded.
 //!
 //! Per connection, the verified client certificate becomes an [`Identity`] in the
 //! connection data (`HttpRequest::conn_data::<Identity>()`); each route's guard checks it

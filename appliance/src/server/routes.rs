@@ -1,4 +1,4 @@
-//! The route table: every endpoint with its role guard, in one place (DESIGN.md §4).
+//! The route table: every endpoint with its role guard, in one place (ARCHITECTURE.md §4).
 //!
 //! To add an endpoint, add one line to [`configure`] with its [`Access`]; the handler lives
 //! in its own module (`server/openai/` for the OpenAI API, `server/audit.rs`,

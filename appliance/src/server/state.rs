@@ -32,8 +32,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for `policy`, with the three components of DESIGN.md §4 registered as not
-    /// ready (their issues replace these with real reports).
+    /// State for `policy`, with the three `/readyz` components of ARCHITECTURE.md §4
+    /// registered as not ready; the model registry reports through the handle it keeps, and
+    /// `server::run` registers the audit log's and the lockdown's reports over the others.
     pub fn new(policy: Arc<Policy>) -> AppState {
         let readiness = Readiness::default();
         let models =

@@ -5,6 +5,7 @@
 //! Helpers panic with instructions instead of returning errors: a missing model must fail
 //! the test that needs it, loudly, never skip it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@ use std::process::Command;
 
 use crate::support::{both, repo_file, require_tool};
 
-/// The target of DESIGN.md section 8 (a hardened socket-activated unit rates about 0.2).
+/// The target of ARCHITECTURE.md section 8 (a hardened socket-activated unit rates about 0.2).
 const MAX_EXPOSURE: f64 = 1.0;
 
 /// Runs `systemd-analyze security --offline=yes UNIT` and returns the overall exposure.

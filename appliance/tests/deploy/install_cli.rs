@@ -47,7 +47,7 @@ fn misplaced_flags_are_refused() {
     refused(&["--purge"], "--purge goes with --uninstall");
 }
 
-/// `--firewall` delegates to scripts/firewall.sh (no-egress issue); in a checkout without
+/// `--firewall` delegates to scripts/firewall.sh (ARCHITECTURE.md §8); in a checkout without
 /// it, install.sh fails with one clear line before anything is built or installed.
 #[test]
 fn firewall_fails_clearly_before_installing() {

@@ -18,7 +18,7 @@ mod install_cli;
 mod install_dev;
 /// The production install staged under DESTDIR: layout, modes, idempotence, uninstall.
 mod install_staged;
-/// Type=notify: READY=1 once listening, STOPPING=1 on SIGTERM, over $NOTIFY_SOCKET.
+/// Type=notify: READY=1 at the end of start-up, STOPPING=1 on SIGTERM, over $NOTIFY_SOCKET.
 mod notify;
 /// The shipped units under the host's real systemd, booted in a throw-away container.
 mod nspawn;

@@ -272,7 +272,7 @@ fn shipped_units_serve_under_real_systemd() {
         "PrivateNetwork=yes: a network namespace of its own"
     );
     assert_eq!(read(&out, "links.txt").trim(), "lo", "only loopback inside");
-    // The service's own no-egress layers (DESIGN.md section 8) come up inside the unit's
+    // The service's own no-egress layers (ARCHITECTURE.md section 8) come up inside the unit's
     // sandbox: its SystemCallFilter= lets the Landlock and seccomp calls through.
     let layers = journal
         .lines()

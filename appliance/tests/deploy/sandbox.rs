@@ -45,7 +45,7 @@ fn allowed_calls() -> BTreeSet<String> {
         }
     }
     let allowed: BTreeSet<String> = allow.difference(&deny).cloned().collect();
-    // What the no-egress layers need and forbid (DESIGN.md section 8).
+    // What the no-egress layers need and forbid (ARCHITECTURE.md section 8).
     for call in ["accept4", "sendto", "seccomp", "landlock_restrict_self"] {
         assert!(allowed.contains(call), "the unit must allow {call}");
     }

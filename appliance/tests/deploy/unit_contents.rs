@@ -25,7 +25,7 @@ fn values<'a>(d: &'a [(String, String)], key: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// The hardening of DESIGN.md section 8 and issue 6 item 3, directive by directive: the
+/// The hardening of ARCHITECTURE.md section 8 (the systemd layer), directive by directive: the
 /// exposure score alone would not notice a missing `~connect` or an AF_INET family.
 #[test]
 fn service_has_the_required_hardening() {

@@ -1,4 +1,4 @@
-//! Egress tests (DESIGN.md §8): the real `airlock` in a network namespace serves mTLS
+//! Egress tests (ARCHITECTURE.md §8): the real `airlock` in a network namespace serves mTLS
 //! clients from another namespace, yet neither it nor a probe applying the same
 //! `policy::lockdown` functions can reach that namespace over TCP, UDP or DNS, from any
 //! thread. Controls without the lockdown reach it, so each test can fail.

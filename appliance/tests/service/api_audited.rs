@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::api::{Dev, MODEL, reference};
 use crate::common::{airlock, fingerprint, sha256_hex};
 
-/// SHA-256 of the default model's GGUF file (DESIGN.md §9).
+/// SHA-256 of the default model's GGUF file (ARCHITECTURE.md §9).
 const MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 /// The version `airlock dev` gives the default model's bundle.
 const DEV_VERSION: &str = "1.0.0-dev.1";

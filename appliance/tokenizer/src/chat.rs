@@ -11,7 +11,13 @@
 //!
 //! Safety: the template comes from the model file, so it is untrusted. The
 //! environment has no loader (no `include`/`import` of files), no network,
-//! and a fuel limit so a hostile template cannot loop for ever.
+//! and a fuel limit so a hostile template cannot loop for ever. Fuel bounds
+//! instructions, not memory, and minijinja has no limit on the size of a
+//! string a template builds by concatenation: 34 `{% set s = s ~ s %}`
+//! statements ask for 16 GiB (checked with the `chat` fuzz target's binary
+//! under a 2 GiB limit; string repetition, `"a" * n`, is bounded). So a
+//! template is only as trusted as the publishers who signed its bundle
+//! (ARCHITECTURE.md §7).
 //! Non-goals: tool-calling variables (`tools`, `documents`) and
 //! `strftime_now` are not provided; templates that test `is defined` work.
 

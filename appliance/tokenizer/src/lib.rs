@@ -32,6 +32,8 @@
 //! - llama.cpp's `clean_up_tokenization_spaces` pass is not applied when
 //!   decoding: llama.cpp does not apply it to streamed output either, and it
 //!   would break `decode(encode(x)) == x`.
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod bpe;
 mod bytelevel;

@@ -1,4 +1,4 @@
-//! Process lockdown: the in-process layers of DESIGN.md §8 that make egress impossible
+//! Process lockdown: the in-process layers of ARCHITECTURE.md §8 that make egress impossible
 //! for the service itself, whatever its code (or a dependency's) tries.
 //!
 //! # Layers and order

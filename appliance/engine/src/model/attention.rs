@@ -130,9 +130,9 @@ pub struct Attention {
     pub n_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
-    /// Round keys and values to f16 before caching, as llama.cpp's default KV cache does, and
-    /// what multiplies them (queries, softmax weights) as its `ggml_mul_mat` converts them to
-    /// the cache's f16 dot type.
+    /// Round keys and values to f16 precision before caching (they stay f32 in our cache), as
+    /// llama.cpp's default f16 KV cache stores them, and what multiplies them (queries,
+    /// softmax weights) as its `ggml_mul_mat` converts them to the cache's f16 dot type.
     pub round_kv_f16: bool,
 }
 

@@ -129,10 +129,11 @@ impl Llama {
         })
     }
 
-    /// Multiplies every weight with f32 activations and keeps keys/values in f32 (`true`)
-    /// instead of llama.cpp's 8-bit activations for Q4_0/Q4_1/Q8_0 weights and f16 KV cache
-    /// (`false`, the default): exact arithmetic on the decoded weights, for tests against an
-    /// f64 reference; slower.
+    /// Multiplies every weight with f32 activations and keeps keys/values unrounded (`true`)
+    /// instead of llama.cpp's 8-bit activations for Q4_0/Q4_1/Q8_0 weights and keys/values
+    /// rounded to f16 as its f16 KV cache stores them (`false`, the default; the cache holds
+    /// f32 either way): exact arithmetic on the decoded weights, for tests against an f64
+    /// reference; slower.
     pub fn with_exact_activations(mut self, exact: bool) -> Llama {
         let set = |w: &mut QWeight| *w = w.clone().with_exact_activations(exact);
         set(&mut self.embed);

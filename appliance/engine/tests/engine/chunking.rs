@@ -2,7 +2,7 @@
 //! random chunks (alone or beside another sequence's chunks in the same pass) gives bitwise
 //! identical logits at every position. Batching ("batched equals solo") and the prefix cache
 //! (a cached prefix is resumed with a short chunk where a cold run had one long chunk) rely on
-//! it. Checked on the real default model (8-bit activations, f16 KV cache) and on synthetic
+//! it. Checked on the real default model (8-bit activations, f16-rounded KV) and on synthetic
 //! Q4_0/Q4_1/Q8_0 models. Models whose matrices take the prompt GEMM (K-quants, dense types,
 //! exact activations: see `airlock_engine::ops`) are chunk-invariant in attention but not in
 //! their matrix products: for them the chunkings agree up to f32 rounding, checked too.

@@ -3,8 +3,8 @@
 //!
 //! We compute as llama.cpp (CPU, no flash attention, weights not repacked) does, op for op:
 //! 8-bit activations for Q4_0/Q4_1/Q8_0 weights, its RMSNorm (f64 sum, f32 mean and root), RoPE
-//! angles by its f32 recurrence with `cosf`/`sinf` and a contracted rotation, the f16 KV cache
-//! with queries and softmax weights converted to f16 for the products with it, tinyBLAS's
+//! angles by its f32 recurrence with `cosf`/`sinf` and a contracted rotation, keys and values
+//! rounded to f16 as its f16 KV cache stores them (ours holds them as f32), with queries and softmax weights converted to f16 for the products with it, tinyBLAS's
 //! 16-lane accumulation order in those products, `ggml_v_expf` in softmax and SwiGLU (see
 //! `kernels::ggml`). The 8-bit activation codes amplify any last-bit difference (a flipped code
 //! changes a product by a whole quantization step, and 30 layers compound it), so anything short
@@ -15,7 +15,7 @@
 //! Bit-exactness holds for prompt steps (llama.cpp's batched path); decode steps follow the same
 //! order where llama.cpp's single-token path sums in another, so greedy tokens are still compared
 //! up to the first step where llama.cpp's top-1/top-2 margin is below [`MARGIN`], and logits
-//! with the bound [`LOGIT_TOL`].
+//! with the bound [`LOGIT_TOL`] of ARCHITECTURE.md §5.
 
 use std::sync::{Arc, OnceLock};
 
