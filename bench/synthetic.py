@@ -174,13 +174,27 @@ def fill(rng, out, std):
         flat[lo:lo + n] = x
 
 
+def model_name(shape_name, seed):
+    """general.name: names the shape and seed, so a kept F16 can be checked before reuse."""
+    return f"synthetic {shape_name} (random weights, seed {seed})"
+
+
+def check_f16(path, shape_name, seed):
+    from gguf import GGUFReader
+    field = GGUFReader(path).fields.get("general.name")
+    name = field.contents() if field else None
+    if name != model_name(shape_name, seed):
+        raise SynthError(f"{path} holds {name!r}, not {model_name(shape_name, seed)!r}: delete it "
+                         f"or pass that file's seed")
+
+
 def write_f16(shape_name, shape, path, seed, tok_kv):
     """Streams the F16 GGUF to `path` (via a temporary name: no half-written file is left)."""
     import gguf
     specs = tensors(shape)
     w = gguf.GGUFWriter(None, "llama")  # path given to open_output_file below
     hd = shape.d_model // shape.n_heads
-    w.add_name(f"synthetic {shape_name} (random weights, seed {seed})")
+    w.add_name(model_name(shape_name, seed))
     w.add_description(f"Random weights in the shape of {shape.about}; tokenizer of SmolLM2-135M-Instruct. "
                       f"Written by airlock bench/synthetic.py; not a language model.")
     w.add_context_length(shape.context)
@@ -301,7 +315,8 @@ def main(argv=None):
     ap.add_argument("--out-dir", default=".", help="directory for SHAPE-TYPE.gguf files (default: .)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="quantization threads")
-    ap.add_argument("--keep-f16", action="store_true", help="keep the F16 file (SHAPE-f16.gguf)")
+    ap.add_argument("--keep-f16", action="store_true",
+                    help="keep the F16 file (SHAPE-f16.gguf beside the outputs), and reuse it if present")
     ap.add_argument("--force", action="store_true", help="overwrite existing outputs")
     ap.add_argument("--tokenizer-from", metavar="GGUF",
                     help="GGUF to copy tokenizer.* keys from (default: scripts/fetch-default-model.sh's model)")
@@ -333,7 +348,12 @@ def main(argv=None):
     f16 = todo.get("f16") or os.path.join(os.path.dirname(os.path.abspath(next(iter(todo.values())))),
                                           f".{args.shape}-seed{args.seed}-f16.gguf" if not keep
                                           else f"{args.shape}-f16.gguf")
-    write_f16(args.shape, shape, f16, args.seed, tok_kv)
+    if keep and "f16" not in todo and os.path.exists(f16):
+        # A kept F16 from an earlier run: reused if it is this shape and seed (same bytes).
+        check_f16(f16, args.shape, args.seed)
+        log(f"reusing {f16}")
+    else:
+        write_f16(args.shape, shape, f16, args.seed, tok_kv)
     try:
         for t, p in todo.items():
             if t != "f16":
