@@ -262,13 +262,17 @@ def _stream(w, specs, tmp, total, seed):
     log(f"  {written / 1e9:.2f} GB in {time.monotonic() - t0:.0f} s")
 
 
-def quantize(src, dst, qtype, threads):
+def quantize(src, dst, qtype, threads, verbose=False):
     """llama.cpp quantizes `src` (F16 GGUF) to `dst` with the ftype of `qtype`."""
     try:
         import llama_cpp
     except ImportError as e:
         raise SynthError("quantizing needs llama-cpp-python (pip install llama-cpp-python==0.3.36); "
                          "--type f16 needs only numpy and gguf") from e
+    import logging
+    # llama-cpp-python prints llama.cpp's log (a line per tensor) unless its logger says otherwise;
+    # errors still show. The heartbeat below reports progress instead.
+    logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG if verbose else logging.ERROR)
     params = llama_cpp.llama_model_quantize_default_params()
     params.nthread = threads
     params.ftype = FTYPES[qtype]
@@ -277,7 +281,7 @@ def quantize(src, dst, qtype, threads):
 
     def heartbeat():
         t0 = time.monotonic()
-        while not done.wait(15):
+        while not done.wait(10):
             size = os.path.getsize(tmp) if os.path.exists(tmp) else 0
             log(f"  quantizing to {qtype}: {size / 1e9:.2f} GB written, {time.monotonic() - t0:.0f} s")
 
@@ -320,6 +324,7 @@ def main(argv=None):
     ap.add_argument("--force", action="store_true", help="overwrite existing outputs")
     ap.add_argument("--tokenizer-from", metavar="GGUF",
                     help="GGUF to copy tokenizer.* keys from (default: scripts/fetch-default-model.sh's model)")
+    ap.add_argument("--verbose", action="store_true", help="show llama.cpp's log while quantizing")
     ap.add_argument("--list", action="store_true", help="list the shapes and exit")
     args = ap.parse_args(argv)
     if args.list:
@@ -342,7 +347,13 @@ def main(argv=None):
     if not todo:
         return 0
     for p in todo.values():
-        os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
+        d = os.path.dirname(os.path.abspath(p))
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise SynthError(f"cannot create the output directory {d}: {e}") from e
+        if not os.access(d, os.W_OK):
+            raise SynthError(f"output directory {d} is not writable")
     tok_kv = tokenizer_kv(args.tokenizer_from or default_model())
     keep = args.keep_f16 or "f16" in todo
     f16 = todo.get("f16") or os.path.join(os.path.dirname(os.path.abspath(next(iter(todo.values())))),
@@ -357,7 +368,7 @@ def main(argv=None):
     try:
         for t, p in todo.items():
             if t != "f16":
-                quantize(f16, p, t, args.threads)
+                quantize(f16, p, t, args.threads, args.verbose)
                 print(p, flush=True)
     finally:
         if not keep and os.path.exists(f16):
@@ -374,3 +385,5 @@ if __name__ == "__main__":
         sys.exit(f"synthetic: error: {e}")
     except KeyboardInterrupt:
         sys.exit("synthetic: interrupted")
+    except OSError as e:  # disk full, permissions: the message says which file
+        sys.exit(f"synthetic: error: {e}")
