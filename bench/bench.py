@@ -101,10 +101,11 @@ class Contention:
         self.p.wait()
 
 
-def measure(args, label, n_prompt, n_gen, text, results):
-    """`args.runs` runs of each engine, alternating; medians printed and kept under `label`."""
+def measure(args, label, n_prompt, n_gen, text, results, runs=None):
+    """`runs` (default `args.runs`) runs of each engine, alternating; medians printed and kept
+    under `label`."""
     rows = {"airlock": [], "llama.cpp": []}
-    for _ in range(args.runs):
+    for _ in range(runs or args.runs):
         for name, fn in (("airlock", airlock), ("llama.cpp", llama)):
             rows[name].append(fn(args, n_prompt, n_gen, text))
     for name, r in rows.items():
@@ -140,6 +141,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--gen", type=int, help="new tokens per decode run (default 128; 32 for files over 3 GB)")
     ap.add_argument("--long", type=int, default=4096, help="long-document prompt tokens (0: no long row)")
+    ap.add_argument("--long-runs", type=int, help="runs of the long-document row (default --runs)")
     ap.add_argument("--no-contention", action="store_true", help="skip the decode-under-contention row")
     ap.add_argument("--out", help="markdown file whose section for this model is replaced")
     args = ap.parse_args()
@@ -153,7 +155,7 @@ def main():
     measure(args, "p128", 128, gen, texts[128], results)
     measure(args, "p512", 512, gen, texts[512], results)
     if args.long:
-        measure(args, "long", args.long, 16, texts[args.long], results)
+        measure(args, "long", args.long, 16, texts[args.long], results, args.long_runs)
     if not args.no_contention:
         with Contention():
             measure(args, "busy", 128, gen, texts[128], results)
@@ -194,7 +196,7 @@ def main():
             "",
             f"Date: {t_start:%Y-%m-%d %H:%M} UTC. Machine: {cpu}, {os.cpu_count()} logical CPUs, "
             f"{args.threads} threads each. Model: `{os.path.basename(args.model)}` ({os.path.getsize(args.model) / 1e9:.2f} GB). "
-            f"Medians of {args.runs} runs; each run a fresh process, the engines alternating "
+            f"Medians of {args.runs} runs{f' ({args.long_runs} for the long document)' if args.long and args.long_runs else ''}; each run a fresh process, the engines alternating "
             f"(load average at start {load:.2f}{'; **figures are under load**' if load > 1.5 else ''}). Took {minutes:.0f} min.",
             f"airlock binary: `{os.path.relpath(args.airlock)}`. llama.cpp: llama-cpp-python (use_extra_bufts=False, n_ctx max(1024, prompt + new), n_batch 512); its RSS includes the Python "
             f"interpreter and the package (`import llama_cpp` alone: {py_rss:.1f} MiB). Prompt tokens/s for airlock is "
