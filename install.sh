@@ -33,7 +33,8 @@ readonly SSLYZE_REQ="sslyze==6.3.1"
 # The official OpenAI client, for the API tests (clients use it as the README shows).
 readonly OPENAI_REQ="openai==3.57.0"
 # llama.cpp (quantizes the synthetic models of the K-quant fidelity tests; its build takes about
-# 10 minutes on 2 cores, once: pip keeps the wheel) and the GGUF writer, versions of the references.
+# 10 minutes on 2 cores, 50 on a busy one; once: pip keeps the wheel) and the GGUF writer, versions
+# of the references.
 readonly LLAMA_CPP_REQ="llama-cpp-python==0.3.36"
 readonly GGUF_REQ="gguf==0.17.1"
 readonly NUMPY_REQ="numpy==2.4.6"
@@ -228,8 +229,11 @@ write_synthetic_models() {
   if ! "$VENV/bin/python" -c 'import llama_cpp, gguf, numpy' 2>/dev/null \
     || ! "$VENV/bin/pip" show llama-cpp-python 2>/dev/null | grep -qx "Version: ${LLAMA_CPP_REQ#*==}" \
     || ! "$VENV/bin/pip" show gguf 2>/dev/null | grep -qx "Version: ${GGUF_REQ#*==}"; then
-    note "installing $LLAMA_CPP_REQ $GGUF_REQ $NUMPY_REQ into $VENV (builds llama.cpp: ~10 min on 2 cores, once)"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "$LLAMA_CPP_REQ" "$GGUF_REQ" "$NUMPY_REQ" >&2 \
+    note "installing $LLAMA_CPP_REQ $GGUF_REQ $NUMPY_REQ into $VENV (builds llama.cpp from source: 10+ min on 2 cores, once; pip keeps the wheel)"
+    # LLAVA_BUILD=OFF: the multimodal library (mtmd, a third of the build) is not needed to
+    # quantize or evaluate text models; llama_cpp loads it only for vision chat handlers.
+    CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" \
+      "$VENV/bin/pip" install --quiet --disable-pip-version-check "$LLAMA_CPP_REQ" "$GGUF_REQ" "$NUMPY_REQ" >&2 \
       || die "pip install $LLAMA_CPP_REQ $GGUF_REQ $NUMPY_REQ failed (needs cmake-capable build tools)"
   fi
   "$VENV/bin/python" "$REPO/bench/synthetic.py" tiny --type "${SYNTH_TYPES[@]}" --out-dir "$dir" \
