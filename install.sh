@@ -32,6 +32,13 @@ readonly UNITS=(airlock.socket airlock.service)
 readonly SSLYZE_REQ="sslyze==6.3.1"
 # The official OpenAI client, for the API tests (clients use it as the README shows).
 readonly OPENAI_REQ="openai==3.57.0"
+# llama.cpp (quantizes the synthetic models of the K-quant fidelity tests; its build takes about
+# 10 minutes on 2 cores, 50 on a busy one; once: pip keeps the wheel) and the GGUF writer, versions
+# of the references.
+readonly LLAMA_CPP_REQ="llama-cpp-python==0.3.36"
+readonly GGUF_REQ="gguf==0.17.1"
+readonly NUMPY_REQ="numpy==2.4.6"
+readonly SYNTH_TYPES=(q4_0 q8_0 q4_k_m q5_k_m q6_k)
 readonly VENV="$REPO/.venv-test"
 
 usage() {
@@ -46,7 +53,8 @@ Usage:
       Ctrl-C stops it; running it again reuses DIR.
   ./install.sh --test
       Install what the tests need (Debian packages if missing, a Python venv with sslyze
-      in .venv-test/), fetch and check the default model, run the whole test suite.
+      and llama-cpp-python in .venv-test/), fetch and check the default model, write the
+      tiny synthetic models of the K-quant fidelity tests, run the whole test suite.
   sudo ./install.sh [--enable] [--firewall]
       Production install: /usr/local/bin/airlock, system user `airlock`, /etc/airlock
       (0750, policy template airlock.toml), /var/lib/airlock (0700), systemd units in
@@ -212,12 +220,35 @@ install_sslyze() {
   "$VENV/bin/sslyze" --help >/dev/null || die "$VENV/bin/sslyze does not run"
 }
 
+# The tiny synthetic models of each quantization type that the engine's K-quant fidelity tests
+# compare with llama.cpp (appliance/testdata/synthetic-tiny-llamacpp.json): regenerated, not
+# shipped; bench/synthetic.py gives the same bytes for the same seed and the tests check the
+# SHA-256 the references were made from. Kept when present.
+write_synthetic_models() {
+  local dir="$1"
+  if ! "$VENV/bin/python" -c 'import llama_cpp, gguf, numpy' 2>/dev/null \
+    || ! "$VENV/bin/pip" show llama-cpp-python 2>/dev/null | grep -qx "Version: ${LLAMA_CPP_REQ#*==}" \
+    || ! "$VENV/bin/pip" show gguf 2>/dev/null | grep -qx "Version: ${GGUF_REQ#*==}"; then
+    note "installing $LLAMA_CPP_REQ $GGUF_REQ $NUMPY_REQ into $VENV (builds llama.cpp from source: 10+ min on 2 cores, once; pip keeps the wheel)"
+    # LLAVA_BUILD=OFF: the multimodal library (mtmd, a third of the build) is not needed to
+    # quantize or evaluate text models; llama_cpp loads it only for vision chat handlers.
+    CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" \
+      "$VENV/bin/pip" install --quiet --disable-pip-version-check "$LLAMA_CPP_REQ" "$GGUF_REQ" "$NUMPY_REQ" >&2 \
+      || die "pip install $LLAMA_CPP_REQ $GGUF_REQ $NUMPY_REQ failed (needs cmake-capable build tools)"
+  fi
+  "$VENV/bin/python" "$REPO/bench/synthetic.py" tiny --type "${SYNTH_TYPES[@]}" --out-dir "$dir" \
+    --tokenizer-from "$AIRLOCK_TEST_MODEL" >/dev/null || die "bench/synthetic.py tiny failed"
+}
+
 run_tests() {
   install_test_packages
   install_sslyze
   export AIRLOCK_SSLYZE="$VENV/bin/sslyze"
   AIRLOCK_TEST_MODEL="$("$REPO/scripts/fetch-default-model.sh")" || die "cannot fetch the default model"
   export AIRLOCK_TEST_MODEL
+  AIRLOCK_SYNTH_DIR="$(dirname "$AIRLOCK_TEST_MODEL")/synthetic"
+  write_synthetic_models "$AIRLOCK_SYNTH_DIR"
+  export AIRLOCK_SYNTH_DIR
   local cargo
   cargo="$(check_build_prerequisites)"
   cd "$REPO"

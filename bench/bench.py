@@ -1,22 +1,28 @@
-"""Airlock vs llama.cpp on one GGUF: prompt processing (128 and 512 tokens), generation of 128
-tokens, time to first token and peak RSS; medians of N runs; ratios airlock / llama.cpp.
+"""Airlock vs llama.cpp on one GGUF: prompt processing (128 and 512 tokens, and a long document,
+4096 by default), generation (128 new tokens; 32 for files over 3 GB), time to first token, peak
+RSS, and generation while another process keeps one core busy (`yes > /dev/null`); medians of N
+runs; ratios airlock / llama.cpp.
 
-Each measurement runs in its own process so peak RSS (wait4's ru_maxrss) is per run. llama.cpp
-runs inside a small Python driver, so its RSS includes the interpreter (~15 MiB, measured and
-reported separately as `python baseline`)."""
+Each measurement runs in its own process so peak RSS (wait4's ru_maxrss) is per run; the two
+engines alternate run by run, so a load change on a shared machine hits both. llama.cpp runs
+inside a small Python driver, so its RSS includes the interpreter (`import llama_cpp` alone is
+measured and reported)."""
 import argparse, datetime, json, os, platform, re, statistics, subprocess, sys, textwrap
 
 TIMING = re.compile(r"timing: prompt_tokens=(\d+) prompt_tps=([\d.]+) gen_tokens=(\d+) gen_tps=([\d.]+) ttft_ms=([\d.]+)")
 
 TEXT = ("The history of computing is a story of people building tools to think with. "
         "Early machines filled rooms and were programmed by rewiring panels; later, stored "
-        "programs, compilers and operating systems turned them into general instruments. ") * 60
+        "programs, compilers and operating systems turned them into general instruments. ") * 150
 
 LLAMA_DRIVER = textwrap.dedent("""
     import json, sys, time
     from llama_cpp import Llama
     model, threads, n_prompt, n_gen, text = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-    llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=1024, n_batch=512,
+    # The context this run needs (at least 1024, as in earlier tables): llama.cpp allocates its
+    # f16 KV cache for all of n_ctx up front, so a larger one would inflate its RSS.
+    n_ctx = max(1024, -(-(n_prompt + n_gen) // 256) * 256)
+    llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx, n_batch=512,
                 use_extra_bufts=False, verbose=False)
     toks = llm.tokenize(text.encode(), add_bos=True, special=False)[:n_prompt]
     t0 = time.perf_counter()
@@ -83,57 +89,123 @@ def median(rows, key):
     return statistics.median(r[key] for r in rows)
 
 
+class Contention:
+    """One core kept busy by another process (`yes > /dev/null`) while the block runs."""
+
+    def __enter__(self):
+        self.p = subprocess.Popen(["yes"], stdout=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc):
+        self.p.kill()
+        self.p.wait()
+
+
+def measure(args, label, n_prompt, n_gen, text, results, runs=None):
+    """`runs` (default `args.runs`) runs of each engine, alternating; medians printed and kept
+    under `label`."""
+    rows = {"airlock": [], "llama.cpp": []}
+    for _ in range(runs or args.runs):
+        for name, fn in (("airlock", airlock), ("llama.cpp", llama)):
+            rows[name].append(fn(args, n_prompt, n_gen, text))
+    for name, r in rows.items():
+        results[(name, label)] = r
+        print(f"{name:9} {label}: " + json.dumps({k: round(median(r, k), 2) for k in r[0]}), flush=True)
+
+
+def section_header(model):
+    return f"# Benchmark: airlock vs llama.cpp, `{os.path.basename(model)}`"
+
+
+def write_section(path, model, table):
+    """Replaces this model's section of `path` (other models' sections and bench/api.sh's
+    "# API benchmark" section are kept); a new model's section goes before the API benchmark."""
+    old = open(path).read() if os.path.exists(path) else ""
+    parts = re.split(r"(?m)^(?=# )", old)
+    name = os.path.basename(model)
+    keep = [p for p in parts if p and not (
+        p.startswith(section_header(model) + "\n")
+        # Tables written before sections were per model: one header, the model named inside.
+        or (p.startswith("# Benchmark: airlock vs llama.cpp\n") and f"Model: `{name}`" in p))]
+    at = next((i for i, p in enumerate(keep) if p.startswith("# API benchmark")), len(keep))
+    keep.insert(at, table if table.endswith("\n\n") else table + "\n")
+    with open(path, "w") as f:
+        f.write("".join(keep).rstrip("\n") + "\n")
+
+
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--airlock", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--out")
+    ap.add_argument("--gen", type=int, help="new tokens per decode run (default 128; 32 for files over 3 GB)")
+    ap.add_argument("--long", type=int, default=4096, help="long-document prompt tokens (0: no long row)")
+    ap.add_argument("--long-runs", type=int, help="runs of the long-document row (default --runs)")
+    ap.add_argument("--no-contention", action="store_true", help="skip the decode-under-contention row")
+    ap.add_argument("--out", help="markdown file whose section for this model is replaced")
     args = ap.parse_args()
+    gen = args.gen or (32 if os.path.getsize(args.model) > 3e9 else 128)
     load = os.getloadavg()[0]
+    t_start = datetime.datetime.now(datetime.timezone.utc)
     results = {}
-    for n_prompt in (128, 512):
-        text = cut(args, n_prompt)
-        for name, fn in (("airlock", airlock), ("llama.cpp", llama)):
-            rows = [fn(args, n_prompt, 128, text) for _ in range(args.runs)]
-            results[(name, n_prompt)] = rows
-            print(f"{name:9} prompt {n_prompt}: " + json.dumps({k: round(median(rows, k), 2) for k in rows[0]}), flush=True)
+    texts = {n: cut(args, n) for n in (128, 512) + ((args.long,) if args.long else ())}
+    # Prompt rows generate `gen` tokens too, so "peak RSS (512 + gen)" is the memory of a chat turn;
+    # the long row generates a few, its point being the prompt pass and the cache it fills.
+    measure(args, "p128", 128, gen, texts[128], results)
+    measure(args, "p512", 512, gen, texts[512], results)
+    if args.long:
+        measure(args, "long", args.long, 16, texts[args.long], results, args.long_runs)
+    if not args.no_contention:
+        with Contention():
+            measure(args, "busy", 128, gen, texts[128], results)
     _, _, py_rss = run_rss([sys.executable, "-c", "import llama_cpp"])
-    lines = []
-    metrics = [("prompt tokens/s (128)", 128, "prompt_tps", True), ("prompt tokens/s (512)", 512, "prompt_tps", True),
-               ("generation tokens/s (128 new, 128 prompt)", 128, "gen_tps", True),
-               ("time to first token, ms (128 prompt)", 128, "ttft_ms", False),
-               ("time to first token, ms (512 prompt)", 512, "ttft_ms", False),
-               ("peak RSS, MiB (512 prompt + 128 new)", 512, "rss_mib", False)]
-    lines.append("| metric | airlock | llama.cpp | airlock / llama.cpp |")
-    lines.append("|---|---:|---:|---:|")
-    for label, n, key, _ in metrics:
-        a = median(results[("airlock", n)], key)
-        l = median(results[("llama.cpp", n)], key)
+    metrics = [(f"prompt tokens/s (512)", "p512", "prompt_tps"),
+               (f"generation tokens/s ({gen} new, 128 prompt)", "p128", "gen_tps"),
+               (f"prompt tokens/s (128)", "p128", "prompt_tps")]
+    if args.long:
+        metrics.append((f"prompt tokens/s ({args.long}, long document)", "long", "prompt_tps"))
+    metrics += [("time to first token, ms (128 prompt)", "p128", "ttft_ms"),
+                ("time to first token, ms (512 prompt)", "p512", "ttft_ms")]
+    if args.long:
+        metrics.append((f"time to first token, ms ({args.long} prompt)", "long", "ttft_ms"))
+    metrics.append((f"peak RSS, MiB (512 prompt + {gen} new)", "p512", "rss_mib"))
+    if args.long:
+        metrics.append((f"peak RSS, MiB ({args.long} prompt + 16 new)", "long", "rss_mib"))
+    if not args.no_contention:
+        metrics.append((f"generation tokens/s, one core busy ({gen} new, 128 prompt)", "busy", "gen_tps"))
+    lines = ["| metric | airlock | llama.cpp | airlock / llama.cpp |", "|---|---:|---:|---:|"]
+    for label, row, key in metrics:
+        a = median(results[("airlock", row)], key)
+        l = median(results[("llama.cpp", row)], key)
         lines.append(f"| {label} | {a:.1f} | {l:.1f} | {a / l:.2f} |")
+    notes = []
+    if not args.no_contention:
+        slow = {n: median(results[(n, "p128")], "gen_tps") / median(results[(n, "busy")], "gen_tps")
+                for n in ("airlock", "llama.cpp")}
+        notes.append(f"Generation slows by {slow['airlock']:.2f}× (airlock) and {slow['llama.cpp']:.2f}× "
+                     f"(llama.cpp) when another process keeps one of the cores busy.")
+    prompts = {row: (median(results[("airlock", row)], "prompt_tokens"), median(results[("llama.cpp", row)], "prompt_tokens"))
+               for row in ("p128", "p512") + (("long",) if args.long else ())}
+    if any(a != l for a, l in prompts.values()):
+        notes.append("Prompt tokens as each engine counted them (airlock re-tokenizes llama.cpp's detokenized cut): "
+                     + ", ".join(f"{a:.0f} / {l:.0f}" for a, l in prompts.values()) + ".")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    head = [f"# Benchmark: airlock vs llama.cpp",
+    minutes = (datetime.datetime.now(datetime.timezone.utc) - t_start).total_seconds() / 60
+    head = [section_header(args.model),
             "",
-            f"Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC. Machine: {cpu}, {os.cpu_count()} logical CPUs, "
-            f"{args.threads} threads each. Model: `{os.path.basename(args.model)}`. Medians of {args.runs} runs; each run a "
-            f"fresh process (load average at start {load:.2f}{'; figures are under load' if load > 2.5 else ''}).",
-            f"airlock binary: `{os.path.relpath(args.airlock)}`. llama.cpp: llama-cpp-python (use_extra_bufts=False, n_ctx 1024, n_batch 512); its RSS includes the Python "
+            f"Date: {t_start:%Y-%m-%d %H:%M} UTC. Machine: {cpu}, {os.cpu_count()} logical CPUs, "
+            f"{args.threads} threads each. Model: `{os.path.basename(args.model)}` ({os.path.getsize(args.model) / 1e9:.2f} GB). "
+            f"Medians of {args.runs} runs{f' ({args.long_runs} for the long document)' if args.long and args.long_runs else ''}; each run a fresh process, the engines alternating "
+            f"(load average at start {load:.2f}{'; **figures are under load**' if load > 1.5 else ''}). Took {minutes:.0f} min.",
+            f"airlock binary: `{os.path.relpath(args.airlock)}`. llama.cpp: llama-cpp-python (use_extra_bufts=False, n_ctx max(1024, prompt + new), n_batch 512); its RSS includes the Python "
             f"interpreter and the package (`import llama_cpp` alone: {py_rss:.1f} MiB). Prompt tokens/s for airlock is "
             f"measured to the first token (prompt pass + one sample), as for llama.cpp.",
             ""]
-    table = "\n".join(head + lines) + "\n"
+    table = "\n".join(head + lines + ([""] + notes if notes else [])) + "\n"
     print(table)
     if args.out:
-        # Replace this benchmark's section only: bench/api.sh keeps its "# API benchmark"
-        # section (and anything after it) in the same file.
-        rest = ""
-        if os.path.exists(args.out):
-            old = open(args.out).read()
-            at = old.find("\n# API benchmark\n")
-            rest = old[at:] if at >= 0 else ""
-        with open(args.out, "w") as f:
-            f.write(table + rest)
+        write_section(args.out, args.model, table)
 
 
 if __name__ == "__main__":
