@@ -224,11 +224,21 @@ install_sslyze() {
 # compare with llama.cpp (appliance/testdata/synthetic-tiny-llamacpp.json): regenerated, not
 # shipped; bench/synthetic.py gives the same bytes for the same seed and the tests check the
 # SHA-256 the references were made from. Kept when present.
+# True if python $1 has the pinned llama-cpp-python and gguf.
+has_synth_deps() {
+  "$1" -c 'import llama_cpp, gguf, numpy' 2>/dev/null \
+    && "$1" -m pip show llama-cpp-python 2>/dev/null | grep -qx "Version: ${LLAMA_CPP_REQ#*==}" \
+    && "$1" -m pip show gguf 2>/dev/null | grep -qx "Version: ${GGUF_REQ#*==}"
+}
+
 write_synthetic_models() {
-  local dir="$1"
-  if ! "$VENV/bin/python" -c 'import llama_cpp, gguf, numpy' 2>/dev/null \
-    || ! "$VENV/bin/pip" show llama-cpp-python 2>/dev/null | grep -qx "Version: ${LLAMA_CPP_REQ#*==}" \
-    || ! "$VENV/bin/pip" show gguf 2>/dev/null | grep -qx "Version: ${GGUF_REQ#*==}"; then
+  local dir="$1" py="$VENV/bin/python"
+  # A machine that already has the pinned versions (a bench machine) is not made to build
+  # llama.cpp a second time.
+  if ! has_synth_deps "$py" && command -v python3 >/dev/null && has_synth_deps python3; then
+    py=python3
+  fi
+  if ! has_synth_deps "$py"; then
     note "installing $LLAMA_CPP_REQ $GGUF_REQ $NUMPY_REQ into $VENV (builds llama.cpp from source: 10+ min on 2 cores, once; pip keeps the wheel)"
     # LLAVA_BUILD=OFF: the multimodal library (mtmd, a third of the build) is not needed to
     # quantize or evaluate text models; llama_cpp loads it only for vision chat handlers.
@@ -236,7 +246,7 @@ write_synthetic_models() {
       "$VENV/bin/pip" install --quiet --disable-pip-version-check "$LLAMA_CPP_REQ" "$GGUF_REQ" "$NUMPY_REQ" >&2 \
       || die "pip install $LLAMA_CPP_REQ $GGUF_REQ $NUMPY_REQ failed (needs cmake-capable build tools)"
   fi
-  "$VENV/bin/python" "$REPO/bench/synthetic.py" tiny --type "${SYNTH_TYPES[@]}" --out-dir "$dir" \
+  "$py" "$REPO/bench/synthetic.py" tiny --type "${SYNTH_TYPES[@]}" --out-dir "$dir" \
     --tokenizer-from "$AIRLOCK_TEST_MODEL" >/dev/null || die "bench/synthetic.py tiny failed"
 }
 

@@ -252,7 +252,9 @@ fn an_answer_whose_record_cannot_be_written_is_withheld_or_ends_in_an_error() {
     let plain = std::thread::scope(|s| {
         let client = dev.client("user");
         let body =
-            json!({"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 400, "temperature": 0})
+            // 200 tokens: long enough to be running when writes start failing, short enough
+            // to finish within the client's 30 s read timeout on a loaded machine.
+            json!({"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 200, "temperature": 0})
                 .to_string();
         let plain = s.spawn(move || {
             client
