@@ -16,6 +16,8 @@ mod fidelity;
 mod gpu;
 /// SIMD kernels against the portable code and an f64 reference on random rows of every type.
 mod kernels;
+/// K-quant kernels with 8-bit super-block activations: SIMD bitwise against the scalar twin.
+mod kquant;
 /// The prefix cache: resumed requests match cold runs bit for bit; scopes; eviction.
 mod prefix;
 /// Models the engine must refuse, with the key or tensor named.
