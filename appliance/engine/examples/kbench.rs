@@ -40,6 +40,17 @@ fn random_blocks(ty: GgmlType, n: usize, state: &mut u64) -> Vec<u8> {
     v
 }
 
+/// CPU seconds (user + system, all threads) of this process, from /proc/self/stat: robust to
+/// other processes sharing the cores, unlike wall time.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let layers: usize = args.next().map_or(16, |v| v.parse().unwrap());
@@ -101,6 +112,7 @@ fn main() {
     run(1);
     let steps = 8;
     let mut times = Vec::new();
+    let c = cpu_secs();
     for _ in 0..steps {
         let t = Instant::now();
         run(1);
@@ -109,19 +121,21 @@ fn main() {
     times.sort_by(f64::total_cmp);
     let med = times[steps / 2];
     println!(
-        "decode step products: median {:.2} ms ({:.1} GB/s of weights), fastest {:.2} ms",
+        "decode step products: median {:.2} ms ({:.1} GB/s of weights), fastest {:.2} ms, {:.2} ms cpu",
         med * 1e3,
         bytes as f64 / med / 1e9,
-        times[0] * 1e3
+        times[0] * 1e3,
+        (cpu_secs() - c) / steps as f64 * 1e3
     );
     if tokens > 1 {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_secs());
         run(tokens);
         let s = t.elapsed().as_secs_f64();
         println!(
-            "prompt chunk of {tokens}: {:.1} ms ({:.1} tok/s of products)",
+            "prompt chunk of {tokens}: {:.1} ms ({:.1} tok/s of products), {:.1} ms cpu",
             s * 1e3,
-            tokens as f64 / s
+            tokens as f64 / s,
+            (cpu_secs() - c) * 1e3
         );
     }
 }

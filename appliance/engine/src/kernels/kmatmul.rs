@@ -12,7 +12,7 @@
 use airlock_gguf::GgmlType;
 use rayon::prelude::*;
 
-use super::ktile::{KRow, TOKENS};
+use super::ktile::{KRow, Q4K, Q5K, Q6K, TOKENS};
 use super::q8k::{self, Q8KRow};
 use super::{Isa, TILE};
 use crate::qweight::QWeight;
@@ -59,6 +59,7 @@ pub fn row_dot_q8k(isa: Isa, ty: GgmlType, row: &[u8], a: &Q8KRow) -> Option<f32
 #[allow(unsafe_code)]
 fn krow_dots<const T: usize>(isa: Isa, w: &KRow, a: &[&Q8KRow; T]) -> Option<[f32; T]> {
     let n = w.blocks() * airlock_gguf::blocks::QK_K;
+    let kind = w.kind()?;
     if !isa.is_supported() || !a.iter().all(|r| r.len() == n && r.is_well_formed()) {
         return None;
     }
@@ -67,14 +68,18 @@ fn krow_dots<const T: usize>(isa: Isa, w: &KRow, a: &[&Q8KRow; T]) -> Option<[f3
         Isa::Avx2 | Isa::Avx512Vnni => {
             #[cfg(target_arch = "x86_64")]
             {
-                // SAFETY: the CPU has `isa`'s features and every activation has the decoded
-                // row's super-block count and is well formed (checked above): the contract of
-                // `ktile`.
+                use super::ktile::{dot_avx2 as d2, dot_avx512 as d5};
+                // SAFETY: the CPU has `isa`'s features, `kind` is the decoded row's, and every
+                // activation has the decoded row's super-block count and is well formed
+                // (checked above): the contract of `ktile`.
                 Some(unsafe {
-                    if isa == Isa::Avx512Vnni {
-                        super::ktile::dot_avx512::<T>(w, a)
-                    } else {
-                        super::ktile::dot_avx2::<T>(w, a)
+                    match (isa == Isa::Avx512Vnni, kind) {
+                        (true, Q4K) => d5::<Q4K, T>(w, a),
+                        (true, Q5K) => d5::<Q5K, T>(w, a),
+                        (true, _) => d5::<Q6K, T>(w, a),
+                        (false, Q4K) => d2::<Q4K, T>(w, a),
+                        (false, Q5K) => d2::<Q5K, T>(w, a),
+                        (false, _) => d2::<Q6K, T>(w, a),
                     }
                 })
             }
@@ -189,25 +194,32 @@ pub(super) fn matmul_rows_q8k(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f
         });
         return;
     }
-    // Each task owns a band of whole rows and writes it row-major (`[nr, n]`) to its piece of
-    // `tmp`: each row is decoded once and stays in L1 while every token's activation streams.
+    // Each task owns a band of `nr` whole rows and writes it token-major (`[n, nr]`) to its
+    // piece of `tmp`: each row is decoded once and stays in L1 while every token's activation
+    // streams; the bands are then copied into place with contiguous copies.
     let refs: Vec<&Q8KRow> = acts.iter().collect();
     let mut tmp = vec![0f32; rows * n];
-    tmp.par_chunks_mut(chunk * n)
-        .enumerate()
-        .for_each_init(KRow::default, |dec, (c, o)| {
-            for (i, orow) in o.chunks_exact_mut(n).enumerate() {
+    tmp.par_chunks_mut(chunk * n).enumerate().for_each_init(
+        || (KRow::default(), vec![0f32; n]),
+        |(dec, orow), (c, o)| {
+            let nr = o.len() / n;
+            for i in 0..nr {
                 let (row, ty) = row_of(c * chunk + i);
                 dec.decode(ty, row);
                 // INVARIANT: as for `dot`: lengths agree, the kernels cannot refuse.
                 if tokens_dot(isa, ty, row, dec, &refs, orow).is_none() {
                     orow.fill(f32::NAN);
                 }
+                for (t, &v) in orow.iter().enumerate() {
+                    o[t * nr + i] = v;
+                }
             }
-        });
-    for (r, src) in tmp.chunks_exact(n).enumerate() {
-        for (t, &v) in src.iter().enumerate() {
-            out[t * rows + r] = v;
+        },
+    );
+    for (c, band) in tmp.chunks(chunk * n).enumerate() {
+        let nr = band.len() / n;
+        for (t, src) in band.chunks_exact(nr).enumerate() {
+            out[t * rows + c * chunk..][..nr].copy_from_slice(src);
         }
     }
 }

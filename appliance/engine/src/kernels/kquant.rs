@@ -416,3 +416,55 @@ pub(super) unsafe fn dot_q6_k_avx512(row: &[u8], a: &Q8KRow) -> f32 {
     // SAFETY: features present (contract).
     unsafe { hsum(acc) }
 }
+
+/// The 256 codes of one block in value order (`0..=63`) at `out`, for the multi-token kernel
+/// (`super::ktile`): kind `K` is `ktile::Q4K`, `Q5K` or `Q6K`. The codes are the ones the dot
+/// products above multiply, unpacked by the same helpers.
+///
+/// # Safety
+/// AVX2/FMA/F16C present; `b` points at one whole block of kind `K`, `out` at 256 writable
+/// bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn block_codes<const K: u8>(b: *const u8, out: *mut u8) {
+    use super::ktile::{Q5K, Q6K};
+    // SAFETY: every load reads inside the block (Q4_K codes at 16..144; Q5_K high bits at
+    // 16..48 and codes at 48..176; Q6_K ql at 0..128, qh at 128..192) and every store writes
+    // inside `out`'s 256 bytes (contract).
+    unsafe {
+        if K == Q6K {
+            for j in 0..2 {
+                let l1 = _mm256_loadu_si256(b.add(64 * j).cast());
+                let l2 = _mm256_loadu_si256(b.add(64 * j + 32).cast());
+                let h = _mm256_loadu_si256(b.add(128 + 32 * j).cast());
+                for (k, q) in q6_codes(l1, l2, h).into_iter().enumerate() {
+                    _mm256_storeu_si256(out.add(128 * j + 32 * k).cast(), q);
+                }
+            }
+            return;
+        }
+        let m4 = _mm256_set1_epi8(0x0f);
+        let (qh, qs) = if K == Q5K {
+            (b.add(4 + K_SCALE_SIZE), b.add(4 + K_SCALE_SIZE + QK_K / 8))
+        } else {
+            (b, b.add(4 + K_SCALE_SIZE))
+        };
+        let hbits = if K == Q5K {
+            _mm256_loadu_si256(qh.cast())
+        } else {
+            _mm256_setzero_si256()
+        };
+        for j in 0..4 {
+            let q = _mm256_loadu_si256(qs.add(32 * j).cast());
+            let (lo, hi) = if K == Q5K {
+                q5_codes(q, hbits, j as i32)
+            } else {
+                (
+                    _mm256_and_si256(q, m4),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
+                )
+            };
+            _mm256_storeu_si256(out.add(64 * j).cast(), lo);
+            _mm256_storeu_si256(out.add(64 * j + 32).cast(), hi);
+        }
+    }
+}

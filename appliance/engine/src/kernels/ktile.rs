@@ -10,8 +10,9 @@
 //! fused-multiply-add, min term and final sum. A token's result is therefore bitwise the same
 //! whether it is multiplied alone (decode) or inside a prompt chunk; tests compare them.
 //!
-//! Decoding is plain safe code (once per row, shared by all tokens); the per-token loop is the
-//! only `unsafe` here.
+//! Decoding runs once per row, shared by all tokens: the codes are unpacked by
+//! `super::kquant::block_codes` (the one-token kernels' unpacking helpers, AVX2) or by plain
+//! code, the scales by plain code.
 //!
 //! # Safety contract (every `unsafe fn` here)
 //! * The CPU has the instruction sets named in the function's `target_feature`.
@@ -28,6 +29,13 @@ use super::q8k::{BSUMS, Q8KRow, k4_scales_mins};
 
 /// Tokens per pass of the multi-token kernel.
 pub(super) const TOKENS: usize = 4;
+
+/// Weight types of the multi-token kernel, as a const parameter (one specialised loop each).
+pub(super) const Q4K: u8 = 0;
+/// See [`Q4K`].
+pub(super) const Q5K: u8 = 1;
+/// See [`Q4K`].
+pub(super) const Q6K: u8 = 2;
 
 /// One K-quant row decoded for many tokens.
 #[derive(Debug, Default)]
@@ -56,6 +64,17 @@ impl KRow {
         self.d.len()
     }
 
+    /// The kind constant ([`Q4K`], [`Q5K`], [`Q6K`]) of the decoded type; `None` before the
+    /// first decode.
+    pub(super) fn kind(&self) -> Option<u8> {
+        match self.ty? {
+            GgmlType::Q4_K => Some(Q4K),
+            GgmlType::Q5_K => Some(Q5K),
+            GgmlType::Q6_K => Some(Q6K),
+            _ => None,
+        }
+    }
+
     /// Decodes `row` (whole blocks of `ty`, a K-quant), reusing the allocations.
     pub(super) fn decode(&mut self, ty: GgmlType, row: &[u8]) {
         let bb = ty.block_bytes();
@@ -66,54 +85,92 @@ impl KRow {
         self.d.resize(nb, 0.0);
         self.dmin.resize(nb, 0.0);
         self.mins.resize(nb, [0; 16]);
+        let simd = super::Isa::Avx2.is_supported();
         for (i, b) in row.chunks_exact(bb).enumerate() {
             let codes = &mut self.codes[i * QK_K..(i + 1) * QK_K];
             let scales = &mut self.scales[i * 4..(i + 1) * 4];
+            if simd {
+                block_codes(ty, b, codes);
+            }
             if ty == GgmlType::Q6_K {
                 let (ql, rest) = b.split_at(QK_K / 2);
                 let (qh, rest) = rest.split_at(QK_K / 4);
                 let sc: [i16; 16] = std::array::from_fn(|k| i16::from(rest[k] as i8));
-                for j in 0..2 {
-                    let (ql, qh) = (&ql[64 * j..64 * j + 64], &qh[32 * j..32 * j + 32]);
-                    for p in 0..32 {
-                        let h = qh[p];
-                        let base = 128 * j + p;
-                        codes[base] = (ql[p] & 15) | ((h & 3) << 4);
-                        codes[base + 32] = (ql[32 + p] & 15) | (((h >> 2) & 3) << 4);
-                        codes[base + 64] = (ql[p] >> 4) | (((h >> 4) & 3) << 4);
-                        codes[base + 96] = (ql[32 + p] >> 4) | (((h >> 6) & 3) << 4);
+                if !simd {
+                    for j in 0..2 {
+                        let (ql, qh) = (&ql[64 * j..64 * j + 64], &qh[32 * j..32 * j + 32]);
+                        for p in 0..32 {
+                            let h = qh[p];
+                            let base = 128 * j + p;
+                            codes[base] = (ql[p] & 15) | ((h & 3) << 4);
+                            codes[base + 32] = (ql[32 + p] & 15) | (((h >> 2) & 3) << 4);
+                            codes[base + 64] = (ql[p] >> 4) | (((h >> 4) & 3) << 4);
+                            codes[base + 96] = (ql[32 + p] >> 4) | (((h >> 6) & 3) << 4);
+                        }
                     }
                 }
+                // Piece j covers sub-blocks 4j..4j + 4, eight code pairs each.
                 for (j, s) in scales.iter_mut().enumerate() {
-                    *s = std::array::from_fn(|n| sc[(64 * j + 2 * n) / 16]);
+                    for (k, part) in s.chunks_exact_mut(8).enumerate() {
+                        part.fill(sc[4 * j + k]);
+                    }
                 }
                 self.d[i] = f16_at(b, Q6_K_BYTES - 2);
                 self.mins[i] = sc;
             } else {
                 let sm = k4_scales_mins(&b[4..4 + K_SCALE_SIZE]);
-                let (qh, qs) = if ty == GgmlType::Q5_K {
-                    b[4 + K_SCALE_SIZE..].split_at(QK_K / 8)
-                } else {
-                    (&[][..], &b[4 + K_SCALE_SIZE..])
-                };
-                for j in 0..4 {
-                    for p in 0..32 {
-                        let q = qs[32 * j + p];
-                        let (h0, h1) = match qh.get(p) {
-                            Some(&h) => (((h >> (2 * j)) & 1) << 4, ((h >> (2 * j + 1)) & 1) << 4),
-                            None => (0, 0),
-                        };
-                        codes[64 * j + p] = (q & 15) | h0;
-                        codes[64 * j + 32 + p] = (q >> 4) | h1;
+                if !simd {
+                    let (qh, qs) = if ty == GgmlType::Q5_K {
+                        b[4 + K_SCALE_SIZE..].split_at(QK_K / 8)
+                    } else {
+                        (&[][..], &b[4 + K_SCALE_SIZE..])
+                    };
+                    for j in 0..4 {
+                        for p in 0..32 {
+                            let q = qs[32 * j + p];
+                            let (h0, h1) = match qh.get(p) {
+                                Some(&h) => {
+                                    (((h >> (2 * j)) & 1) << 4, ((h >> (2 * j + 1)) & 1) << 4)
+                                }
+                                None => (0, 0),
+                            };
+                            codes[64 * j + p] = (q & 15) | h0;
+                            codes[64 * j + 32 + p] = (q >> 4) | h1;
+                        }
                     }
                 }
+                // Piece j covers sub-blocks 2j and 2j + 1, sixteen code pairs each.
                 for (j, s) in scales.iter_mut().enumerate() {
-                    *s = std::array::from_fn(|n| i16::from(sm[(64 * j + 2 * n) / 32]));
+                    let (lo, hi) = s.split_at_mut(16);
+                    lo.fill(i16::from(sm[2 * j]));
+                    hi.fill(i16::from(sm[2 * j + 1]));
                 }
                 self.d[i] = f16_at(b, 0);
                 self.dmin[i] = f16_at(b, 2);
-                self.mins[i] =
-                    std::array::from_fn(|k| if k < 8 { i16::from(sm[8 + k]) } else { 0 });
+                let mut mins = [0i16; 16];
+                for (m, &v) in mins.iter_mut().zip(&sm[8..]) {
+                    *m = i16::from(v);
+                }
+                self.mins[i] = mins;
+            }
+        }
+    }
+}
+
+/// The codes of block `b` (whole, of K-quant `ty`) in value order into `out` (256 bytes) with
+/// AVX2; the caller checked the CPU has it.
+#[allow(unsafe_code)]
+fn block_codes(ty: GgmlType, b: &[u8], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if b.len() == ty.block_bytes() && out.len() == QK_K {
+        use super::kquant::block_codes as bc;
+        // SAFETY: AVX2/FMA/F16C present (the caller checked), `b` is one whole block of `ty`
+        // and `out` 256 bytes (checked above): the contract of `kquant::block_codes`.
+        unsafe {
+            match ty {
+                GgmlType::Q4_K => bc::<Q4K>(b.as_ptr(), out.as_mut_ptr()),
+                GgmlType::Q5_K => bc::<Q5K>(b.as_ptr(), out.as_mut_ptr()),
+                _ => bc::<Q6K>(b.as_ptr(), out.as_mut_ptr()),
             }
         }
     }
@@ -126,7 +183,7 @@ pub(super) use x86::{dot_avx2, dot_avx512};
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{BSUMS, GgmlType, KRow, Q8KRow, QK_K};
+    use super::{BSUMS, KRow, Q4K, Q5K, Q6K, Q8KRow, QK_K};
     use crate::kernels::avx2::hsum;
 
     macro_rules! krow_kernel {
@@ -134,13 +191,12 @@ mod x86 {
             /// `[w · a[t]]` for `T` tokens: the one-token kernels' results bitwise.
             ///
             /// # Safety
-            /// See the module's contract.
+            /// See the module's contract; `w` holds a row of kind `K`.
             #[target_feature(enable = $feat)]
-            pub(in crate::kernels) unsafe fn $name<const T: usize>(
+            pub(in crate::kernels) unsafe fn $name<const K: u8, const T: usize>(
                 w: &KRow,
                 a: &[&Q8KRow; T],
             ) -> [f32; T] {
-                let ty = w.ty.unwrap_or(GgmlType::Q4_K);
                 let nb = w.blocks();
                 let mut acc = [_mm256_setzero_ps(); T];
                 let mut acc_m = [_mm_setzero_ps(); T];
@@ -159,7 +215,7 @@ mod x86 {
                             let da = *a[t].d.get_unchecked(i);
                             let bs = _mm256_loadu_si256(a[t].bsums.as_ptr().add(i * BSUMS).cast());
                             let mut s = sumi[t];
-                            if ty == GgmlType::Q6_K {
+                            if K == Q6K {
                                 let sc16 = _mm256_loadu_si256(mins.cast());
                                 s = _mm256_sub_epi32(
                                     s,
@@ -172,7 +228,7 @@ mod x86 {
                                 );
                                 let prod = _mm_madd_epi16(_mm_loadu_si128(mins), q8s);
                                 let dmin = -da * *w.dmin.get_unchecked(i);
-                                if ty == GgmlType::Q4_K {
+                                if K == Q4K {
                                     acc_m[t] = _mm_fmadd_ps(
                                         _mm_set1_ps(dmin),
                                         _mm_cvtepi32_ps(prod),
@@ -195,12 +251,12 @@ mod x86 {
                 std::array::from_fn(|t| {
                     // SAFETY: features present (contract).
                     let h = unsafe { hsum(acc[t]) };
-                    match ty {
-                        GgmlType::Q4_K => {
+                    match K {
+                        Q4K => {
                             let m = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
                             h + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
                         }
-                        GgmlType::Q5_K => h + summs[t],
+                        Q5K => h + summs[t],
                         _ => h,
                     }
                 })
