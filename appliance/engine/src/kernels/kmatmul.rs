@@ -35,8 +35,8 @@ pub fn row_dot_q8k(isa: Isa, ty: GgmlType, row: &[u8], a: &Q8KRow) -> Option<f32
                     return None;
                 }
                 // SAFETY: the CPU has `isa`'s features (checked above: Avx512Vnni implies
-                // AVX-512 F/VL/BW), `row` is `nb` whole blocks of `ty` and `a` is `nb` well-formed
-                // super-blocks (checked above): the contract of `kquant`.
+                // AVX-512 F/VL/BW and VNNI), `row` is `nb` whole blocks of `ty` and `a` is `nb`
+                // well-formed super-blocks (checked above): the contract of `kquant`.
                 Some(unsafe {
                     match (isa, ty) {
                         (Isa::Avx512Vnni, GgmlType::Q4_K) => k::dot_q4_k_avx512(row, a),

@@ -292,12 +292,13 @@ mod x86 {
         s
     }
 
-    /// [`sumi_avx2`] with 512-bit vectors (64 codes each), halves folded at the end.
+    /// [`sumi_avx2`] with 512-bit vectors (64 codes each), halves folded at the end; the scale
+    /// multiply and the accumulation are one `vpdpwssd` (exact, as `vpmaddwd` + `vpaddd`).
     ///
     /// # Safety
     /// As [`sumi_avx2`].
     #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw")]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
     unsafe fn sumi_avx512<const T: usize>(
         codes: *const u8,
         sc: *const i16,
@@ -312,8 +313,7 @@ mod x86 {
                 let sv = _mm512_loadu_si512(sc.add(32 * q).cast());
                 for t in 0..T {
                     let x = _mm512_loadu_si512(a[t].qs.as_ptr().add(i * QK_K + 64 * q).cast());
-                    s[t] =
-                        _mm512_add_epi32(s[t], _mm512_madd_epi16(sv, _mm512_maddubs_epi16(wv, x)));
+                    s[t] = _mm512_dpwssd_epi32(s[t], sv, _mm512_maddubs_epi16(wv, x));
                 }
             }
         }
@@ -327,7 +327,7 @@ mod x86 {
 
     krow_kernel!("avx2,fma,f16c", dot_avx2, sumi_avx2);
     krow_kernel!(
-        "avx2,fma,f16c,avx512f,avx512vl,avx512bw",
+        "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni",
         dot_avx512,
         sumi_avx512
     );
