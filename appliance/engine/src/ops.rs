@@ -3,20 +3,21 @@
 //! [`QuantizedMatmul::q_matmul`] is declared with `#[backend_extension(Flex)]`: burn generates
 //! the routing from its runtime-dispatched `Tensor` to the backend that holds the activation,
 //! and [`Flex`] (burn's pure-Rust CPU backend) implements it with this crate's kernels:
-//! * Q4_0/Q4_1/Q8_0 weights, or few activation rows (decode): [`kernels::matmul_rows`],
-//!   weights decoded in registers (with 8-bit activations for those types, as llama.cpp);
-//! * many rows (prompt processing): bands of ≈ 4 M weights decoded to f32 in turn and multiplied
-//!   with flex's GEMM, so the transient f32 copy stays small (≤ 16 MiB) and weights stay
-//!   quantized at rest.
+//! * Q4_0/Q4_1/Q8_0 and K-quant (Q4_K/Q5_K/Q6_K) weights, or few activation rows (decode):
+//!   [`kernels::matmul_rows`], weights decoded in registers, with 8-bit activations for those
+//!   types as llama.cpp (per 32 values for Q4_0/Q4_1/Q8_0, per 256 for K-quants);
+//! * many rows (prompt processing) of other types (F16/BF16/F32, or exact activations): bands
+//!   of ≈ 4 M weights decoded to f32 in turn and multiplied with flex's GEMM, so the transient
+//!   f32 copy stays small (≤ 16 MiB) and weights stay quantized at rest.
 //!
 //! Token invariance (a token's output row bitwise the same whether it was multiplied alone or
 //! with other tokens, which "batched equals solo" and the exactness of the prefix cache rely
-//! on) holds on the 8-bit-activation path (Q4_0/Q4_1/Q8_0 weights, the default model): it
-//! never takes the GEMM, and its prompt tile repeats the one-token kernel's operations. The
-//! GEMM path (K-quants, F16/BF16/F32, exact activations) is not token-invariant (its blocking
-//! makes a row's summation order depend on the row count): results then agree with one-token
-//! products up to f32 rounding only. Kept for its prompt speed (≈ 4.4× the per-token kernels
-//! on a Q4_K model); an invariant register-tiled f32 panel kernel is the way to have both.
+//! on) holds on the 8-bit-activation path (Q4_0/Q4_1/Q8_0 and K-quant weights: the default
+//! model and the Q4_K_M/Q5_K_M/Q6_K files most models are published in): it never takes the
+//! GEMM, and its multi-token kernels repeat the one-token kernel's operations per pair. The
+//! GEMM path (F16/BF16/F32, exact activations) is not token-invariant (its blocking makes a
+//! row's summation order depend on the row count): results then agree with one-token products
+//! up to f32 rounding only.
 //!
 //! With the `wgpu` or `cuda` feature, burn's cube backend implements it too (`cube.rs`: a
 //! CubeCL kernel decoding Q4_0/Q4_1/Q8_0 in the product, weights uploaded once as raw

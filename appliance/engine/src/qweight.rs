@@ -83,10 +83,12 @@ impl QWeight {
         self
     }
 
-    /// True if activations are quantized to 8 bits per 32 values before multiplying, as
-    /// llama.cpp does (Q4_0, Q4_1, Q8_0 weights; the default). Other types always use f32.
+    /// True if activations are quantized to 8 bits before multiplying, as llama.cpp does (the
+    /// default): per 32 values for Q4_0, Q4_1, Q8_0 weights, per 256 for Q4_K, Q5_K, Q6_K.
+    /// Other types always use f32.
     pub fn q8_activations(&self) -> bool {
-        self.q8_activations && crate::kernels::q8::supports(self.ty)
+        self.q8_activations
+            && (crate::kernels::q8::supports(self.ty) || crate::kernels::q8k::supports(self.ty))
     }
 
     /// The tensor's name in the file.

@@ -11,8 +11,14 @@
 //!   module `avx512`: the same block of four rows in one 512-bit vector). Every path gives a
 //!   token bitwise the same outputs, whatever the number of tokens in the call (the tiles'
 //!   arithmetic is the definition; tests compare them).
-//! * [`dequantize_rows`]: a band of rows decoded to f32, for prompt processing, where each
-//!   weight is reused by many tokens and burn's GEMM on a decoded band wins (see `crate::ops`).
+//! * K-quants (Q4_K/Q5_K/Q6_K) with 8-bit activations in super-blocks of 256 (module `q8k`,
+//!   llama.cpp's `block_q8_K`) take [`row_dot_q8k`] (module `kmatmul`): ggml's arithmetic
+//!   bitwise (AVX2 and AVX-512 kernels in `kquant`, scalar twins in `q8k`), one row per call
+//!   for a decode step, and for several tokens each row decoded once and multiplied with four
+//!   tokens per pass (module `ktile`), bitwise the one-token result.
+//! * [`dequantize_rows`]: a band of rows decoded to f32, for prompt processing of the types
+//!   without 8-bit kernels (F16/BF16/F32, exact activations), multiplied by burn's GEMM (see
+//!   `crate::ops`).
 //!
 //! [`matmul_rows`] is token-invariant: a token's output is bitwise the same whether it was
 //! multiplied alone or with other tokens (the prompt tile repeats the one-token kernel's
@@ -36,11 +42,17 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod ggml;
+mod kmatmul;
+#[cfg(target_arch = "x86_64")]
+mod kquant;
+mod ktile;
 pub(crate) mod portable;
 pub mod q8;
+pub mod q8k;
 #[cfg(target_arch = "x86_64")]
 mod tile;
 
+pub use self::kmatmul::{row_dot_q8k, row_dot_q8k_tokens};
 use self::q8::Q8Row;
 
 /// The instruction set the kernels use.
@@ -531,13 +543,15 @@ pub fn matmul_rows(w: &QWeight, x: &[f32], n: usize, out: &mut [f32]) {
     matmul_rows_multi(&[w], x, n, out);
 }
 
-/// True if `ws` can share one [`matmul_rows_multi`] pass: same input width, type and
-/// activation mode.
+/// True if `ws` can share one [`matmul_rows_multi`] pass: same input width, activation mode
+/// and type (K-quants of different types share one pass: their activations are quantized
+/// alike).
 pub fn can_fuse(ws: &[&QWeight]) -> bool {
+    let kq = |w: &QWeight| w.q8_activations() && q8k::supports(w.ggml_type());
     ws.windows(2).all(|p| {
         p[0].cols() == p[1].cols()
-            && p[0].ggml_type() == p[1].ggml_type()
             && p[0].q8_activations() == p[1].q8_activations()
+            && (p[0].ggml_type() == p[1].ggml_type() || (kq(p[0]) && kq(p[1])))
     })
 }
 
@@ -554,6 +568,9 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
     let rows: usize = ws.iter().map(|w| w.rows()).sum();
     assert_eq!(x.len(), n * cols, "activation length");
     assert_eq!(out.len(), n * rows, "output length");
+    if w0.q8_activations() && q8k::supports(w0.ggml_type()) {
+        return kmatmul::matmul_rows_q8k(ws, x, n, out);
+    }
     let isa = Isa::detect();
     let ty = w0.ggml_type();
     let chunk = rows_per_task(w0);

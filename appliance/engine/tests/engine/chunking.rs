@@ -125,8 +125,19 @@ fn synthetic(s: &Synth, exact: bool) {
     let other: Vec<u32> = (0..6)
         .map(|_| (rng.next_u64() % s.vocab as u64) as u32)
         .collect();
-    // Bitwise where every matrix takes the 8-bit-activation kernels; else f32 rounding.
-    let q8 = |t: GgmlType| matches!(t, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0);
+    // Bitwise where every matrix takes the 8-bit-activation kernels (Q4_0/Q4_1/Q8_0 and the
+    // K-quants); else f32 rounding.
+    let q8 = |t: GgmlType| {
+        matches!(
+            t,
+            GgmlType::Q4_0
+                | GgmlType::Q4_1
+                | GgmlType::Q8_0
+                | GgmlType::Q4_K
+                | GgmlType::Q5_K
+                | GgmlType::Q6_K
+        )
+    };
     let invariant = !exact && q8(s.ty) && q8(s.down_ty) && q8(s.embd_ty);
     let tol = if invariant { 0.0 } else { 1e-3 };
     check(&model, &tokens, &other, s.seed + 8, tol);

@@ -17,7 +17,9 @@ mod gpu;
 /// SIMD kernels against the portable code and an f64 reference on random rows of every type.
 mod kernels;
 /// Synthetic models of each quantization type (Q4_K_M, ...) against llama.cpp's logits.
-mod kquant;
+mod kquant_fidelity;
+/// K-quant kernels with 8-bit super-block activations: SIMD bitwise against the scalar twin.
+mod kquant_kernels;
 /// The prefix cache: resumed requests match cold runs bit for bit; scopes; eviction.
 mod prefix;
 /// Models the engine must refuse, with the key or tensor named.

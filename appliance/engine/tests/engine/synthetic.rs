@@ -178,7 +178,8 @@ fn check(s: Synth) {
 }
 
 /// `exact`: f32 activations and f32 keys/values, tolerance 1e-4 (relative to the largest logit). Otherwise 8-bit
-/// activations for Q4_0/Q4_1/Q8_0 weights as llama.cpp: each product then carries ≈ 0.4 %
+/// activations for Q4_0/Q4_1/Q8_0 (blocks of 32) and K-quant (blocks of 256) weights as
+/// llama.cpp: each product then carries ≈ 0.4 %
 /// relative rounding per activation block, so the tolerance is 5e-2 — still far below the
 /// O(1) error of any wrong head mapping, mask, RoPE pair or norm.
 fn check_with(s: Synth, exact: bool) {
@@ -210,7 +211,8 @@ fn check_with(s: Synth, exact: bool) {
         }
     };
 
-    // (b) all positions of `a` in one pass (prompt path: GEMM on decoded bands).
+    // (b) all positions of `a` in one pass (prompt path: multi-token kernels, or GEMM on decoded
+    // bands for dense types and exact activations).
     let mut cache = model.new_cache();
     let slot = cache.allocate();
     let all = model

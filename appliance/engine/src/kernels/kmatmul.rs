@@ -1,0 +1,225 @@
+//! K-quant matrix products with 8-bit activations ([`Q8KRow`]), as llama.cpp computes them.
+//!
+//! Every output is one call of the one-token kernel ([`row_dot_q8k`]) on the weight row and the
+//! token's quantized activation, whatever the number of tokens in the call: the product is
+//! token-invariant by construction (a token's output is bitwise the same alone, in a prompt
+//! chunk or beside other sequences), and equal to llama.cpp's `ggml_vec_dot_q*_K_q8_K`, which
+//! its CPU backend also calls once per (row, token) for these types.
+//!
+//! Matrices of different K-quant types share one pass (Q4_K_M files mix Q4_K and Q6_K in the
+//! q|k|v and gate|up groups): the activation format does not depend on the weight type.
+
+use airlock_gguf::GgmlType;
+use rayon::prelude::*;
+
+use super::ktile::{KRow, Q4K, Q5K, Q6K, TOKENS};
+use super::q8k::{self, Q8KRow};
+use super::{Isa, TILE};
+use crate::qweight::QWeight;
+
+/// `row · a` for a Q4_K/Q5_K/Q6_K row and 8-bit super-block activations: llama.cpp's result
+/// bitwise. `None` for another type, mismatched lengths, or an `isa` this CPU lacks.
+#[allow(unsafe_code)]
+pub fn row_dot_q8k(isa: Isa, ty: GgmlType, row: &[u8], a: &Q8KRow) -> Option<f32> {
+    let nb = a.len() / airlock_gguf::blocks::QK_K;
+    if !q8k::supports(ty) || !a.is_well_formed() || row.len() != nb * ty.block_bytes() {
+        return None;
+    }
+    match isa {
+        Isa::Portable => Some(q8k::row_dot(ty, row, a)),
+        Isa::Avx2 | Isa::Avx512Vnni => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                use super::kquant as k;
+                if !isa.is_supported() {
+                    return None;
+                }
+                // SAFETY: the CPU has `isa`'s features (checked above: Avx512Vnni implies
+                // AVX-512 F/VL/BW and VNNI), `row` is `nb` whole blocks of `ty` and `a` is `nb`
+                // well-formed super-blocks (checked above): the contract of `kquant`.
+                Some(unsafe {
+                    match (isa, ty) {
+                        (Isa::Avx512Vnni, GgmlType::Q4_K) => k::dot_q4_k_avx512(row, a),
+                        (Isa::Avx512Vnni, GgmlType::Q5_K) => k::dot_q5_k_avx512(row, a),
+                        (Isa::Avx512Vnni, _) => k::dot_q6_k_avx512(row, a),
+                        (_, GgmlType::Q4_K) => k::dot_q4_k_avx2(row, a),
+                        (_, GgmlType::Q5_K) => k::dot_q5_k_avx2(row, a),
+                        _ => k::dot_q6_k_avx2(row, a),
+                    }
+                })
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            None
+        }
+    }
+}
+
+/// `[w · a[t]]` for a decoded row and `T` tokens with `isa`'s multi-token kernel; `None` if an
+/// activation's length differs from the row's or `isa` is not supported.
+#[allow(unsafe_code)]
+fn krow_dots<const T: usize>(isa: Isa, w: &KRow, a: &[&Q8KRow; T]) -> Option<[f32; T]> {
+    let n = w.blocks() * airlock_gguf::blocks::QK_K;
+    let kind = w.kind()?;
+    if !isa.is_supported() || !a.iter().all(|r| r.len() == n && r.is_well_formed()) {
+        return None;
+    }
+    match isa {
+        Isa::Portable => None,
+        Isa::Avx2 | Isa::Avx512Vnni => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                use super::ktile::{dot_avx2 as d2, dot_avx512 as d5};
+                // SAFETY: the CPU has `isa`'s features, `kind` is the decoded row's, and every
+                // activation has the decoded row's super-block count and is well formed
+                // (checked above): the contract of `ktile`.
+                Some(unsafe {
+                    match (isa == Isa::Avx512Vnni, kind) {
+                        (true, Q4K) => d5::<Q4K, T>(w, a),
+                        (true, Q5K) => d5::<Q5K, T>(w, a),
+                        (true, _) => d5::<Q6K, T>(w, a),
+                        (false, Q4K) => d2::<Q4K, T>(w, a),
+                        (false, Q5K) => d2::<Q5K, T>(w, a),
+                        (false, _) => d2::<Q6K, T>(w, a),
+                    }
+                })
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            None
+        }
+    }
+}
+
+/// `out[t] = row · a[t]` for many tokens through the multi-token kernels (the row decoded once;
+/// tokens four at a time): bitwise [`row_dot_q8k`] of each token. `None` for another type,
+/// mismatched lengths, or an `isa` this CPU lacks.
+pub fn row_dot_q8k_tokens(
+    isa: Isa,
+    ty: GgmlType,
+    row: &[u8],
+    a: &[&Q8KRow],
+    out: &mut [f32],
+) -> Option<()> {
+    let n = a.first()?.len();
+    if out.len() != a.len()
+        || !q8k::supports(ty)
+        || !n.is_multiple_of(airlock_gguf::blocks::QK_K)
+        || row.len() != n / airlock_gguf::blocks::QK_K * ty.block_bytes()
+    {
+        return None;
+    }
+    let mut dec = KRow::default();
+    dec.decode(ty, row);
+    tokens_dot(isa, ty, row, &dec, a, out)
+}
+
+/// [`row_dot_q8k_tokens`] on a row already decoded into `dec` (from `row`, of type `ty`).
+fn tokens_dot(
+    isa: Isa,
+    ty: GgmlType,
+    row: &[u8],
+    dec: &KRow,
+    a: &[&Q8KRow],
+    out: &mut [f32],
+) -> Option<()> {
+    if isa == Isa::Portable {
+        for (o, act) in out.iter_mut().zip(a) {
+            *o = row_dot_q8k(isa, ty, row, act)?;
+        }
+        return Some(());
+    }
+    let mut groups = a.chunks_exact(TOKENS);
+    let mut outs = out.chunks_exact_mut(TOKENS);
+    for (g, o) in (&mut groups).zip(&mut outs) {
+        let g: &[&Q8KRow; TOKENS] = g.try_into().ok()?;
+        o.copy_from_slice(&krow_dots(isa, dec, g)?);
+    }
+    for (act, o) in groups.remainder().iter().zip(outs.into_remainder()) {
+        *o = krow_dots(isa, dec, &[*act])?[0];
+    }
+    Some(())
+}
+
+/// Rows per rayon task: ≈ 64 KiB of weights, a multiple of [`TILE`].
+fn rows_per_task(row_bytes: usize) -> usize {
+    (64 * 1024 / row_bytes.max(1)).clamp(TILE, 1024) / TILE * TILE
+}
+
+/// `out[t * Σrows + r] = [W_1; W_2; …][r, :] · q8k(x[t])` for K-quant matrices of equal width
+/// (`n` tokens, `x` is `[n, cols]`).
+///
+/// # Panics
+/// If a matrix is not a K-quant, the widths differ, or the lengths disagree (caller bugs).
+pub(super) fn matmul_rows_q8k(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) {
+    let cols = ws[0].cols();
+    let rows: usize = ws.iter().map(|w| w.rows()).sum();
+    assert!(
+        ws.iter()
+            .all(|w| w.cols() == cols && q8k::supports(w.ggml_type())),
+        "K-quant matrices of one width"
+    );
+    assert_eq!(x.len(), n * cols, "activation length");
+    assert_eq!(out.len(), n * rows, "output length");
+    let isa = Isa::detect();
+    let acts: Vec<Q8KRow> = if n == 1 {
+        vec![Q8KRow::quantize(x)]
+    } else {
+        x.par_chunks(cols).map(Q8KRow::quantize).collect()
+    };
+    // (bytes, rows, row bytes, type) of each matrix, looked up once: `row_of` runs per row.
+    let mats: Vec<(&[u8], usize, usize, GgmlType)> = ws
+        .iter()
+        .map(|w| (w.bytes(), w.rows(), w.row_bytes(), w.ggml_type()))
+        .collect();
+    let row_of = |mut r: usize| -> (&[u8], GgmlType) {
+        for &(bytes, nr, rb, ty) in &mats {
+            if r < nr {
+                return (bytes.get(r * rb..(r + 1) * rb).unwrap_or_default(), ty);
+            }
+            r -= nr;
+        }
+        (&[], GgmlType::F32)
+    };
+    let dot = |r: usize, a: &Q8KRow| {
+        let (row, ty) = row_of(r);
+        // INVARIANT: QWeight rows are `cols` values of their type and every activation was
+        // quantized from `cols` values: the kernel cannot refuse.
+        row_dot_q8k(isa, ty, row, a).unwrap_or(f32::NAN)
+    };
+    let chunk = rows_per_task(ws[0].row_bytes());
+    if n == 1 {
+        out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
+            for (i, v) in o.iter_mut().enumerate() {
+                *v = dot(c * chunk + i, &acts[0]);
+            }
+        });
+        return;
+    }
+    // Each task owns a band of `nr` whole rows and writes it token-major (`[n, nr]`) to its
+    // piece of `tmp`: each row is decoded once and stays in L1 while every token's activation
+    // streams; the bands are then copied into place with contiguous copies.
+    let refs: Vec<&Q8KRow> = acts.iter().collect();
+    let mut tmp = vec![0f32; rows * n];
+    tmp.par_chunks_mut(chunk * n).enumerate().for_each_init(
+        || (KRow::default(), vec![0f32; n]),
+        |(dec, orow), (c, o)| {
+            let nr = o.len() / n;
+            for i in 0..nr {
+                let (row, ty) = row_of(c * chunk + i);
+                dec.decode(ty, row);
+                // INVARIANT: as for `dot`: lengths agree, the kernels cannot refuse.
+                if tokens_dot(isa, ty, row, dec, &refs, orow).is_none() {
+                    orow.fill(f32::NAN);
+                }
+                for (t, &v) in orow.iter().enumerate() {
+                    o[t * nr + i] = v;
+                }
+            }
+        },
+    );
+    for (c, band) in tmp.chunks(chunk * n).enumerate() {
+        let nr = band.len() / n;
+        for (t, src) in band.chunks_exact(nr).enumerate() {
+            out[t * rows + c * chunk..][..nr].copy_from_slice(src);
+        }
+    }
+}
