@@ -4,7 +4,8 @@
 #
 # Usage: scripts/gpu-smoke.sh AIRLOCK_BIN MODEL_GGUF [MAX_TOKENS]
 #   AIRLOCK_BIN  an `airlock` built with --features cuda (scripts/build-gpu.sh)
-#   MODEL_GGUF   the default model (scripts/fetch-default-model.sh prints its path)
+#   MODEL_GGUF   the default model (scripts/fetch-default-model.sh prints its path), or - to
+#                report only what the machine offers
 #   MAX_TOKENS   for the acceptance prompt (default 64)
 # Needs no Rust and no network: made to run on a GPU machine that has neither. Prints a
 # report on stdout; exit 0 when both devices produced the same text, 1 otherwise.
@@ -53,6 +54,10 @@ section "binary"
 ls -l "$bin"
 ldd "$bin" 2>&1 | sed 's/^[[:space:]]*/  /'
 "$bin" --version 2>&1
+[ "$model" != "-" ] || exit 0
+section "model"
+ls -l "$model"
+sha256sum "$model"
 
 run() { # device out_file extra-args...
   local dev=$1 out=$2; shift 2
