@@ -68,6 +68,9 @@ Usage:
 
 Environment:
   AIRLOCK_BIN   use this airlock binary instead of building one (--dev, production)
+  AIRLOCK_GPU   build with these GPU features (cuda, wgpu or cuda,wgpu) through
+                scripts/build-gpu.sh, offline in a network namespace; for cuda, run
+                scripts/provision-llvm.sh and cargo fetch first (README "GPU")
   DESTDIR       production install/uninstall into this root instead of / (staging)
 
 Examples:
@@ -151,8 +154,14 @@ release_binary() {
   local cargo target
   cargo="$(check_build_prerequisites)"
   target="${CARGO_TARGET_DIR:-$REPO/target}"
-  note "building the release binary (cargo build --release: the first build takes minutes)"
   local build=("$cargo" build --release --locked -p appliance --bin airlock)
+  if [[ -n ${AIRLOCK_GPU:-} ]]; then
+    # The GPU build runs offline with the network cut (scripts/build-gpu.sh says why).
+    [[ $AIRLOCK_GPU =~ ^(cuda|wgpu)(,(cuda|wgpu))?$ ]] \
+      || die "AIRLOCK_GPU=$AIRLOCK_GPU: expected cuda, wgpu or cuda,wgpu"
+    build=(env PATH="$(dirname "$cargo"):$PATH" "$REPO/scripts/build-gpu.sh" --features "$AIRLOCK_GPU")
+  fi
+  note "building the release binary (${build[*]}: the first build takes minutes)"
   if [[ $(id -u) == 0 && -n ${SUDO_USER:-} ]]; then
     # Build as the user who owns the checkout, not as root.
     (cd "$REPO" && sudo -u "$SUDO_USER" -H -- "${build[@]}") >&2 || die "cargo build failed"

@@ -87,6 +87,9 @@ fn scripts_pass_shellcheck() {
         ".ci/run",
         "scripts/fetch-default-model.sh",
         "scripts/firewall.sh",
+        "scripts/provision-llvm.sh",
+        "scripts/build-gpu.sh",
+        "scripts/gpu-smoke.sh",
         ".ci/check-deps.sh",
     ];
     let out = std::process::Command::new("shellcheck")
