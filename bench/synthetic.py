@@ -70,6 +70,8 @@ SHAPES = {
                         "Mistral-7B-v0.3 / Instruct-v0.2"),
     "llama-8b": Shape(32, 4096, 32, 8, 14336, 500000.0, 131072, False, "Llama-3.1-8B"),
     "llama-1b": Shape(16, 2048, 32, 8, 8192, 500000.0, 131072, True, "Llama-3.2-1B"),
+    # The default model's own shape (its speed without carrying its file, e.g. to a GPU machine).
+    "smollm2-135m": Shape(30, 576, 9, 3, 1536, 100000.0, 8192, True, "SmolLM2-135M-Instruct"),
     # Small enough to generate and quantize in seconds (tests, fidelity references in CI);
     # widths are multiples of 256 so the K-quant types apply to every matrix as at real sizes,
     # head width 64 and grouped-query attention (4 heads per KV head) as in the real shapes.
@@ -186,6 +188,19 @@ def check_f16(path, shape_name, seed):
     if name != model_name(shape_name, seed):
         raise SynthError(f"{path} holds {name!r}, not {model_name(shape_name, seed)!r}: delete it "
                          f"or pass that file's seed")
+
+
+def write_tokenizer(path, tok_kv):
+    """A GGUF holding only `tok_kv` (what --tokenizer-from reads)."""
+    import gguf
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name("SmolLM2-135M-Instruct tokenizer (no tensors)")
+    for key, value, vtype, sub in tok_kv:
+        w.add_key_value(key, value, vtype, sub_type=sub)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 def write_f16(shape_name, shape, path, seed, tok_kv):
@@ -326,11 +341,18 @@ def main(argv=None):
                     help="GGUF to copy tokenizer.* keys from (default: scripts/fetch-default-model.sh's model)")
     ap.add_argument("--verbose", action="store_true", help="show llama.cpp's log while quantizing")
     ap.add_argument("--list", action="store_true", help="list the shapes and exit")
+    ap.add_argument("--tokenizer-out", metavar="GGUF",
+                    help="write only the tokenizer (a GGUF without tensors, ~1 MB) and exit: "
+                         "carry it as --tokenizer-from to a machine without the default model")
     args = ap.parse_args(argv)
     if args.list:
         for n, s in SHAPES.items():
             params = sum(int(np.prod(d)) for _, d, _ in tensors(s))
             print(f"{n:11} {s.about}: {params / 1e9:.2f} B parameters, F16 {params * 2 / 1e9:.1f} GB")
+        return 0
+    if args.tokenizer_out:
+        write_tokenizer(args.tokenizer_out, tokenizer_kv(args.tokenizer_from or default_model()))
+        print(args.tokenizer_out)
         return 0
     if not args.shape:
         ap.error("a shape is required (see --list)")

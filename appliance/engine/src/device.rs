@@ -4,8 +4,9 @@
 //! The model code is the same on every backend: tensors are burn's dispatch `Tensor`s and the
 //! device they were created on picks the backend. What differs is which extension ops a backend
 //! implements natively: flex has every fused op ([`crate::fused`]); the cube backend has the
-//! quantized matrix product ([`crate::ops`], a CubeCL kernel for Q4_0/Q4_1/Q8_0) and runs the
-//! other fused ops as plain burn tensor operations ([`crate::fallback`]).
+//! quantized matrix product and the f16 rounding ([`crate::ops`], CubeCL kernels for every
+//! GGUF type) and runs the other fused ops as plain burn tensor operations
+//! ([`crate::fallback`]).
 
 use std::fmt;
 use std::str::FromStr;

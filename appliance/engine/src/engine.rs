@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::device::Backend;
 use crate::error::{EngineError, Result};
-use crate::model::Llama;
+use crate::model::{Llama, Logits, SeqInput};
 
 /// A model ready to generate. `Send + Sync`: hold it in an `Arc` and run [`crate::Batch`]
 /// steps on a dedicated thread.
@@ -48,7 +48,53 @@ impl Engine {
                 .build_global();
         }
         let file = Arc::new(GgufFile::open(path)?);
-        Engine::from_file_on(file, path, &device)
+        let engine = Engine::from_file_on(file, path, &device)?;
+        if backend != Backend::Cpu {
+            engine.warm_up(backend)?;
+        }
+        Ok(engine)
+    }
+
+    /// Runs the model once for each product shape it meets (1, 2, 4, 8 and 16 tokens: the GPU
+    /// matrix-vector kernel's variants; 32, 128 and 512: the prompt path, whose matmul the
+    /// runtime autotunes per size bucket) on a scratch cache, so a GPU runtime compiles its
+    /// kernels, tunes and uploads the weights at load instead of in the first request (and in a
+    /// benchmark's timed steps). A runtime that cannot run at all (no driver,
+    /// no device: burn panics with the runtime's message) fails here, as an error.
+    fn warm_up(&self, backend: Backend) -> Result<()> {
+        let run = || -> Result<()> {
+            let mut cache = self.model.new_cache();
+            let slot = cache.allocate();
+            let mut room = self.model.config().context_length;
+            for n in [1, 2, 4, 8, 16, 32, 128, crate::batch::PROMPT_CHUNK] {
+                if n > room {
+                    break;
+                }
+                room -= n;
+                let tokens = vec![0; n];
+                self.model.forward(
+                    &[SeqInput {
+                        slot,
+                        tokens: &tokens,
+                    }],
+                    &mut cache,
+                    Logits::Last,
+                )?;
+            }
+            Ok(())
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("the runtime panicked")
+                .to_owned();
+            Err(EngineError::BackendFailed {
+                backend: backend.name(),
+                message,
+            })
+        })
     }
 
     /// As [`Engine::load`] for a file already opened (tests, in-memory models).

@@ -103,6 +103,14 @@ pub enum EngineError {
         backend: &'static str,
         available: String,
     },
+
+    /// The backend is built in but could not run the model: no driver or device, or the
+    /// runtime failed compiling a kernel (its message, from the warm-up at load).
+    #[error("backend {backend} cannot run the model: {message}")]
+    BackendFailed {
+        backend: &'static str,
+        message: String,
+    },
 }
 
 /// Shorthand used throughout the crate.

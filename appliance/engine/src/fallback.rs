@@ -53,23 +53,6 @@ pub fn rms_norm(x: Tensor<2>, w: Tensor<1>, eps: f64) -> Tensor<2> {
     x.mul(scale).mul(w.unsqueeze::<2>())
 }
 
-/// [`crate::fused::FusedOps::round_f16`]: values rounded to f16 precision (round to nearest
-/// even, as `half` and llama.cpp's f32→f16 conversion), kept f32. Rounded on the host: not
-/// every wgpu adapter has f16 arithmetic, and the tensors are the new tokens' keys/values only.
-pub fn round_f16(x: Tensor<3>) -> Tensor<3> {
-    let dims = x.dims();
-    let device = x.device();
-    let values: Vec<f32> = x
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| half::f16::from_f32(v).to_f32())
-        .collect();
-    Tensor::from_data(TensorData::new(values, dims), &device)
-}
-
 /// [`crate::fused::FusedOps::swiglu`]: `silu(gate) · up` for `x` `[rows, 2d]` (gate | up).
 pub fn swiglu(x: Tensor<2>) -> Tensor<2> {
     let d = x.dims()[1] / 2;
@@ -175,13 +158,5 @@ mod tests {
                 1e-5,
             ));
         assert_close(&values(rms_norm(x, w, 1e-5)), &values(want), 1e-5);
-    }
-
-    #[test]
-    fn round_f16_matches_fused() {
-        let d = Device::flex();
-        let x = Tensor::<3>::from_data(TensorData::new(random(2 * 3 * 16, 4), [2, 3, 16]), &d);
-        let want = fused(<burn::backend::Dispatch as FusedOps>::round_f16, x.clone());
-        assert_eq!(values(round_f16(x)), values(want));
     }
 }

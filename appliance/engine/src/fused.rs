@@ -237,12 +237,9 @@ fn f32_channels_adjacent(x: FlexTensor) -> FlexTensor {
     }
 }
 
-/// [`FusedOps::round_f16`] on a tensor.
+/// [`FusedOps::round_f16`] on a tensor, on any device ([`crate::ops::F16Rounding`]).
 pub fn round_f16(x: Tensor<3>) -> Tensor<3> {
-    if !crate::device::has_fused_ops(&x.device()) {
-        return crate::fallback::round_f16(x);
-    }
-    Tensor::from_dispatch(<Dispatch as FusedOps>::round_f16(x.into_dispatch()))
+    crate::ops::round_f16(x)
 }
 
 /// [`FusedOps::swiglu`] on a tensor.

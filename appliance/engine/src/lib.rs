@@ -13,7 +13,7 @@
 //!   streamed text, timing), [`Engine`] (model + tokenizer + chat template, `Send + Sync`).
 //!
 //! * [`device`]: the backend (flex on the CPU; with the `wgpu`/`cuda` features a cubecl GPU
-//!   runtime, see `cube.rs`); [`fallback`] holds tensor-op versions of the fused ops for it.
+//!   runtime, see `cube/`); [`fallback`] holds tensor-op versions of the fused ops for it.
 //!
 //! # Non-goals
 //! No HTTP, no scheduling policy (the server builds that on [`Batch`]), no training, no

@@ -19,9 +19,9 @@
 //! row's summation order depend on the row count): results then agree with one-token products
 //! up to f32 rounding only.
 //!
-//! With the `wgpu` or `cuda` feature, burn's cube backend implements it too (`cube.rs`: a
-//! CubeCL kernel decoding Q4_0/Q4_1/Q8_0 in the product, weights uploaded once as raw
-//! blocks); the model code does not change.
+//! With the `wgpu` or `cuda` feature, burn's cube backend implements it too (`cube/`: CubeCL
+//! kernels decoding every GGUF type on the device, weights uploaded once as raw blocks); the
+//! model code does not change.
 
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::FloatTensorOps;
@@ -127,6 +127,25 @@ fn gemm_bands(xs: &[f32], w: &QWeight, n: usize) -> Vec<f32> {
         start += len;
     }
     out
+}
+
+/// Backends that round values to f16 precision on their own device (the KV cache's precision,
+/// as llama.cpp's f16 cache), without a round trip through the host.
+#[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")))]
+pub trait F16Rounding: Backend {
+    /// `x` rounded to the nearest f16 (ties to even), kept f32.
+    fn round_f16(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+impl F16Rounding for Flex {
+    fn round_f16(x: FlexTensor) -> FlexTensor {
+        <Flex as crate::fused::FusedOps>::round_f16(x)
+    }
+}
+
+/// [`F16Rounding::round_f16`] on any device.
+pub fn round_f16<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as F16Rounding>::round_f16(x.into_dispatch()))
 }
 
 /// `x · Wᵀ` for a `[n, cols]` activation on any device whose backend implements

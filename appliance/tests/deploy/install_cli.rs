@@ -90,6 +90,7 @@ fn scripts_pass_shellcheck() {
         "scripts/provision-llvm.sh",
         "scripts/build-gpu.sh",
         "scripts/gpu-smoke.sh",
+        "bench/gpu.sh",
         ".ci/check-deps.sh",
     ];
     let out = std::process::Command::new("shellcheck")

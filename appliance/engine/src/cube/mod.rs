@@ -1,0 +1,272 @@
+//! [`QuantizedMatmul`] on burn's cube backend (the `wgpu` and `cuda` features).
+//!
+//! Weights stay quantized on the device: the first product with a [`QWeight`] uploads its raw
+//! GGUF blocks once, as a `u32` buffer, and every later product reuses it. Every GGUF type the
+//! engine loads is decoded on the device (`cube/decode.rs`: Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K,
+//! F16, BF16, F32), with f32 activations (no 8-bit activation rounding as on the CPU: the
+//! tolerance against flex says so):
+//! * up to [`MATVEC_TOKENS`] tokens (decode, small batches): [`q_matvec_kernel`], the 32 lanes
+//!   lanes of a row striding over it with coalesced loads, each weight byte read once per 8
+//!   tokens, partial sums added with a plane sum (NVIDIA) or in shared memory (lavapipe);
+//! * more (prompts): bands of rows dequantized to f32 on the device ([`dequantize_kernel`])
+//!   and multiplied with the backend's tiled matmul, so each decoded weight serves every
+//!   token.
+//!
+//! The host keeps one fallback, for rows that are not whole 32-value units (dense tensors of
+//! odd width): bands decoded on the host, uploaded and multiplied per call.
+//!
+//! `Cube` is `CubeBackend` here because burn's `fusion` feature is off; turning it on would
+//! make `Cube` `Fusion<CubeBackend>` and this impl would need a fusion custom op.
+
+mod decode;
+mod products;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use airlock_gguf::GgmlType;
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::{Cube, DType, Shape, TensorMetadata};
+use burn::tensor::TensorData;
+use burn_cubecl::CubeDevice;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::calculate_cube_count_elemwise;
+use cubecl::features::Plane;
+use cubecl::prelude::*;
+use cubecl::server::Handle;
+
+use crate::kernels;
+use crate::ops::{F16Rounding, QuantizedMatmul};
+use crate::qweight::QWeight;
+use products::{LANES, dequantize_kernel, q_matvec_kernel, round_f16_kernel};
+
+/// Weights decoded per band: f32 values, on the host (the fallback) and on the device (the
+/// prompt path's scratch: 128 MiB).
+const BAND_VALUES: usize = 32 << 20;
+
+/// Largest token count the matrix-vector kernel takes; more go through dequantize + matmul.
+const MATVEC_TOKENS: usize = 16;
+
+/// Weight rows per cube of the matrix-vector kernel (`LANES` units each).
+const ROWS_PER_CUBE: u32 = 4;
+
+/// The device decoder for `ty` (`cube/decode.rs`: every type the engine loads), when rows are
+/// whole 32-value units.
+fn layout(ty: GgmlType, cols: usize) -> Option<u32> {
+    let kind = match ty {
+        GgmlType::Q4_0 => decode::Q4_0,
+        GgmlType::Q4_1 => decode::Q4_1,
+        GgmlType::Q8_0 => decode::Q8_0,
+        GgmlType::Q4_K => decode::Q4_K,
+        GgmlType::Q5_K => decode::Q5_K,
+        GgmlType::Q6_K => decode::Q6_K,
+        GgmlType::F16 => decode::F16,
+        GgmlType::BF16 => decode::BF16,
+        GgmlType::F32 => decode::F32,
+    };
+    cols.is_multiple_of(32).then_some(kind)
+}
+
+/// A weight's blocks on one device, with a clone of the weight: holding it keeps the file
+/// mapped, so the address the cache is keyed by cannot be reused by another weight.
+struct Uploaded {
+    _weight: QWeight,
+    handle: Handle,
+    words: usize,
+}
+
+/// Uploaded weights by (device, address and length of the mapped bytes). Lives as long as the
+/// process: the appliance loads its model once.
+static UPLOADS: Mutex<Option<HashMap<(CubeDevice, usize, usize), Uploaded>>> = Mutex::new(None);
+
+/// `w`'s raw blocks on `x`'s device as a `u32` tensor (uploaded on first use).
+fn device_blocks(x: &CubeTensor, w: &QWeight) -> CubeTensor {
+    let bytes = w.bytes();
+    let key = (x.device.clone(), bytes.as_ptr() as usize, bytes.len());
+    let mut guard = UPLOADS.lock().unwrap_or_else(PoisonError::into_inner);
+    let map = guard.get_or_insert_with(HashMap::new);
+    let up = map.entry(key).or_insert_with(|| {
+        // Whole words: pad the last one with zeros (never read by the kernel).
+        let mut padded = bytes.to_vec();
+        padded.resize(bytes.len().div_ceil(4) * 4, 0);
+        Uploaded {
+            _weight: w.clone(),
+            handle: x.client.create_from_slice(&padded),
+            words: padded.len() / 4,
+        }
+    });
+    CubeTensor::new_contiguous(
+        x.client.clone(),
+        x.device.clone(),
+        Shape::new([up.words]),
+        up.handle.clone(),
+        DType::U32,
+    )
+}
+
+/// Whether the device adds a row's partial sums with one plane sum: planes exactly `LANES`
+/// wide (NVIDIA's warps; lavapipe has no plane operations, its subgroups are 8 wide).
+fn plane_sum_fits(client: &cubecl::client::Client) -> bool {
+    let props = client.properties();
+    props.features.plane.contains(Plane::Ops)
+        && props.hardware.plane_size_min == LANES
+        && props.hardware.plane_size_max == LANES
+}
+
+/// `x · Wᵀ` for a few tokens with the matrix-vector kernel: `[n, w.rows()]`.
+fn matvec_product(x: &CubeTensor, w: &QWeight, kind: u32, n: usize) -> CubeTensor {
+    let rows = w.rows();
+    let blocks = device_blocks(x, w);
+    let out = empty_device_dtype(
+        x.client.clone(),
+        x.device.clone(),
+        Shape::new([n, rows]),
+        DType::F32,
+    );
+    // Tokens per cube: all of them up to 8 (one pass over the weights), as a power of two so
+    // few kernel variants compile.
+    let tokens = n.next_power_of_two().min(8);
+    let cube_count = CubeCount::Static(
+        u32::try_from(rows.div_ceil(ROWS_PER_CUBE as usize)).expect("rows fit a grid"),
+        u32::try_from(n.div_ceil(tokens)).expect("tokens fit a grid"),
+        1,
+    );
+    q_matvec_kernel::launch(
+        &x.client,
+        cube_count,
+        CubeDim::new_2d(LANES, ROWS_PER_CUBE),
+        x.clone().into_buffer_arg(),
+        blocks.into_buffer_arg(),
+        out.clone().into_buffer_arg(),
+        n,
+        rows,
+        w.cols(),
+        w.row_bytes(),
+        kind,
+        ROWS_PER_CUBE,
+        tokens,
+        plane_sum_fits(&x.client),
+    );
+    out
+}
+
+/// `x · Wᵀ` for many tokens: bands of rows dequantized on the device, each multiplied with the
+/// backend's matmul: `[n, w.rows()]`.
+fn dequantized_product(x: &CubeTensor, w: &QWeight, kind: u32) -> CubeTensor {
+    let (rows, cols) = (w.rows(), w.cols());
+    let blocks = device_blocks(x, w);
+    let band = (BAND_VALUES / cols).clamp(1, rows);
+    let mut parts = Vec::with_capacity(rows.div_ceil(band));
+    let mut start = 0;
+    while start < rows {
+        let len = band.min(rows - start);
+        let deq = empty_device_dtype(
+            x.client.clone(),
+            x.device.clone(),
+            Shape::new([len, cols]),
+            DType::F32,
+        );
+        let units = len * cols / 32;
+        let cube_dim = CubeDim::new(&x.client, units);
+        let cube_count = calculate_cube_count_elemwise(&x.client, units, cube_dim);
+        dequantize_kernel::launch(
+            &x.client,
+            cube_count,
+            cube_dim,
+            blocks.clone().into_buffer_arg(),
+            deq.clone().into_buffer_arg(),
+            start,
+            len,
+            cols,
+            w.row_bytes(),
+            kind,
+        );
+        // [n, cols] x [cols, len] -> [n, len]
+        parts.push(Cube::float_matmul(x.clone(), Cube::float_transpose(deq)));
+        start += len;
+    }
+    if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        Cube::float_cat(parts, 1)
+    }
+}
+
+/// Fallback for rows the device decoders do not take: `x · Wᵀ` by bands decoded on the host.
+fn host_decoded_product(x: &CubeTensor, w: &QWeight) -> CubeTensor {
+    let (rows, cols) = (w.rows(), w.cols());
+    let band = (BAND_VALUES / cols).clamp(1, rows);
+    let mut parts = Vec::with_capacity(rows.div_ceil(band));
+    let mut start = 0;
+    while start < rows {
+        let len = band.min(rows - start);
+        let mut buf = vec![0f32; len * cols];
+        kernels::dequantize_rows(w, start, &mut buf);
+        // [len, cols] -> [cols, len]
+        let wt = Cube::float_transpose(Cube::float_from_data(
+            TensorData::new(buf, [len, cols]),
+            &x.device,
+        ));
+        // [n, cols] x [cols, len] -> [n, len]
+        parts.push(Cube::float_matmul(x.clone(), wt));
+        start += len;
+    }
+    if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        Cube::float_cat(parts, 1)
+    }
+}
+
+impl QuantizedMatmul for Cube {
+    fn q_matmul(x: CubeTensor, ws: Vec<QWeight>) -> CubeTensor {
+        let [n, cols] = x.shape().dims::<2>();
+        for w in &ws {
+            assert_eq!(cols, w.cols(), "q_matmul: activation width vs {}", w.name());
+        }
+        let x = if x.dtype() == DType::F32 {
+            x
+        } else {
+            Cube::float_cast(x, burn::backend::FloatDType::F32)
+        };
+        let x = into_contiguous(x);
+        let mut parts: Vec<CubeTensor> = ws
+            .iter()
+            .map(|w| match layout(w.ggml_type(), w.cols()) {
+                Some(kind) if n <= MATVEC_TOKENS => matvec_product(&x, w, kind, n),
+                Some(kind) => dequantized_product(&x, w, kind),
+                None => host_decoded_product(&x, w),
+            })
+            .collect();
+        if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Cube::float_cat(parts, 1)
+        }
+    }
+}
+
+impl F16Rounding for Cube {
+    fn round_f16(x: CubeTensor) -> CubeTensor {
+        let x = into_contiguous(if x.dtype() == DType::F32 {
+            x
+        } else {
+            Cube::float_cast(x, burn::backend::FloatDType::F32)
+        });
+        let len = x.shape().num_elements();
+        let out = empty_device_dtype(x.client.clone(), x.device.clone(), x.shape(), DType::F32);
+        let cube_dim = CubeDim::new(&x.client, len);
+        let cube_count = calculate_cube_count_elemwise(&x.client, len, cube_dim);
+        round_f16_kernel::launch(
+            &x.client,
+            cube_count,
+            cube_dim,
+            x.clone().into_buffer_arg(),
+            out.clone().into_buffer_arg(),
+            len,
+        );
+        out
+    }
+}
