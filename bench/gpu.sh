@@ -12,8 +12,10 @@
 #   --tokenizer GGUF  tokenizer for the synthetic models: bench/synthetic.py --tokenizer-out
 #   --models DIR      where the synthetic models are written and reused (default: ./gpu-models)
 #   --shapes LIST     SHAPE:TYPE,... (default: mistral-7b:q4_k_m,llama-1b:q4_k_m,smollm2-135m:q4_1)
+#   --model GGUF      also measure this existing file (repeatable; e.g. the real default model)
 #   --runs N          runs per engine and model, medians reported (default: 3)
 #   --pylib DIR       prepended to PYTHONPATH (the gguf package and its pure-Python needs)
+#   --prepare         build llama.cpp and make the models, print their paths, measure nothing
 # Env: BUILD_JOBS (llama.cpp build parallelism, default: all cores).
 #
 # Measures, per model: decode tg128 (llama-bench -n 128; airlock: 128 new tokens after a
@@ -24,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-2}"; }
-airlock="" llama="" tokenizer="" models="$PWD/gpu-models" runs=3 pylib=""
+airlock="" llama="" tokenizer="" models="$PWD/gpu-models" runs=3 pylib="" prepare=0 extra=()
 shapes="mistral-7b:q4_k_m,llama-1b:q4_k_m,smollm2-135m:q4_1"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,13 +37,16 @@ while [ $# -gt 0 ]; do
     --models) models=$2; shift ;;
     --shapes) shapes=$2; shift ;;
     --runs) runs=$2; shift ;;
+    --model) [ -f "$2" ] || { echo "gpu.sh: --model: no file at '$2'" >&2; exit 2; }
+      extra+=("$2"); shift ;;
     --pylib) pylib=$2; shift ;;
+    --prepare) prepare=1 ;;
     *) echo "gpu.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 die() { echo "gpu.sh: $*" >&2; exit 1; }
-[ -x "$airlock" ] || die "--airlock: no executable at '${airlock}'"
+[ "$prepare" = 1 ] || [ -x "$airlock" ] || die "--airlock: no executable at '${airlock}'"
 [ -e "$llama" ] || die "--llama: no llama.cpp source at '${llama}'"
 [ -f "$tokenizer" ] || die "--tokenizer: no file at '${tokenizer}'"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs: expected a positive integer, got '$runs'"
@@ -61,29 +66,48 @@ else
   src=$llama
 fi
 bin="$src/build-cuda/bin"
-if [ ! -x "$bin/llama-bench" ] || [ ! -x "$bin/llama-quantize" ]; then
-  log "building llama.cpp (CUDA, sm_90) in $src/build-cuda"
+build_llama() {
   cmake -S "$src" -B "$src/build-cuda" -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-    -DCMAKE_BUILD_TYPE=Release >"$models/llama-cmake.log" 2>&1 || die "cmake failed: $models/llama-cmake.log"
+    -DCMAKE_BUILD_TYPE=Release >"$models/llama-cmake.log" 2>&1 || return 1
   cmake --build "$src/build-cuda" -j "${BUILD_JOBS:-$(nproc)}" --target llama-bench llama-quantize \
-    >"$models/llama-build.log" 2>&1 || die "llama.cpp build failed: $models/llama-build.log"
+    >"$models/llama-build.log" 2>&1
+}
+build=""
+if [ ! -x "$bin/llama-bench" ] || [ ! -x "$bin/llama-quantize" ]; then
+  log "building llama.cpp (CUDA, sm_90) in $src/build-cuda, meanwhile writing the F16 models"
+  build_llama &
+  build=$!
 fi
 
-# Models: F16 with random weights (bench/synthetic.py), quantized by llama.cpp's own tool.
-files=()
+# Models: F16 with random weights (bench/synthetic.py, while llama.cpp builds), then quantized
+# by llama.cpp's own tool.
+files=() f16s=()
 for spec in ${shapes//,/ }; do
   shape=${spec%%:*} type=${spec#*:}
   out="$models/$shape-$type.gguf"
-  if [ ! -f "$out" ]; then
-    log "making $out"
-    f16=$(python3 bench/synthetic.py "$shape" --type f16 --out-dir "$models" --tokenizer-from "$tokenizer" | tail -1)
-    "$bin/llama-quantize" "$f16" "$out.partial" "${type^^}" >"$models/quantize.log" 2>&1 \
-      || die "llama-quantize failed: $models/quantize.log"
-    mv "$out.partial" "$out" && rm -f "$f16"
-  fi
   files+=("$out")
+  if [ -f "$out" ]; then f16s+=(""); continue; fi
+  log "writing the F16 of $shape"
+  f16s+=("$(python3 bench/synthetic.py "$shape" --type f16 --out-dir "$models" --tokenizer-from "$tokenizer" | tail -1)") \
+    || die "bench/synthetic.py failed on $shape"
 done
+if [ -n "$build" ]; then
+  wait "$build" || die "llama.cpp build failed: $models/llama-cmake.log, $models/llama-build.log"
+fi
+for i in "${!files[@]}"; do
+  [ -n "${f16s[$i]}" ] || continue
+  out=${files[$i]} type=${out##*-} type=${type%.gguf}
+  log "quantizing $out"
+  "$bin/llama-quantize" "${f16s[$i]}" "$out.partial" "${type^^}" >"$models/quantize.log" 2>&1 \
+    || die "llama-quantize failed: $models/quantize.log"
+  mv "$out.partial" "$out" && rm -f "${f16s[$i]}"
+done
+files+=("${extra[@]}")
+if [ "$prepare" = 1 ]; then
+  printf '%s\n' "${files[@]}"
+  exit 0
+fi
 
 # A prompt of about 512 tokens for airlock (its timing line reports the exact count).
 prompt=$(python3 -c 'print(" ".join(["The quick brown fox jumps over the lazy dog."] * 50))')
