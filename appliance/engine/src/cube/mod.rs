@@ -79,7 +79,10 @@ struct Uploaded {
 
 /// Uploaded weights by (device, address and length of the mapped bytes). Lives as long as the
 /// process: the appliance loads its model once.
-static UPLOADS: Mutex<Option<HashMap<(CubeDevice, usize, usize), Uploaded>>> = Mutex::new(None);
+static UPLOADS: Mutex<Option<HashMap<UploadKey, Uploaded>>> = Mutex::new(None);
+
+/// A device, and the address and length of a weight's mapped bytes.
+type UploadKey = (CubeDevice, usize, usize);
 
 /// `w`'s raw blocks on `x`'s device as a `u32` tensor (uploaded on first use).
 fn device_blocks(x: &CubeTensor, w: &QWeight) -> CubeTensor {

@@ -56,8 +56,7 @@ pub(super) fn q_matvec_kernel(
                 for i in 0..32 {
                     s += vals[i] * x[xo + unit_col(u, i, kind)];
                 }
-                // (Compound assignment to an indexed place fails cubecl's IR verification.)
-                acc[t] = acc[t] + s;
+                acc[t] += s;
             }
             u += comptime!(LANES as usize);
         }

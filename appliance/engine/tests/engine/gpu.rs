@@ -109,9 +109,7 @@ fn check(file: Arc<GgufFile>, tokens: &[u32], steps: usize, what: &str) {
 /// then 6 greedy steps.
 fn synthetic(s: &Synth, prompt: u32) {
     let file = Arc::new(GgufFile::from_bytes(synth_model(s)).unwrap());
-    let tokens: Vec<u32> = (0..prompt)
-        .map(|i| (i * 7 + 3) as u32 % s.vocab as u32)
-        .collect();
+    let tokens: Vec<u32> = (0..prompt).map(|i| (i * 7 + 3) % s.vocab as u32).collect();
     check(
         file,
         &tokens,
