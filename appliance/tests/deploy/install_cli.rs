@@ -91,6 +91,7 @@ fn scripts_pass_shellcheck() {
         "scripts/build-gpu.sh",
         "scripts/gpu-smoke.sh",
         "bench/gpu.sh",
+        "scripts/gpu-tests.sh",
         ".ci/check-deps.sh",
     ];
     let out = std::process::Command::new("shellcheck")
