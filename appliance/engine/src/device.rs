@@ -75,6 +75,38 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Runs one small computation on this backend and reads the result back: `Ok` with how
+    /// long it took (a GPU runtime's start included), or why the backend cannot run here
+    /// ([`EngineError::BackendUnavailable`] when not built in, [`EngineError::BackendFailed`]
+    /// with the runtime's message: no driver, no device, no libdevice, ...).
+    pub fn probe(self) -> Result<std::time::Duration> {
+        let device = self.device()?;
+        let start = std::time::Instant::now();
+        let run = || {
+            let x = burn::tensor::Tensor::<1>::from_data(
+                burn::tensor::TensorData::new(vec![1f32, 2.0, 3.0], [3]),
+                &device,
+            );
+            x.add_scalar(1.0).sum().into_scalar::<f32>()
+        };
+        let sum = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|panic| {
+            EngineError::BackendFailed {
+                backend: self.name(),
+                message: crate::error::panic_message(panic.as_ref()),
+            }
+        })?;
+        if sum == 9.0 {
+            Ok(start.elapsed())
+        } else {
+            Err(EngineError::BackendFailed {
+                backend: self.name(),
+                message: format!("computed 1+2+3 (+1 each) = {sum}, not 9"),
+            })
+        }
+    }
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

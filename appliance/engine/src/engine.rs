@@ -84,15 +84,9 @@ impl Engine {
             Ok(())
         };
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("the runtime panicked")
-                .to_owned();
             Err(EngineError::BackendFailed {
                 backend: backend.name(),
-                message,
+                message: crate::error::panic_message(panic.as_ref()),
             })
         })
     }

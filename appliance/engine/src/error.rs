@@ -113,5 +113,15 @@ pub enum EngineError {
     },
 }
 
+/// The message of a caught panic (burn's GPU runtimes report a missing driver by panicking).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("the runtime panicked")
+        .to_owned()
+}
+
 /// Shorthand used throughout the crate.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -4,6 +4,7 @@ mod audit;
 mod bundle;
 mod dev;
 mod dev_model;
+mod doctor;
 mod generate;
 mod installed;
 mod keys;
@@ -49,6 +50,7 @@ enum Command {
     Bundle(bundle::Args),
     Models(models::Args),
     Audit(audit::Args),
+    Doctor(doctor::Args),
 }
 
 /// Parses arguments, runs the command, maps the outcome to an exit code.
@@ -78,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Bundle(args) => bundle::run(args),
         Command::Models(args) => models::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

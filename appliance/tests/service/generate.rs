@@ -171,3 +171,30 @@ fn models_inspect_reports_a_qwen2_file() {
         assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
     }
 }
+
+/// `airlock doctor` on this (CPU-only) build: the CPU runs, the machine's NVIDIA facts are
+/// reported either way, and asking for CUDA fails with the reason and exit 1.
+#[test]
+fn doctor_reports_each_backend_and_fails_for_one_that_cannot_run() {
+    let out = airlock(&["doctor"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("build: backends cpu"), "{stdout}");
+    assert!(stdout.contains("cpu: runs here"), "{stdout}");
+    for fact in ["nvidia driver:", "device nodes:", "libcuda:", "libdevice:"] {
+        assert!(stdout.contains(fact), "no {fact:?} line: {stdout}");
+    }
+    if !cfg!(feature = "cuda") {
+        let out = airlock(&["doctor", "--device", "cuda"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(
+            stdout.contains("cuda: cannot run here: backend cuda is not built in"),
+            "{stdout}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot run here: cuda"),
+            "stderr names the backend"
+        );
+    }
+}
