@@ -171,9 +171,7 @@ fn dequantized_product(x: &CubeTensor, w: &QWeight, kind: u32) -> CubeTensor {
             Shape::new([len, cols]),
             DType::F32,
         );
-        let units = len * cols / 32;
-        let cube_dim = CubeDim::new(&x.client, units);
-        let cube_count = calculate_cube_count_elemwise(&x.client, units, cube_dim);
+        let (cube_count, cube_dim) = elementwise(x, len * cols / 32);
         dequantize_kernel::launch(
             &x.client,
             cube_count,
@@ -223,18 +221,31 @@ fn host_decoded_product(x: &CubeTensor, w: &QWeight) -> CubeTensor {
     }
 }
 
+/// `x` as contiguous f32 (the kernels' activation layout).
+fn f32_contiguous(x: CubeTensor) -> CubeTensor {
+    into_contiguous(if x.dtype() == DType::F32 {
+        x
+    } else {
+        Cube::float_cast(x, burn::backend::FloatDType::F32)
+    })
+}
+
+/// Launch dimensions for one unit per item of `units`, on `x`'s device.
+fn elementwise(x: &CubeTensor, units: usize) -> (CubeCount, CubeDim) {
+    let cube_dim = CubeDim::new(&x.client, units);
+    (
+        calculate_cube_count_elemwise(&x.client, units, cube_dim),
+        cube_dim,
+    )
+}
+
 impl QuantizedMatmul for Cube {
     fn q_matmul(x: CubeTensor, ws: Vec<QWeight>) -> CubeTensor {
         let [n, cols] = x.shape().dims::<2>();
         for w in &ws {
             assert_eq!(cols, w.cols(), "q_matmul: activation width vs {}", w.name());
         }
-        let x = if x.dtype() == DType::F32 {
-            x
-        } else {
-            Cube::float_cast(x, burn::backend::FloatDType::F32)
-        };
-        let x = into_contiguous(x);
+        let x = f32_contiguous(x);
         let mut parts: Vec<CubeTensor> = ws
             .iter()
             .map(|w| match layout(w.ggml_type(), w.cols()) {
@@ -253,15 +264,10 @@ impl QuantizedMatmul for Cube {
 
 impl F16Rounding for Cube {
     fn round_f16(x: CubeTensor) -> CubeTensor {
-        let x = into_contiguous(if x.dtype() == DType::F32 {
-            x
-        } else {
-            Cube::float_cast(x, burn::backend::FloatDType::F32)
-        });
+        let x = f32_contiguous(x);
         let len = x.shape().num_elements();
         let out = empty_device_dtype(x.client.clone(), x.device.clone(), x.shape(), DType::F32);
-        let cube_dim = CubeDim::new(&x.client, len);
-        let cube_count = calculate_cube_count_elemwise(&x.client, len, cube_dim);
+        let (cube_count, cube_dim) = elementwise(&x, len);
         round_f16_kernel::launch(
             &x.client,
             cube_count,
