@@ -12,6 +12,11 @@ use crate::device::Backend;
 use crate::error::{EngineError, Result};
 use crate::model::{Llama, Logits, SeqInput};
 
+/// Largest |device − CPU| logit difference a GPU engine may show at load, relative to the
+/// largest |logit|: f32 activations and another summation order give ~1e-3 on lavapipe
+/// (`tests/engine/gpu.rs`); a wrong kernel gives differences of the order of the logits.
+const SELF_CHECK_TOLERANCE: f64 = 1e-2;
+
 /// A model ready to generate. `Send + Sync`: hold it in an `Arc` and run [`crate::Batch`]
 /// steps on a dedicated thread.
 #[derive(Debug)]
@@ -60,7 +65,8 @@ impl Engine {
     /// runtime autotunes per size bucket) on a scratch cache, so a GPU runtime compiles its
     /// kernels, tunes and uploads the weights at load instead of in the first request (and in a
     /// benchmark's timed steps). A runtime that cannot run at all (no driver,
-    /// no device: burn panics with the runtime's message) fails here, as an error.
+    /// no device: burn panics with the runtime's message) fails here, as an error, and so
+    /// does one that computes wrongly ([`Engine::self_check`]).
     fn warm_up(&self, backend: Backend) -> Result<()> {
         let run = || -> Result<()> {
             let mut cache = self.model.new_cache();
@@ -81,7 +87,7 @@ impl Engine {
                     Logits::Last,
                 )?;
             }
-            Ok(())
+            self.self_check(backend)
         };
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
             Err(EngineError::BackendFailed {
@@ -89,6 +95,65 @@ impl Engine {
                 message: crate::error::panic_message(panic.as_ref()),
             })
         })
+    }
+
+    /// The device's logits against the CPU's (flex, exact activations) on the same file: a
+    /// 20-token prompt (the dequantize + matmul path), one decode step (the one-token kernel)
+    /// and a 5-token continuation (the multi-token kernel). A GPU whose kernels or runtime
+    /// compute wrongly must not serve: beyond [`SELF_CHECK_TOLERANCE`] of the largest logit
+    /// the engine refuses to load, naming the difference. Costs one short CPU pass at load.
+    fn self_check(&self, backend: Backend) -> Result<()> {
+        let cpu = Llama::load(&self.file, &Device::flex())?.with_exact_activations(true);
+        let vocab = u32::try_from(self.model.config().vocab_size).unwrap_or(u32::MAX);
+        let room = self.model.config().context_length;
+        let steps: Vec<Vec<u32>> = [20usize, 1, 5]
+            .iter()
+            .scan(0u32, |next, &n| {
+                let chunk = (0..n as u32)
+                    .map(|i| (*next + i).wrapping_mul(7919).wrapping_add(11) % vocab.max(1))
+                    .collect();
+                *next += n as u32;
+                Some(chunk)
+            })
+            .collect();
+        if steps.iter().map(Vec::len).sum::<usize>() > room {
+            return Ok(()); // a toy context: nothing to compare at a meaningful length
+        }
+        let logits = |m: &Llama| -> Result<Vec<f32>> {
+            let mut cache = m.new_cache();
+            let slot = cache.allocate();
+            let mut all = Vec::new();
+            for tokens in &steps {
+                all.extend(m.forward(&[SeqInput { slot, tokens }], &mut cache, Logits::All)?);
+            }
+            Ok(all)
+        };
+        let (device, reference) = (logits(&self.model)?, logits(&cpu)?);
+        let scale = reference
+            .iter()
+            .fold(1f64, |m, &v| m.max(f64::from(v).abs()));
+        let worst = device.iter().zip(&reference).fold(0f64, |m, (&d, &r)| {
+            let diff = (f64::from(d) - f64::from(r)).abs();
+            // NaN from the device counts as the worst difference.
+            if diff.is_nan() {
+                f64::INFINITY
+            } else {
+                m.max(diff)
+            }
+        });
+        if device.len() == reference.len() && worst <= SELF_CHECK_TOLERANCE * scale {
+            Ok(())
+        } else {
+            Err(EngineError::BackendFailed {
+                backend: backend.name(),
+                message: format!(
+                    "self-check failed: logits differ from the CPU's by up to {worst:.3e} \
+                     (largest logit {scale:.2}, allowed {:.1e} of it); this device's results \
+                     are not trusted",
+                    SELF_CHECK_TOLERANCE
+                ),
+            })
+        }
     }
 
     /// As [`Engine::load`] for a file already opened (tests, in-memory models).

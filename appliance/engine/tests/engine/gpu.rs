@@ -219,6 +219,28 @@ fn gpu_rounds_to_f16_as_half_does() {
     }
 }
 
+/// `Engine::load_on` a GPU with the default model: the warm-up compiles every product shape
+/// and the self-check compares the device's logits with the CPU's before the engine is handed
+/// out.
+#[test]
+fn gpu_engine_loads_after_its_self_check() {
+    let backend = if std::env::var("AIRLOCK_TEST_GPU").as_deref() == Ok("cuda")
+        || cfg!(not(feature = "wgpu"))
+    {
+        Backend::Cuda
+    } else {
+        Backend::Wgpu
+    };
+    let t = Instant::now();
+    let engine = airlock_engine::Engine::load_on(default_model(), None, backend)
+        .expect("a GPU engine passes its self-check");
+    eprintln!(
+        "load_on {backend}: {:.1} s (warm-up and self-check)",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(engine.model().config().vocab_size, 49152);
+}
+
 /// The default model (SmolLM2-135M Q4_1), a 20-token prompt and 8 greedy steps.
 #[test]
 fn gpu_matches_flex_default_model() {
