@@ -17,6 +17,39 @@ use crate::model::{Llama, Logits, SeqInput};
 /// (`tests/engine/gpu.rs`); a wrong kernel gives differences of the order of the logits.
 const SELF_CHECK_TOLERANCE: f64 = 1e-2;
 
+/// `Ok` if `device`'s logits are within [`SELF_CHECK_TOLERANCE`] of the largest |logit| of
+/// `reference` (the CPU's), else why not; a NaN or a length mismatch never agrees.
+fn agree_with_cpu(device: &[f32], reference: &[f32]) -> std::result::Result<(), String> {
+    if device.len() != reference.len() {
+        return Err(format!(
+            "self-check failed: {} logits from the device, {} from the CPU",
+            device.len(),
+            reference.len()
+        ));
+    }
+    let scale = reference
+        .iter()
+        .fold(1f64, |m, &v| m.max(f64::from(v).abs()));
+    let worst = device.iter().zip(reference).fold(0f64, |m, (&d, &r)| {
+        let diff = (f64::from(d) - f64::from(r)).abs();
+        // NaN from the device counts as the worst difference.
+        if diff.is_nan() {
+            f64::INFINITY
+        } else {
+            m.max(diff)
+        }
+    });
+    if worst <= SELF_CHECK_TOLERANCE * scale {
+        Ok(())
+    } else {
+        Err(format!(
+            "self-check failed: logits differ from the CPU's by up to {worst:.3e} (largest logit \
+             {scale:.2}, allowed {SELF_CHECK_TOLERANCE:.1e} of it); this device's results are \
+             not trusted"
+        ))
+    }
+}
+
 /// A model ready to generate. `Send + Sync`: hold it in an `Arc` and run [`crate::Batch`]
 /// steps on a dedicated thread.
 #[derive(Debug)]
@@ -129,31 +162,10 @@ impl Engine {
             Ok(all)
         };
         let (device, reference) = (logits(&self.model)?, logits(&cpu)?);
-        let scale = reference
-            .iter()
-            .fold(1f64, |m, &v| m.max(f64::from(v).abs()));
-        let worst = device.iter().zip(&reference).fold(0f64, |m, (&d, &r)| {
-            let diff = (f64::from(d) - f64::from(r)).abs();
-            // NaN from the device counts as the worst difference.
-            if diff.is_nan() {
-                f64::INFINITY
-            } else {
-                m.max(diff)
-            }
-        });
-        if device.len() == reference.len() && worst <= SELF_CHECK_TOLERANCE * scale {
-            Ok(())
-        } else {
-            Err(EngineError::BackendFailed {
-                backend: backend.name(),
-                message: format!(
-                    "self-check failed: logits differ from the CPU's by up to {worst:.3e} \
-                     (largest logit {scale:.2}, allowed {:.1e} of it); this device's results \
-                     are not trusted",
-                    SELF_CHECK_TOLERANCE
-                ),
-            })
-        }
+        agree_with_cpu(&device, &reference).map_err(|message| EngineError::BackendFailed {
+            backend: backend.name(),
+            message,
+        })
     }
 
     /// As [`Engine::load`] for a file already opened (tests, in-memory models).
@@ -275,5 +287,25 @@ mod tests {
         shareable::<super::Engine>();
         fn sendable<T: Send>() {}
         sendable::<crate::Batch>();
+    }
+
+    /// The self-check's verdict: within 1e-2 of the largest logit agrees; a wrong kernel's
+    /// differences, a NaN or a missing row do not (and the message says by how much).
+    #[test]
+    fn the_self_check_refuses_what_differs_from_the_cpu() {
+        let cpu = [3.0f32, -1.0, 0.5, 2.0];
+        assert_eq!(
+            super::agree_with_cpu(&[3.02, -1.01, 0.49, 2.0], &cpu),
+            Ok(())
+        );
+        let wrong = super::agree_with_cpu(&[-1.0, 3.0, 0.5, 2.0], &cpu).unwrap_err();
+        assert!(
+            wrong.contains("differ from the CPU's by up to 4.000e0"),
+            "{wrong}"
+        );
+        assert!(super::agree_with_cpu(&[3.0, f32::NAN, 0.5, 2.0], &cpu).is_err());
+        assert!(super::agree_with_cpu(&[3.0, -1.0, 0.5], &cpu).is_err());
+        // Below 1.0 the tolerance is absolute (1e-2), so tiny logits cannot hide a bug.
+        assert!(super::agree_with_cpu(&[0.02], &[0.0]).is_err());
     }
 }
