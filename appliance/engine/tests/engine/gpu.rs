@@ -22,13 +22,18 @@ use crate::common::{Synth, default_model, synth_model};
 /// Largest |gpu − flex| logit difference allowed, relative to the largest |logit| (≥ 1).
 const REL_TOL: f64 = 1e-3;
 
-fn gpu() -> Device {
-    let cuda = std::env::var("AIRLOCK_TEST_GPU").as_deref() == Ok("cuda");
-    let backend = if cuda || cfg!(not(feature = "wgpu")) {
+/// The GPU backend under test: CUDA when `AIRLOCK_TEST_GPU=cuda` (or only `cuda` is built),
+/// else wgpu.
+fn gpu_backend() -> Backend {
+    if std::env::var("AIRLOCK_TEST_GPU").as_deref() == Ok("cuda") || cfg!(not(feature = "wgpu")) {
         Backend::Cuda
     } else {
         Backend::Wgpu
-    };
+    }
+}
+
+fn gpu() -> Device {
+    let backend = gpu_backend();
     eprintln!("GPU backend under test: {backend}");
     backend.device().unwrap()
 }
@@ -224,13 +229,7 @@ fn gpu_rounds_to_f16_as_half_does() {
 /// out.
 #[test]
 fn gpu_engine_loads_after_its_self_check() {
-    let backend = if std::env::var("AIRLOCK_TEST_GPU").as_deref() == Ok("cuda")
-        || cfg!(not(feature = "wgpu"))
-    {
-        Backend::Cuda
-    } else {
-        Backend::Wgpu
-    };
+    let backend = gpu_backend();
     let t = Instant::now();
     let engine = airlock_engine::Engine::load_on(default_model(), None, backend)
         .expect("a GPU engine passes its self-check");
