@@ -76,35 +76,63 @@ impl Backend {
 }
 
 impl Backend {
-    /// Runs one small computation on this backend and reads the result back: `Ok` with how
-    /// long it took (a GPU runtime's start included), or why the backend cannot run here
+    /// Runs one small computation on this backend and reads the result back, then a chain of
+    /// [`Probe::CHAIN`] small operations: `Ok` with how long each took (a GPU runtime's start
+    /// is in the first), or why the backend cannot run here
     /// ([`EngineError::BackendUnavailable`] when not built in, [`EngineError::BackendFailed`]
-    /// with the runtime's message: no driver, no device, no libdevice, ...).
-    pub fn probe(self) -> Result<std::time::Duration> {
+    /// with the runtime's message: no driver, no device, no libdevice, ... or a wrong sum).
+    pub fn probe(self) -> Result<Probe> {
         let device = self.device()?;
-        let start = std::time::Instant::now();
-        let run = || {
-            let x = burn::tensor::Tensor::<1>::from_data(
+        let failed = |message: String| EngineError::BackendFailed {
+            backend: self.name(),
+            message,
+        };
+        let sum_after = |ops: usize| {
+            let mut x = burn::tensor::Tensor::<1>::from_data(
                 burn::tensor::TensorData::new(vec![1f32, 2.0, 3.0], [3]),
                 &device,
             );
-            x.add_scalar(1.0).sum().into_scalar::<f32>()
-        };
-        let sum = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|panic| {
-            EngineError::BackendFailed {
-                backend: self.name(),
-                message: crate::error::panic_message(panic.as_ref()),
+            for _ in 0..ops.max(1) {
+                x = x.add_scalar(1.0);
             }
-        })?;
-        if sum == 9.0 {
-            Ok(start.elapsed())
-        } else {
-            Err(EngineError::BackendFailed {
-                backend: self.name(),
-                message: format!("computed 1+2+3 (+1 each) = {sum}, not 9"),
-            })
-        }
+            x.sum().into_scalar::<f32>()
+        };
+        let timed = |ops: usize| -> Result<std::time::Duration> {
+            let start = std::time::Instant::now();
+            let sum = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sum_after(ops)))
+                .map_err(|panic| failed(crate::error::panic_message(panic.as_ref())))?;
+            let expected = 6.0 + 3.0 * ops.max(1) as f32;
+            if sum == expected {
+                Ok(start.elapsed())
+            } else {
+                Err(failed(format!(
+                    "computed 1+2+3 (+1 each, {} times) = {sum}, not {expected}",
+                    ops.max(1)
+                )))
+            }
+        };
+        let first = timed(1)?;
+        let chain = timed(Probe::CHAIN)?;
+        Ok(Probe {
+            first,
+            per_op: chain / Probe::CHAIN as u32,
+        })
     }
+}
+
+/// What [`Backend::probe`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    /// The first computation and its read-back, with the runtime's start.
+    pub first: std::time::Duration,
+    /// One small operation of a chain of [`Probe::CHAIN`] (each a kernel launch on a GPU),
+    /// the read-back shared: what a forward pass pays per operation besides its arithmetic.
+    pub per_op: std::time::Duration,
+}
+
+impl Probe {
+    /// Operations in the timed chain.
+    pub const CHAIN: usize = 200;
 }
 
 impl fmt::Display for Backend {
@@ -129,7 +157,14 @@ impl FromStr for Backend {
 /// True if `device`'s backend implements [`crate::fused::FusedOps`] natively (flex); other
 /// backends take the plain tensor-op versions in [`crate::fallback`].
 pub(crate) fn has_fused_ops(device: &Device) -> bool {
-    matches!(device.as_dispatch(), DispatchDevice::Flex(_))
+    match device.as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        // `cube/fused_ops.rs`: one kernel per fused op.
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        DispatchDevice::Cube(_) => true,
+        #[allow(unreachable_patterns, reason = "reachable with a GPU feature on")]
+        _ => false,
+    }
 }
 
 #[cfg(test)]

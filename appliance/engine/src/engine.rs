@@ -11,42 +11,124 @@ use sha2::{Digest, Sha256};
 use crate::device::Backend;
 use crate::error::{EngineError, Result};
 use crate::model::{Llama, Logits, SeqInput};
+use crate::trace::{self, Traced};
 
 /// Largest |device − CPU| logit difference a GPU engine may show at load, relative to the
 /// largest |logit|: f32 activations and another summation order give ~1e-3 on lavapipe
 /// (`tests/engine/gpu.rs`); a wrong kernel gives differences of the order of the logits.
 const SELF_CHECK_TOLERANCE: f64 = 1e-2;
 
-/// `Ok` if `device`'s logits are within [`SELF_CHECK_TOLERANCE`] of the largest |logit| of
-/// `reference` (the CPU's), else why not; a NaN or a length mismatch never agrees.
-fn agree_with_cpu(device: &[f32], reference: &[f32]) -> std::result::Result<(), String> {
-    if device.len() != reference.len() {
-        return Err(format!(
-            "self-check failed: {} logits from the device, {} from the CPU",
-            device.len(),
-            reference.len()
-        ));
+/// How closely a GPU engine's logits followed the CPU's in its load-time check
+/// ([`Engine::self_check`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SelfCheck {
+    /// Largest |device − CPU| logit difference.
+    pub worst: f64,
+    /// What it is measured against: the largest |logit| of the CPU's, at least 1.0.
+    pub scale: f64,
+}
+
+impl SelfCheck {
+    /// `worst / scale`: the self-check refuses a device beyond [`SELF_CHECK_TOLERANCE`].
+    pub fn relative(&self) -> f64 {
+        self.worst / self.scale
     }
-    let scale = reference
-        .iter()
-        .fold(1f64, |m, &v| m.max(f64::from(v).abs()));
-    let worst = device.iter().zip(reference).fold(0f64, |m, (&d, &r)| {
+}
+
+impl std::fmt::Display for SelfCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "logits within {:.2e} of the CPU's ({:.1e} of the largest logit {:.2}; allowed \
+             {SELF_CHECK_TOLERANCE:.0e})",
+            self.worst,
+            self.relative(),
+            self.scale
+        )
+    }
+}
+
+/// The largest |a − b| and the largest |b| (at least 1.0), or `None` if the lengths differ;
+/// a NaN difference counts as infinite.
+fn measure(a: &[f32], b: &[f32]) -> Option<SelfCheck> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let scale = b.iter().fold(1f64, |m, &v| m.max(f64::from(v).abs()));
+    let worst = a.iter().zip(b).fold(0f64, |m, (&d, &r)| {
         let diff = (f64::from(d) - f64::from(r)).abs();
-        // NaN from the device counts as the worst difference.
         if diff.is_nan() {
             f64::INFINITY
         } else {
             m.max(diff)
         }
     });
-    if worst <= SELF_CHECK_TOLERANCE * scale {
-        Ok(())
+    Some(SelfCheck { worst, scale })
+}
+
+/// `Ok` with the measure if `device`'s logits are within [`SELF_CHECK_TOLERANCE`] of the
+/// largest |logit| of `reference` (the CPU's), else why not; a NaN or a length mismatch never
+/// agrees.
+fn agree_with_cpu(device: &[f32], reference: &[f32]) -> std::result::Result<SelfCheck, String> {
+    let Some(m) = measure(device, reference) else {
+        return Err(format!(
+            "self-check failed: {} logits from the device, {} from the CPU",
+            device.len(),
+            reference.len()
+        ));
+    };
+    if m.worst <= SELF_CHECK_TOLERANCE * m.scale {
+        Ok(m)
     } else {
         Err(format!(
-            "self-check failed: logits differ from the CPU's by up to {worst:.3e} (largest logit \
-             {scale:.2}, allowed {SELF_CHECK_TOLERANCE:.1e} of it); this device's results are \
-             not trusted"
+            "self-check failed: logits differ from the CPU's by up to {:.3e} (largest logit \
+             {:.2}, allowed {SELF_CHECK_TOLERANCE:.1e} of it); this device's results are not \
+             trusted",
+            m.worst, m.scale
         ))
+    }
+}
+
+/// Relative difference beyond which a traced intermediate counts as diverging in the
+/// self-check's report: f32 activations in another order stay near 1e-5.
+const DIVERGENCE: f64 = 1e-3;
+
+/// Where two traces of the same forward passes (`steps[i]` is call `i`'s tensors) first part:
+/// the first tensor whose values differ by more than [`DIVERGENCE`] of its largest |value|
+/// (at least 1.0), and the worst tensor overall, in words.
+fn first_divergence(device: &[Vec<Traced>], cpu: &[Vec<Traced>]) -> String {
+    let mut first = None;
+    let mut worst: Option<(f64, String)> = None;
+    for (call, (d, c)) in device.iter().zip(cpu).enumerate() {
+        for (dt, ct) in d.iter().zip(c) {
+            let at = format!("{} in forward call {}", ct.name, call + 1);
+            if dt.name != ct.name || dt.shape != ct.shape {
+                return format!(
+                    "the traces part at {at}: device {} {:?}, CPU {} {:?}",
+                    dt.name, dt.shape, ct.name, ct.shape
+                );
+            }
+            let Some(m) = measure(&dt.values, &ct.values) else {
+                return format!("{at}: {} values, CPU {}", dt.values.len(), ct.values.len());
+            };
+            let rel = m.relative();
+            if first.is_none() && rel > DIVERGENCE {
+                first = Some(format!(
+                    "{at} ({rel:.1e} of its largest value {:.2})",
+                    m.scale
+                ));
+            }
+            if worst.as_ref().is_none_or(|(w, _)| rel > *w) {
+                worst = Some((rel, at));
+            }
+        }
+    }
+    match (first, worst) {
+        (Some(f), Some((w, at))) => format!("first diverging tensor {f}; worst {at} ({w:.1e})"),
+        (None, Some((w, at))) => format!(
+            "no intermediate beyond {DIVERGENCE:.0e}; worst {at} ({w:.1e}): the logits' product"
+        ),
+        _ => "nothing was traced".to_owned(),
     }
 }
 
@@ -61,6 +143,8 @@ pub struct Engine {
     path: PathBuf,
     name: String,
     sha256: OnceLock<String>,
+    /// The load-time check of a GPU engine (`None` on the CPU).
+    self_check: Option<SelfCheck>,
 }
 
 impl Engine {
@@ -86,9 +170,9 @@ impl Engine {
                 .build_global();
         }
         let file = Arc::new(GgufFile::open(path)?);
-        let engine = Engine::from_file_on(file, path, &device)?;
+        let mut engine = Engine::from_file_on(file, path, &device)?;
         if backend != Backend::Cpu {
-            engine.warm_up(backend)?;
+            engine.self_check = engine.warm_up(backend)?;
         }
         Ok(engine)
     }
@@ -100,8 +184,8 @@ impl Engine {
     /// benchmark's timed steps). A runtime that cannot run at all (no driver,
     /// no device: burn panics with the runtime's message) fails here, as an error, and so
     /// does one that computes wrongly ([`Engine::self_check`]).
-    fn warm_up(&self, backend: Backend) -> Result<()> {
-        let run = || -> Result<()> {
+    fn warm_up(&self, backend: Backend) -> Result<Option<SelfCheck>> {
+        let run = || -> Result<Option<SelfCheck>> {
             let mut cache = self.model.new_cache();
             let slot = cache.allocate();
             let mut room = self.model.config().context_length;
@@ -120,7 +204,7 @@ impl Engine {
                     Logits::Last,
                 )?;
             }
-            self.self_check(backend)
+            self.check_against_cpu(backend)
         };
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
             Err(EngineError::BackendFailed {
@@ -135,7 +219,7 @@ impl Engine {
     /// and a 5-token continuation (the multi-token kernel). A GPU whose kernels or runtime
     /// compute wrongly must not serve: beyond [`SELF_CHECK_TOLERANCE`] of the largest logit
     /// the engine refuses to load, naming the difference. Costs one short CPU pass at load.
-    fn self_check(&self, backend: Backend) -> Result<()> {
+    fn check_against_cpu(&self, backend: Backend) -> Result<Option<SelfCheck>> {
         let cpu = Llama::load(&self.file, &Device::flex())?.with_exact_activations(true);
         let vocab = u32::try_from(self.model.config().vocab_size).unwrap_or(u32::MAX);
         let room = self.model.config().context_length;
@@ -150,22 +234,44 @@ impl Engine {
             })
             .collect();
         if steps.iter().map(Vec::len).sum::<usize>() > room {
-            return Ok(()); // a toy context: nothing to compare at a meaningful length
+            return Ok(None); // a toy context: nothing to compare at a meaningful length
         }
-        let logits = |m: &Llama| -> Result<Vec<f32>> {
+        // Every step's logits, and with `traced` each step's intermediates.
+        let run = |m: &Llama, traced: bool| -> Result<(Vec<f32>, Vec<Vec<Traced>>)> {
             let mut cache = m.new_cache();
             let slot = cache.allocate();
-            let mut all = Vec::new();
+            let (mut all, mut traces) = (Vec::new(), Vec::new());
             for tokens in &steps {
-                all.extend(m.forward(&[SeqInput { slot, tokens }], &mut cache, Logits::All)?);
+                let mut step = || m.forward(&[SeqInput { slot, tokens }], &mut cache, Logits::All);
+                if traced {
+                    let (logits, t) = trace::capture(step);
+                    all.extend(logits?);
+                    traces.push(t);
+                } else {
+                    all.extend(step()?);
+                }
             }
-            Ok(all)
+            Ok((all, traces))
         };
-        let (device, reference) = (logits(&self.model)?, logits(&cpu)?);
-        agree_with_cpu(&device, &reference).map_err(|message| EngineError::BackendFailed {
-            backend: backend.name(),
-            message,
-        })
+        let (device, reference) = (run(&self.model, false)?.0, run(&cpu, false)?.0);
+        match agree_with_cpu(&device, &reference) {
+            Ok(m) => Ok(Some(m)),
+            Err(verdict) => {
+                // Say where: the same passes again with their intermediates, op by op.
+                let (dev, cpu) = (run(&self.model, true)?.1, run(&cpu, true)?.1);
+                Err(EngineError::BackendFailed {
+                    backend: backend.name(),
+                    message: format!("{verdict}: {}", first_divergence(&dev, &cpu)),
+                })
+            }
+        }
+    }
+
+    /// How closely this engine's logits followed the CPU's at load: `Some` for a GPU engine
+    /// (which refuses to load beyond [`SELF_CHECK_TOLERANCE`]), `None` on the CPU or where the
+    /// context is too short to check.
+    pub fn self_check(&self) -> Option<SelfCheck> {
+        self.self_check
     }
 
     /// As [`Engine::load`] for a file already opened (tests, in-memory models).
@@ -196,6 +302,7 @@ impl Engine {
             path: path.to_owned(),
             name,
             sha256: OnceLock::new(),
+            self_check: None,
         })
     }
 
@@ -294,10 +401,8 @@ mod tests {
     #[test]
     fn the_self_check_refuses_what_differs_from_the_cpu() {
         let cpu = [3.0f32, -1.0, 0.5, 2.0];
-        assert_eq!(
-            super::agree_with_cpu(&[3.02, -1.01, 0.49, 2.0], &cpu),
-            Ok(())
-        );
+        let ok = super::agree_with_cpu(&[3.02, -1.01, 0.49, 2.0], &cpu).unwrap();
+        assert!((ok.worst - 0.02).abs() < 1e-6 && ok.scale == 3.0, "{ok:?}");
         let wrong = super::agree_with_cpu(&[-1.0, 3.0, 0.5, 2.0], &cpu).unwrap_err();
         assert!(
             wrong.contains("differ from the CPU's by up to 4.000e0"),
@@ -307,5 +412,41 @@ mod tests {
         assert!(super::agree_with_cpu(&[3.0, -1.0, 0.5], &cpu).is_err());
         // Below 1.0 the tolerance is absolute (1e-2), so tiny logits cannot hide a bug.
         assert!(super::agree_with_cpu(&[0.02], &[0.0]).is_err());
+    }
+
+    fn traced(name: &str, values: &[f32]) -> super::Traced {
+        super::Traced {
+            name: name.to_owned(),
+            shape: vec![values.len()],
+            values: values.to_vec(),
+        }
+    }
+
+    /// The report names the first intermediate beyond 1e-3 of its scale (with the forward call
+    /// it came from) and the worst one, and says when the traces do not line up.
+    #[test]
+    fn the_divergence_report_names_the_first_and_the_worst_tensor() {
+        let cpu = vec![
+            vec![traced("attn_norm-0", &[1.0, 2.0]), traced("Qcur-0", &[4.0])],
+            vec![traced("attn_norm-0", &[1.0, 2.0]), traced("Qcur-0", &[4.0])],
+        ];
+        let dev = vec![
+            vec![traced("attn_norm-0", &[1.0, 2.0]), traced("Qcur-0", &[4.0])],
+            vec![
+                traced("attn_norm-0", &[1.0, 2.01]),
+                traced("Qcur-0", &[8.0]),
+            ],
+        ];
+        let r = super::first_divergence(&dev, &cpu);
+        assert!(
+            r.starts_with("first diverging tensor attn_norm-0 in forward call 2 (5.0e-3"),
+            "{r}"
+        );
+        assert!(r.ends_with("worst Qcur-0 in forward call 2 (1.0e0)"), "{r}");
+        assert!(super::first_divergence(&cpu, &cpu).starts_with("no intermediate beyond"));
+        let other = vec![vec![traced("ffn_out-0", &[1.0, 2.0])]];
+        assert!(
+            super::first_divergence(&other, &cpu).starts_with("the traces part at attn_norm-0")
+        );
     }
 }

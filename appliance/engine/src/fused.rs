@@ -22,7 +22,7 @@ use crate::kernels::ggml::{Scratch, attend};
 use crate::model::rope::RopeFreqs;
 
 /// Backends with fused RoPE and RMSNorm.
-#[backend_extension(Flex)]
+#[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")))]
 pub trait FusedOps: Backend {
     /// Rotates `x` (`[heads, n, head_dim]`, positions `start..start + n`) by the angles of
     /// `freqs` on pairs `(2i, 2i + 1)`.

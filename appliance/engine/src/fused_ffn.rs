@@ -23,7 +23,7 @@ use crate::ops::q_matmul_f32;
 use crate::qweight::QWeight;
 
 /// Backends with the fused feed-forward half.
-#[backend_extension(Flex)]
+#[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")))]
 pub trait FfnOps: Backend {
     /// `x + a` plus the SwiGLU feed-forward block of it: with `h = x + a` (`[n, d]`) and
     /// `z = rms_norm(h, norm_w, eps)`, returns `h + down(silu(gate(z)) · up(z))`;

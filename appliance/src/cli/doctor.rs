@@ -45,9 +45,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for backend in probe {
         match backend.probe() {
-            Ok(took) => println!(
-                "{backend}: runs here (first result in {} ms)",
-                took.as_millis()
+            Ok(p) => println!(
+                "{backend}: runs here (first result in {} ms; {:.1} µs per small operation)",
+                p.first.as_millis(),
+                p.per_op.as_secs_f64() * 1e6
             ),
             Err(e) => {
                 println!("{backend}: cannot run here: {e}");

@@ -75,6 +75,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let engine = Engine::load_on(&args.model, args.threads, args.device)
         .with_context(|| format!("cannot load {} on {}", args.model.display(), args.device))?;
+    if let Some(check) = engine.self_check() {
+        eprintln!("{} self-check: {check}", args.device);
+    }
     let prompt = if args.chat {
         engine
             .chat_prompt(&[ChatMessage::new("user", args.prompt)])?

@@ -107,6 +107,9 @@ pub fn prepare(active: ActiveModel, config: &EngineConfig) -> Result<Prepared, L
             path: active.path.display().to_string(),
             source: Box::new(source),
         })?;
+    if let Some(check) = engine.self_check() {
+        tracing::info!(backend = %backend, relative = check.relative(), "GPU self-check passed: {check}");
+    }
     Ok(Prepared {
         active,
         engine: Arc::new(engine),

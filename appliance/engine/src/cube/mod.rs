@@ -19,6 +19,8 @@
 //! make `Cube` `Fusion<CubeBackend>` and this impl would need a fusion custom op.
 
 mod decode;
+mod fused;
+mod fused_ops;
 mod products;
 
 use std::collections::HashMap;
@@ -111,23 +113,38 @@ fn device_blocks(x: &CubeTensor, w: &QWeight) -> CubeTensor {
 
 /// Whether the device adds a row's partial sums with one plane sum: planes exactly `LANES`
 /// wide (NVIDIA's warps; lavapipe has no plane operations, its subgroups are 8 wide).
+///
+/// `AIRLOCK_GPU_REDUCE=shared` in the environment forces the shared-memory sums: a diagnostic,
+/// to tell a plane-operation fault from another in the self-check's report.
 fn plane_sum_fits(client: &cubecl::client::Client) -> bool {
+    static FORCED_SHARED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let forced = *FORCED_SHARED
+        .get_or_init(|| std::env::var("AIRLOCK_GPU_REDUCE").is_ok_and(|v| v == "shared"));
     let props = client.properties();
-    props.features.plane.contains(Plane::Ops)
+    !forced
+        && props.features.plane.contains(Plane::Ops)
         && props.hardware.plane_size_min == LANES
         && props.hardware.plane_size_max == LANES
 }
 
-/// `x · Wᵀ` for a few tokens with the matrix-vector kernel: `[n, w.rows()]`.
-fn matvec_product(x: &CubeTensor, w: &QWeight, kind: u32, n: usize) -> CubeTensor {
+/// `x · Wᵀ` (plus `residual`, `[n, w.rows()]`) for a few tokens with the matrix-vector
+/// kernel, written into columns `col0..col0 + w.rows()` of `out` (`[n, out_cols]`).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the kernel's launch arguments, named"
+)]
+fn matvec_into(
+    x: &CubeTensor,
+    w: &QWeight,
+    kind: u32,
+    n: usize,
+    out: &CubeTensor,
+    out_cols: usize,
+    col0: usize,
+    residual: Option<&CubeTensor>,
+) {
     let rows = w.rows();
     let blocks = device_blocks(x, w);
-    let out = empty_device_dtype(
-        x.client.clone(),
-        x.device.clone(),
-        Shape::new([n, rows]),
-        DType::F32,
-    );
     // Tokens per cube: all of them up to 8 (one pass over the weights), as a power of two so
     // few kernel variants compile.
     let tokens = n.next_power_of_two().min(8);
@@ -142,17 +159,32 @@ fn matvec_product(x: &CubeTensor, w: &QWeight, kind: u32, n: usize) -> CubeTenso
         CubeDim::new_2d(LANES, ROWS_PER_CUBE),
         x.clone().into_buffer_arg(),
         blocks.into_buffer_arg(),
+        // Without a residual the kernel never reads it: a one-value stand-in (not `x`: one
+        // buffer bound twice fails SPIR-V validation).
+        residual
+            .cloned()
+            .unwrap_or_else(|| {
+                empty_device_dtype(
+                    x.client.clone(),
+                    x.device.clone(),
+                    Shape::new([1]),
+                    DType::F32,
+                )
+            })
+            .into_buffer_arg(),
         out.clone().into_buffer_arg(),
         n,
         rows,
         w.cols(),
         w.row_bytes(),
+        out_cols,
+        col0,
         kind,
         ROWS_PER_CUBE,
         tokens,
         plane_sum_fits(&x.client),
+        residual.is_some(),
     );
-    out
 }
 
 /// `x · Wᵀ` for many tokens: bands of rows dequantized on the device, each multiplied with the
@@ -246,10 +278,26 @@ impl QuantizedMatmul for Cube {
             assert_eq!(cols, w.cols(), "q_matmul: activation width vs {}", w.name());
         }
         let x = f32_contiguous(x);
+        let kinds: Option<Vec<u32>> = ws.iter().map(|w| layout(w.ggml_type(), w.cols())).collect();
+        if let Some(kinds) = kinds.filter(|_| n <= MATVEC_TOKENS) {
+            // Every matrix into its columns of one output: no concatenation.
+            let total: usize = ws.iter().map(QWeight::rows).sum();
+            let out = empty_device_dtype(
+                x.client.clone(),
+                x.device.clone(),
+                Shape::new([n, total]),
+                DType::F32,
+            );
+            let mut col0 = 0;
+            for (w, kind) in ws.iter().zip(kinds) {
+                matvec_into(&x, w, kind, n, &out, total, col0, None);
+                col0 += w.rows();
+            }
+            return out;
+        }
         let mut parts: Vec<CubeTensor> = ws
             .iter()
             .map(|w| match layout(w.ggml_type(), w.cols()) {
-                Some(kind) if n <= MATVEC_TOKENS => matvec_product(&x, w, kind, n),
                 Some(kind) => dequantized_product(&x, w, kind),
                 None => host_decoded_product(&x, w),
             })

@@ -8,12 +8,15 @@
 use cubecl::prelude::*;
 
 use super::decode::{decode_unit, unit_col};
+use super::fused::round_to_f16;
 
 /// Lanes that share one weight row in [`q_matvec_kernel`] (a warp on NVIDIA).
 pub(super) const LANES: u32 = 32;
 
 /// `out[t, r] = Σ_c x[t, c] · W[r, c]` for `t` in this cube's `tokens`-wide slice of the `n`
-/// tokens, `r < rows`. Cube `(LANES, rows_per_cube)`: the `LANES` units of a row stride over its
+/// tokens, `r < rows`, written at column `col0 + r` of `out`'s rows of `out_cols` (several
+/// matrices side by side in one output), plus `res[t, r]` with `residual`. Cube
+/// `(LANES, rows_per_cube)`: the `LANES` units of a row stride over its
 /// 32-value units (adjacent lanes, adjacent bytes: coalesced loads), each decoded once and
 /// multiplied with every token of the slice, so a weight byte is read once per `tokens`
 /// tokens; the lanes' partial sums are then added with one plane sum (`plane`: planes are
@@ -22,15 +25,19 @@ pub(super) const LANES: u32 = 32;
 pub(super) fn q_matvec_kernel(
     x: &[f32],
     w: &[u32],
+    res: &[f32],
     out: &mut [f32],
     n: usize,
     rows: usize,
     cols: usize,
     row_bytes: usize,
+    out_cols: usize,
+    col0: usize,
     #[comptime] kind: u32,
     #[comptime] rows_per_cube: u32,
     #[comptime] tokens: usize,
     #[comptime] plane: bool,
+    #[comptime] residual: bool,
 ) {
     let lane = UNIT_POS_X as usize;
     let r = CUBE_POS_X as usize * comptime!(rows_per_cube as usize) + UNIT_POS_Y as usize;
@@ -64,9 +71,12 @@ pub(super) fn q_matvec_kernel(
     if plane {
         #[unroll]
         for t in 0..tokens {
-            let total = plane_sum(acc[t]);
+            let mut total = plane_sum(acc[t]);
             if lane == 0 && r < rows && t0 + t < n {
-                out[(t0 + t) * rows + r] = total;
+                if residual {
+                    total += res[(t0 + t) * rows + r];
+                }
+                out[(t0 + t) * out_cols + col0 + r] = total;
             }
         }
     } else {
@@ -87,7 +97,10 @@ pub(super) fn q_matvec_kernel(
                     total += sums[slot + t * 32 + i];
                 }
                 if t0 + t < n {
-                    out[(t0 + t) * rows + r] = total;
+                    if residual {
+                        total += res[(t0 + t) * rows + r];
+                    }
+                    out[(t0 + t) * out_cols + col0 + r] = total;
                 }
             }
         }
@@ -120,40 +133,12 @@ pub(super) fn dequantize_kernel(
     }
 }
 
-/// `out[i] = x[i]` rounded to the nearest f16 (ties to even), kept f32: integer arithmetic on
-/// the f32 bits, so it needs no f16 support from the device. Bit for bit `half`'s conversion:
-/// normals, subnormals, ties, overflow to infinity (NaN stays a NaN).
+/// `out[i] = x[i]` rounded to the nearest f16 (ties to even), kept f32 ([`round_to_f16`]).
 #[cube(launch)]
 pub(super) fn round_f16_kernel(x: &[f32], out: &mut [f32], len: usize) {
     let i = ABSOLUTE_POS;
     if i >= len {
         terminate!();
     }
-    let bits = u32::reinterpret(x[i]);
-    let sign = bits & 0x8000_0000u32;
-    let e = (bits >> 23u32) & 0xFFu32;
-    // Below 2⁻²⁵ (half the smallest f16 subnormal, 2⁻²⁴): ±0.
-    let mut r = sign;
-    if e == 102u32 {
-        // [2⁻²⁵, 2⁻²⁴): 2⁻²⁴ unless exactly the tie 2⁻²⁵ (even: 0).
-        if (bits & 0x7F_FFFFu32) != 0u32 {
-            r = sign | (103u32 << 23u32);
-        }
-    } else if e > 102u32 {
-        // Drop the mantissa bits f16 lacks: 13 for normals (exponent ≥ 2⁻¹⁴, biased 113),
-        // one more per binade below, up to 23 at 2⁻²⁴. Rounding the bit pattern is rounding
-        // the value within a binade, and a carry into the exponent is the next binade.
-        let drop = 13u32 + select(e < 113u32, 113u32 - e, 0u32);
-        let half = 1u32 << (drop - 1u32);
-        let lsb = (bits >> drop) & 1u32;
-        let mask = 0xFFFF_FFFFu32 - ((1u32 << drop) - 1u32);
-        r = (bits + half - 1u32 + lsb) & mask;
-        // Past f16's largest finite value (65 504; biased exponent 142 is 2¹⁵): infinity.
-        if e == 255u32 {
-            r = bits;
-        } else if ((r >> 23u32) & 0xFFu32) > 142u32 {
-            r = sign | 0x7F80_0000u32;
-        }
-    }
-    out[i] = f32::reinterpret(r);
+    out[i] = round_to_f16(x[i]);
 }

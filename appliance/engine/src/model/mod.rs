@@ -243,6 +243,7 @@ impl Llama {
             emb.extend_from_slice(&row);
         }
         let mut x = Tensor::<2>::from_data(TensorData::new(emb, [total, c.d_model]), &self.device);
+        trace::tensor(|| "inp_embd".into(), &x);
         for (l, b) in self.blocks.iter().enumerate() {
             let h = b.attn_norm.forward(x.clone());
             trace::tensor(|| format!("attn_norm-{l}"), &h);
