@@ -244,14 +244,10 @@ pub fn round_f16(x: Tensor<3>) -> Tensor<3> {
 
 /// [`FusedOps::swiglu`] on a tensor.
 pub fn swiglu(x: Tensor<2>) -> Tensor<2> {
-    if !crate::device::has_fused_ops(&x.device()) {
-        return crate::fallback::swiglu(x);
-    }
     Tensor::from_dispatch(<Dispatch as FusedOps>::swiglu(x.into_dispatch()))
 }
 
-/// [`FusedOps::attention`] on tensors. Only on backends with fused ops
-/// ([`crate::device::has_fused_ops`]): attention's caller takes its tensor-op path elsewhere.
+/// [`FusedOps::attention`] on tensors.
 pub fn attention(
     q: Tensor<3>,
     k: Tensor<3>,
@@ -270,9 +266,6 @@ pub fn attention(
 
 /// [`FusedOps::rope`] on a tensor.
 pub fn rope(x: Tensor<3>, start: usize, freqs: &Arc<RopeFreqs>) -> Tensor<3> {
-    if !crate::device::has_fused_ops(&x.device()) {
-        return crate::fallback::rope(x, start, freqs);
-    }
     Tensor::from_dispatch(<Dispatch as FusedOps>::rope(
         x.into_dispatch(),
         start,
@@ -282,9 +275,6 @@ pub fn rope(x: Tensor<3>, start: usize, freqs: &Arc<RopeFreqs>) -> Tensor<3> {
 
 /// [`FusedOps::rms_norm`] on a tensor.
 pub fn rms_norm(x: Tensor<2>, w: Tensor<1>, eps: f64) -> Tensor<2> {
-    if !crate::device::has_fused_ops(&x.device()) {
-        return crate::fallback::rms_norm(x, w, eps);
-    }
     Tensor::from_dispatch(<Dispatch as FusedOps>::rms_norm(
         x.into_dispatch(),
         w.into_dispatch(),

@@ -9,8 +9,7 @@
 //! [`crate::fused::FusedOps::swiglu`]), so results are bitwise those of the unfused path, and each token's row depends only on that token (the products give a token
 //! the same result whatever the number of tokens, see [`crate::kernels`]).
 //!
-//! Backends without it (the cube GPU backends) run the tensor-op path
-//! ([`crate::model::mlp::Mlp::forward`]).
+//! On the cube GPU backends it is four launches (`cube/fused_ops.rs`).
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
@@ -82,9 +81,7 @@ impl FfnOps for Flex {
     }
 }
 
-/// [`FfnOps::ffn_residual`] on tensors. Only on backends with fused ops
-/// ([`crate::device::has_fused_ops`]); [`crate::model::mlp::Mlp::forward_residual`] takes the
-/// tensor-op path elsewhere.
+/// [`FfnOps::ffn_residual`] on tensors.
 pub fn ffn_residual(
     x: Tensor<2>,
     a: Tensor<2>,

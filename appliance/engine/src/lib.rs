@@ -13,7 +13,7 @@
 //!   streamed text, timing), [`Engine`] (model + tokenizer + chat template, `Send + Sync`).
 //!
 //! * [`device`]: the backend (flex on the CPU; with the `wgpu`/`cuda` features a cubecl GPU
-//!   runtime, see `cube/`); [`fallback`] holds tensor-op versions of the fused ops for it.
+//!   runtime, see `cube/`, which implements every extension op as CubeCL kernels).
 //!
 //! # Non-goals
 //! No HTTP, no scheduling policy (the server builds that on [`Batch`]), no training, no
@@ -28,7 +28,6 @@ mod cube;
 pub mod device;
 mod engine;
 mod error;
-pub mod fallback;
 pub mod fused;
 pub mod fused_ffn;
 pub mod generate;
@@ -40,6 +39,7 @@ pub mod prefix;
 mod qweight;
 pub mod sampling;
 pub mod trace;
+pub mod verify;
 
 pub use airlock_gguf;
 pub use airlock_tokenizer;

@@ -13,8 +13,9 @@
 //! Reuse changes no output bit: the CPU forward pass is chunk-invariant (`crate::fused`
 //! attention and the `crate::kernels` products compute each token alone, in a fixed order), so
 //! the resumed positions get exactly the logits of a cold run. Tests check it
-//! (`tests/engine/prefix.rs`). On the GPU features the attention fallback is not
-//! chunk-invariant: reuse there may change low-order bits.
+//! (`tests/engine/prefix.rs`). On the GPU features the products are not chunk-invariant (a
+//! prompt chunk takes another kernel than a decode step): reuse there may change low-order
+//! bits.
 //!
 //! # Scopes: no reuse across tenants
 //! Entries are only ever reused within one scope, which the service sets to the client

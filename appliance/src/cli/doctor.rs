@@ -13,7 +13,7 @@ use airlock_engine::Backend;
 /// libraries the CUDA runtime needs, and one computation on each backend of this build.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  airlock doctor                 # every backend this build includes\n  airlock doctor --device cuda   # only CUDA: exit 0 if it runs here\n\n\
+    after_help = "Examples:\n  airlock doctor                 # every backend this build includes\n  airlock doctor --device cuda   # only CUDA: exit 0 if it runs here and its fused ops agree with the CPU\n\n\
 A GPU backend needs its cargo feature (scripts/build-gpu.sh; README \"GPU\"). CUDA needs an\nNVIDIA driver of CUDA 12.8 or newer (libcuda.so.1) and libdevice.10.bc ($CUDA_PATH/nvvm/libdevice);\nunder systemd, the unit's drop-in must allow /dev/nvidia* (README \"GPU\").\n\n\
 Exit codes: 0 every probed backend ran, 1 one could not, 64 invalid command line."
 )]
@@ -45,11 +45,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for backend in probe {
         match backend.probe() {
-            Ok(p) => println!(
-                "{backend}: runs here (first result in {} ms; {:.1} µs per small operation)",
-                p.first.as_millis(),
-                p.per_op.as_secs_f64() * 1e6
-            ),
+            Ok(p) => {
+                println!(
+                    "{backend}: runs here (first result in {} ms; {:.1} µs per small operation)",
+                    p.first.as_millis(),
+                    p.per_op.as_secs_f64() * 1e6
+                );
+                if backend != Backend::Cpu && !fused_ops_agree(backend) {
+                    failed.push(backend.name());
+                }
+            }
             Err(e) => {
                 println!("{backend}: cannot run here: {e}");
                 failed.push(backend.name());
@@ -60,6 +65,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("backend(s) that cannot run here: {}", failed.join(", "))
+    }
+}
+
+/// Largest |device − CPU| difference of a fused op, relative to its largest value, that a
+/// device may show: f32 in another order stays near 1e-6.
+const OP_TOLERANCE: f64 = 1e-3;
+
+/// Runs each fused op on `backend` and on the CPU and prints how far apart they are: true if
+/// every op agrees within [`OP_TOLERANCE`].
+fn fused_ops_agree(backend: Backend) -> bool {
+    match airlock_engine::verify::fused_ops(backend) {
+        Ok(checks) => {
+            let mut ok = true;
+            for c in &checks {
+                let agrees = c.relative() <= OP_TOLERANCE;
+                ok &= agrees;
+                println!(
+                    "{backend}: {} {}: max |device - cpu| {:.1e} of {:.2}",
+                    if agrees { "ok" } else { "WRONG" },
+                    c.op,
+                    c.worst,
+                    c.scale
+                );
+            }
+            ok
+        }
+        Err(e) => {
+            println!("{backend}: fused ops cannot run: {e}");
+            false
+        }
     }
 }
 

@@ -58,24 +58,29 @@ fn cube_max(v: f32, #[comptime] threads: u32) -> f32 {
 }
 
 /// `out[r] = x[r] / sqrt(mean(x[r]²) + eps) · w` for row `r` = the cube's position (rows of
-/// `d` values).
+/// `d` values). Every unit runs the same number of steps (`⌈d / ROW_THREADS⌉`, masked past
+/// `d`) before the cube-wide sum.
 #[cube(launch)]
 pub(super) fn rms_norm_kernel(x: &[f32], w: &[f32], out: &mut [f32], d: usize, eps: f32) {
     let row = CUBE_POS_X as usize * d;
     let tid = UNIT_POS as usize;
+    let threads = comptime!(ROW_THREADS as usize);
+    let steps = d.div_ceil(threads);
     let mut ss = 0.0f32;
-    let mut i = tid;
-    while i < d {
-        let v = x[row + i];
-        ss += v * v;
-        i += comptime!(ROW_THREADS as usize);
+    for k in 0..steps {
+        let i = k * threads + tid;
+        if i < d {
+            let v = x[row + i];
+            ss += v * v;
+        }
     }
     let total = cube_sum(ss, ROW_THREADS);
     let scale = 1.0f32 / f32::sqrt(total / f32::cast_from(d) + eps);
-    let mut i = tid;
-    while i < d {
-        out[row + i] = x[row + i] * scale * w[i];
-        i += comptime!(ROW_THREADS as usize);
+    for k in 0..steps {
+        let i = k * threads + tid;
+        if i < d {
+            out[row + i] = x[row + i] * scale * w[i];
+        }
     }
 }
 
@@ -92,21 +97,25 @@ pub(super) fn add_rms_norm_kernel(
 ) {
     let row = CUBE_POS_X as usize * d;
     let tid = UNIT_POS as usize;
+    let threads = comptime!(ROW_THREADS as usize);
+    let steps = d.div_ceil(threads);
     let mut ss = 0.0f32;
-    let mut i = tid;
-    while i < d {
-        let v = x[row + i] + a[row + i];
-        h[row + i] = v;
-        ss += v * v;
-        i += comptime!(ROW_THREADS as usize);
+    for k in 0..steps {
+        let i = k * threads + tid;
+        if i < d {
+            let v = x[row + i] + a[row + i];
+            h[row + i] = v;
+            ss += v * v;
+        }
     }
     let total = cube_sum(ss, ROW_THREADS);
     let scale = 1.0f32 / f32::sqrt(total / f32::cast_from(d) + eps);
-    let mut i = tid;
-    while i < d {
-        // Each unit reads back only what it wrote.
-        out[row + i] = h[row + i] * scale * w[i];
-        i += comptime!(ROW_THREADS as usize);
+    for k in 0..steps {
+        let i = k * threads + tid;
+        if i < d {
+            // Each unit reads back only what it wrote.
+            out[row + i] = h[row + i] * scale * w[i];
+        }
     }
 }
 

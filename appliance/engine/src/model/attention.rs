@@ -18,7 +18,6 @@ use std::sync::Arc;
 use airlock_gguf::GgufFile;
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::rope::Rope;
@@ -146,11 +145,8 @@ impl Attention {
         layer: usize,
         cache: &mut KvCache,
         rope: &Rope,
-        device: &Device,
     ) -> Result<Tensor<2>> {
         let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let group = h / kvh;
-        let scale = 1.0 / (hd as f64).sqrt();
         // [tokens, h * hd], [tokens, kvh * hd] x2
         let (qd, kvd) = (h * hd, kvh * hd);
         let qkv = q_linear_multi(x, &[&self.wq, &self.wk, &self.wv]);
@@ -195,58 +191,21 @@ impl Attention {
             };
             // [kvh, L, hd] with L = start + n
             let (k_all, v_all) = cache.append(s.slot, layer, ks, vs)?;
-            if crate::device::has_fused_ops(device) {
-                // [n, h * hd] in one pass over the cache, decode steps and prompts alike: it
-                // reproduces llama.cpp's arithmetic exactly (`kernels::ggml`), which batched
-                // products and burn's softmax cannot (their last bits differ, and the 8-bit
-                // activations downstream amplify that to ~0.8 in the logits).
-                outs.push(fused::attention(
-                    qs,
-                    k_all,
-                    v_all,
-                    s.start,
-                    self.round_kv_f16,
-                ));
-                continue;
-            }
-            let total = s.start + n;
-            // [kvh, group * n, hd]: rows g * n + i are query head kv * group + g, token i.
-            let qg = qs.reshape([kvh, group * n, hd]);
-            // [kvh, group * n, L]
-            let mut scores = qg.matmul(k_all.swap_dims(1, 2)).mul_scalar(scale);
-            if n > 1 {
-                scores = scores.add(causal_mask(group, n, s.start, total, device));
-            }
-            let probs = softmax(scores, 2);
-            // Likewise the weights are converted to f16 to multiply the f16 value cache.
-            let probs = if self.round_kv_f16 {
-                fused::round_f16(probs)
-            } else {
-                probs
-            };
-            // [kvh, group * n, hd] -> [h, n, hd] -> [n, h * hd]
-            let o = probs
-                .matmul(v_all)
-                .reshape([h, n, hd])
-                .swap_dims(0, 1)
-                .reshape([n, h * hd]);
-            outs.push(o);
+            // [n, h * hd] in one pass over the cache, decode steps and prompts alike: on flex
+            // it reproduces llama.cpp's arithmetic exactly (`kernels::ggml`), which batched
+            // products and burn's softmax cannot (their last bits differ, and the 8-bit
+            // activations downstream amplify that to ~0.8 in the logits); on a GPU it is one
+            // kernel (`cube/fused.rs`).
+            outs.push(fused::attention(
+                qs,
+                k_all,
+                v_all,
+                s.start,
+                self.round_kv_f16,
+            ));
         }
         let o = Tensor::cat(outs, 0);
         crate::trace::tensor(|| format!("kqv_out-{layer}"), &o);
         Ok(q_linear(o, &self.wo))
     }
-}
-
-/// Additive mask `[1, group * n, total]`: row `g * n + i` (token at `start + i`) may see
-/// positions `0..=start + i`.
-fn causal_mask(group: usize, n: usize, start: usize, total: usize, device: &Device) -> Tensor<3> {
-    let mut m = vec![0f32; group * n * total];
-    for (r, row) in m.chunks_exact_mut(total).enumerate() {
-        let i = r % n;
-        for v in &mut row[start + i + 1..] {
-            *v = f32::NEG_INFINITY;
-        }
-    }
-    Tensor::from_data(TensorData::new(m, [1, group * n, total]), device)
 }

@@ -52,20 +52,17 @@ pub struct Mlp {
 
 impl Mlp {
     /// The feed-forward half of a block: `h + forward(norm(h))` with `h = x + a` (the residual
-    /// stream plus the attention output), all `[tokens, d_model]`. One fused op on backends
-    /// that have it ([`crate::fused_ffn`]), bitwise equal to the tensor ops it replaces.
+    /// stream plus the attention output), all `[tokens, d_model]`. One fused op
+    /// ([`crate::fused_ffn`]), bitwise equal on flex to the tensor ops it replaces
+    /// ([`Mlp::forward`], which a trace runs op by op).
     pub fn forward_residual(&self, x: Tensor<2>, a: Tensor<2>, norm: &RmsNorm) -> Tensor<2> {
-        if crate::device::has_fused_ops(&x.device()) {
-            return fused_ffn::ffn_residual(
-                x,
-                a,
-                norm.weight.val(),
-                norm.eps,
-                [&self.gate, &self.up, &self.down],
-            );
-        }
-        let h = x.add(a);
-        h.clone().add(self.forward(norm.forward(h)))
+        fused_ffn::ffn_residual(
+            x,
+            a,
+            norm.weight.val(),
+            norm.eps,
+            [&self.gate, &self.up, &self.down],
+        )
     }
 
     /// `x`: `[tokens, d_model]` → `[tokens, d_model]`.

@@ -247,9 +247,7 @@ impl Llama {
         for (l, b) in self.blocks.iter().enumerate() {
             let h = b.attn_norm.forward(x.clone());
             trace::tensor(|| format!("attn_norm-{l}"), &h);
-            let a = b
-                .attn
-                .forward(h, &spans, l, cache, &self.rope, &self.device)?;
+            let a = b.attn.forward(h, &spans, l, cache, &self.rope)?;
             trace::tensor(|| format!("attn_out-{l}"), &a);
             if trace::enabled() {
                 // The feed-forward half op by op, to record its intermediates (bitwise what

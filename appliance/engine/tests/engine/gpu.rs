@@ -226,81 +226,18 @@ fn gpu_rounds_to_f16_as_half_does() {
     }
 }
 
-/// Values in [-2, 2) from a seed (an LCG: the same on every run).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
-}
-
-/// `what`'s device result against flex's: within `REL_TOL` of the largest |value| (≥ 1).
-fn close<const D: usize>(what: &str, gpu: burn::tensor::Tensor<D>, cpu: burn::tensor::Tensor<D>) {
-    assert_eq!(gpu.dims(), cpu.dims(), "{what}: shape");
-    let g: Vec<f32> = gpu.into_data().try_to_vec().unwrap();
-    let c: Vec<f32> = cpu.into_data().try_to_vec().unwrap();
-    compare(what, &g, &c);
-}
-
 /// Each fused op of the GPU backend (one kernel each: `src/cube/fused.rs`) against flex's on
-/// the same inputs: RMSNorm, RoPE in both pair layouts, SwiGLU, and causal grouped-query
-/// attention of a decode step and of a few tokens after a cached prefix, in views of a larger
-/// cache as the model passes them.
+/// the same inputs (`airlock_engine::verify`, which `airlock doctor` runs too).
 #[test]
 fn gpu_fused_ops_match_flex() {
-    use airlock_engine::fused;
-    use airlock_engine::model::rope::{RopeConfig, RopeStyle};
-    use burn::tensor::{Tensor, TensorData};
-    let (g, c) = (gpu(), Device::flex());
-    let t2 = |v: &[f32], s: [usize; 2], d: &Device| {
-        Tensor::<2>::from_data(TensorData::new(v.to_vec(), s), d)
-    };
-    let t3 = |v: &[f32], s: [usize; 3], d: &Device| {
-        Tensor::<3>::from_data(TensorData::new(v.to_vec(), s), d)
-    };
-    // RMSNorm over rows of 576 (SmolLM2's width) and 300 (not a multiple of the cube).
-    for (rows, d) in [(3usize, 576usize), (1, 300)] {
-        let (x, w) = (values(rows * d, 1), values(d, 2));
-        let wt = |dev: &Device| Tensor::<1>::from_data(TensorData::new(w.clone(), [d]), dev);
-        close(
-            "rms_norm",
-            fused::rms_norm(t2(&x, [rows, d], &g), wt(&g), 1e-5),
-            fused::rms_norm(t2(&x, [rows, d], &c), wt(&c), 1e-5),
+    let checks = airlock_engine::verify::fused_ops(gpu_backend()).unwrap();
+    assert!(checks.len() >= 10, "{checks:?}");
+    for c in &checks {
+        eprintln!(
+            "{}: max |gpu - flex| {:.2e} (largest |value| {:.2})",
+            c.op, c.worst, c.scale
         );
-    }
-    // RoPE, 3 heads of 64, 5 positions from 7.
-    for style in [RopeStyle::Adjacent, RopeStyle::Neox] {
-        let rope = RopeConfig::new(64, 10000.0).with_style(style).init(None);
-        let x = values(3 * 5 * 64, 3);
-        close(
-            &format!("rope {style:?}"),
-            fused::rope(t3(&x, [3, 5, 64], &g), 7, &rope.freqs),
-            fused::rope(t3(&x, [3, 5, 64], &c), 7, &rope.freqs),
-        );
-    }
-    let x = values(4 * 2 * 96, 4);
-    close(
-        "swiglu",
-        fused::swiglu(t2(&x, [4, 192], &g)),
-        fused::swiglu(t2(&x, [4, 192], &c)),
-    );
-    // Attention: 4 query heads on 2 key/value heads of 64, a cache of capacity 300 holding
-    // `start + n` positions (a narrowed view, as the KV cache hands it out).
-    for (start, n) in [(0usize, 1usize), (37, 1), (200, 5), (0, 20)] {
-        let (h, kvh, hd, cap) = (4, 2, 64, 300);
-        let q = values(h * n * hd, 5 + start as u64);
-        let (k, v) = (values(kvh * cap * hd, 6), values(kvh * cap * hd, 7));
-        let run = |d: &Device| {
-            let kt = t3(&k, [kvh, cap, hd], d).narrow(1, 0, start + n);
-            let vt = t3(&v, [kvh, cap, hd], d).narrow(1, 0, start + n);
-            fused::attention(t3(&q, [h, n, hd], d), kt, vt, start, true)
-        };
-        close(&format!("attention start {start} n {n}"), run(&g), run(&c));
+        assert!(c.relative() <= REL_TOL, "{c:?}");
     }
 }
 

@@ -1,0 +1,142 @@
+//! Each fused op of a backend against flex's on the same inputs: RMSNorm (rows of widths that
+//! are and are not multiples of a GPU cube), RoPE in both pair layouts, SwiGLU, and causal
+//! grouped-query attention of a decode step and of a few tokens after a cached prefix, in
+//! narrowed views of a larger cache as the model passes them.
+//!
+//! `airlock doctor` runs it on each GPU backend, so an operator (and a developer without a
+//! Rust toolchain on the GPU machine) sees which kernel, if any, computes otherwise there;
+//! `tests/engine/gpu.rs` runs it on lavapipe or CUDA.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::device::Backend;
+use crate::error::{EngineError, Result};
+use crate::fused;
+use crate::model::rope::{RopeConfig, RopeStyle};
+
+/// One op's comparison: its name and inputs, the largest |device − flex| difference and the
+/// largest |flex value| (at least 1.0) it is measured against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpCheck {
+    /// The op and its shape, e.g. `rms_norm 3x576`.
+    pub op: String,
+    /// Largest |device − flex| (infinite for a NaN or a shape mismatch).
+    pub worst: f64,
+    /// Largest |flex value|, at least 1.0.
+    pub scale: f64,
+}
+
+impl OpCheck {
+    /// `worst / scale`.
+    pub fn relative(&self) -> f64 {
+        self.worst / self.scale
+    }
+}
+
+/// Values in [-2, 2) from a seed (an LCG: the same on every run and machine).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
+}
+
+fn check<const D: usize>(op: String, dev: Tensor<D>, cpu: Tensor<D>) -> OpCheck {
+    let same_shape = dev.dims() == cpu.dims();
+    let d: Vec<f32> = dev
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default();
+    let c: Vec<f32> = cpu
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default();
+    let scale = c.iter().fold(1f64, |m, &v| m.max(f64::from(v).abs()));
+    let worst = if same_shape && d.len() == c.len() {
+        d.iter().zip(&c).fold(0f64, |m, (&a, &b)| {
+            let diff = (f64::from(a) - f64::from(b)).abs();
+            if diff.is_nan() {
+                f64::INFINITY
+            } else {
+                m.max(diff)
+            }
+        })
+    } else {
+        f64::INFINITY
+    };
+    OpCheck { op, worst, scale }
+}
+
+/// Runs every op on `backend` and on flex: one [`OpCheck`] each. A runtime that cannot run
+/// them is [`EngineError::BackendFailed`].
+pub fn fused_ops(backend: Backend) -> Result<Vec<OpCheck>> {
+    let g = backend.device()?;
+    let run = || all(&g, &Device::flex());
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|panic| {
+        EngineError::BackendFailed {
+            backend: backend.name(),
+            message: crate::error::panic_message(panic.as_ref()),
+        }
+    })
+}
+
+fn all(g: &Device, c: &Device) -> Vec<OpCheck> {
+    let t2 = |v: &[f32], s: [usize; 2], d: &Device| {
+        Tensor::<2>::from_data(TensorData::new(v.to_vec(), s), d)
+    };
+    let t3 = |v: &[f32], s: [usize; 3], d: &Device| {
+        Tensor::<3>::from_data(TensorData::new(v.to_vec(), s), d)
+    };
+    let mut out = Vec::new();
+    // SmolLM2's width (not a multiple of 128), an odd one, Llama-1B's.
+    for (rows, d) in [(3usize, 576usize), (1, 300), (2, 2048)] {
+        let (x, w) = (values(rows * d, 1), values(d, 2));
+        let wt = |dev: &Device| Tensor::<1>::from_data(TensorData::new(w.clone(), [d]), dev);
+        out.push(check(
+            format!("rms_norm {rows}x{d}"),
+            fused::rms_norm(t2(&x, [rows, d], g), wt(g), 1e-5),
+            fused::rms_norm(t2(&x, [rows, d], c), wt(c), 1e-5),
+        ));
+    }
+    // 3 heads of 64, 5 positions from 7.
+    for style in [RopeStyle::Adjacent, RopeStyle::Neox] {
+        let rope = RopeConfig::new(64, 10000.0).with_style(style).init(None);
+        let x = values(3 * 5 * 64, 3);
+        out.push(check(
+            format!("rope {style:?} 3x5x64"),
+            fused::rope(t3(&x, [3, 5, 64], g), 7, &rope.freqs),
+            fused::rope(t3(&x, [3, 5, 64], c), 7, &rope.freqs),
+        ));
+    }
+    let x = values(4 * 2 * 96, 4);
+    out.push(check(
+        "swiglu 4x192".to_owned(),
+        fused::swiglu(t2(&x, [4, 192], g)),
+        fused::swiglu(t2(&x, [4, 192], c)),
+    ));
+    // 4 query heads on 2 key/value heads of 64, a cache of capacity 300 holding `start + n`
+    // positions (a narrowed view, as the KV cache hands it out).
+    for (start, n) in [(0usize, 1usize), (37, 1), (200, 5), (0, 20)] {
+        let (h, kvh, hd, cap) = (4, 2, 64, 300);
+        let q = values(h * n * hd, 5 + start as u64);
+        let (k, v) = (values(kvh * cap * hd, 6), values(kvh * cap * hd, 7));
+        let attend = |d: &Device| {
+            let kt = t3(&k, [kvh, cap, hd], d).narrow(1, 0, start + n);
+            let vt = t3(&v, [kvh, cap, hd], d).narrow(1, 0, start + n);
+            fused::attention(t3(&q, [h, n, hd], d), kt, vt, start, true)
+        };
+        out.push(check(
+            format!("attention start {start} n {n}"),
+            attend(g),
+            attend(c),
+        ));
+    }
+    out
+}
