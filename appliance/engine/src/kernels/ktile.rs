@@ -188,104 +188,123 @@ mod x86 {
 
     macro_rules! krow_kernel {
         ($feat:literal, $name:ident, $sumi:ident) => {
-            /// `[w · a[t]]` for `T` tokens: the one-token kernels' results bitwise.
+            /// `[w[r] · a[t]]` for `R` rows and `T` tokens: the one-token kernels' results
+            /// bitwise (each pair's lanes and float operations are the same; the rows only
+            /// share the activation loads).
             ///
             /// # Safety
-            /// See the module's contract; `w` holds a row of kind `K`.
+            /// See the module's contract; every `w[r]` holds a row of kind `K`, all of one
+            /// length.
             #[target_feature(enable = $feat)]
-            pub(in crate::kernels) unsafe fn $name<const K: u8, const T: usize>(
-                w: &KRow,
+            pub(in crate::kernels) unsafe fn $name<const K: u8, const T: usize, const R: usize>(
+                w: &[&KRow; R],
                 a: &[&Q8KRow; T],
-            ) -> [f32; T] {
-                let nb = w.blocks();
-                let mut acc = [_mm256_setzero_ps(); T];
-                let mut acc_m = [_mm_setzero_ps(); T];
-                let mut summs = [0f32; T];
+            ) -> [[f32; T]; R] {
+                let nb = w[0].blocks();
+                let mut acc = [[_mm256_setzero_ps(); T]; R];
+                let mut acc_m = [[_mm_setzero_ps(); T]; R];
+                let mut summs = [[0f32; T]; R];
                 for i in 0..nb {
-                    // SAFETY: i < nb: the decoded row holds nb super-blocks (256 codes, four
+                    // SAFETY: i < nb: every decoded row holds nb super-blocks (256 codes, four
                     // scale vectors, scalars) and every activation nb super-blocks (256 codes,
                     // 16 sums, a scale) (contract).
                     unsafe {
-                        let codes = w.codes.as_ptr().add(i * QK_K);
-                        let sc = w.scales.as_ptr().add(i * 4).cast::<i16>();
-                        let sumi: [__m256i; T] = $sumi::<T>(codes, sc, a, i);
-                        let dw = *w.d.get_unchecked(i);
-                        let mins = w.mins.as_ptr().add(i).cast::<__m128i>();
-                        for t in 0..T {
-                            let da = *a[t].d.get_unchecked(i);
-                            let bs = _mm256_loadu_si256(a[t].bsums.as_ptr().add(i * BSUMS).cast());
-                            let mut s = sumi[t];
-                            if K == Q6K {
-                                let sc16 = _mm256_loadu_si256(mins.cast());
-                                s = _mm256_sub_epi32(
-                                    s,
-                                    _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, sc16)),
-                                );
-                            } else {
-                                let q8s = _mm_hadd_epi16(
-                                    _mm256_castsi256_si128(bs),
-                                    _mm256_extracti128_si256::<1>(bs),
-                                );
-                                let prod = _mm_madd_epi16(_mm_loadu_si128(mins), q8s);
-                                let dmin = -da * *w.dmin.get_unchecked(i);
-                                if K == Q4K {
-                                    acc_m[t] = _mm_fmadd_ps(
-                                        _mm_set1_ps(dmin),
-                                        _mm_cvtepi32_ps(prod),
-                                        acc_m[t],
+                        let codes: [*const u8; R] =
+                            std::array::from_fn(|r| w[r].codes.as_ptr().add(i * QK_K));
+                        let sc: [*const i16; R] =
+                            std::array::from_fn(|r| w[r].scales.as_ptr().add(i * 4).cast::<i16>());
+                        let sumi: [[__m256i; T]; R] = $sumi::<T, R>(&codes, &sc, a, i);
+                        for r in 0..R {
+                            let dw = *w[r].d.get_unchecked(i);
+                            let mins = w[r].mins.as_ptr().add(i).cast::<__m128i>();
+                            for t in 0..T {
+                                let da = *a[t].d.get_unchecked(i);
+                                let bs =
+                                    _mm256_loadu_si256(a[t].bsums.as_ptr().add(i * BSUMS).cast());
+                                let mut s = sumi[r][t];
+                                if K == Q6K {
+                                    let sc16 = _mm256_loadu_si256(mins.cast());
+                                    s = _mm256_sub_epi32(
+                                        s,
+                                        _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, sc16)),
                                     );
                                 } else {
-                                    let z = _mm_setzero_si128();
-                                    let h = _mm_hadd_epi32(_mm_hadd_epi32(prod, z), z);
-                                    summs[t] = dmin.mul_add(_mm_cvtsi128_si32(h) as f32, summs[t]);
+                                    let q8s = _mm_hadd_epi16(
+                                        _mm256_castsi256_si128(bs),
+                                        _mm256_extracti128_si256::<1>(bs),
+                                    );
+                                    let prod = _mm_madd_epi16(_mm_loadu_si128(mins), q8s);
+                                    let dmin = -da * *w[r].dmin.get_unchecked(i);
+                                    if K == Q4K {
+                                        acc_m[r][t] = _mm_fmadd_ps(
+                                            _mm_set1_ps(dmin),
+                                            _mm_cvtepi32_ps(prod),
+                                            acc_m[r][t],
+                                        );
+                                    } else {
+                                        let z = _mm_setzero_si128();
+                                        let h = _mm_hadd_epi32(_mm_hadd_epi32(prod, z), z);
+                                        summs[r][t] =
+                                            dmin.mul_add(_mm_cvtsi128_si32(h) as f32, summs[r][t]);
+                                    }
                                 }
+                                acc[r][t] = _mm256_fmadd_ps(
+                                    _mm256_set1_ps(da * dw),
+                                    _mm256_cvtepi32_ps(s),
+                                    acc[r][t],
+                                );
                             }
-                            acc[t] = _mm256_fmadd_ps(
-                                _mm256_set1_ps(da * dw),
-                                _mm256_cvtepi32_ps(s),
-                                acc[t],
-                            );
                         }
                     }
                 }
-                std::array::from_fn(|t| {
-                    // SAFETY: features present (contract).
-                    let h = unsafe { hsum(acc[t]) };
-                    match K {
-                        Q4K => {
-                            let m = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
-                            h + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
+                std::array::from_fn(|r| {
+                    std::array::from_fn(|t| {
+                        // SAFETY: features present (contract).
+                        let h = unsafe { hsum(acc[r][t]) };
+                        match K {
+                            Q4K => {
+                                let m = acc_m[r][t];
+                                let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+                                h + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
+                            }
+                            Q5K => h + summs[r][t],
+                            _ => h,
                         }
-                        Q5K => h + summs[t],
-                        _ => h,
-                    }
+                    })
                 })
             }
         };
     }
 
-    /// The eight i32 lanes of super-block `i` for `T` tokens, 256-bit vectors.
+    /// The eight i32 lanes of super-block `i` for `R` rows and `T` tokens, 256-bit vectors.
     ///
     /// # Safety
-    /// `codes` points at 256 codes, `sc` at 128 i16; every `a[t]` has super-block `i`.
+    /// Each `codes[r]` points at 256 codes, each `sc[r]` at 128 i16; every `a[t]` has
+    /// super-block `i`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn sumi_avx2<const T: usize>(
-        codes: *const u8,
-        sc: *const i16,
+    unsafe fn sumi_avx2<const T: usize, const R: usize>(
+        codes: &[*const u8; R],
+        sc: &[*const i16; R],
         a: &[&Q8KRow; T],
         i: usize,
-    ) -> [__m256i; T] {
-        let mut s = [_mm256_setzero_si256(); T];
+    ) -> [[__m256i; T]; R] {
+        let mut s = [[_mm256_setzero_si256(); T]; R];
         for q in 0..8 {
             // SAFETY: q < 8: 32 codes at 32q, 16 i16 at 16q, 32 activation codes (contract).
             unsafe {
-                let wv = _mm256_loadu_si256(codes.add(32 * q).cast());
-                let sv = _mm256_loadu_si256(sc.add(16 * q).cast());
+                let wv: [__m256i; R] =
+                    std::array::from_fn(|r| _mm256_loadu_si256(codes[r].add(32 * q).cast()));
+                let sv: [__m256i; R] =
+                    std::array::from_fn(|r| _mm256_loadu_si256(sc[r].add(16 * q).cast()));
                 for t in 0..T {
                     let x = _mm256_loadu_si256(a[t].qs.as_ptr().add(i * QK_K + 32 * q).cast());
-                    s[t] =
-                        _mm256_add_epi32(s[t], _mm256_madd_epi16(sv, _mm256_maddubs_epi16(wv, x)));
+                    for r in 0..R {
+                        s[r][t] = _mm256_add_epi32(
+                            s[r][t],
+                            _mm256_madd_epi16(sv[r], _mm256_maddubs_epi16(wv[r], x)),
+                        );
+                    }
                 }
             }
         }
@@ -299,29 +318,36 @@ mod x86 {
     /// As [`sumi_avx2`].
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-    unsafe fn sumi_avx512<const T: usize>(
-        codes: *const u8,
-        sc: *const i16,
+    unsafe fn sumi_avx512<const T: usize, const R: usize>(
+        codes: &[*const u8; R],
+        sc: &[*const i16; R],
         a: &[&Q8KRow; T],
         i: usize,
-    ) -> [__m256i; T] {
-        let mut s = [_mm512_setzero_si512(); T];
+    ) -> [[__m256i; T]; R] {
+        let mut s = [[_mm512_setzero_si512(); T]; R];
         for q in 0..4 {
             // SAFETY: q < 4: 64 codes at 64q, 32 i16 at 32q, 64 activation codes (contract).
             unsafe {
-                let wv = _mm512_loadu_si512(codes.add(64 * q).cast());
-                let sv = _mm512_loadu_si512(sc.add(32 * q).cast());
+                let wv: [__m512i; R] =
+                    std::array::from_fn(|r| _mm512_loadu_si512(codes[r].add(64 * q).cast()));
+                let sv: [__m512i; R] =
+                    std::array::from_fn(|r| _mm512_loadu_si512(sc[r].add(32 * q).cast()));
                 for t in 0..T {
                     let x = _mm512_loadu_si512(a[t].qs.as_ptr().add(i * QK_K + 64 * q).cast());
-                    s[t] = _mm512_dpwssd_epi32(s[t], sv, _mm512_maddubs_epi16(wv, x));
+                    for r in 0..R {
+                        s[r][t] =
+                            _mm512_dpwssd_epi32(s[r][t], sv[r], _mm512_maddubs_epi16(wv[r], x));
+                    }
                 }
             }
         }
-        std::array::from_fn(|t| {
-            _mm256_add_epi32(
-                _mm512_castsi512_si256(s[t]),
-                _mm512_extracti64x4_epi64::<1>(s[t]),
-            )
+        std::array::from_fn(|r| {
+            std::array::from_fn(|t| {
+                _mm256_add_epi32(
+                    _mm512_castsi512_si256(s[r][t]),
+                    _mm512_extracti64x4_epi64::<1>(s[r][t]),
+                )
+            })
         })
     }
 

@@ -52,7 +52,7 @@ pub mod q8k;
 #[cfg(target_arch = "x86_64")]
 mod tile;
 
-pub use self::kmatmul::{row_dot_q8k, row_dot_q8k_tokens};
+pub use self::kmatmul::{row_dot_q8k, row_dot_q8k_tokens, row_pair_dot_q8k_tokens};
 use self::q8::Q8Row;
 
 /// The instruction set the kernels use.

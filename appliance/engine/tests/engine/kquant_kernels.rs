@@ -199,7 +199,7 @@ fn k_kernels_refuse_mismatched_inputs() {
 /// blocks and quantized rows, including an all-zero activation.
 #[test]
 fn multi_token_kernel_equals_one_token_kernel_bitwise() {
-    use airlock_engine::kernels::row_dot_q8k_tokens;
+    use airlock_engine::kernels::{row_dot_q8k_tokens, row_pair_dot_q8k_tokens};
     let mut rng = Rng::new(25);
     for ty in TYPES {
         for &blocks in &[1usize, 3, 8] {
@@ -221,12 +221,26 @@ fn multi_token_kernel_equals_one_token_kernel_bitwise() {
                         let a: Vec<&Q8KRow> = acts[..n].iter().collect();
                         let mut out = vec![0f32; n];
                         row_dot_q8k_tokens(isa, ty, row, &a, &mut out).unwrap();
+                        // The same row paired with another (the prompt path's two-row pass):
+                        // both rows' results are still the one-token kernel's.
+                        let other = &rows[(rows.iter().position(|r| r == row).unwrap() + 1) % 3];
+                        let (mut p0, mut p1) = (vec![0f32; n], vec![0f32; n]);
+                        row_pair_dot_q8k_tokens(isa, ty, [row, other], &a, [&mut p0, &mut p1])
+                            .unwrap();
                         for (t, (&got, act)) in out.iter().zip(&a).enumerate() {
                             let one = row_dot_q8k(isa, ty, row, act).unwrap();
                             assert!(
                                 same(got, one),
                                 "{ty:?} {blocks} blocks {isa:?} {n} tokens, token {t}: {got} vs \
                                  one token {one}"
+                            );
+                            let one_other = row_dot_q8k(isa, ty, other, act).unwrap();
+                            assert!(
+                                same(p0[t], one) && same(p1[t], one_other),
+                                "{ty:?} {blocks} blocks {isa:?} {n} tokens, token {t}, pair: \
+                                 {} {} vs one token {one} {one_other}",
+                                p0[t],
+                                p1[t]
                             );
                         }
                     }
