@@ -95,8 +95,21 @@ fn all(g: &Device, c: &Device) -> Vec<OpCheck> {
         Tensor::<3>::from_data(TensorData::new(v.to_vec(), s), d)
     };
     let mut out = Vec::new();
-    // SmolLM2's width (not a multiple of 128), an odd one, Llama-1B's.
-    for (rows, d) in [(3usize, 576usize), (1, 300), (2, 2048)] {
+    // SmolLM2's width (not a multiple of 128), an odd one, Llama-1B's, each at several row
+    // counts (the first H100 run found 3x576 wrong and 1x300, 2x2048 right).
+    let shapes = [
+        (3usize, 576usize),
+        (1, 576),
+        (2, 576),
+        (4, 576),
+        (3, 576),
+        (1, 300),
+        (3, 300),
+        (2, 2048),
+        (3, 2048),
+        (4, 2048),
+    ];
+    for (rows, d) in shapes {
         let (x, w) = (values(rows * d, 1), values(d, 2));
         let wt = |dev: &Device| Tensor::<1>::from_data(TensorData::new(w.clone(), [d]), dev);
         out.push(check(
@@ -115,12 +128,21 @@ fn all(g: &Device, c: &Device) -> Vec<OpCheck> {
             fused::rope(t3(&x, [3, 5, 64], c), 7, &rope.freqs),
         ));
     }
-    let x = values(4 * 2 * 96, 4);
-    out.push(check(
-        "swiglu 4x192".to_owned(),
-        fused::swiglu(t2(&x, [4, 192], g)),
-        fused::swiglu(t2(&x, [4, 192], c)),
-    ));
+    for (rows, d) in [
+        (4usize, 96usize),
+        (1, 96),
+        (2, 96),
+        (4, 96),
+        (1, 1024),
+        (4, 1024),
+    ] {
+        let x = values(rows * 2 * d, 4);
+        out.push(check(
+            format!("swiglu {rows}x{}", 2 * d),
+            fused::swiglu(t2(&x, [rows, 2 * d], g)),
+            fused::swiglu(t2(&x, [rows, 2 * d], c)),
+        ));
+    }
     // 4 query heads on 2 key/value heads of 64, a cache of capacity 300 holding `start + n`
     // positions (a narrowed view, as the KV cache hands it out).
     for (start, n) in [(0usize, 1usize), (37, 1), (200, 5), (0, 20)] {
