@@ -21,7 +21,8 @@
 # Measures, per model: decode tg128 (llama-bench -n 128; airlock: 128 new tokens after a
 # 512-token prompt) and prompt pp512 (llama-bench -p 512; airlock: its prompt rate) and
 # airlock's time to first token, llama.cpp with flash attention off and on. Prints one JSON
-# line per measurement and a Markdown table; exit 0 when every run completed.
+# line per measurement and a Markdown table; a model airlock refuses (e.g. its GPU self-check
+# failed) is a row saying why, and the run goes on. Exit 0 when every model ran, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -112,6 +113,7 @@ fi
 # A prompt of about 512 tokens for airlock (its timing line reports the exact count).
 prompt=$(python3 -c 'print(" ".join(["The quick brown fox jumps over the lazy dog."] * 50))')
 
+failed=0
 median() { python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.1f}")' "$@"; }
 rows=()
 for m in "${files[@]}"; do
@@ -129,17 +131,28 @@ def f(fa, prompt):
     return float("nan")
 print(f(False, False), f(True, False), f(False, True), f(True, True))' <<<"$lj")
   echo "{\"engine\":\"llama.cpp\",\"model\":\"$name\",\"tg128_fa0\":$l_tg0,\"tg128_fa1\":$l_tg1,\"pp512_fa0\":$l_pp0,\"pp512_fa1\":$l_pp1}"
-  gen=() pp=() ttft=() n=""
+  gen=() pp=() ttft=() n="" refused=""
   for _ in $(seq "$runs"); do
-    line=$("$airlock" generate --device cuda --model "$m" --prompt "$prompt" --max-tokens 128 \
-      --ignore-eos --temperature 0 2>&1 >/dev/null | grep '^timing:' | tail -1) \
-      || die "airlock generate failed on $m"
+    if ! "$airlock" generate --device cuda --model "$m" --prompt "$prompt" --max-tokens 128 \
+      --ignore-eos --temperature 0 >/dev/null 2>"$models/airlock.err"; then
+      # A refused model (e.g. a failed self-check) is a result: record why and go on.
+      refused=$({ grep -m1 'self-check' "$models/airlock.err" || head -1 "$models/airlock.err"; } \
+        | sed 's/^ *//' | tr -d '"\\|' | cut -c1-300)
+      break
+    fi
+    line=$(grep '^timing:' "$models/airlock.err" | tail -1)
     read -r n a_pp a_tg a_ttft < <(sed -nE \
       's/.*prompt_tokens=([0-9]+) prompt_tps=([0-9.]+) gen_tokens=[0-9]+ gen_tps=([0-9.]+) ttft_ms=([0-9.]+).*/\1 \2 \3 \4/p' \
       <<<"$line")
     [ -n "${a_ttft:-}" ] || die "no timing line from airlock on $m"
     gen+=("$a_tg") pp+=("$a_pp") ttft+=("$a_ttft")
   done
+  if [ -n "$refused" ]; then
+    failed=1
+    echo "{\"engine\":\"airlock\",\"model\":\"$name\",\"refused\":\"$refused\"}"
+    rows+=("| $name | refused: $refused | $l_tg0 / $l_tg1 | – | – | $l_pp0 / $l_pp1 | – | – |")
+    continue
+  fi
   a_tg=$(median "${gen[@]}") a_pp=$(median "${pp[@]}") a_ttft=$(median "${ttft[@]}")
   echo "{\"engine\":\"airlock\",\"model\":\"$name\",\"tg128\":$a_tg,\"prompt_tps\":$a_pp,\"prompt_tokens\":$n,\"ttft_ms\":$a_ttft}"
   rows+=("$(python3 -c 'import sys
@@ -156,3 +169,4 @@ echo
 echo "| model | airlock decode tok/s | llama.cpp decode tg128 | ratio | airlock prompt tok/s | llama.cpp pp512 | ratio | airlock TTFT ms |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"
+exit "$failed"
