@@ -50,7 +50,7 @@ impl std::fmt::Display for SelfCheck {
 
 /// The largest |a − b| and the largest |b| (at least 1.0), or `None` if the lengths differ;
 /// a NaN difference counts as infinite.
-fn measure(a: &[f32], b: &[f32]) -> Option<SelfCheck> {
+pub(crate) fn measure(a: &[f32], b: &[f32]) -> Option<SelfCheck> {
     if a.len() != b.len() {
         return None;
     }

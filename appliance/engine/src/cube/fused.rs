@@ -57,6 +57,14 @@ fn cube_max(v: f32, #[comptime] threads: u32) -> f32 {
     total
 }
 
+/// `1 / sqrt(mean + eps)` of a row of `d` values whose squares each unit summed in part
+/// (`ss`), in every unit.
+#[cube]
+fn rms_scale(ss: f32, d: usize, eps: f32) -> f32 {
+    let total = cube_sum(ss, ROW_THREADS);
+    1.0f32 / f32::sqrt(total / f32::cast_from(d) + eps)
+}
+
 /// `out[r] = x[r] / sqrt(mean(x[r]²) + eps) · w` for row `r` = the cube's position (rows of
 /// `d` values). Every unit runs the same number of steps (`⌈d / ROW_THREADS⌉`, masked past
 /// `d`) before the cube-wide sum.
@@ -74,8 +82,7 @@ pub(super) fn rms_norm_kernel(x: &[f32], w: &[f32], out: &mut [f32], d: usize, e
             ss += v * v;
         }
     }
-    let total = cube_sum(ss, ROW_THREADS);
-    let scale = 1.0f32 / f32::sqrt(total / f32::cast_from(d) + eps);
+    let scale = rms_scale(ss, d, eps);
     for k in 0..steps {
         let i = k * threads + tid;
         if i < d {
@@ -108,8 +115,7 @@ pub(super) fn add_rms_norm_kernel(
             ss += v * v;
         }
     }
-    let total = cube_sum(ss, ROW_THREADS);
-    let scale = 1.0f32 / f32::sqrt(total / f32::cast_from(d) + eps);
+    let scale = rms_scale(ss, d, eps);
     for k in 0..steps {
         let i = k * threads + tid;
         if i < d {

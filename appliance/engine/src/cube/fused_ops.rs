@@ -8,24 +8,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::{Cube, DType, Shape, TensorMetadata};
 use burn_cubecl::CubeDevice;
-use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 use super::fused::{
     ROW_THREADS, add_rms_norm_kernel, attention_kernel, rms_norm_kernel, rope_kernel, swiglu_kernel,
 };
-use super::{MATVEC_TOKENS, elementwise, f32_contiguous, layout, matvec_into};
+use super::{MATVEC_TOKENS, elementwise, empty_like, f32_contiguous, layout, matvec_into};
 use crate::fused::FusedOps;
 use crate::fused_ffn::FfnOps;
 use crate::model::rope::{RopeFreqs, RopeStyle};
 use crate::ops::{F16Rounding, QuantizedMatmul};
 use crate::qweight::QWeight;
-
-/// A new contiguous f32 tensor of `shape` on `like`'s device.
-fn empty_like(like: &CubeTensor, shape: Shape) -> CubeTensor {
-    empty_device_dtype(like.client.clone(), like.device.clone(), shape, DType::F32)
-}
 
 /// The RoPE angles of the last forward pass's positions on the device: every layer rotates
 /// queries and keys at the same positions, so one upload serves them all.

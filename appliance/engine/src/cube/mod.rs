@@ -163,14 +163,7 @@ fn matvec_into(
         // buffer bound twice fails SPIR-V validation).
         residual
             .cloned()
-            .unwrap_or_else(|| {
-                empty_device_dtype(
-                    x.client.clone(),
-                    x.device.clone(),
-                    Shape::new([1]),
-                    DType::F32,
-                )
-            })
+            .unwrap_or_else(|| empty_like(x, Shape::new([1])))
             .into_buffer_arg(),
         out.clone().into_buffer_arg(),
         n,
@@ -197,12 +190,7 @@ fn dequantized_product(x: &CubeTensor, w: &QWeight, kind: u32) -> CubeTensor {
     let mut start = 0;
     while start < rows {
         let len = band.min(rows - start);
-        let deq = empty_device_dtype(
-            x.client.clone(),
-            x.device.clone(),
-            Shape::new([len, cols]),
-            DType::F32,
-        );
+        let deq = empty_like(x, Shape::new([len, cols]));
         let (cube_count, cube_dim) = elementwise(x, len * cols / 32);
         dequantize_kernel::launch(
             &x.client,
@@ -253,6 +241,11 @@ fn host_decoded_product(x: &CubeTensor, w: &QWeight) -> CubeTensor {
     }
 }
 
+/// A new contiguous f32 tensor of `shape` on `like`'s device.
+fn empty_like(like: &CubeTensor, shape: Shape) -> CubeTensor {
+    empty_device_dtype(like.client.clone(), like.device.clone(), shape, DType::F32)
+}
+
 /// `x` as contiguous f32 (the kernels' activation layout).
 fn f32_contiguous(x: CubeTensor) -> CubeTensor {
     into_contiguous(if x.dtype() == DType::F32 {
@@ -282,12 +275,7 @@ impl QuantizedMatmul for Cube {
         if let Some(kinds) = kinds.filter(|_| n <= MATVEC_TOKENS) {
             // Every matrix into its columns of one output: no concatenation.
             let total: usize = ws.iter().map(QWeight::rows).sum();
-            let out = empty_device_dtype(
-                x.client.clone(),
-                x.device.clone(),
-                Shape::new([n, total]),
-                DType::F32,
-            );
+            let out = empty_like(&x, Shape::new([n, total]));
             let mut col0 = 0;
             for (w, kind) in ws.iter().zip(kinds) {
                 matvec_into(&x, w, kind, n, &out, total, col0, None);
@@ -314,7 +302,7 @@ impl F16Rounding for Cube {
     fn round_f16(x: CubeTensor) -> CubeTensor {
         let x = f32_contiguous(x);
         let len = x.shape().num_elements();
-        let out = empty_device_dtype(x.client.clone(), x.device.clone(), x.shape(), DType::F32);
+        let out = empty_like(&x, x.shape());
         let (cube_count, cube_dim) = elementwise(&x, len);
         round_f16_kernel::launch(
             &x.client,
