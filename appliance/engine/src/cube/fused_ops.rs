@@ -162,7 +162,11 @@ impl FusedOps for Cube {
             (k, v, ks)
         } else {
             let [_, len, _] = k.shape().dims::<3>();
-            let dense = |t: CubeTensor| Cube::float_add_scalar(f32_contiguous(t), 0.0.into());
+            // A fresh buffer each (never one bound twice); burn's output may be pitched on
+            // CUDA, so packed again.
+            let dense = |t: CubeTensor| {
+                f32_contiguous(Cube::float_add_scalar(f32_contiguous(t), 0.0.into()))
+            };
             (dense(k), dense(v), len * hd)
         };
         let out = empty_like(&q, Shape::new([n, heads * hd]));

@@ -32,7 +32,7 @@ use burn::backend::{Cube, DType, Shape, TensorMetadata};
 use burn::tensor::TensorData;
 use burn_cubecl::CubeDevice;
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::features::Plane;
@@ -241,12 +241,20 @@ fn host_decoded_product(x: &CubeTensor, w: &QWeight) -> CubeTensor {
     }
 }
 
-/// A new contiguous f32 tensor of `shape` on `like`'s device.
+/// A new f32 tensor of `shape` on `like`'s device, rows packed with no padding: the kernels
+/// index outputs as one flat row-major array.
+///
+/// Not `empty_device_dtype`: on CUDA its rows are *pitched* (each padded to the next power of
+/// two of its bytes, up to the buffer alignment), so a 576-wide row is 1024 values apart and a
+/// kernel writing `[rows, 576]` flat leaves row 2 where the tensor's strides do not look (the
+/// first H100 run's RMSNorm 3x576 and SwiGLU 4x192 faults; one row, or power-of-two widths,
+/// hid it).
 fn empty_like(like: &CubeTensor, shape: Shape) -> CubeTensor {
-    empty_device_dtype(like.client.clone(), like.device.clone(), shape, DType::F32)
+    empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, DType::F32)
 }
 
-/// `x` as contiguous f32 (the kernels' activation layout).
+/// `x` as contiguous f32 (the kernels' activation layout): also unpads a pitched tensor
+/// (burn's `is_contiguous` is strict row-major, so pitched rows are copied).
 fn f32_contiguous(x: CubeTensor) -> CubeTensor {
     into_contiguous(if x.dtype() == DType::F32 {
         x
