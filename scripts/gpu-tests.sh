@@ -4,7 +4,7 @@
 # (every weight type through both product paths, the f16 rounding bit for bit, the default
 # model's logits and greedy tokens). Not part of `./install.sh --test`: building burn's wgpu
 # backend for tests takes about 25 minutes on 2 cores, which CI's budget does not have; run it
-# after changing anything under appliance/engine/src/cube/ (or fallback.rs, ops.rs).
+# after changing anything under appliance/engine/src/cube/ (or ops.rs, step.rs).
 #
 # Usage: scripts/gpu-tests.sh [cargo test args...]
 # Installs mesa-vulkan-drivers with apt when no Vulkan driver is present (needs root, once).
@@ -19,4 +19,6 @@ if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 \
 fi
 AIRLOCK_TEST_MODEL=$(scripts/fetch-default-model.sh)
 export AIRLOCK_TEST_MODEL
-exec cargo test -p airlock-engine --features wgpu --test engine gpu:: "$@"
+# One test at a time: the recorded decode step keeps one recording (the last sequence's), and
+# lavapipe runs on the same two cores either way.
+RUST_TEST_THREADS=1 exec cargo test -p airlock-engine --features wgpu --test engine gpu:: "$@"

@@ -169,6 +169,17 @@ impl KvCache {
         }
     }
 
+    /// Every layer's keys and values of `slot` at full capacity, `[k, v]` per layer,
+    /// `[kv_heads, capacity, head_dim]` each (`None` for a free or unknown slot, or one not yet
+    /// reserved): what a recorded decode step writes into (`crate::step`).
+    pub(crate) fn tensors(&self, slot: usize) -> Option<Vec<Tensor<3>>> {
+        let s = self.slots.get(slot)?.as_ref()?;
+        s.k.iter()
+            .zip(&s.v)
+            .flat_map(|(k, v)| [k.clone(), v.clone()])
+            .collect()
+    }
+
     /// Marks `n` positions of `slot` as written in every layer.
     pub(crate) fn commit(&mut self, slot: usize, n: usize) -> Result<()> {
         let s = self.slot_mut(slot)?;

@@ -38,6 +38,7 @@ pub mod ops;
 pub mod prefix;
 mod qweight;
 pub mod sampling;
+pub mod step;
 pub mod trace;
 pub mod verify;
 

@@ -136,13 +136,7 @@ fn all(g: &Device, c: &Device) -> Vec<OpCheck> {
             fused::rope(t3(&x, [3, 5, 64], c), 7, &rope.freqs),
         ));
     }
-    for (rows, d) in [
-        (1usize, 96usize),
-        (2, 96),
-        (4, 96),
-        (1, 1024),
-        (4, 1024),
-    ] {
+    for (rows, d) in [(1usize, 96usize), (2, 96), (4, 96), (1, 1024), (4, 1024)] {
         let x = values(rows * 2 * d, 4);
         out.push(check(
             format!("swiglu {rows}x{}", 2 * d),

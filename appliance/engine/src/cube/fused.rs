@@ -195,6 +195,71 @@ pub(super) fn attention_kernel(
     scale: f32,
     #[comptime] f16_weights: bool,
 ) {
+    attend(
+        q,
+        k,
+        v,
+        out,
+        heads,
+        kv_heads,
+        n,
+        hd,
+        start,
+        kv_stride,
+        scale,
+        f16_weights,
+    );
+}
+
+/// [`attention_kernel`] for one token at the position `input[1]` (a device value, so a
+/// recorded decode step replays at every position: `cube/step.rs`, whose `input` is
+/// `[token, pos]`).
+#[cube(launch)]
+pub(super) fn attention_at_kernel(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    input: &[u32],
+    out: &mut [f32],
+    heads: usize,
+    kv_heads: usize,
+    hd: usize,
+    kv_stride: usize,
+    scale: f32,
+    #[comptime] f16_weights: bool,
+) {
+    attend(
+        q,
+        k,
+        v,
+        out,
+        heads,
+        kv_heads,
+        1usize,
+        hd,
+        input[1] as usize,
+        kv_stride,
+        scale,
+        f16_weights,
+    );
+}
+
+/// The body of [`attention_kernel`], for tokens at positions `start..start + n`.
+#[cube]
+fn attend(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    heads: usize,
+    kv_heads: usize,
+    n: usize,
+    hd: usize,
+    start: usize,
+    kv_stride: usize,
+    scale: f32,
+    #[comptime] f16_weights: bool,
+) {
     let head = CUBE_POS_X as usize;
     let t = CUBE_POS_Y as usize;
     let tid = UNIT_POS as usize;

@@ -22,6 +22,7 @@ mod decode;
 mod fused;
 mod fused_ops;
 mod products;
+pub(crate) mod step;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -111,6 +112,19 @@ fn device_blocks(x: &CubeTensor, w: &QWeight) -> CubeTensor {
     )
 }
 
+/// One-value buffers by device, bound where a kernel variant takes an argument it never reads.
+static UNREAD: Mutex<Option<HashMap<CubeDevice, CubeTensor>>> = Mutex::new(None);
+
+/// `x`'s device's [`UNREAD`] buffer: one allocation for the process, so a recorded decode step
+/// (`step.rs`) allocates nothing for it and the buffer it recorded stays valid.
+fn unread(x: &CubeTensor) -> CubeTensor {
+    let mut guard = UNREAD.lock().unwrap_or_else(PoisonError::into_inner);
+    let map = guard.get_or_insert_with(HashMap::new);
+    map.entry(x.device.clone())
+        .or_insert_with(|| empty_like(x, Shape::new([1])))
+        .clone()
+}
+
 /// Whether the device adds a row's partial sums with one plane sum: planes exactly `LANES`
 /// wide (NVIDIA's warps; lavapipe has no plane operations, its subgroups are 8 wide).
 ///
@@ -159,11 +173,11 @@ fn matvec_into(
         CubeDim::new_2d(LANES, ROWS_PER_CUBE),
         x.clone().into_buffer_arg(),
         blocks.into_buffer_arg(),
-        // Without a residual the kernel never reads it: a one-value stand-in (not `x`: one
-        // buffer bound twice fails SPIR-V validation).
+        // Without a residual the kernel never reads it: a stand-in (not `x`: one buffer bound
+        // twice fails SPIR-V validation).
         residual
             .cloned()
-            .unwrap_or_else(|| empty_like(x, Shape::new([1])))
+            .unwrap_or_else(|| unread(x))
             .into_buffer_arg(),
         out.clone().into_buffer_arg(),
         n,

@@ -28,6 +28,7 @@ use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 use crate::ops::q_linear;
 use crate::qweight::QWeight;
+use crate::step::{self, LayerWeights, StepDims, StepPlan};
 use crate::trace;
 
 /// New tokens of one sequence in a batched forward pass.
@@ -82,6 +83,10 @@ pub struct Llama {
     /// Where the tensors live.
     #[module(skip)]
     pub device: Device,
+    /// Run a lone sequence's one-token step as one recorded op where the backend has one
+    /// ([`crate::step`]; the GPU backends); `false` runs every step op by op.
+    #[module(skip)]
+    pub step_graph: bool,
 }
 
 impl Llama {
@@ -126,6 +131,7 @@ impl Llama {
             rope,
             config,
             device: device.clone(),
+            step_graph: true,
         })
     }
 
@@ -152,6 +158,13 @@ impl Llama {
                 set(w);
             }
         }
+        self
+    }
+
+    /// Runs a lone sequence's one-token steps as one recorded op where the backend has one
+    /// (`true`, the default) or op by op (`false`: to compare the two).
+    pub fn with_step_graph(mut self, on: bool) -> Llama {
+        self.step_graph = on;
         self
     }
 
@@ -232,6 +245,13 @@ impl Llama {
         for s in &spans {
             cache.reserve(s.slot, s.len)?;
         }
+        if let ([s], [seq]) = (&spans[..], batch)
+            && s.len == 1
+            && let Some(logits) = self.recorded_step(s, seq.tokens[0], cache)
+        {
+            cache.commit(s.slot, 1)?;
+            return Ok(logits);
+        }
         let total = offset;
         // [tokens, d_model]
         let mut emb = Vec::with_capacity(total * c.d_model);
@@ -282,6 +302,68 @@ impl Llama {
         trace::tensor(|| "result_norm".into(), &x);
         let logits = q_linear(x, &self.output);
         Ok(logits.into_data().try_into_vec::<f32>().unwrap_or_default())
+    }
+}
+
+impl Llama {
+    /// One token of one sequence through the backend's recorded step ([`crate::step`]): its
+    /// logits, or `None` where the backend has none (flex), tracing is on (the trace records
+    /// the eager ops), or it is turned off ([`Llama::with_step_graph`]).
+    fn recorded_step(&self, s: &SeqSpan, token: u32, cache: &KvCache) -> Option<Vec<f32>> {
+        if !self.step_graph || trace::enabled() || self.device == Device::flex() {
+            return None;
+        }
+        let c = &self.config;
+        let kv = cache.tensors(s.slot)?;
+        let norms: Vec<Tensor<1>> = self
+            .blocks
+            .iter()
+            .flat_map(|b| [b.attn_norm.weight.val(), b.ffn_norm.weight.val()])
+            .collect();
+        let biases: Vec<Tensor<2>> = self
+            .blocks
+            .iter()
+            .filter_map(|b| b.attn.biases.as_ref())
+            .flat_map(|b| [b.q.clone(), b.k.clone(), b.v.clone()])
+            .collect();
+        let plan = StepPlan {
+            dims: StepDims {
+                d_model: c.d_model,
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: c.head_dim,
+                d_ff: c.d_ff,
+                vocab: c.vocab_size,
+                eps: c.rms_eps,
+            },
+            embed: self.embed.clone(),
+            layers: self
+                .blocks
+                .iter()
+                .map(|b| LayerWeights {
+                    wq: b.attn.wq.clone(),
+                    wk: b.attn.wk.clone(),
+                    wv: b.attn.wv.clone(),
+                    wo: b.attn.wo.clone(),
+                    gate: b.mlp.gate.clone(),
+                    up: b.mlp.up.clone(),
+                    down: b.mlp.down.clone(),
+                })
+                .collect(),
+            output: self.output.clone(),
+            freqs: Arc::clone(&self.rope.freqs),
+            round_kv_f16: self.blocks.first().is_some_and(|b| b.attn.round_kv_f16),
+        };
+        let logits = step::decode_step(
+            self.norm.weight.val(),
+            norms,
+            biases,
+            kv,
+            Arc::new(plan),
+            token,
+            s.start,
+        )?;
+        logits.into_data().try_into_vec::<f32>().ok()
     }
 }
 

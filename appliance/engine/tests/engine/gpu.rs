@@ -181,6 +181,87 @@ fn gpu_matches_flex_k_quants() {
     );
 }
 
+/// The recorded decode step (`src/step.rs`, `src/cube/step.rs`: one graph replayed per token)
+/// against the same model stepping op by op on the same device. The step is the eager kernels
+/// with the token and position read from a device buffer; only the embedding row differs in
+/// origin (decoded on the device, not the host), so logits agree to float rounding and greedy
+/// tokens are equal. The runs cross the cache's growth at 256 positions (the step records
+/// again for the new cache), use `qwen2` (Q/K/V biases, NEOX RoPE) and K-quants, and the
+/// default model.
+#[test]
+fn gpu_recorded_step_matches_eager() {
+    let qwen = Synth {
+        arch: "qwen2",
+        n_kv_heads: 1,
+        ctx: 320,
+        seed: 16,
+        ..base()
+    };
+    let kquant = Synth {
+        d_model: 256,
+        d_ff: 512,
+        ty: GgmlType::Q4_K,
+        down_ty: GgmlType::Q6_K,
+        embd_ty: GgmlType::Q4_K,
+        seed: 17,
+        ..base()
+    };
+    let synth = |s: &Synth| Arc::new(GgufFile::from_bytes(synth_model(s)).unwrap());
+    let cases = [
+        (
+            synth(&qwen),
+            250u32,
+            12usize,
+            "qwen2 across the cache's growth",
+        ),
+        (synth(&kquant), 5, 8, "Q4_K/Q6_K"),
+        (
+            Arc::new(GgufFile::open(default_model()).unwrap()),
+            20,
+            6,
+            "default model",
+        ),
+    ];
+    for (file, prompt, steps, what) in cases {
+        let vocab = file_vocab(&file);
+        let tokens: Vec<u32> = (0..prompt).map(|i| (i * 7 + 3) % vocab).collect();
+        let eager = Llama::load(&file, &gpu()).unwrap().with_step_graph(false);
+        let recorded = Llama::load(&file, &gpu()).unwrap();
+        let before = airlock_engine::step::counts();
+        let (_, ed, eg) = run(&eager, &tokens, steps);
+        let between = airlock_engine::step::counts();
+        let (_, rd, rg) = run(&recorded, &tokens, steps);
+        let after = airlock_engine::step::counts();
+        let vocab = vocab as usize;
+        for (i, (r, e)) in rd.chunks(vocab).zip(ed.chunks(vocab)).enumerate() {
+            let worst = r.iter().zip(e).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            eprintln!("{what}: step {i}: max |recorded - eager| {worst:.2e}");
+        }
+        compare(&format!("{what}: recorded vs eager decode"), &rd, &ed);
+        // Other tests in this process may step too (one at a time keeps a recording
+        // replaying: `scripts/gpu-tests.sh` runs them so): at least ours.
+        assert!(between.steps >= before.steps, "{what}");
+        assert!(
+            after.steps - between.steps >= steps as u64,
+            "{what}: {after:?}"
+        );
+        // Unless recording is turned off (`AIRLOCK_GPU_RECORD=off`, a diagnostic): replays,
+        // all but the first step after each recording.
+        let recording = std::env::var("AIRLOCK_GPU_RECORD").as_deref() != Ok("off");
+        assert!(
+            !recording || after.replays - between.replays >= steps as u64 - 3,
+            "{what}: {after:?}"
+        );
+        assert_eq!(rg, eg, "{what}: greedy tokens");
+    }
+}
+
+fn file_vocab(file: &GgufFile) -> u32 {
+    airlock_engine::config::LlamaConfig::from_gguf(file)
+        .unwrap()
+        .vocab_size as u32
+}
+
 /// The device's f16 rounding (the KV cache's precision) is `half`'s, bit for bit: normals,
 /// subnormals, ties, signs, zero.
 #[test]

@@ -1,0 +1,554 @@
+//! [`crate::step::decode_step`] on the cube backend: a decode step's launches on buffers of its own, recorded
+//! once as a graph (cubecl's capture: a hardware graph on CUDA, re-encoded dispatches on wgpu)
+//! and replayed for every later token of the sequence.
+//!
+//! The launches are the eager path's kernels in the eager path's order, with three changes that
+//! make one recording serve every position: the token and position are read from a device
+//! buffer (`input = [token, pos]`, written before each replay); RoPE reads its angles from a
+//! table of every position the cache can hold and writes keys straight into the cache at `pos`
+//! (rounded to f16 as the eager path rounds them), values likewise; attention reads its length
+//! from `pos`. The arithmetic is otherwise the eager ops' own, so logits agree with an eager
+//! step (the GPU test compares them).
+//!
+//! A recording is valid for the buffers it was made with: the cache's tensors (a grown cache is
+//! a new tensor), the norm weights, this step's scratch. A call with other tensors records
+//! again (two extra step runs, once per 256 positions as the cache grows).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use burn::backend::{DType, Shape, TensorMetadata};
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::bytes::Bytes;
+use cubecl::client::{Client, Graph};
+use cubecl::prelude::*;
+
+use super::decode::{decode_unit, unit_col};
+use super::fused::{
+    ROW_THREADS, attention_at_kernel, rms_norm_kernel, round_to_f16, swiglu_kernel,
+};
+use super::{elementwise, layout, matvec_into};
+use crate::model::rope::RopeStyle;
+use crate::qweight::QWeight;
+use crate::step::StepPlan;
+
+/// `out = row input[0] of w` as f32 (`cols` values): one unit per 32 values.
+#[cube(launch)]
+fn embed_kernel(
+    w: &[u32],
+    input: &[u32],
+    out: &mut [f32],
+    cols: usize,
+    row_bytes: usize,
+    #[comptime] kind: u32,
+) {
+    let u = ABSOLUTE_POS;
+    if u >= cols / 32 {
+        terminate!();
+    }
+    let mut vals = Array::<f32>::new(32usize);
+    decode_unit(w, input[0] as usize * row_bytes, u, &mut vals, kind);
+    #[unroll]
+    for i in 0..32 {
+        out[unit_col(u, i, kind)] = vals[i];
+    }
+}
+
+/// RoPE of one token at position `input[1]`: `heads` heads of `hd` values from `x` at `x_off`,
+/// head `h` written at `h · out_stride` of `out` (plus `pos · hd` with `at_pos`: a cache row),
+/// rounded to f16 with `round`. One unit per rotated pair; `table` holds `(cos, sin)` of every
+/// position, `hd / 2` pairs each.
+#[cube(launch)]
+fn rope_at_kernel(
+    x: &[f32],
+    table: &[f32],
+    input: &[u32],
+    out: &mut [f32],
+    x_off: usize,
+    heads: usize,
+    hd: usize,
+    out_stride: usize,
+    #[comptime] neox: bool,
+    #[comptime] at_pos: bool,
+    #[comptime] round: bool,
+) {
+    let half = hd / 2;
+    let p = ABSOLUTE_POS;
+    if p >= heads * half {
+        terminate!();
+    }
+    let i = p % half;
+    let head = p / half;
+    let pos = input[1] as usize;
+    let a = select(neox, i, 2 * i);
+    let b = select(neox, i + half, 2 * i + 1);
+    let src = x_off + head * hd;
+    let mut dst = head * out_stride;
+    if at_pos {
+        dst += pos * hd;
+    }
+    let c = table[2 * (pos * half + i)];
+    let s = table[2 * (pos * half + i) + 1];
+    let x0 = x[src + a];
+    let x1 = x[src + b];
+    let mut r0 = x0 * c - x1 * s;
+    let mut r1 = x0 * s + x1 * c;
+    if round {
+        r0 = round_to_f16(r0);
+        r1 = round_to_f16(r1);
+    }
+    out[dst + a] = r0;
+    out[dst + b] = r1;
+}
+
+/// `heads` rows of `hd` values from `x` at `x_off` into the cache `out` at position
+/// `input[1]` (head `h` at `h · out_stride`), rounded to f16 with `round`.
+#[cube(launch)]
+fn cache_write_kernel(
+    x: &[f32],
+    input: &[u32],
+    out: &mut [f32],
+    x_off: usize,
+    heads: usize,
+    hd: usize,
+    out_stride: usize,
+    #[comptime] round: bool,
+) {
+    let p = ABSOLUTE_POS;
+    if p >= heads * hd {
+        terminate!();
+    }
+    let mut v = x[x_off + p];
+    if round {
+        v = round_to_f16(v);
+    }
+    out[(p / hd) * out_stride + input[1] as usize * hd + p % hd] = v;
+}
+
+/// `x[off + i] += b[i]` for `i < len` (the `qwen2` projection biases).
+#[cube(launch)]
+fn add_kernel(x: &mut [f32], b: &[f32], off: usize, len: usize) {
+    let i = ABSOLUTE_POS;
+    if i >= len {
+        terminate!();
+    }
+    x[off + i] += b[i];
+}
+
+/// Whether `a` and `b` are the same buffers, in order.
+fn same_buffers(a: &[CubeTensor], b: &[CubeTensor]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            a.handle.memory.descriptor().id == b.handle.memory.descriptor().id
+                && a.handle.offset_start == b.handle.offset_start
+        })
+}
+
+/// The step's own buffers, on the recording client (f32 unless noted).
+struct Scratch {
+    /// `[token, pos]` (u32).
+    input: CubeTensor,
+    /// The residual stream, `[1, d_model]`, and its normalised copy.
+    x: CubeTensor,
+    xn: CubeTensor,
+    /// Query, key and value side by side, `[1, qd + 2 kvd]`.
+    qkv: CubeTensor,
+    /// Rotated (rounded) queries, `[heads, 1, hd]`.
+    q: CubeTensor,
+    /// Attention output `[1, qd]`.
+    att: CubeTensor,
+    /// `x + attention`, `[1, d_model]`.
+    h: CubeTensor,
+    /// Gate and up, `[1, 2 d_ff]`, and SwiGLU of them `[1, d_ff]`.
+    gu: CubeTensor,
+    s: CubeTensor,
+    /// `[1, vocab]`.
+    logits: CubeTensor,
+    /// `(cos, sin)` of positions `0..capacity`.
+    table: CubeTensor,
+}
+
+/// A decode step ready to run: its plan, the tensors it reads and writes, and its recording
+/// once made.
+struct Recorded {
+    /// The recording client: pinned to one stream, so input writes, replays and the logits'
+    /// read are ordered on it whatever thread calls.
+    client: Client,
+    plan: Arc<StepPlan>,
+    norms: Vec<CubeTensor>,
+    biases: Vec<CubeTensor>,
+    kv: Vec<CubeTensor>,
+    cap: usize,
+    scratch: Scratch,
+    graph: Option<Graph>,
+    /// Whether recording was tried (a backend that refused runs the launches each step).
+    tried: bool,
+}
+
+/// The last sequence's step. One: several sequences decode together as a batch (the eager
+/// path), so a lone step is the common case and one recording serves it.
+static RECORDED: Mutex<Option<Recorded>> = Mutex::new(None);
+
+/// [`crate::step::decode_step`] on the cube backend: the step's logits `[1, vocab]` (a buffer
+/// the next step overwrites: read it first), or `None` when [`takes`] refuses the model.
+pub(crate) fn decode_step(
+    output_norm: CubeTensor,
+    mut norms: Vec<CubeTensor>,
+    biases: Vec<CubeTensor>,
+    kv: Vec<CubeTensor>,
+    plan: &Arc<StepPlan>,
+    token: u32,
+    pos: usize,
+) -> Option<CubeTensor> {
+    norms.push(output_norm);
+    let cap = takes(&norms, &biases, &kv, plan)?;
+    if pos >= cap || token as usize >= plan.dims.vocab {
+        return None;
+    }
+    let mut guard = RECORDED.lock().unwrap_or_else(PoisonError::into_inner);
+    let current = guard.as_ref().is_some_and(|r| {
+        same_buffers(&r.norms, &norms)
+            && same_buffers(&r.biases, &biases)
+            && same_buffers(&r.kv, &kv)
+            && Arc::ptr_eq(&r.plan.freqs, &plan.freqs)
+    });
+    if !current {
+        // The old recording (and the buffers it holds) goes before the new one's scratch.
+        *guard = None;
+        *guard = Some(Recorded::new(norms, biases, kv, Arc::clone(plan), cap));
+    }
+    let r = guard.as_mut()?;
+    r.run(token, pos);
+    Some(r.scratch.logits.clone())
+}
+
+/// The cache capacity if the step can run this model here: every matrix has a device decoder,
+/// heads fit the attention kernel, the cache is packed `[kv_heads, capacity, head_dim]` rows,
+/// and the tensors are as many as the plan's layers need.
+fn takes(
+    norms: &[CubeTensor],
+    biases: &[CubeTensor],
+    kv: &[CubeTensor],
+    plan: &StepPlan,
+) -> Option<usize> {
+    let d = &plan.dims;
+    let layers = plan.layers.len();
+    let weights = plan
+        .layers
+        .iter()
+        .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down])
+        .chain([&plan.embed, &plan.output]);
+    let decodable = weights
+        .into_iter()
+        .all(|w| layout(w.ggml_type(), w.cols()).is_some());
+    let counts = norms.len() == 2 * layers + 1
+        && (biases.is_empty() || biases.len() == 3 * layers)
+        && kv.len() == 2 * layers;
+    if !decodable
+        || !counts
+        || d.head_dim > 2 * ROW_THREADS as usize
+        || !d.head_dim.is_multiple_of(2)
+    {
+        return None;
+    }
+    let [kvh, cap, hd] = kv[0].shape().dims::<3>();
+    let packed = kv.iter().all(|t| {
+        t.dtype == DType::F32
+            && t.shape().dims::<3>() == [kvh, cap, hd]
+            && t.meta.strides()[..] == [cap * hd, hd, 1]
+    });
+    let dense = norms
+        .iter()
+        .chain(biases)
+        .all(|t| t.dtype == DType::F32 && t.is_contiguous());
+    (packed && dense && kvh == d.n_kv_heads && hd == d.head_dim).then_some(cap)
+}
+
+impl Recorded {
+    fn new(
+        norms: Vec<CubeTensor>,
+        biases: Vec<CubeTensor>,
+        kv: Vec<CubeTensor>,
+        plan: Arc<StepPlan>,
+        cap: usize,
+    ) -> Recorded {
+        let like = &kv[0];
+        let mut client = like.client.clone();
+        // SAFETY: a stream id names a queue of this device (this one the cache was made on);
+        // every launch, write and read of the step goes through this client, so they are
+        // ordered on that one queue whichever thread calls.
+        #[allow(unsafe_code, reason = "cubecl's stream pinning is an unsafe fn")]
+        unsafe {
+            client.set_stream(like.handle.stream)
+        };
+        let d = plan.dims;
+        let (qd, kvd) = (d.n_heads * d.head_dim, d.n_kv_heads * d.head_dim);
+        let f32s = |cols: usize| {
+            CubeTensor::new_contiguous(
+                client.clone(),
+                like.device.clone(),
+                Shape::new([1, cols]),
+                client.empty(cols * 4),
+                DType::F32,
+            )
+        };
+        let mut angles = Vec::with_capacity(cap * plan.freqs.half);
+        plan.freqs.angles(0, cap, &mut angles);
+        let table: Vec<f32> = angles.iter().flat_map(|&(c, s)| [c, s]).collect();
+        let scratch = Scratch {
+            input: CubeTensor::new_contiguous(
+                client.clone(),
+                like.device.clone(),
+                Shape::new([2]),
+                client.create_from_slice(&[0u8; 8]),
+                DType::U32,
+            ),
+            x: f32s(d.d_model),
+            xn: f32s(d.d_model),
+            qkv: f32s(qd + 2 * kvd),
+            q: f32s(qd),
+            att: f32s(qd),
+            h: f32s(d.d_model),
+            gu: f32s(2 * d.d_ff),
+            s: f32s(d.d_ff),
+            logits: f32s(d.vocab),
+            table: CubeTensor::new_contiguous(
+                client.clone(),
+                like.device.clone(),
+                Shape::new([table.len()]),
+                client.create_from_slice(f32::as_bytes(&table)),
+                DType::F32,
+            ),
+        };
+        Recorded {
+            client,
+            plan,
+            norms,
+            biases,
+            kv,
+            cap,
+            scratch,
+            graph: None,
+            // `AIRLOCK_GPU_RECORD=off`: launch the step's kernels every time, never record (a
+            // diagnostic, to tell a recording fault from a kernel fault).
+            tried: std::env::var("AIRLOCK_GPU_RECORD").is_ok_and(|v| v == "off"),
+        }
+    }
+
+    /// Runs the step for `token` at `pos`: replays the recording, or records it (the warm-up
+    /// run computes this step), or launches each kernel where recording was refused.
+    fn run(&mut self, token: u32, pos: usize) {
+        let pos = u32::try_from(pos).expect("positions fit u32");
+        self.client.write(
+            &self.scratch.input.handle,
+            Bytes::from_elems(vec![token, pos]),
+        );
+        if let Some(graph) = &self.graph {
+            // SAFETY: every buffer the recording touches is held by `self` (scratch, norms,
+            // biases, cache tensors) or by the process-lifetime weight and stand-in caches;
+            // the input was written and the logits are read on the recording's stream.
+            #[allow(unsafe_code, reason = "cubecl's graph replay is an unsafe fn")]
+            let replayed = unsafe { graph.replay() };
+            if replayed.is_ok() {
+                crate::step::count_replay();
+                return;
+            }
+            // A refused replay ran nothing: drop the recording and launch directly from now on.
+            self.graph = None;
+        }
+        if self.tried {
+            self.launch();
+            return;
+        }
+        self.tried = true;
+        if self.client.graph_prepare().is_err() {
+            self.launch();
+            return;
+        }
+        // The warm-up run computes this step and leaves the pools holding every allocation
+        // the recorded run will ask for.
+        self.launch();
+        if self.client.start_capture().is_ok() {
+            self.launch();
+        }
+        // Ends a window that opened, and a capture that was only prepared.
+        self.graph = self.client.stop_capture().ok();
+    }
+
+    /// Every launch of the step, in the eager path's order.
+    fn launch(&self) {
+        let (p, s, c) = (&self.plan, &self.scratch, &self.client);
+        let d = p.dims;
+        let (h, kvh, hd) = (d.n_heads, d.n_kv_heads, d.head_dim);
+        let (qd, kvd) = (h * hd, kvh * hd);
+        let eps = d.eps as f32;
+        let neox = p.freqs.style == RopeStyle::Neox;
+        let round = p.round_kv_f16;
+        let stride = self.cap * hd;
+        let embed = &p.embed;
+        let (count, dim) = elementwise(&s.x, d.d_model / 32);
+        embed_kernel::launch(
+            c,
+            count,
+            dim,
+            super::device_blocks(&s.x, embed).into_buffer_arg(),
+            s.input.clone().into_buffer_arg(),
+            s.x.clone().into_buffer_arg(),
+            d.d_model,
+            embed.row_bytes(),
+            kind(embed),
+        );
+        for (l, w) in p.layers.iter().enumerate() {
+            rms_norm(c, &s.x, &self.norms[2 * l], &s.xn, d.d_model, eps);
+            let mut col0 = 0;
+            for m in [&w.wq, &w.wk, &w.wv] {
+                matvec_into(&s.xn, m, kind(m), 1, &s.qkv, qd + 2 * kvd, col0, None);
+                col0 += m.rows();
+            }
+            if !self.biases.is_empty() {
+                for (b, off, len) in [(0, 0, qd), (1, qd, kvd), (2, qd + kvd, kvd)] {
+                    let (count, dim) = elementwise(&s.qkv, len);
+                    add_kernel::launch(
+                        c,
+                        count,
+                        dim,
+                        s.qkv.clone().into_buffer_arg(),
+                        self.biases[3 * l + b].clone().into_buffer_arg(),
+                        off,
+                        len,
+                    );
+                }
+            }
+            let (k_cache, v_cache) = (&self.kv[2 * l], &self.kv[2 * l + 1]);
+            for (out, x_off, heads, out_stride, at_pos) in
+                [(&s.q, 0, h, hd, false), (k_cache, qd, kvh, stride, true)]
+            {
+                let (count, dim) = elementwise(&s.qkv, heads * hd / 2);
+                rope_at_kernel::launch(
+                    c,
+                    count,
+                    dim,
+                    s.qkv.clone().into_buffer_arg(),
+                    s.table.clone().into_buffer_arg(),
+                    s.input.clone().into_buffer_arg(),
+                    out.clone().into_buffer_arg(),
+                    x_off,
+                    heads,
+                    hd,
+                    out_stride,
+                    neox,
+                    at_pos,
+                    round,
+                );
+            }
+            let (count, dim) = elementwise(&s.qkv, kvd);
+            cache_write_kernel::launch(
+                c,
+                count,
+                dim,
+                s.qkv.clone().into_buffer_arg(),
+                s.input.clone().into_buffer_arg(),
+                v_cache.clone().into_buffer_arg(),
+                qd + kvd,
+                kvh,
+                hd,
+                stride,
+                round,
+            );
+            attention_at_kernel::launch(
+                c,
+                CubeCount::Static(u32::try_from(h).expect("heads fit a grid"), 1, 1),
+                CubeDim::new_1d(ROW_THREADS),
+                s.q.clone().into_buffer_arg(),
+                k_cache.clone().into_buffer_arg(),
+                v_cache.clone().into_buffer_arg(),
+                s.input.clone().into_buffer_arg(),
+                s.att.clone().into_buffer_arg(),
+                h,
+                kvh,
+                hd,
+                stride,
+                (1.0 / (hd as f64).sqrt()) as f32,
+                round,
+            );
+            matvec_into(
+                &s.att,
+                &w.wo,
+                kind(&w.wo),
+                1,
+                &s.h,
+                d.d_model,
+                0,
+                Some(&s.x),
+            );
+            rms_norm(c, &s.h, &self.norms[2 * l + 1], &s.xn, d.d_model, eps);
+            matvec_into(&s.xn, &w.gate, kind(&w.gate), 1, &s.gu, 2 * d.d_ff, 0, None);
+            matvec_into(
+                &s.xn,
+                &w.up,
+                kind(&w.up),
+                1,
+                &s.gu,
+                2 * d.d_ff,
+                d.d_ff,
+                None,
+            );
+            let (count, dim) = elementwise(&s.s, d.d_ff);
+            swiglu_kernel::launch(
+                c,
+                count,
+                dim,
+                s.gu.clone().into_buffer_arg(),
+                s.s.clone().into_buffer_arg(),
+                1,
+                d.d_ff,
+            );
+            matvec_into(
+                &s.s,
+                &w.down,
+                kind(&w.down),
+                1,
+                &s.x,
+                d.d_model,
+                0,
+                Some(&s.h),
+            );
+        }
+        rms_norm(
+            c,
+            &s.x,
+            &self.norms[2 * p.layers.len()],
+            &s.xn,
+            d.d_model,
+            eps,
+        );
+        matvec_into(
+            &s.xn,
+            &p.output,
+            kind(&p.output),
+            1,
+            &s.logits,
+            d.vocab,
+            0,
+            None,
+        );
+    }
+}
+
+/// `out = rms_norm(x) · w` for one row of `d`.
+fn rms_norm(c: &Client, x: &CubeTensor, w: &CubeTensor, out: &CubeTensor, d: usize, eps: f32) {
+    rms_norm_kernel::launch(
+        c,
+        CubeCount::Static(1, 1, 1),
+        CubeDim::new_1d(ROW_THREADS),
+        x.clone().into_buffer_arg(),
+        w.clone().into_buffer_arg(),
+        out.clone().into_buffer_arg(),
+        d,
+        eps,
+    );
+}
+
+/// `w`'s device decoder ([`takes`] checked that every matrix has one).
+fn kind(w: &QWeight) -> u32 {
+    layout(w.ggml_type(), w.cols()).expect("checked by takes()")
+}
