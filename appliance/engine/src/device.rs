@@ -56,9 +56,15 @@ impl Backend {
         match self {
             Backend::Cpu => Ok(Device::flex()),
             #[cfg(feature = "wgpu")]
-            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            Backend::Wgpu => {
+                one_stream();
+                Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+            }
             #[cfg(feature = "cuda")]
-            Backend::Cuda => Ok(Device::cuda(0)),
+            Backend::Cuda => {
+                one_stream();
+                Ok(Device::cuda(0))
+            }
             #[allow(unreachable_patterns, reason = "reachable when a GPU feature is off")]
             other => Err(EngineError::BackendUnavailable {
                 backend: other.name(),
@@ -70,6 +76,19 @@ impl Backend {
             }),
         }
     }
+}
+
+/// Every GPU launch on one stream (cubecl's default is a stream per host thread).
+///
+/// A forward pass runs on whichever rayon worker picks it up, so per-thread streams make one
+/// sequence's work hop streams: each hop is a cross-stream wait, and a wait inside a recorded
+/// decode step (`cube/step.rs`) invalidates the recording (the H100 refused it with
+/// `CUDA_ERROR_STREAM_CAPTURE_INVALIDATED`). The engine's GPU work is one sequence of steps
+/// anyway. Set before the device's first launch; a later call does not move resolved streams.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn one_stream() {
+    use cubecl_environment::stream::{StreamPolicy, set_policy};
+    set_policy(StreamPolicy::Single);
 }
 
 impl Backend {

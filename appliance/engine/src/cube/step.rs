@@ -21,6 +21,7 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::bytes::Bytes;
 use cubecl::client::{Client, Graph};
 use cubecl::prelude::*;
+use cubecl_environment::stream::StreamPolicy;
 
 use super::decode::{decode_unit, unit_col};
 use super::fused::{
@@ -330,7 +331,11 @@ impl Recorded {
             graph: None,
             // `AIRLOCK_GPU_RECORD=off`: launch the step's kernels every time, never record (a
             // diagnostic, to tell a recording fault from a kernel fault).
-            tried: std::env::var("AIRLOCK_GPU_RECORD").is_ok_and(|v| v == "off"),
+            // Recording needs every launch on one stream (`device.rs` sets it): a wait on
+            // another stream inside the recording invalidates it, and a failed recording
+            // leaves every buffer it wrote (the cache too) unreadable.
+            tried: std::env::var("AIRLOCK_GPU_RECORD").is_ok_and(|v| v == "off")
+                || cubecl_environment::stream::policy() != StreamPolicy::Single,
         }
     }
 

@@ -247,7 +247,7 @@ impl Llama {
         }
         if let ([s], [seq]) = (&spans[..], batch)
             && s.len == 1
-            && let Some(logits) = self.recorded_step(s, seq.tokens[0], cache)
+            && let Some(logits) = self.recorded_step(s, seq.tokens[0], cache)?
         {
             cache.commit(s.slot, 1)?;
             return Ok(logits);
@@ -309,12 +309,17 @@ impl Llama {
     /// One token of one sequence through the backend's recorded step ([`crate::step`]): its
     /// logits, or `None` where the backend has none (flex), tracing is on (the trace records
     /// the eager ops), or it is turned off ([`Llama::with_step_graph`]).
-    fn recorded_step(&self, s: &SeqSpan, token: u32, cache: &KvCache) -> Option<Vec<f32>> {
+    ///
+    /// A device that failed the step is [`EngineError::BackendFailed`]: the step wrote this
+    /// sequence's cache, so the eager step cannot take over.
+    fn recorded_step(&self, s: &SeqSpan, token: u32, cache: &KvCache) -> Result<Option<Vec<f32>>> {
         if !self.step_graph || trace::enabled() || self.device == Device::flex() {
-            return None;
+            return Ok(None);
         }
         let c = &self.config;
-        let kv = cache.tensors(s.slot)?;
+        let Some(kv) = cache.tensors(s.slot) else {
+            return Ok(None);
+        };
         let norms: Vec<Tensor<1>> = self
             .blocks
             .iter()
@@ -354,7 +359,7 @@ impl Llama {
             freqs: Arc::clone(&self.rope.freqs),
             round_kv_f16: self.blocks.first().is_some_and(|b| b.attn.round_kv_f16),
         };
-        let logits = step::decode_step(
+        let Some(logits) = step::decode_step(
             self.norm.weight.val(),
             norms,
             biases,
@@ -362,8 +367,17 @@ impl Llama {
             Arc::new(plan),
             token,
             s.start,
-        )?;
-        logits.into_data().try_into_vec::<f32>().ok()
+        ) else {
+            return Ok(None);
+        };
+        let failed = |message: String| EngineError::BackendFailed {
+            backend: "gpu",
+            message: format!("recorded decode step: {message}"),
+        };
+        let data = logits.try_into_data().map_err(|e| failed(e.to_string()))?;
+        data.try_into_vec::<f32>()
+            .map(Some)
+            .map_err(|e| failed(format!("{e:?}")))
     }
 }
 
