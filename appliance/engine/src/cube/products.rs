@@ -142,3 +142,128 @@ pub(super) fn round_f16_kernel(x: &[f32], out: &mut [f32], len: usize) {
     }
     out[i] = round_to_f16(x[i]);
 }
+
+/// One lane's share of `x · W[row]` for one token: units `lane, lane + LANES, …` of the row
+/// starting at byte `row`, each a sum of 32 products added in turn. The same operations in
+/// the same order as [`q_matvec_kernel`] for its first token, so the products built on it
+/// ([`q_matvec3_kernel`], [`q_swiglu_kernel`]) give its results bit for bit.
+#[cube]
+fn lane_dot(x: &[f32], w: &[u32], row: usize, units: usize, #[comptime] kind: u32) -> f32 {
+    let lane = UNIT_POS_X as usize;
+    let mut acc = 0.0f32;
+    let mut u = lane;
+    while u < units {
+        let mut vals = Array::<f32>::new(32usize);
+        decode_unit(w, row, u, &mut vals, kind);
+        let mut s = 0.0f32;
+        #[unroll]
+        for i in 0..32 {
+            s += vals[i] * x[unit_col(u, i, kind)];
+        }
+        acc += s;
+        u += comptime!(LANES as usize);
+    }
+    acc
+}
+
+/// The sum of `v` over the `LANES` lanes of this unit's row group (`UNIT_POS_Y`), valid in
+/// lane 0: a plane sum (`plane`), else through shared memory added in lane order, as
+/// [`q_matvec_kernel`] adds them.
+#[cube]
+fn lanes_sum(v: f32, #[comptime] rows_per_cube: u32, #[comptime] plane: bool) -> f32 {
+    let mut total = 0.0f32;
+    if plane {
+        total = plane_sum(v);
+    } else {
+        let lanes = comptime!(LANES as usize);
+        let mut sums = Shared::<[f32]>::new_slice(comptime!(lanes * rows_per_cube as usize));
+        let base = UNIT_POS_Y as usize * lanes;
+        let lane = UNIT_POS_X as usize;
+        sums[base + lane] = v;
+        sync_cube();
+        if lane == 0 {
+            for i in 0..lanes {
+                total += sums[base + i];
+            }
+        }
+        sync_cube();
+    }
+    total
+}
+
+/// `out[r] = x · W[r]` (`+ bias[r]` with `has_bias`) for one token over three matrices side
+/// by side (rows `0..r0` of `wa`, then `r1` of `wb`, then `r2` of `wc`, each of its own type):
+/// the query, key and value products (and `qwen2`'s biases) in one launch. Cube
+/// `(LANES, rows_per_cube)` as [`q_matvec_kernel`].
+#[cube(launch)]
+pub(super) fn q_matvec3_kernel(
+    x: &[f32],
+    wa: &[u32],
+    wb: &[u32],
+    wc: &[u32],
+    bias: &[f32],
+    out: &mut [f32],
+    cols: usize,
+    r0: usize,
+    r1: usize,
+    r2: usize,
+    row_bytes_a: usize,
+    row_bytes_b: usize,
+    row_bytes_c: usize,
+    #[comptime] kind_a: u32,
+    #[comptime] kind_b: u32,
+    #[comptime] kind_c: u32,
+    #[comptime] rows_per_cube: u32,
+    #[comptime] plane: bool,
+    #[comptime] has_bias: bool,
+) {
+    let r = CUBE_POS_X as usize * comptime!(rows_per_cube as usize) + UNIT_POS_Y as usize;
+    let units = cols / 32;
+    let mut acc = 0.0f32;
+    if r < r0 {
+        acc = lane_dot(x, wa, r * row_bytes_a, units, kind_a);
+    } else if r < r0 + r1 {
+        acc = lane_dot(x, wb, (r - r0) * row_bytes_b, units, kind_b);
+    } else if r < r0 + r1 + r2 {
+        acc = lane_dot(x, wc, (r - r0 - r1) * row_bytes_c, units, kind_c);
+    }
+    let mut total = lanes_sum(acc, rows_per_cube, plane);
+    if UNIT_POS_X == 0 && r < r0 + r1 + r2 {
+        if has_bias {
+            total += bias[r];
+        }
+        out[r] = total;
+    }
+}
+
+/// `out[r] = silu(x · G[r]) · (x · U[r])` for one token: the gate and up products and SwiGLU
+/// in one launch (ggml's `silu`: `g / (1 + e^-g)`, as [`super::fused::swiglu_kernel`]).
+#[cube(launch)]
+pub(super) fn q_swiglu_kernel(
+    x: &[f32],
+    wg: &[u32],
+    wu: &[u32],
+    out: &mut [f32],
+    rows: usize,
+    cols: usize,
+    row_bytes_g: usize,
+    row_bytes_u: usize,
+    #[comptime] kind_g: u32,
+    #[comptime] kind_u: u32,
+    #[comptime] rows_per_cube: u32,
+    #[comptime] plane: bool,
+) {
+    let r = CUBE_POS_X as usize * comptime!(rows_per_cube as usize) + UNIT_POS_Y as usize;
+    let units = cols / 32;
+    let mut ag = 0.0f32;
+    let mut au = 0.0f32;
+    if r < rows {
+        ag = lane_dot(x, wg, r * row_bytes_g, units, kind_g);
+        au = lane_dot(x, wu, r * row_bytes_u, units, kind_u);
+    }
+    let g = lanes_sum(ag, rows_per_cube, plane);
+    let u = lanes_sum(au, rows_per_cube, plane);
+    if UNIT_POS_X == 0 && r < rows {
+        out[r] = g / (1.0f32 + f32::exp(-g)) * u;
+    }
+}
