@@ -48,7 +48,12 @@ fn i8_at(w: &[u32], i: usize) -> f32 {
 /// The IEEE half at bytes `i..i + 2`, as f32 (normal and subnormal; GGUF scales are finite).
 #[cube]
 pub(super) fn f16_at(w: &[u32], i: usize) -> f32 {
-    let h = u16_at(w, i);
+    f16_bits(u16_at(w, i))
+}
+
+/// The IEEE half whose bits are the low 16 of `h`, as f32 ([`f16_at`]).
+#[cube]
+fn f16_bits(h: u32) -> f32 {
     let sign = (h & 0x8000) << 16;
     let e = (h >> 10) & 0x1F;
     let m = h & 0x3FF;
@@ -64,16 +69,29 @@ pub(super) fn f16_at(w: &[u32], i: usize) -> f32 {
     v
 }
 
-/// Scale and minimum `j` (0..8) of a Q4_K/Q5_K superblock, from the 12 packed 6-bit fields at
-/// byte `s` (ggml `get_scale_min_k4`).
+/// Byte `j` (0..12) of the three words `s0`, `s1`, `s2` (little-endian).
 #[cube]
-fn scale_min_k4(w: &[u32], s: usize, j: usize) -> (f32, f32) {
-    let mut sc = byte_at(w, s + j) & 63;
-    let mut m = byte_at(w, s + j + 4) & 63;
+fn byte_of3(s0: u32, s1: u32, s2: u32, j: usize) -> u32 {
+    let word = if j < 4 {
+        s0
+    } else if j < 8 {
+        s1
+    } else {
+        s2
+    };
+    (word >> u32::cast_from((j % 4) * 8)) & 0xFF
+}
+
+/// Scale and minimum `j` (0..8) of a Q4_K/Q5_K superblock, from its 12 packed 6-bit fields
+/// held in the words `s0..s2` (ggml `get_scale_min_k4`).
+#[cube]
+fn scale_min_k4(s0: u32, s1: u32, s2: u32, j: usize) -> (f32, f32) {
+    let mut sc = byte_of3(s0, s1, s2, j) & 63;
+    let mut m = byte_of3(s0, s1, s2, j + 4) & 63;
     if j >= 4 {
-        let hi = byte_at(w, s + j + 4);
-        sc = (hi & 0xF) | ((byte_at(w, s + j - 4) >> 6) << 4);
-        m = (hi >> 4) | ((byte_at(w, s + j) >> 6) << 4);
+        let hi = byte_of3(s0, s1, s2, j + 4);
+        sc = (hi & 0xF) | ((byte_of3(s0, s1, s2, j - 4) >> 6) << 4);
+        m = (hi >> 4) | ((byte_of3(s0, s1, s2, j) >> 6) << 4);
     }
     (f32::cast_from(sc), f32::cast_from(m))
 }
@@ -98,15 +116,21 @@ pub(super) fn decode_unit(
             vals[j + 16] = d * (f32::cast_from(q >> 4) - 8.0);
         }
     } else if kind == Q4_1 {
-        // {f16 d, m; u8 qs[16]}: d·q + m.
-        let base = row + u * 20;
-        let d = f16_at(w, base);
-        let m = f16_at(w, base + 2);
+        // {f16 d, m; u8 qs[16]}: d·q + m. Blocks of 20 bytes in rows of whole blocks: every
+        // field is word-aligned, so the unit is 5 word loads.
+        let wb = (row + u * 20) / 4;
+        let dm = w[wb];
+        let d = f16_bits(dm & 0xFFFF);
+        let m = f16_bits(dm >> 16);
         #[unroll]
-        for j in 0..16 {
-            let q = byte_at(w, base + 4 + j);
-            vals[j] = d * f32::cast_from(q & 0xF) + m;
-            vals[j + 16] = d * f32::cast_from(q >> 4) + m;
+        for t in 0..4 {
+            let qw = w[wb + 1 + t];
+            #[unroll]
+            for b in 0..4 {
+                let q = (qw >> u32::cast_from(8 * b)) & 0xFF;
+                vals[4 * t + b] = d * f32::cast_from(q & 0xF) + m;
+                vals[4 * t + b + 16] = d * f32::cast_from(q >> 4) + m;
+            }
         }
     } else if kind == Q8_0 {
         // {f16 d; i8 qs[32]}: d·q.
@@ -123,29 +147,43 @@ pub(super) fn decode_unit(
         let k = u % 8;
         let g = k / 2;
         let h = k % 2;
+        // Superblocks of 144/176 bytes in rows of whole superblocks: every field is
+        // word-aligned, so the unit is word loads (1 + 3 + 4, and 4 of qh for Q5_K) with
+        // constant shifts, not a load per byte.
         let size = if kind == Q4_K { 144usize } else { 176usize };
-        let base = row + (u / 8) * size;
-        let d = f16_at(w, base);
-        let dmin = f16_at(w, base + 2);
-        let (sc1, m1) = scale_min_k4(w, base + 4, 2 * g);
-        let (sc2, m2) = scale_min_k4(w, base + 4, 2 * g + 1);
+        let wb = (row + (u / 8) * size) / 4;
+        let dm = w[wb];
+        let d = f16_bits(dm & 0xFFFF);
+        let dmin = f16_bits(dm >> 16);
+        let (s0, s1, s2) = (w[wb + 1], w[wb + 2], w[wb + 3]);
+        let (sc1, m1) = scale_min_k4(s0, s1, s2, 2 * g);
+        let (sc2, m2) = scale_min_k4(s0, s1, s2, 2 * g + 1);
         let (d1, d2) = (d * sc1, d * sc2);
         let (min1, min2) = (dmin * m1, dmin * m2);
-        let qs_start = if kind == Q4_K { 16usize } else { 48usize };
-        let qs = base + qs_start + 32 * g + 16 * h;
+        let qs_start = if kind == Q4_K { 4usize } else { 12usize };
+        let qs = wb + qs_start + 8 * g + 4 * h;
+        let qh_shift = u32::cast_from(2 * g);
         #[unroll]
-        for j in 0..16 {
-            let q = byte_at(w, qs + j);
-            let mut lo = q & 0xF;
-            let mut hi = q >> 4;
+        for t in 0..4 {
+            let qw = w[qs + t];
+            let mut hw = 0u32;
             if kind == Q5_K {
-                // Fifth bits: qh[l] bit 2g for the low sub-block, 2g + 1 for the high one.
-                let qh = byte_at(w, base + 16 + 16 * h + j) >> u32::cast_from(2 * g);
-                lo += (qh & 1) << 4;
-                hi += ((qh >> 1) & 1) << 4;
+                hw = w[wb + 4 + 4 * h + t] >> qh_shift;
             }
-            vals[j] = d1 * f32::cast_from(lo) - min1;
-            vals[j + 16] = d2 * f32::cast_from(hi) - min2;
+            #[unroll]
+            for b in 0..4 {
+                let q = (qw >> u32::cast_from(8 * b)) & 0xFF;
+                let mut lo = q & 0xF;
+                let mut hi = q >> 4;
+                if kind == Q5_K {
+                    // Fifth bits: qh[l] bit 2g for the low sub-block, 2g + 1 for the high one.
+                    let qh = hw >> u32::cast_from(8 * b);
+                    lo += (qh & 1) << 4;
+                    hi += ((qh >> 1) & 1) << 4;
+                }
+                vals[4 * t + b] = d1 * f32::cast_from(lo) - min1;
+                vals[4 * t + b + 16] = d2 * f32::cast_from(hi) - min2;
+            }
         }
     } else if kind == Q6_K {
         // {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d} (210 bytes), two halves of 128
