@@ -277,6 +277,98 @@ def _stream(w, specs, tmp, total, seed):
     log(f"  {written / 1e9:.2f} GB in {time.monotonic() - t0:.0f} s")
 
 
+# Bytes per 256-value superblock, and where its f16 scale(s) sit.
+Q4_K_BYTES, Q6_K_BYTES = 144, 210
+
+
+def q4_k_m_type(name, n_layers):
+    """The K-quant llama.cpp's Q4_K_M gives `name` (llama_tensor_get_type: Q6_K for the
+    output head, and for attn_v/ffn_down in the first and last eighth of the layers and every
+    third layer between; Q4_K elsewhere)."""
+    if name == "output.weight":
+        return "Q6_K"
+    if name.endswith(("attn_v.weight", "ffn_down.weight")):
+        i = int(name.split(".")[1])
+        if i < n_layers // 8 or i >= 7 * n_layers // 8 or (i - n_layers // 8) % 3 == 2:
+            return "Q6_K"
+    return "Q4_K"
+
+
+def write_random_blocks(shape_name, shape, path, seed, tok_kv):
+    """Writes a Q4_K_M-shaped file without llama.cpp: every matrix is superblocks of random
+    quants with small fixed scales (Q4_K d = 2^-9, dmin = 2^-10; Q6_K d = 2^-9), so the values
+    are finite and meaningless, and a kernel reads exactly the bytes a real file's would: for
+    timing on a machine without llama.cpp, never for fidelity."""
+    import gguf
+    specs = tensors(shape)
+    w = gguf.GGUFWriter(None, "llama")
+    hd = shape.d_model // shape.n_heads
+    w.add_name(model_name(shape_name, seed) + " random blocks")
+    w.add_description(f"Random Q4_K_M blocks in the shape of {shape.about}; tokenizer of "
+                      f"SmolLM2-135M-Instruct. Written by airlock bench/synthetic.py "
+                      f"--random-blocks; not a language model.")
+    w.add_context_length(shape.context)
+    w.add_embedding_length(shape.d_model)
+    w.add_block_count(shape.n_layers)
+    w.add_feed_forward_length(shape.d_ff)
+    w.add_head_count(shape.n_heads)
+    w.add_head_count_kv(shape.n_kv_heads)
+    w.add_rope_freq_base(shape.rope_base)
+    w.add_rope_dimension_count(hd)
+    w.add_layer_norm_rms_eps(shape.rms_eps)
+    w.add_vocab_size(VOCAB)
+    w.add_file_type(15)  # LLAMA_FTYPE_MOSTLY_Q4_K_M
+    for key, value, vtype, sub in tok_kv:
+        w.add_key_value(key, value, vtype, sub_type=sub)
+    plan = []
+    for name, dims, fan_in in specs:
+        if fan_in is None:
+            w.add_tensor_info(name, dims, np.dtype(np.float32), dims[0] * 4)
+            plan.append((name, dims, None))
+            continue
+        ty = q4_k_m_type(name, shape.n_layers)
+        per = Q4_K_BYTES if ty == "Q4_K" else Q6_K_BYTES
+        byte_shape = (dims[0], dims[1] // 256 * per)
+        w.add_tensor_info(name, byte_shape, np.dtype(np.uint8), byte_shape[0] * byte_shape[1],
+                          raw_dtype=getattr(gguf.GGMLQuantizationType, ty))
+        plan.append((name, byte_shape, ty))
+    tmp = path + ".partial"
+    d9 = np.array([2.0 ** -9], dtype=np.float16).view(np.uint8)
+    d10 = np.array([2.0 ** -10], dtype=np.float16).view(np.uint8)
+    try:
+        w.open_output_file(tmp)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        f = w.fout[0]
+        t0 = time.monotonic()
+        for name, dims, ty in plan:
+            f.write(b"\0" * (-f.tell() % ALIGN))
+            if ty is None:
+                np.ones(dims, dtype=np.float32).tofile(f)
+                continue
+            rng = np.random.Generator(np.random.PCG64([seed, zlib.crc32(name.encode())]))
+            per = Q4_K_BYTES if ty == "Q4_K" else Q6_K_BYTES
+            rows = max(1, CHUNK_ELEMS // dims[1])
+            for r0 in range(0, dims[0], rows):
+                n = min(rows, dims[0] - r0)
+                blocks = rng.integers(0, 256, size=(n * dims[1] // per, per), dtype=np.uint8)
+                if ty == "Q4_K":
+                    blocks[:, 0:2], blocks[:, 2:4] = d9, d10
+                else:
+                    blocks[:, 208:210] = d9
+                blocks.tofile(f)
+        f.write(b"\0" * (-f.tell() % ALIGN))
+        w.close()
+    except BaseException:
+        w.close()
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, path)
+    log(f"wrote {path} ({os.path.getsize(path) / 1e9:.2f} GB) in {time.monotonic() - t0:.0f} s")
+
+
 def quantize(src, dst, qtype, threads, verbose=False):
     """llama.cpp quantizes `src` (F16 GGUF) to `dst` with the ftype of `qtype`."""
     try:
@@ -334,6 +426,10 @@ def main(argv=None):
     ap.add_argument("--out-dir", default=".", help="directory for SHAPE-TYPE.gguf files (default: .)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="quantization threads")
+    ap.add_argument("--random-blocks", action="store_true",
+                    help="q4_k_m without llama.cpp: random quants, small fixed scales, the Q4_K/Q6_K "
+                         "mix of llama.cpp's Q4_K_M; times exactly like a real file, computes nothing "
+                         "meaningful (for a machine where llama.cpp is not built)")
     ap.add_argument("--keep-f16", action="store_true",
                     help="keep the F16 file (SHAPE-f16.gguf beside the outputs), and reuse it if present")
     ap.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -377,6 +473,12 @@ def main(argv=None):
         if not os.access(d, os.W_OK):
             raise SynthError(f"output directory {d} is not writable")
     tok_kv = tokenizer_kv(args.tokenizer_from or default_model())
+    if args.random_blocks:
+        if set(todo) != {"q4_k_m"}:
+            ap.error("--random-blocks writes q4_k_m only")
+        write_random_blocks(args.shape, shape, todo["q4_k_m"], args.seed, tok_kv)
+        print(todo["q4_k_m"], flush=True)
+        return 0
     keep = args.keep_f16 or "f16" in todo
     f16 = todo.get("f16") or os.path.join(os.path.dirname(os.path.abspath(next(iter(todo.values())))),
                                           f".{args.shape}-seed{args.seed}-f16.gguf" if not keep
