@@ -105,6 +105,7 @@ pub fn counts() -> StepCounts {
 }
 
 /// Counts a replay (the backend's step op calls it).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub(crate) fn count_replay() {
     REPLAYS.fetch_add(1, Ordering::Relaxed);
 }
