@@ -203,15 +203,15 @@ def write_tokenizer(path, tok_kv):
     w.close()
 
 
-def write_f16(shape_name, shape, path, seed, tok_kv):
-    """Streams the F16 GGUF to `path` (via a temporary name: no half-written file is left)."""
-    import gguf
-    specs = tensors(shape)
-    w = gguf.GGUFWriter(None, "llama")  # path given to open_output_file below
-    hd = shape.d_model // shape.n_heads
-    w.add_name(model_name(shape_name, seed))
-    w.add_description(f"Random weights in the shape of {shape.about}; tokenizer of SmolLM2-135M-Instruct. "
-                      f"Written by airlock bench/synthetic.py; not a language model.")
+# LLAMA_FTYPE_MOSTLY_Q4_K_M, for a file written with --random-blocks.
+Q4_K_M_FTYPE = 15
+
+
+def add_metadata(w, shape, name, description, ftype, tok_kv):
+    """The `llama` hyper-parameters of `shape`, the file's name, description and type, and the
+    tokenizer's keys."""
+    w.add_name(name)
+    w.add_description(description)
     w.add_context_length(shape.context)
     w.add_embedding_length(shape.d_model)
     w.add_block_count(shape.n_layers)
@@ -219,12 +219,22 @@ def write_f16(shape_name, shape, path, seed, tok_kv):
     w.add_head_count(shape.n_heads)
     w.add_head_count_kv(shape.n_kv_heads)
     w.add_rope_freq_base(shape.rope_base)
-    w.add_rope_dimension_count(hd)
+    w.add_rope_dimension_count(shape.d_model // shape.n_heads)
     w.add_layer_norm_rms_eps(shape.rms_eps)
     w.add_vocab_size(VOCAB)
-    w.add_file_type(F16_FTYPE)
+    w.add_file_type(ftype)
     for key, value, vtype, sub in tok_kv:
         w.add_key_value(key, value, vtype, sub_type=sub)
+
+
+def write_f16(shape_name, shape, path, seed, tok_kv):
+    """Streams the F16 GGUF to `path` (via a temporary name: no half-written file is left)."""
+    import gguf
+    specs = tensors(shape)
+    w = gguf.GGUFWriter(None, "llama")  # path given to open_output_file below
+    add_metadata(w, shape, model_name(shape_name, seed),
+                 f"Random weights in the shape of {shape.about}; tokenizer of SmolLM2-135M-Instruct. "
+                 f"Written by airlock bench/synthetic.py; not a language model.", F16_FTYPE, tok_kv)
     total = 0
     for name, dims, fan_in in specs:
         dt = np.float16 if fan_in else np.float32
@@ -302,24 +312,10 @@ def write_random_blocks(shape_name, shape, path, seed, tok_kv):
     import gguf
     specs = tensors(shape)
     w = gguf.GGUFWriter(None, "llama")
-    hd = shape.d_model // shape.n_heads
-    w.add_name(model_name(shape_name, seed) + " random blocks")
-    w.add_description(f"Random Q4_K_M blocks in the shape of {shape.about}; tokenizer of "
-                      f"SmolLM2-135M-Instruct. Written by airlock bench/synthetic.py "
-                      f"--random-blocks; not a language model.")
-    w.add_context_length(shape.context)
-    w.add_embedding_length(shape.d_model)
-    w.add_block_count(shape.n_layers)
-    w.add_feed_forward_length(shape.d_ff)
-    w.add_head_count(shape.n_heads)
-    w.add_head_count_kv(shape.n_kv_heads)
-    w.add_rope_freq_base(shape.rope_base)
-    w.add_rope_dimension_count(hd)
-    w.add_layer_norm_rms_eps(shape.rms_eps)
-    w.add_vocab_size(VOCAB)
-    w.add_file_type(15)  # LLAMA_FTYPE_MOSTLY_Q4_K_M
-    for key, value, vtype, sub in tok_kv:
-        w.add_key_value(key, value, vtype, sub_type=sub)
+    add_metadata(w, shape, model_name(shape_name, seed) + " random blocks",
+                 f"Random Q4_K_M blocks in the shape of {shape.about}; tokenizer of "
+                 f"SmolLM2-135M-Instruct. Written by airlock bench/synthetic.py "
+                 f"--random-blocks; not a language model.", Q4_K_M_FTYPE, tok_kv)
     plan = []
     for name, dims, fan_in in specs:
         if fan_in is None:
