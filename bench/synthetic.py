@@ -241,27 +241,35 @@ def write_f16(shape_name, shape, path, seed, tok_kv):
         nbytes = int(np.prod(dims)) * np.dtype(dt).itemsize
         w.add_tensor_info(name, dims, np.dtype(dt), nbytes)
         total += nbytes
+    log(f"writing {path} ({len(specs)} tensors, {total / 1e9:.2f} GB F16, seed {seed})")
+    write_gguf(w, path, lambda f: _stream(f, specs, total, seed))
+    log(f"wrote {path}")
+
+
+def write_gguf(w, path, body):
+    """Header, metadata and tensor infos of `w`, then `body(f)` writes the tensors' data (each
+    aligned), into `path` via a temporary name: no half-written file is left."""
     tmp = path + ".partial"
     try:
-        _stream(w, specs, tmp, total, seed)
+        w.open_output_file(tmp)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        f = w.fout[0]
+        body(f)
+        f.write(b"\0" * (-f.tell() % ALIGN))
+        w.close()
     except BaseException:
         w.close()
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     os.replace(tmp, path)
-    log(f"wrote {path}")
 
 
-def _stream(w, specs, tmp, total, seed):
-    """Header, metadata, tensor infos, then each tensor's data in row chunks."""
-    w.open_output_file(tmp)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_ti_data_to_file()
-    f = w.fout[0]
+def _stream(f, specs, total, seed):
+    """Each tensor's data in row chunks."""
     written, t0, last = 0, time.monotonic(), 0.0
-    log(f"writing {tmp} ({len(specs)} tensors, {total / 1e9:.2f} GB F16, seed {seed})")
     for name, dims, fan_in in specs:
         f.write(b"\0" * (-f.tell() % ALIGN))
         if fan_in is None:
@@ -282,8 +290,6 @@ def _stream(w, specs, tmp, total, seed):
                     log(f"  {written / 1e9:6.2f} / {total / 1e9:.2f} GB ({100 * written / total:3.0f}%), "
                         f"{rate / 1e6:.0f} MB/s, about {(total - written) / rate:.0f} s left ({name})")
                     last = now
-    f.write(b"\0" * (-f.tell() % ALIGN))
-    w.close()
     log(f"  {written / 1e9:.2f} GB in {time.monotonic() - t0:.0f} s")
 
 
@@ -328,16 +334,10 @@ def write_random_blocks(shape_name, shape, path, seed, tok_kv):
         w.add_tensor_info(name, byte_shape, np.dtype(np.uint8), byte_shape[0] * byte_shape[1],
                           raw_dtype=getattr(gguf.GGMLQuantizationType, ty))
         plan.append((name, byte_shape, ty))
-    tmp = path + ".partial"
     d9 = np.array([2.0 ** -9], dtype=np.float16).view(np.uint8)
     d10 = np.array([2.0 ** -10], dtype=np.float16).view(np.uint8)
-    try:
-        w.open_output_file(tmp)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        f = w.fout[0]
-        t0 = time.monotonic()
+
+    def body(f):
         for name, dims, ty in plan:
             f.write(b"\0" * (-f.tell() % ALIGN))
             if ty is None:
@@ -354,14 +354,9 @@ def write_random_blocks(shape_name, shape, path, seed, tok_kv):
                 else:
                     blocks[:, 208:210] = d9
                 blocks.tofile(f)
-        f.write(b"\0" * (-f.tell() % ALIGN))
-        w.close()
-    except BaseException:
-        w.close()
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    os.replace(tmp, path)
+
+    t0 = time.monotonic()
+    write_gguf(w, path, body)
     log(f"wrote {path} ({os.path.getsize(path) / 1e9:.2f} GB) in {time.monotonic() - t0:.0f} s")
 
 

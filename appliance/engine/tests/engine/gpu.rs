@@ -223,16 +223,15 @@ fn gpu_recorded_step_matches_eager() {
         ),
     ];
     for (file, prompt, steps, what) in cases {
-        let vocab = file_vocab(&file);
-        let tokens: Vec<u32> = (0..prompt).map(|i| (i * 7 + 3) % vocab).collect();
         let eager = Llama::load(&file, &gpu()).unwrap().with_step_graph(false);
         let recorded = Llama::load(&file, &gpu()).unwrap();
+        let vocab = eager.config().vocab_size;
+        let tokens: Vec<u32> = (0..prompt).map(|i| (i * 7 + 3) % vocab as u32).collect();
         let before = airlock_engine::step::counts();
         let (_, ed, eg) = run(&eager, &tokens, steps);
         let between = airlock_engine::step::counts();
         let (_, rd, rg) = run(&recorded, &tokens, steps);
         let after = airlock_engine::step::counts();
-        let vocab = vocab as usize;
         for (i, (r, e)) in rd.chunks(vocab).zip(ed.chunks(vocab)).enumerate() {
             let worst = r.iter().zip(e).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             eprintln!("{what}: step {i}: max |recorded - eager| {worst:.2e}");
@@ -254,12 +253,6 @@ fn gpu_recorded_step_matches_eager() {
         );
         assert_eq!(rg, eg, "{what}: greedy tokens");
     }
-}
-
-fn file_vocab(file: &GgufFile) -> u32 {
-    airlock_engine::config::LlamaConfig::from_gguf(file)
-        .unwrap()
-        .vocab_size as u32
 }
 
 /// The device's f16 rounding (the KV cache's precision) is `half`'s, bit for bit: normals,
