@@ -220,7 +220,7 @@ impl Engine {
     /// compute wrongly must not serve: beyond [`SELF_CHECK_TOLERANCE`] of the largest logit
     /// the engine refuses to load, naming the difference. Costs one short CPU pass at load.
     fn check_against_cpu(&self, backend: Backend) -> Result<Option<SelfCheck>> {
-        let cpu = Llama::load(&self.file, &Device::flex())?.with_exact_activations(true);
+        let cpu = Llama::load_exact(&self.file, &Device::flex())?.with_exact_activations(true);
         let vocab = u32::try_from(self.model.config().vocab_size).unwrap_or(u32::MAX);
         let room = self.model.config().context_length;
         let steps: Vec<Vec<u32>> = [20usize, 1, 5]

@@ -13,8 +13,9 @@ use airlock_gguf::GgmlType;
 use rayon::prelude::*;
 
 use super::ktile::{KRow, Q4K, Q5K, Q6K, TOKENS};
+use super::q4k16::{self, Q4KGroups};
 use super::q8k::{self, Q8KRow};
-use super::{Isa, TILE};
+use super::Isa;
 use crate::qweight::QWeight;
 
 /// `row · a` for a Q4_K/Q5_K/Q6_K row and 8-bit super-block activations: llama.cpp's result
@@ -183,13 +184,29 @@ fn tokens_dot<const R: usize>(
 /// two gave +12 % prompt speed on the 1B shape, four no more (the per-pair epilogue binds).
 const ROW_GROUP: usize = 2;
 
-/// Rows per rayon task: ≈ 64 KiB of weights, a multiple of [`TILE`].
+/// Rows per rayon task: ≈ 64 KiB of weights, a multiple of [`q4k16::ROWS`] (so a task's band
+/// holds whole interleaved groups wherever the matrices' rows do).
 fn rows_per_task(row_bytes: usize) -> usize {
-    (64 * 1024 / row_bytes.max(1)).clamp(TILE, 1024) / TILE * TILE
+    (64 * 1024 / row_bytes.max(1)).clamp(q4k16::ROWS, 1024) / q4k16::ROWS * q4k16::ROWS
+}
+
+/// One matrix of a [`matmul_rows_q8k`] call as the row loop reads it.
+struct Mat<'a> {
+    bytes: &'a [u8],
+    rows: usize,
+    row_bytes: usize,
+    ty: GgmlType,
+    /// Its rows interleaved by sixteen, where this CPU runs that kernel.
+    groups: Option<&'a Q4KGroups>,
 }
 
 /// `out[t * Σrows + r] = [W_1; W_2; …][r, :] · q8k(x[t])` for K-quant matrices of equal width
 /// (`n` tokens, `x` is `[n, cols]`).
+///
+/// Rows of a matrix interleaved by sixteen ([`QWeight::interleaved`]) go through
+/// [`q4k16`]'s kernel, sixteen at a time, wherever a task's band holds their whole group; any
+/// other row through [`row_dot_q8k`]. Which kernel computes a row depends only on the matrices
+/// and the band size, never on the number of tokens: the product stays token-invariant.
 ///
 /// # Panics
 /// If a matrix is not a K-quant, the widths differ, or the lengths disagree (caller bugs).
@@ -209,19 +226,39 @@ pub(super) fn matmul_rows_q8k(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f
     } else {
         x.par_chunks(cols).map(Q8KRow::quantize).collect()
     };
-    // (bytes, rows, row bytes, type) of each matrix, looked up once: `row_of` runs per row.
-    let mats: Vec<(&[u8], usize, usize, GgmlType)> = ws
+    // Each matrix's layout, looked up once: `row_of` and `group_at` run per row.
+    let mats: Vec<Mat<'_>> = ws
         .iter()
-        .map(|w| (w.bytes(), w.rows(), w.row_bytes(), w.ggml_type()))
+        .map(|w| Mat {
+            bytes: w.bytes(),
+            rows: w.rows(),
+            row_bytes: w.row_bytes(),
+            ty: w.ggml_type(),
+            groups: w.interleaved().filter(|_| isa == Isa::Avx512Vnni),
+        })
         .collect();
     let row_of = |mut r: usize| -> (&[u8], GgmlType) {
-        for &(bytes, nr, rb, ty) in &mats {
-            if r < nr {
-                return (bytes.get(r * rb..(r + 1) * rb).unwrap_or_default(), ty);
+        for m in &mats {
+            if r < m.rows {
+                let at = r * m.row_bytes;
+                return (m.bytes.get(at..at + m.row_bytes).unwrap_or_default(), m.ty);
             }
-            r -= nr;
+            r -= m.rows;
         }
         (&[], GgmlType::F32)
+    };
+    // The interleaved group starting at row `r`, if `r` starts one.
+    let group_at = |mut r: usize| -> Option<&[u8]> {
+        for m in &mats {
+            if r < m.rows {
+                return m
+                    .groups
+                    .filter(|_| r.is_multiple_of(q4k16::ROWS))
+                    .map(|g| g.group(r / q4k16::ROWS));
+            }
+            r -= m.rows;
+        }
+        None
     };
     let dot = |r: usize, a: &Q8KRow| {
         let (row, ty) = row_of(r);
@@ -232,8 +269,19 @@ pub(super) fn matmul_rows_q8k(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f
     let chunk = rows_per_task(ws[0].row_bytes());
     if n == 1 {
         out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
-            for (i, v) in o.iter_mut().enumerate() {
-                *v = dot(c * chunk + i, &acts[0]);
+            let mut i = 0;
+            while i < o.len() {
+                let r = c * chunk + i;
+                if let Some(g) = group_at(r).filter(|_| i + q4k16::ROWS <= o.len()) {
+                    // INVARIANT: as for `dot`.
+                    let res = q4k16::dot_group_tokens::<1>(g, &[&acts[0]])
+                        .map_or([f32::NAN; q4k16::ROWS], |v| v[0]);
+                    o[i..i + q4k16::ROWS].copy_from_slice(&res);
+                    i += q4k16::ROWS;
+                } else {
+                    o[i] = dot(r, &acts[0]);
+                    i += 1;
+                }
             }
         });
         return;
@@ -257,10 +305,18 @@ pub(super) fn matmul_rows_q8k(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f
             let nr = o.len() / n;
             let mut i = 0;
             while i < nr {
+                if let Some(g) = group_at(c * chunk + i).filter(|_| i + q4k16::ROWS <= nr) {
+                    group_tokens(g, &refs, |t, r, v| o[t * nr + i + r] = v);
+                    i += q4k16::ROWS;
+                    continue;
+                }
                 let (row, ty) = row_of(c * chunk + i);
                 // How many rows from i share its type (up to a group).
                 let same = (1..ROW_GROUP.min(nr - i))
-                    .take_while(|&k| row_of(c * chunk + i + k).1 == ty)
+                    .take_while(|&k| {
+                        let r = c * chunk + i + k;
+                        row_of(r).1 == ty && group_at(r).is_none()
+                    })
                     .count()
                     + 1;
                 let group = same;
@@ -296,6 +352,28 @@ pub(super) fn matmul_rows_q8k(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f
         let nr = band.len() / n;
         for (t, src) in band.chunks_exact(nr).enumerate() {
             out[t * rows + c * chunk..][..nr].copy_from_slice(src);
+        }
+    }
+}
+
+/// `put(t, r, group row r · a[t])` for every token, four tokens per pass of the weights (the
+/// last one to three alone): bitwise [`q4k16::dot_group`] of each, NaN should the kernel
+/// refuse (it cannot: the caller's lengths agree).
+fn group_tokens(g: &[u8], a: &[&Q8KRow], mut put: impl FnMut(usize, usize, f32)) {
+    let full = a.len() / 4 * 4;
+    for t0 in (0..full).step_by(4) {
+        let four = [a[t0], a[t0 + 1], a[t0 + 2], a[t0 + 3]];
+        let res = q4k16::dot_group_tokens::<4>(g, &four).unwrap_or([[f32::NAN; q4k16::ROWS]; 4]);
+        for (k, rv) in res.iter().enumerate() {
+            for (r, &v) in rv.iter().enumerate() {
+                put(t0 + k, r, v);
+            }
+        }
+    }
+    for (t, &at) in a.iter().enumerate().skip(full) {
+        let res = q4k16::dot_group_tokens::<1>(g, &[at]).map_or([f32::NAN; q4k16::ROWS], |v| v[0]);
+        for (r, &v) in res.iter().enumerate() {
+            put(t, r, v);
         }
     }
 }

@@ -47,6 +47,7 @@ mod kmatmul;
 mod kquant;
 mod ktile;
 pub(crate) mod portable;
+pub mod q4k16;
 pub mod q8;
 pub mod q8k;
 #[cfg(target_arch = "x86_64")]

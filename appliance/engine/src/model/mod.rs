@@ -18,6 +18,7 @@ use std::sync::Arc;
 use airlock_gguf::{GgmlType, GgufFile};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
 
 use self::attention::{Attention, AttentionConfig, SeqSpan};
 use self::mlp::{Mlp, MlpConfig};
@@ -92,6 +93,14 @@ pub struct Llama {
 impl Llama {
     /// Loads a `llama` model from `file` onto `device`, weights left quantized in the mapping.
     pub fn load(file: &Arc<GgufFile>, device: &Device) -> Result<Llama> {
+        let on_cpu = *device == Device::flex();
+        Ok(Llama::load_exact(file, device)?.with_cpu_layout(on_cpu))
+    }
+
+    /// [`Llama::load`] without the CPU's interleaved copies of the weights: for a model that
+    /// multiplies with f32 activations ([`Llama::with_exact_activations`]), which never reads
+    /// them.
+    pub(crate) fn load_exact(file: &Arc<GgufFile>, device: &Device) -> Result<Llama> {
         let config = LlamaConfig::from_gguf(file)?;
         let c = &config;
         let embed = load_matrix(file, "token_embd.weight", c.vocab_size, c.d_model)?;
@@ -158,6 +167,28 @@ impl Llama {
                 set(w);
             }
         }
+        self
+    }
+
+    /// Interleaves the rows of every matrix whose CPU kernel is faster that way
+    /// ([`QWeight::with_interleaved_rows`]), matrices in parallel; `false` leaves the model as
+    /// it is.
+    fn with_cpu_layout(mut self, on: bool) -> Llama {
+        if !on {
+            return self;
+        }
+        let mut ws: Vec<&mut QWeight> = vec![&mut self.output];
+        for b in &mut self.blocks {
+            ws.extend([
+                &mut b.attn.wq,
+                &mut b.attn.wk,
+                &mut b.attn.wv,
+                &mut b.attn.wo,
+            ]);
+            ws.extend([&mut b.mlp.gate, &mut b.mlp.up, &mut b.mlp.down]);
+        }
+        ws.into_par_iter()
+            .for_each(|w| *w = w.clone().with_interleaved_rows());
         self
     }
 

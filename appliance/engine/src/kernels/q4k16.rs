@@ -1,0 +1,397 @@
+//! Q4_K matrices with sixteen rows interleaved per super-block ([`Q4KGroups`]), multiplied
+//! with 8-bit activations ([`Q8KRow`]) sixteen rows at a time: llama.cpp's idea (its CPU
+//! backend repacks Q4_K to `block_q4_Kx8` at load and runs `ggml_gemv/gemm_q4_K_8x8_q8_K`)
+//! laid out for AVX-512 VNNI.
+//!
+//! **Why.** Row by row ([`super::kquant`]) a super-block costs ~26 cycles: scales unpacked,
+//! four multiply-add chains folded and converted, per row. Interleaved, one 512-bit lane holds
+//! one row: `vpdpbusd` multiplies four codes of sixteen rows by one broadcast group of four
+//! activations, scales and minimums are applied to sixteen rows per instruction, and the
+//! float epilogue runs once per sixteen rows. A loaded weight vector serves every token of a
+//! prompt tile, which is where llama.cpp's prompt speed on Q4_K comes from.
+//!
+//! **Arithmetic** (the definition; [`dot_group`] is its scalar twin and the SIMD kernel is
+//! tested bitwise against it). Per row `r`, token `t`, super-block `i`:
+//! `S = Σ_s scale_s · Σ_{p∈s} q_p · x_p` and `M = Σ_s min_s · Σ_{p∈s} x_p` over the eight
+//! sub-blocks (exact i32: |S| < 2³¹), then
+//! `acc = fma(d · d_a, S, acc)`, `acc_m = fma(dmin · d_a, M, acc_m)` in f32, and the result is
+//! `acc − acc_m`. The same operations whatever the number of tokens in the call, so the
+//! product stays token-invariant. The float order differs from ggml's row-wise
+//! `ggml_vec_dot_q4_K_q8_K` (which converts eight partial lanes per block) and matches the
+//! shape of its repacked kernels: one conversion per super-block.
+//!
+//! **Layout** of one group (16 rows) × one super-block, [`GROUP_BLOCK_BYTES`] bytes:
+//! `d` (16 × f16) | `dmin` (16 × f16) | scales (8 sub-blocks × 16 rows, u8) |
+//! mins (4 pairs × 16 rows × 2, u8: the two sub-blocks of a pair adjacent, for `vpdpwssd`) |
+//! codes: for each 32-byte chunk `j` of the block's `qs` and each 4-byte group `g` in it, the
+//! 4 bytes of all sixteen rows (64 bytes: low nibbles are values `64j + 4g ..+4`, high
+//! nibbles `64j + 32 + 4g ..+4`). 148 bytes per row and super-block against Q4_K's 144.
+
+use airlock_gguf::blocks::{K_SCALE_SIZE, Q4_K_BYTES, QK_K, scale_min_k4};
+use half::f16;
+
+use super::q8k::{BSUMS, Q8KRow};
+
+/// Rows interleaved per group.
+pub const ROWS: usize = 16;
+
+/// Bytes of one group's super-block.
+pub const GROUP_BLOCK_BYTES: usize = 2 * ROWS * 2 + 8 * ROWS + 8 * ROWS + ROWS * QK_K / 2;
+
+const SCALES_AT: usize = 4 * ROWS;
+const MINS_AT: usize = SCALES_AT + 8 * ROWS;
+const CODES_AT: usize = MINS_AT + 8 * ROWS;
+
+/// A Q4_K matrix (`rows` a multiple of [`ROWS`]) repacked in groups of sixteen rows.
+#[derive(Clone)]
+pub struct Q4KGroups {
+    bytes: Vec<u8>,
+    blocks: usize,
+}
+
+impl std::fmt::Debug for Q4KGroups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Q4KGroups")
+            .field("groups", &self.groups())
+            .field("blocks", &self.blocks)
+            .finish()
+    }
+}
+
+impl Q4KGroups {
+    /// Repacks `rows` Q4_K rows of `blocks` super-blocks each (`bytes` row-major, as in the
+    /// GGUF). `None` unless `rows` is a positive multiple of [`ROWS`] and `bytes` is exactly
+    /// the matrix.
+    pub fn repack(bytes: &[u8], rows: usize, blocks: usize) -> Option<Q4KGroups> {
+        let row_bytes = blocks * Q4_K_BYTES;
+        if rows == 0 || !rows.is_multiple_of(ROWS) || blocks == 0 || bytes.len() != rows * row_bytes
+        {
+            return None;
+        }
+        let mut out = vec![0u8; rows / ROWS * blocks * GROUP_BLOCK_BYTES];
+        for (g, dst) in out.chunks_exact_mut(blocks * GROUP_BLOCK_BYTES).enumerate() {
+            for (i, gb) in dst.chunks_exact_mut(GROUP_BLOCK_BYTES).enumerate() {
+                for r in 0..ROWS {
+                    let at = (g * ROWS + r) * row_bytes + i * Q4_K_BYTES;
+                    let b = &bytes[at..at + Q4_K_BYTES];
+                    gb[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+                    gb[2 * ROWS + 2 * r..2 * ROWS + 2 * r + 2].copy_from_slice(&b[2..4]);
+                    let sc: &[u8; K_SCALE_SIZE] = b[4..4 + K_SCALE_SIZE].try_into().ok()?;
+                    for s in 0..8 {
+                        let (scale, min) = scale_min_k4(s, sc);
+                        gb[SCALES_AT + s * ROWS + r] = scale;
+                        gb[MINS_AT + (s / 2) * 2 * ROWS + 2 * r + s % 2] = min;
+                    }
+                    let qs = &b[4 + K_SCALE_SIZE..];
+                    for j in 0..4 {
+                        for q in 0..8 {
+                            let to = CODES_AT + (j * 8 + q) * 4 * ROWS + 4 * r;
+                            gb[to..to + 4].copy_from_slice(&qs[32 * j + 4 * q..32 * j + 4 * q + 4]);
+                        }
+                    }
+                }
+            }
+        }
+        Some(Q4KGroups { bytes: out, blocks })
+    }
+
+    /// Number of sixteen-row groups.
+    pub fn groups(&self) -> usize {
+        self.bytes.len() / (self.blocks * GROUP_BLOCK_BYTES).max(1)
+    }
+
+    /// Super-blocks per row.
+    pub fn blocks(&self) -> usize {
+        self.blocks
+    }
+
+    /// Group `g`'s bytes (`blocks` group super-blocks).
+    pub fn group(&self, g: usize) -> &[u8] {
+        let n = self.blocks * GROUP_BLOCK_BYTES;
+        &self.bytes[g * n..(g + 1) * n]
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// The sixteen rows of `group` (one [`Q4KGroups::group`]) times activation `a`: the module's
+/// arithmetic in scalar code, the twin the SIMD kernel is tested against. `None` if the
+/// lengths disagree.
+pub fn dot_group(group: &[u8], a: &Q8KRow) -> Option<[f32; ROWS]> {
+    let nb = a.len() / QK_K;
+    if !a.is_well_formed() || group.len() != nb * GROUP_BLOCK_BYTES {
+        return None;
+    }
+    let mut acc = [0f32; ROWS];
+    let mut acc_m = [0f32; ROWS];
+    for (i, gb) in group.chunks_exact(GROUP_BLOCK_BYTES).enumerate() {
+        let x = &a.qs[i * QK_K..(i + 1) * QK_K];
+        let bs = &a.bsums[i * BSUMS..(i + 1) * BSUMS];
+        let da = a.d[i];
+        for r in 0..ROWS {
+            let (mut s, mut m) = (0i32, 0i32);
+            for sub in 0..8 {
+                // Sub-block `sub` is the low (even) or high (odd) nibbles of chunk `sub / 2`.
+                let (j, high) = (sub / 2, sub % 2 == 1);
+                let mut t = 0i32;
+                for q in 0..8 {
+                    let at = CODES_AT + (j * 8 + q) * 4 * ROWS + 4 * r;
+                    for k in 0..4 {
+                        let byte = gb[at + k];
+                        let code = if high { byte >> 4 } else { byte & 15 };
+                        let p = 64 * j + 32 * usize::from(high) + 4 * q + k;
+                        t += i32::from(code) * i32::from(x[p]);
+                    }
+                }
+                s += i32::from(gb[SCALES_AT + sub * ROWS + r]) * t;
+                let min = gb[MINS_AT + (sub / 2) * 2 * ROWS + 2 * r + sub % 2];
+                m += i32::from(min) * (i32::from(bs[2 * sub]) + i32::from(bs[2 * sub + 1]));
+            }
+            let d = f16_at(gb, 2 * r) * da;
+            let dmin = f16_at(gb, 2 * ROWS + 2 * r) * da;
+            acc[r] = d.mul_add(s as f32, acc[r]);
+            acc_m[r] = dmin.mul_add(m as f32, acc_m[r]);
+        }
+    }
+    Some(std::array::from_fn(|r| acc[r] - acc_m[r]))
+}
+
+/// `[rows of group] · a[t]` for `T` tokens with AVX-512 VNNI: bitwise [`dot_group`] of each
+/// token. `None` if the lengths disagree or the CPU lacks the instructions.
+#[allow(unsafe_code)]
+pub fn dot_group_tokens<const T: usize>(
+    group: &[u8],
+    a: &[&Q8KRow; T],
+) -> Option<[[f32; ROWS]; T]> {
+    let nb = a.first()?.len() / QK_K;
+    if group.len() != nb * GROUP_BLOCK_BYTES
+        || !a.iter().all(|r| r.len() == nb * QK_K && r.is_well_formed())
+    {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !super::Isa::Avx512Vnni.is_supported() {
+            return None;
+        }
+        // SAFETY: AVX-512 F/BW/VNNI present (checked); `group` is `nb` group super-blocks and
+        // every activation `nb` well-formed super-blocks (checked): the kernel's contract.
+        Some(unsafe { x86::dot_avx512::<T>(group, a, nb) })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{CODES_AT, GROUP_BLOCK_BYTES, MINS_AT, ROWS, SCALES_AT};
+    use crate::kernels::q8k::{BSUMS, Q8KRow};
+    use airlock_gguf::blocks::QK_K;
+
+    /// # Safety
+    /// AVX-512 F/BW/VNNI present; `group` holds `nb` group super-blocks; every `a[t]` holds
+    /// `nb` well-formed super-blocks.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+    pub(super) unsafe fn dot_avx512<const T: usize>(
+        group: &[u8],
+        a: &[&Q8KRow; T],
+        nb: usize,
+    ) -> [[f32; ROWS]; T] {
+        let m4 = _mm512_set1_epi8(0x0f);
+        let mut acc = [_mm512_setzero_ps(); T];
+        let mut acc_m = [_mm512_setzero_ps(); T];
+        for i in 0..nb {
+            // SAFETY: i < nb: group super-block i and super-block i of each activation exist;
+            // every offset below stays inside them (layout in the module docs).
+            unsafe {
+                let gb = group.as_ptr().add(i * GROUP_BLOCK_BYTES);
+                let dw = _mm512_cvtph_ps(_mm256_loadu_si256(gb.cast()));
+                let dmw = _mm512_cvtph_ps(_mm256_loadu_si256(gb.add(2 * ROWS).cast()));
+                // Minimums: pair p's two sub-blocks as adjacent i16 per row, times the pair's
+                // two activation sums (i16 each) broadcast: one `vpdpwssd` per pair.
+                let mut m = [_mm512_setzero_si512(); T];
+                for p in 0..4 {
+                    let mins = _mm512_cvtepu8_epi16(_mm256_loadu_si256(
+                        gb.add(MINS_AT + p * 2 * ROWS).cast(),
+                    ));
+                    for (t, mt) in m.iter_mut().enumerate() {
+                        let bs = a[t].bsums.as_ptr().add(i * BSUMS + 4 * p);
+                        let s0 = (*bs).wrapping_add(*bs.add(1));
+                        let s1 = (*bs.add(2)).wrapping_add(*bs.add(3));
+                        let pair = (s0 as u16 as u32 | ((s1 as u16 as u32) << 16)) as i32;
+                        *mt = _mm512_dpwssd_epi32(*mt, mins, _mm512_set1_epi32(pair));
+                    }
+                }
+                let mut s = [_mm512_setzero_si512(); T];
+                for j in 0..4 {
+                    let mut lo = [_mm512_setzero_si512(); T];
+                    let mut hi = [_mm512_setzero_si512(); T];
+                    for q in 0..8 {
+                        let w =
+                            _mm512_loadu_si512(gb.add(CODES_AT + (j * 8 + q) * 4 * ROWS).cast());
+                        let wl = _mm512_and_si512(w, m4);
+                        let wh = _mm512_and_si512(_mm512_srli_epi16::<4>(w), m4);
+                        for t in 0..T {
+                            let x = a[t].qs.as_ptr().add(i * QK_K + 64 * j + 4 * q);
+                            let xl = _mm512_set1_epi32(x.cast::<i32>().read_unaligned());
+                            let xh = _mm512_set1_epi32(x.add(32).cast::<i32>().read_unaligned());
+                            lo[t] = _mm512_dpbusd_epi32(lo[t], wl, xl);
+                            hi[t] = _mm512_dpbusd_epi32(hi[t], wh, xh);
+                        }
+                    }
+                    let sl = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+                        gb.add(SCALES_AT + 2 * j * ROWS).cast(),
+                    ));
+                    let sh = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+                        gb.add(SCALES_AT + (2 * j + 1) * ROWS).cast(),
+                    ));
+                    for t in 0..T {
+                        s[t] = _mm512_add_epi32(s[t], _mm512_mullo_epi32(lo[t], sl));
+                        s[t] = _mm512_add_epi32(s[t], _mm512_mullo_epi32(hi[t], sh));
+                    }
+                }
+                for t in 0..T {
+                    let da = _mm512_set1_ps(*a[t].d.get_unchecked(i));
+                    acc[t] =
+                        _mm512_fmadd_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(s[t]), acc[t]);
+                    acc_m[t] =
+                        _mm512_fmadd_ps(_mm512_mul_ps(dmw, da), _mm512_cvtepi32_ps(m[t]), acc_m[t]);
+                }
+            }
+        }
+        let mut out = [[0f32; ROWS]; T];
+        for (o, (ac, am)) in out.iter_mut().zip(acc.iter().zip(&acc_m)) {
+            // SAFETY: 16 writable f32.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), _mm512_sub_ps(*ac, *am)) };
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_gguf::blocks::dequantize_q4_k;
+
+    /// Random Q4_K rows with small finite scales (every scale/min bit pattern exercised).
+    fn random_rows(rows: usize, blocks: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        let mut v = vec![0u8; rows * blocks * Q4_K_BYTES];
+        for b in v.iter_mut() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            *b = s as u8;
+        }
+        for b in v.chunks_exact_mut(Q4_K_BYTES) {
+            b[0..2].copy_from_slice(&f16::from_f32(0.011).to_le_bytes());
+            b[2..4].copy_from_slice(&f16::from_f32(0.0042).to_le_bytes());
+        }
+        v
+    }
+
+    fn activations(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn twin_matches_the_dequantized_rows() {
+        let (rows, blocks) = (32, 3);
+        let w = random_rows(rows, blocks, 7);
+        let g = Q4KGroups::repack(&w, rows, blocks).unwrap();
+        let x = activations(blocks * QK_K, 3);
+        let a = Q8KRow::quantize(&x);
+        // The reference: dequantized rows times the activation as quantized (exact in f64).
+        let xa: Vec<f64> =
+            a.qs.iter()
+                .enumerate()
+                .map(|(p, &q)| f64::from(q) * f64::from(a.d[p / QK_K]))
+                .collect();
+        for gi in 0..g.groups() {
+            let got = dot_group(g.group(gi), &a).unwrap();
+            for (r, &v) in got.iter().enumerate() {
+                let row = &w[(gi * ROWS + r) * blocks * Q4_K_BYTES..][..blocks * Q4_K_BYTES];
+                let mut want = 0f64;
+                for (bi, b) in row.chunks_exact(Q4_K_BYTES).enumerate() {
+                    let mut dq = [0f32; QK_K];
+                    dequantize_q4_k(b.try_into().unwrap(), &mut dq);
+                    want += dq
+                        .iter()
+                        .zip(&xa[bi * QK_K..])
+                        .map(|(&d, &x)| f64::from(d) * x)
+                        .sum::<f64>();
+                }
+                assert!(
+                    (f64::from(v) - want).abs() < 1e-3 * (1.0 + want.abs()),
+                    "row {r}: {v} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn simd_kernel_is_the_twin_bitwise_for_any_token_count() {
+        if !super::super::Isa::Avx512Vnni.is_supported() {
+            eprintln!("skipped: no AVX-512 VNNI on this CPU");
+            return;
+        }
+        let (rows, blocks) = (48, 8);
+        let w = random_rows(rows, blocks, 11);
+        let g = Q4KGroups::repack(&w, rows, blocks).unwrap();
+        let acts: Vec<Q8KRow> = (0..4)
+            .map(|t| Q8KRow::quantize(&activations(blocks * QK_K, 100 + t)))
+            .collect();
+        for gi in 0..g.groups() {
+            let four =
+                dot_group_tokens::<4>(g.group(gi), &[&acts[0], &acts[1], &acts[2], &acts[3]])
+                    .unwrap();
+            for (t, a) in acts.iter().enumerate() {
+                let twin = dot_group(g.group(gi), a).unwrap();
+                let one = dot_group_tokens::<1>(g.group(gi), &[a]).unwrap()[0];
+                assert_eq!(
+                    one.map(f32::to_bits),
+                    twin.map(f32::to_bits),
+                    "group {gi} token {t} alone"
+                );
+                assert_eq!(
+                    four[t].map(f32::to_bits),
+                    twin.map(f32::to_bits),
+                    "group {gi} token {t} of 4"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn repack_refuses_what_it_cannot_interleave() {
+        let w = random_rows(16, 1, 1);
+        assert!(Q4KGroups::repack(&w, 16, 1).is_some());
+        assert!(
+            Q4KGroups::repack(&w[..Q4_K_BYTES * 8], 8, 1).is_none(),
+            "8 rows"
+        );
+        assert!(Q4KGroups::repack(&w[1..], 16, 1).is_none(), "short");
+        let a = Q8KRow::quantize(&activations(2 * QK_K, 0));
+        let g = Q4KGroups::repack(&w, 16, 1).unwrap();
+        assert!(
+            dot_group(g.group(0), &a).is_none(),
+            "activation of two blocks"
+        );
+        assert!(dot_group_tokens::<1>(g.group(0), &[&a]).is_none());
+    }
+}
