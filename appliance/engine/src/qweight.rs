@@ -94,6 +94,11 @@ impl QWeight {
         {
             let blocks = self.cols / airlock_gguf::blocks::QK_K;
             self.interleaved = Q4KGroups::repack(self.bytes(), self.rows, blocks).map(Arc::new);
+            if self.interleaved.is_some() {
+                // The products read the copy only: the original's pages need not stay resident
+                // (a tied embedding's lookups fault their few rows back in).
+                self.file.release_pages(self.range.clone());
+            }
         }
         self
     }

@@ -241,9 +241,37 @@ impl GgufFile {
     pub fn is_mapped(&self) -> bool {
         matches!(self.storage, Storage::Mmap(_))
     }
+
+    /// Tells the kernel this process will not read `range` of the file soon: its mapped pages
+    /// (those wholly inside the range) leave the resident set, and a later read faults them in
+    /// again from the page cache. For bytes the engine has copied into another layout, so
+    /// they are not counted twice. Advisory: nothing happens for bytes held in memory, and a
+    /// refusal by the kernel is ignored.
+    pub fn release_pages(&self, range: std::ops::Range<usize>) {
+        const PAGE: usize = 4096;
+        let Storage::Mmap(map) = &self.storage else {
+            return;
+        };
+        let start = range.start.div_ceil(PAGE) * PAGE;
+        let end = range.end.min(map.len()) / PAGE * PAGE;
+        if start < end {
+            release_mapped(map, start, end - start);
+        }
+    }
 }
 
-/// Maps `file` read-only. The crate's only `unsafe`.
+/// `madvise(MADV_DONTNEED)` on `len` bytes at `offset` of the mapping (page-aligned, inside).
+#[allow(unsafe_code)]
+fn release_mapped(map: &memmap2::Mmap, offset: usize, len: usize) {
+    // SAFETY: the mapping is private and read-only (`map_read_only`): no page of it was ever
+    // written, so none holds a copy-on-write private copy that DONTNEED would discard. Dropping
+    // the page-table entries changes no byte a `&[u8]` into the mapping observes: the next read
+    // faults the same file bytes in again (the file is not modified while mapped; see
+    // `map_read_only`).
+    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+}
+
+/// Maps `file` read-only. With [`release_mapped`], the crate's only `unsafe`.
 #[allow(unsafe_code)]
 fn map_read_only(file: &File) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: `Mmap::map` is unsafe because another process could truncate or modify the file
@@ -266,6 +294,25 @@ mod tests {
         fn shareable<T: Send + Sync>() {}
         shareable::<GgufFile>();
         shareable::<TensorInfo>();
+    }
+
+    #[test]
+    fn released_pages_read_back_the_same_bytes() {
+        let mut w = crate::write::GgufWriter::new();
+        let x: Vec<f32> = (0..4096 * 8).map(|i| (i % 977) as f32 / 100.0).collect();
+        w.tensor_from_f32("t", &[4096, 8], GgmlType::F32, &x)
+            .unwrap();
+        let path = std::env::temp_dir().join(format!("gguf-release-{}.gguf", std::process::id()));
+        std::fs::write(&path, w.to_bytes()).unwrap();
+        let f = GgufFile::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(f.is_mapped());
+        let before = f.bytes().to_vec();
+        let t = f.tensors()[0].clone();
+        f.release_pages(t.range());
+        f.release_pages(0..f.bytes().len() + 10_000); // past the end: clamped, no fault
+        assert_eq!(f.bytes(), &before[..], "a released page reads back the file's bytes");
+        assert_eq!(f.dequantize_tensor(&t).unwrap(), x);
     }
 
     #[test]
