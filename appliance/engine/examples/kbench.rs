@@ -85,7 +85,15 @@ fn probe() {
     }
     add(&mut w, "output".into(), vocab, d, GgmlType::Q6_K);
     let file = Arc::new(GgufFile::from_bytes(w.to_bytes()).unwrap());
-    let q = |name: &str| QWeight::new(&file, file.tensor(name).unwrap()).unwrap();
+    let interleave = std::env::var_os("KBENCH_ROWWISE").is_none();
+    let q = |name: &str| {
+        let w = QWeight::new(&file, file.tensor(name).unwrap()).unwrap();
+        if interleave {
+            w.with_interleaved_rows()
+        } else {
+            w
+        }
+    };
     // The groups a forward pass multiplies: q|k|v, o, gate|up, down per layer, then the head.
     let mut groups: Vec<Vec<QWeight>> = Vec::new();
     for l in 0..layers {
@@ -197,14 +205,15 @@ fn probe() {
             s / (reps * d / 256) as f64 * 1e9
         );
     }
-    // Q4_K interleaved by sixteen rows (kernels::q4k16): 512 rows of 2048 from L2, one token
+    // Rows interleaved by sixteen (kernels::interleaved): 512 rows of 2048 from L2, one token
     // and four tokens per pass.
-    {
-        use kernels::q4k16::{Q4KGroups, dot_group_tokens};
+    for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        use kernels::interleaved::Interleaved;
         let (rows, cols) = (512, d);
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let data = random_blocks(GgmlType::Q4_K, rows * cols, &mut state);
-        let g = Q4KGroups::repack(&data, rows, cols / 256).unwrap();
+        let data = random_blocks(ty, rows * cols, &mut state);
+        let g = Interleaved::repack(ty, &data, rows, cols).unwrap();
+        let groups = rows / kernels::interleaved::ROWS;
         let acts: Vec<kernels::q8k::Q8KRow> = (0..4)
             .map(|t| kernels::q8k::Q8KRow::quantize(&vec![0.37f32 + t as f32; cols]))
             .collect();
@@ -222,20 +231,20 @@ fn probe() {
                 .fold(f64::INFINITY, f64::min)
         };
         let one = time(&|| {
-            for gi in 0..g.groups() {
-                std::hint::black_box(dot_group_tokens::<1>(g.group(gi), &[&acts[0]]));
+            for gi in 0..groups {
+                std::hint::black_box(g.group(gi).dot_tokens::<1>(&[&acts[0]]));
             }
         });
         let four = time(&|| {
-            for gi in 0..g.groups() {
-                std::hint::black_box(dot_group_tokens::<4>(
-                    g.group(gi),
-                    &[&acts[0], &acts[1], &acts[2], &acts[3]],
-                ));
+            for gi in 0..groups {
+                std::hint::black_box(
+                    g.group(gi)
+                        .dot_tokens::<4>(&[&acts[0], &acts[1], &acts[2], &acts[3]]),
+                );
             }
         });
         println!(
-            "Q4_K x16 {rows}x{cols}, one thread: {:.2} ns per row-block (1 token), {:.2} ns per row-block-token (4 tokens)",
+            "{ty:?} x16 {rows}x{cols}, one thread: {:.2} ns per row-block (1 token), {:.2} ns per row-block-token (4 tokens)",
             one / blocks * 1e9,
             four / blocks / 4.0 * 1e9
         );

@@ -8,7 +8,7 @@ use airlock_gguf::{GgmlType, GgufFile, TensorInfo};
 
 use crate::error::{EngineError, Result};
 use crate::kernels::Isa;
-use crate::kernels::q4k16::Q4KGroups;
+use crate::kernels::interleaved::Interleaved;
 
 /// A `[rows, cols]` matrix in one of the GGUF encodings, still quantized.
 ///
@@ -29,9 +29,9 @@ pub struct QWeight {
     row_bytes: usize,
     name: Arc<str>,
     q8_activations: bool,
-    /// The rows interleaved by sixteen for the CPU's AVX-512 kernel (Q4_K only; see
+    /// The rows interleaved by sixteen for the CPU's AVX-512 kernels (Q4_K, Q6_K; see
     /// [`QWeight::with_interleaved_rows`]).
-    interleaved: Option<Arc<Q4KGroups>>,
+    interleaved: Option<Arc<Interleaved>>,
 }
 
 impl fmt::Debug for QWeight {
@@ -83,17 +83,15 @@ impl QWeight {
     }
 
     /// Adds a copy of the rows interleaved by sixteen where this CPU multiplies such rows
-    /// faster (AVX-512 VNNI, a Q4_K matrix of a multiple of sixteen rows; otherwise unchanged),
-    /// as llama.cpp repacks Q4_K at load: a decode step's products then run ~3× fewer
-    /// instructions per weight and prompt tiles reuse each loaded weight vector across four
-    /// tokens. Costs the matrix's size again in memory (148 bytes per 144) and one pass over it.
+    /// faster (AVX-512 VNNI, a Q4_K or Q6_K matrix of a multiple of sixteen rows; otherwise
+    /// unchanged), as llama.cpp repacks Q4_K at load: a decode step's products then run ~3×
+    /// fewer instructions per weight and prompt tiles reuse each loaded weight vector across
+    /// four tokens. The copy is the matrix's size (148 bytes per 144 for Q4_K, equal for
+    /// Q6_K); the original's mapped pages are released.
     pub fn with_interleaved_rows(mut self) -> QWeight {
-        if self.ty == GgmlType::Q4_K
-            && self.interleaved.is_none()
-            && Isa::detect() == Isa::Avx512Vnni
-        {
-            let blocks = self.cols / airlock_gguf::blocks::QK_K;
-            self.interleaved = Q4KGroups::repack(self.bytes(), self.rows, blocks).map(Arc::new);
+        if self.interleaved.is_none() && Isa::detect() == Isa::Avx512Vnni {
+            self.interleaved =
+                Interleaved::repack(self.ty, self.bytes(), self.rows, self.cols).map(Arc::new);
             if self.interleaved.is_some() {
                 // The products read the copy only: the original's pages need not stay resident
                 // (a tied embedding's lookups fault their few rows back in).
@@ -104,8 +102,8 @@ impl QWeight {
     }
 
     /// The rows interleaved by sixteen, where [`QWeight::with_interleaved_rows`] made them and
-    /// activations are 8-bit (`kernels::q4k16`'s kernel multiplies those only).
-    pub fn interleaved(&self) -> Option<&Q4KGroups> {
+    /// activations are 8-bit (the interleaved kernels multiply those only).
+    pub fn interleaved(&self) -> Option<&Interleaved> {
         self.interleaved
             .as_deref()
             .filter(|_| self.q8_activations())

@@ -12,10 +12,10 @@
 use airlock_gguf::GgmlType;
 use rayon::prelude::*;
 
-use super::ktile::{KRow, Q4K, Q5K, Q6K, TOKENS};
-use super::q4k16::{self, Q4KGroups};
-use super::q8k::{self, Q8KRow};
 use super::Isa;
+use super::interleaved::{self, Group, Interleaved};
+use super::ktile::{KRow, Q4K, Q5K, Q6K, TOKENS};
+use super::q8k::{self, Q8KRow};
 use crate::qweight::QWeight;
 
 /// `row · a` for a Q4_K/Q5_K/Q6_K row and 8-bit super-block activations: llama.cpp's result
@@ -184,10 +184,11 @@ fn tokens_dot<const R: usize>(
 /// two gave +12 % prompt speed on the 1B shape, four no more (the per-pair epilogue binds).
 const ROW_GROUP: usize = 2;
 
-/// Rows per rayon task: ≈ 64 KiB of weights, a multiple of [`q4k16::ROWS`] (so a task's band
+/// Rows per rayon task: ≈ 64 KiB of weights, a multiple of [`interleaved::ROWS`] (so a task's band
 /// holds whole interleaved groups wherever the matrices' rows do).
 fn rows_per_task(row_bytes: usize) -> usize {
-    (64 * 1024 / row_bytes.max(1)).clamp(q4k16::ROWS, 1024) / q4k16::ROWS * q4k16::ROWS
+    (64 * 1024 / row_bytes.max(1)).clamp(interleaved::ROWS, 1024) / interleaved::ROWS
+        * interleaved::ROWS
 }
 
 /// One matrix of a [`matmul_rows_q8k`] call as the row loop reads it.
@@ -197,14 +198,14 @@ struct Mat<'a> {
     row_bytes: usize,
     ty: GgmlType,
     /// Its rows interleaved by sixteen, where this CPU runs that kernel.
-    groups: Option<&'a Q4KGroups>,
+    groups: Option<&'a Interleaved>,
 }
 
 /// `out[t * Σrows + r] = [W_1; W_2; …][r, :] · q8k(x[t])` for K-quant matrices of equal width
 /// (`n` tokens, `x` is `[n, cols]`).
 ///
 /// Rows of a matrix interleaved by sixteen ([`QWeight::interleaved`]) go through
-/// [`q4k16`]'s kernel, sixteen at a time, wherever a task's band holds their whole group; any
+/// the interleaved kernels, sixteen at a time, wherever a task's band holds their whole group; any
 /// other row through [`row_dot_q8k`]. Which kernel computes a row depends only on the matrices
 /// and the band size, never on the number of tokens: the product stays token-invariant.
 ///
@@ -248,13 +249,13 @@ pub(super) fn matmul_rows_q8k(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f
         (&[], GgmlType::F32)
     };
     // The interleaved group starting at row `r`, if `r` starts one.
-    let group_at = |mut r: usize| -> Option<&[u8]> {
+    let group_at = |mut r: usize| -> Option<Group<'_>> {
         for m in &mats {
             if r < m.rows {
                 return m
                     .groups
-                    .filter(|_| r.is_multiple_of(q4k16::ROWS))
-                    .map(|g| g.group(r / q4k16::ROWS));
+                    .filter(|_| r.is_multiple_of(interleaved::ROWS))
+                    .map(|g| g.group(r / interleaved::ROWS));
             }
             r -= m.rows;
         }
@@ -272,12 +273,13 @@ pub(super) fn matmul_rows_q8k(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f
             let mut i = 0;
             while i < o.len() {
                 let r = c * chunk + i;
-                if let Some(g) = group_at(r).filter(|_| i + q4k16::ROWS <= o.len()) {
+                if let Some(g) = group_at(r).filter(|_| i + interleaved::ROWS <= o.len()) {
                     // INVARIANT: as for `dot`.
-                    let res = q4k16::dot_group_tokens::<1>(g, &[&acts[0]])
-                        .map_or([f32::NAN; q4k16::ROWS], |v| v[0]);
-                    o[i..i + q4k16::ROWS].copy_from_slice(&res);
-                    i += q4k16::ROWS;
+                    let res = g
+                        .dot_tokens::<1>(&[&acts[0]])
+                        .map_or([f32::NAN; interleaved::ROWS], |v| v[0]);
+                    o[i..i + interleaved::ROWS].copy_from_slice(&res);
+                    i += interleaved::ROWS;
                 } else {
                     o[i] = dot(r, &acts[0]);
                     i += 1;
@@ -305,9 +307,9 @@ pub(super) fn matmul_rows_q8k(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f
             let nr = o.len() / n;
             let mut i = 0;
             while i < nr {
-                if let Some(g) = group_at(c * chunk + i).filter(|_| i + q4k16::ROWS <= nr) {
+                if let Some(g) = group_at(c * chunk + i).filter(|_| i + interleaved::ROWS <= nr) {
                     group_tokens(g, &refs, |t, r, v| o[t * nr + i + r] = v);
-                    i += q4k16::ROWS;
+                    i += interleaved::ROWS;
                     continue;
                 }
                 let (row, ty) = row_of(c * chunk + i);
@@ -357,13 +359,15 @@ pub(super) fn matmul_rows_q8k(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f
 }
 
 /// `put(t, r, group row r · a[t])` for every token, four tokens per pass of the weights (the
-/// last one to three alone): bitwise [`q4k16::dot_group`] of each, NaN should the kernel
-/// refuse (it cannot: the caller's lengths agree).
-fn group_tokens(g: &[u8], a: &[&Q8KRow], mut put: impl FnMut(usize, usize, f32)) {
+/// last one to three alone): bitwise the layout's scalar twin (`q4k16`, `q6k16`) of each; NaN
+/// should the kernel refuse (it cannot: the caller's lengths agree).
+fn group_tokens(g: Group<'_>, a: &[&Q8KRow], mut put: impl FnMut(usize, usize, f32)) {
     let full = a.len() / 4 * 4;
     for t0 in (0..full).step_by(4) {
         let four = [a[t0], a[t0 + 1], a[t0 + 2], a[t0 + 3]];
-        let res = q4k16::dot_group_tokens::<4>(g, &four).unwrap_or([[f32::NAN; q4k16::ROWS]; 4]);
+        let res = g
+            .dot_tokens::<4>(&four)
+            .unwrap_or([[f32::NAN; interleaved::ROWS]; 4]);
         for (k, rv) in res.iter().enumerate() {
             for (r, &v) in rv.iter().enumerate() {
                 put(t0 + k, r, v);
@@ -371,7 +375,9 @@ fn group_tokens(g: &[u8], a: &[&Q8KRow], mut put: impl FnMut(usize, usize, f32))
         }
     }
     for (t, &at) in a.iter().enumerate().skip(full) {
-        let res = q4k16::dot_group_tokens::<1>(g, &[at]).map_or([f32::NAN; q4k16::ROWS], |v| v[0]);
+        let res = g
+            .dot_tokens::<1>(&[at])
+            .map_or([f32::NAN; interleaved::ROWS], |v| v[0]);
         for (r, &v) in res.iter().enumerate() {
             put(t, r, v);
         }

@@ -42,12 +42,14 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod ggml;
+pub mod interleaved;
 mod kmatmul;
 #[cfg(target_arch = "x86_64")]
 mod kquant;
 mod ktile;
 pub(crate) mod portable;
 pub mod q4k16;
+pub mod q6k16;
 pub mod q8;
 pub mod q8k;
 #[cfg(target_arch = "x86_64")]

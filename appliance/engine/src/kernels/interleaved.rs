@@ -1,0 +1,61 @@
+//! [`Interleaved`]: a K-quant matrix's copy with sixteen rows interleaved per super-block, the
+//! layout of the AVX-512 kernels in [`super::q4k16`] (Q4_K) and [`super::q6k16`] (Q6_K).
+
+use airlock_gguf::GgmlType;
+
+use super::q4k16::{self, Q4KGroups};
+use super::q6k16::{self, Q6KGroups};
+use super::q8k::Q8KRow;
+
+/// Rows per interleaved group (both layouts).
+pub const ROWS: usize = q4k16::ROWS;
+
+/// A matrix's rows in groups of [`ROWS`], in its type's interleaved layout.
+#[derive(Debug, Clone)]
+pub enum Interleaved {
+    /// Q4_K ([`q4k16`]).
+    Q4K(Q4KGroups),
+    /// Q6_K ([`q6k16`]).
+    Q6K(Q6KGroups),
+}
+
+impl Interleaved {
+    /// The copy of `rows` rows of `ty` (`bytes` row-major as in the GGUF, `cols` values each),
+    /// or `None` for a type without an interleaved kernel or rows not a multiple of [`ROWS`].
+    pub fn repack(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Option<Interleaved> {
+        let blocks = cols / airlock_gguf::blocks::QK_K;
+        match ty {
+            GgmlType::Q4_K => Q4KGroups::repack(bytes, rows, blocks).map(Interleaved::Q4K),
+            GgmlType::Q6_K => Q6KGroups::repack(bytes, rows, blocks).map(Interleaved::Q6K),
+            _ => None,
+        }
+    }
+
+    /// Group `g`'s bytes.
+    pub fn group(&self, g: usize) -> Group<'_> {
+        match self {
+            Interleaved::Q4K(m) => Group::Q4K(m.group(g)),
+            Interleaved::Q6K(m) => Group::Q6K(m.group(g)),
+        }
+    }
+}
+
+/// One group of an [`Interleaved`] matrix.
+#[derive(Debug, Clone, Copy)]
+pub enum Group<'a> {
+    /// Q4_K layout.
+    Q4K(&'a [u8]),
+    /// Q6_K layout.
+    Q6K(&'a [u8]),
+}
+
+impl Group<'_> {
+    /// The group's sixteen rows times `T` activations with the type's AVX-512 kernel
+    /// (`None`: lengths disagree or no AVX-512 VNNI).
+    pub fn dot_tokens<const T: usize>(self, a: &[&Q8KRow; T]) -> Option<[[f32; ROWS]; T]> {
+        match self {
+            Group::Q4K(g) => q4k16::dot_group_tokens::<T>(g, a),
+            Group::Q6K(g) => q6k16::dot_group_tokens::<T>(g, a),
+        }
+    }
+}
