@@ -15,7 +15,10 @@
 //!   llama.cpp's `block_q8_K`) take [`row_dot_q8k`] (module `kmatmul`): ggml's arithmetic
 //!   bitwise (AVX2 and AVX-512 kernels in `kquant`, scalar twins in `q8k`), one row per call
 //!   for a decode step, and for several tokens each row decoded once and multiplied with four
-//!   tokens per pass (module `ktile`), bitwise the one-token result.
+//!   tokens per pass (module `ktile`), bitwise the one-token result. On AVX-512 VNNI, Q4_K and
+//!   Q6_K matrices loaded for the CPU carry a copy with sixteen rows interleaved per
+//!   super-block (module `interleaved`: `q4k16`, `q6k16`), multiplied sixteen rows per
+//!   instruction for one token or four, with their own (token-invariant) arithmetic.
 //! * [`dequantize_rows`]: a band of rows decoded to f32, for prompt processing of the types
 //!   without 8-bit kernels (F16/BF16/F32, exact activations), multiplied by burn's GEMM (see
 //!   `crate::ops`).
