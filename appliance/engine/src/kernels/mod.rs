@@ -18,7 +18,9 @@
 //!   tokens per pass (module `ktile`), bitwise the one-token result. On AVX-512 VNNI, Q4_K and
 //!   Q6_K matrices loaded for the CPU carry a copy with sixteen rows interleaved per
 //!   super-block (module `interleaved`: `q4k16`, `q6k16`), multiplied sixteen rows per
-//!   instruction for one token or four, with their own (token-invariant) arithmetic.
+//!   instruction for one token or four, with their own (token-invariant) arithmetic; so do
+//!   Q4_0 matrices (`q40x16`, 8-bit activations per 32, [`matmul_rows_multi`] when every
+//!   matrix of the call has the copy).
 //! * [`dequantize_rows`]: a band of rows decoded to f32, for prompt processing of the types
 //!   without 8-bit kernels (F16/BF16/F32, exact activations), multiplied by burn's GEMM (see
 //!   `crate::ops`).
@@ -51,6 +53,7 @@ mod kmatmul;
 mod kquant;
 mod ktile;
 pub(crate) mod portable;
+pub mod q40x16;
 pub mod q4k16;
 pub mod q6k16;
 pub mod q8;
@@ -578,6 +581,14 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
         return kmatmul::matmul_rows_q8k(ws, x, n, out);
     }
     let isa = Isa::detect();
+    if w0.q8_activations()
+        && isa == Isa::Avx512Vnni
+        && ws
+            .iter()
+            .all(|w| matches!(w.interleaved(), Some(interleaved::Interleaved::Q40(_))))
+    {
+        return matmul_interleaved_q8(ws, x, n, out);
+    }
     let ty = w0.ggml_type();
     let chunk = rows_per_task(w0);
     let acts: Vec<Q8Row> = if w0.q8_activations() {
@@ -725,6 +736,69 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
         let nr = band.len() / n;
         for (t, src) in band.chunks_exact(nr).enumerate() {
             out[t * rows + c * chunk..][..nr].copy_from_slice(src);
+        }
+    }
+}
+
+/// [`matmul_rows_multi`] for matrices that all carry a Q4_0 copy interleaved by sixteen
+/// (`q40x16`): every row is in a group (their row counts are multiples of sixteen), one token
+/// through the one-token kernel, several four at a time (the last one to three alone); each
+/// bitwise the layout's scalar twin, so the product is token-invariant.
+fn matmul_interleaved_q8(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) {
+    const G: usize = interleaved::ROWS;
+    let cols = ws[0].cols();
+    let rows: usize = ws.iter().map(|w| w.rows()).sum();
+    let acts: Vec<Q8Row> = if n == 1 {
+        vec![Q8Row::quantize(x)]
+    } else {
+        x.par_chunks(cols).map(Q8Row::quantize).collect()
+    };
+    let refs: Vec<&Q8Row> = acts.iter().collect();
+    // Group `g` of the stacked matrices.
+    let groups: Vec<interleaved::Group<'_>> = ws
+        .iter()
+        .filter_map(|w| w.interleaved())
+        .flat_map(|m| {
+            let count = match m {
+                interleaved::Interleaved::Q40(q) => q.groups(),
+                _ => 0,
+            };
+            (0..count).map(move |g| m.group(g))
+        })
+        .collect();
+    // ≈ 64 KiB of weights per task, whole groups.
+    let per_task = (64 * 1024 / (ws[0].row_bytes() * G).max(1)).clamp(1, 64);
+    let mut tmp = vec![0f32; rows * n];
+    tmp.par_chunks_mut(per_task * G * n)
+        .enumerate()
+        .for_each(|(c, o)| {
+            let nr = o.len() / n;
+            for (k, g) in groups[c * per_task..].iter().take(nr / G).enumerate() {
+                let mut put = |t: usize, r: usize, v: f32| o[t * nr + k * G + r] = v;
+                let full = n / 4 * 4;
+                for t0 in (0..full).step_by(4) {
+                    let four = [refs[t0], refs[t0 + 1], refs[t0 + 2], refs[t0 + 3]];
+                    // INVARIANT: lengths agree (one width, activations of it): cannot refuse.
+                    let res = g.dot_tokens_q8::<4>(&four).unwrap_or([[f32::NAN; G]; 4]);
+                    for (dt, rv) in res.iter().enumerate() {
+                        for (r, &v) in rv.iter().enumerate() {
+                            put(t0 + dt, r, v);
+                        }
+                    }
+                }
+                for (t, &at) in refs.iter().enumerate().skip(full) {
+                    let res = g.dot_tokens_q8::<1>(&[at]).map_or([f32::NAN; G], |v| v[0]);
+                    for (r, &v) in res.iter().enumerate() {
+                        put(t, r, v);
+                    }
+                }
+            }
+        });
+    let band = per_task * G;
+    for (c, b) in tmp.chunks(band * n).enumerate() {
+        let nr = b.len() / n;
+        for (t, src) in b.chunks_exact(nr).enumerate() {
+            out[t * rows + c * band..][..nr].copy_from_slice(src);
         }
     }
 }

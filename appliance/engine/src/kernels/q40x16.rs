@@ -1,0 +1,305 @@
+//! Q4_0 matrices with sixteen rows interleaved per block of 32 ([`Q40Groups`]), multiplied
+//! with 8-bit activations in blocks of 32 ([`Q8Row`]): the Q4_0 counterpart of
+//! [`super::q4k16`] (read that module first; llama.cpp repacks Q4_0 the same way,
+//! `block_q4_0x8`). Same size as Q4_0 (18 bytes per row and block).
+//!
+//! **Arithmetic** (the definition; [`dot_group`] is its scalar twin, the SIMD kernel is tested
+//! bitwise against it). Per row, token and block: `S = Σ_p q_p · x_p − 8 · Σ_p x_p` (exact
+//! i32; the codes `q_p` are `0..=15`, the values `q_p − 8`), then
+//! `acc = fma(d · d_a, S, acc)`; the result is `acc`.
+//!
+//! **Layout** of one group × block, [`GROUP_BLOCK_BYTES`] bytes: `d` (16 × f16) | four
+//! vectors `k < 4` of all sixteen rows' `qs[4k..4k + 4]` (64 bytes each: low nibbles are values
+//! `4k..+4`, high nibbles `16 + 4k..+4`). Blocks follow each other: read front to back.
+
+use airlock_gguf::blocks::{Q4_0_BYTES, QK};
+use half::f16;
+
+use super::q8::Q8Row;
+
+/// Rows interleaved per group.
+pub const ROWS: usize = 16;
+
+/// Bytes of one group's block.
+pub const GROUP_BLOCK_BYTES: usize = 2 * ROWS + ROWS * QK / 2;
+
+const CODES_AT: usize = 2 * ROWS;
+
+/// A Q4_0 matrix (`rows` a multiple of [`ROWS`]) repacked in groups of sixteen rows.
+#[derive(Clone)]
+pub struct Q40Groups {
+    bytes: Vec<u8>,
+    blocks: usize,
+}
+
+impl std::fmt::Debug for Q40Groups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Q40Groups")
+            .field("groups", &self.groups())
+            .field("blocks", &self.blocks)
+            .finish()
+    }
+}
+
+impl Q40Groups {
+    /// Repacks `rows` Q4_0 rows of `blocks` blocks each (`bytes` row-major, as in the GGUF).
+    /// `None` unless `rows` is a positive multiple of [`ROWS`] and `bytes` is the matrix.
+    pub fn repack(bytes: &[u8], rows: usize, blocks: usize) -> Option<Q40Groups> {
+        let row_bytes = blocks * Q4_0_BYTES;
+        if rows == 0 || !rows.is_multiple_of(ROWS) || blocks == 0 || bytes.len() != rows * row_bytes
+        {
+            return None;
+        }
+        let mut out = vec![0u8; rows / ROWS * blocks * GROUP_BLOCK_BYTES];
+        for (g, dst) in out.chunks_exact_mut(blocks * GROUP_BLOCK_BYTES).enumerate() {
+            for (i, gb) in dst.chunks_exact_mut(GROUP_BLOCK_BYTES).enumerate() {
+                for r in 0..ROWS {
+                    let at = (g * ROWS + r) * row_bytes + i * Q4_0_BYTES;
+                    let b = &bytes[at..at + Q4_0_BYTES];
+                    gb[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+                    for k in 0..4 {
+                        let to = CODES_AT + k * 4 * ROWS + 4 * r;
+                        gb[to..to + 4].copy_from_slice(&b[2 + 4 * k..2 + 4 * k + 4]);
+                    }
+                }
+            }
+        }
+        Some(Q40Groups { bytes: out, blocks })
+    }
+
+    /// Number of sixteen-row groups.
+    pub fn groups(&self) -> usize {
+        self.bytes.len() / (self.blocks * GROUP_BLOCK_BYTES).max(1)
+    }
+
+    /// Group `g`'s bytes (`blocks` group blocks).
+    pub fn group(&self, g: usize) -> &[u8] {
+        let n = self.blocks * GROUP_BLOCK_BYTES;
+        &self.bytes[g * n..(g + 1) * n]
+    }
+}
+
+/// True if `a` has one scale and one sum per block of its codes.
+fn well_formed(a: &Q8Row) -> bool {
+    let nb = a.qs.len() / QK;
+    a.qs.len().is_multiple_of(QK) && a.d.len() == nb && a.isum.len() == nb
+}
+
+/// The sixteen rows of `group` times activation `a`: the module's arithmetic in scalar code.
+/// `None` if the lengths disagree.
+pub fn dot_group(group: &[u8], a: &Q8Row) -> Option<[f32; ROWS]> {
+    let nb = a.len() / QK;
+    if !well_formed(a) || group.len() != nb * GROUP_BLOCK_BYTES {
+        return None;
+    }
+    let mut acc = [0f32; ROWS];
+    for (i, gb) in group.chunks_exact(GROUP_BLOCK_BYTES).enumerate() {
+        let x = &a.qs[i * QK..(i + 1) * QK];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let mut s = -8 * a.isum[i];
+            for k in 0..4 {
+                for j in 0..4 {
+                    let byte = gb[CODES_AT + k * 4 * ROWS + 4 * r + j];
+                    s += i32::from(byte & 15) * i32::from(x[4 * k + j]);
+                    s += i32::from(byte >> 4) * i32::from(x[16 + 4 * k + j]);
+                }
+            }
+            let d = f16::from_le_bytes([gb[2 * r], gb[2 * r + 1]]).to_f32() * a.d[i];
+            *acc = d.mul_add(s as f32, *acc);
+        }
+    }
+    Some(acc)
+}
+
+/// `[rows of group] · a[t]` for `T` tokens with AVX-512 VNNI: bitwise [`dot_group`] of each
+/// token. `None` if the lengths disagree or the CPU lacks the instructions.
+#[allow(unsafe_code)]
+pub fn dot_group_tokens<const T: usize>(group: &[u8], a: &[&Q8Row; T]) -> Option<[[f32; ROWS]; T]> {
+    let nb = a.first()?.len() / QK;
+    if group.len() != nb * GROUP_BLOCK_BYTES
+        || !a.iter().all(|r| r.len() == nb * QK && well_formed(r))
+    {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !super::Isa::Avx512Vnni.is_supported() {
+            return None;
+        }
+        // SAFETY: AVX-512 F/BW/VNNI present (checked); `group` is `nb` group blocks and every
+        // activation `nb` well-formed blocks (checked): the kernel's contract.
+        Some(unsafe { x86::dot_avx512::<T>(group, a, nb) })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{CODES_AT, GROUP_BLOCK_BYTES, ROWS};
+    use crate::kernels::q8::Q8Row;
+    use airlock_gguf::blocks::QK;
+
+    /// # Safety
+    /// AVX-512 F/BW/VNNI present; `group` holds `nb` group blocks; every `a[t]` holds `nb`
+    /// well-formed blocks.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+    pub(super) unsafe fn dot_avx512<const T: usize>(
+        group: &[u8],
+        a: &[&Q8Row; T],
+        nb: usize,
+    ) -> [[f32; ROWS]; T] {
+        let m4 = _mm512_set1_epi8(0x0f);
+        let mut acc = [_mm512_setzero_ps(); T];
+        for i in 0..nb {
+            // SAFETY: i < nb: group block i and block i of each activation exist; every offset
+            // below stays inside them (layout in the module docs).
+            unsafe {
+                let gb = group.as_ptr().add(i * GROUP_BLOCK_BYTES);
+                let dw = _mm512_cvtph_ps(_mm256_loadu_si256(gb.cast()));
+                // Low and high nibbles in two chains each, so one token's block is not one
+                // chain of eight dependent multiply-adds.
+                let mut lo = [_mm512_setzero_si512(); T];
+                let mut hi = [_mm512_setzero_si512(); T];
+                for k in 0..4 {
+                    let w = _mm512_loadu_si512(gb.add(CODES_AT + k * 4 * ROWS).cast());
+                    let wl = _mm512_and_si512(w, m4);
+                    let wh = _mm512_and_si512(_mm512_srli_epi16::<4>(w), m4);
+                    for t in 0..T {
+                        let x = a[t].qs.as_ptr().add(i * QK + 4 * k);
+                        let xl = _mm512_set1_epi32(x.cast::<i32>().read_unaligned());
+                        let xh = _mm512_set1_epi32(x.add(16).cast::<i32>().read_unaligned());
+                        lo[t] = _mm512_dpbusd_epi32(lo[t], wl, xl);
+                        hi[t] = _mm512_dpbusd_epi32(hi[t], wh, xh);
+                    }
+                }
+                for t in 0..T {
+                    let off = _mm512_set1_epi32(8 * *a[t].isum.get_unchecked(i));
+                    let s = _mm512_sub_epi32(_mm512_add_epi32(lo[t], hi[t]), off);
+                    let da = _mm512_set1_ps(*a[t].d.get_unchecked(i));
+                    acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(s), acc[t]);
+                }
+            }
+        }
+        let mut out = [[0f32; ROWS]; T];
+        for (o, ac) in out.iter_mut().zip(&acc) {
+            // SAFETY: 16 writable f32.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), *ac) };
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_gguf::blocks::dequantize_q4_0;
+
+    fn random_rows(rows: usize, blocks: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        let mut v = vec![0u8; rows * blocks * Q4_0_BYTES];
+        for b in v.iter_mut() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            *b = s as u8;
+        }
+        for b in v.chunks_exact_mut(Q4_0_BYTES) {
+            b[0..2].copy_from_slice(&f16::from_f32(0.021).to_le_bytes());
+        }
+        v
+    }
+
+    fn activations(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn twin_matches_the_dequantized_rows() {
+        let (rows, blocks) = (32, 5);
+        let w = random_rows(rows, blocks, 3);
+        let g = Q40Groups::repack(&w, rows, blocks).unwrap();
+        let a = Q8Row::quantize(&activations(blocks * QK, 4));
+        for gi in 0..g.groups() {
+            let got = dot_group(g.group(gi), &a).unwrap();
+            for (r, &v) in got.iter().enumerate() {
+                let row = &w[(gi * ROWS + r) * blocks * Q4_0_BYTES..][..blocks * Q4_0_BYTES];
+                let mut want = 0f64;
+                for (bi, b) in row.chunks_exact(Q4_0_BYTES).enumerate() {
+                    let mut dq = [0f32; QK];
+                    dequantize_q4_0(b.try_into().unwrap(), &mut dq);
+                    want += dq
+                        .iter()
+                        .enumerate()
+                        .map(|(p, &d)| {
+                            f64::from(d) * f64::from(a.qs[bi * QK + p]) * f64::from(a.d[bi])
+                        })
+                        .sum::<f64>();
+                }
+                assert!(
+                    (f64::from(v) - want).abs() < 1e-3 * (1.0 + want.abs()),
+                    "row {r}: {v} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn simd_kernel_is_the_twin_bitwise_for_any_token_count() {
+        if !super::super::Isa::Avx512Vnni.is_supported() {
+            eprintln!("skipped: no AVX-512 VNNI on this CPU");
+            return;
+        }
+        let (rows, blocks) = (48, 64);
+        let w = random_rows(rows, blocks, 17);
+        let g = Q40Groups::repack(&w, rows, blocks).unwrap();
+        let acts: Vec<Q8Row> = (0..4)
+            .map(|t| Q8Row::quantize(&activations(blocks * QK, 300 + t)))
+            .collect();
+        for gi in 0..g.groups() {
+            let four =
+                dot_group_tokens::<4>(g.group(gi), &[&acts[0], &acts[1], &acts[2], &acts[3]])
+                    .unwrap();
+            for (t, a) in acts.iter().enumerate() {
+                let twin = dot_group(g.group(gi), a).unwrap();
+                let one = dot_group_tokens::<1>(g.group(gi), &[a]).unwrap()[0];
+                assert_eq!(
+                    one.map(f32::to_bits),
+                    twin.map(f32::to_bits),
+                    "group {gi} token {t} alone"
+                );
+                assert_eq!(
+                    four[t].map(f32::to_bits),
+                    twin.map(f32::to_bits),
+                    "group {gi} token {t} of 4"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn repack_refuses_what_it_cannot_interleave() {
+        let w = random_rows(16, 1, 1);
+        assert!(Q40Groups::repack(&w, 16, 1).is_some());
+        assert!(
+            Q40Groups::repack(&w[..Q4_0_BYTES * 8], 8, 1).is_none(),
+            "8 rows"
+        );
+        assert!(Q40Groups::repack(&w[1..], 16, 1).is_none(), "short");
+        let a = Q8Row::quantize(&activations(2 * QK, 0));
+        let g = Q40Groups::repack(&w, 16, 1).unwrap();
+        assert!(
+            dot_group(g.group(0), &a).is_none(),
+            "activation of two blocks"
+        );
+        assert!(dot_group_tokens::<1>(g.group(0), &[&a]).is_none());
+    }
+}
