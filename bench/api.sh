@@ -42,6 +42,8 @@ Environment (defaults in brackets):
                        always reuses the previous prompt's prefix)
   METRICS_INTERVAL=0.25    seconds between /metrics samples of airlock (batch size); 0 = off
   RESULTS=bench/RESULTS.md  where to write the section; "-" = print only
+  MODEL_LICENSE        licence for airlock's bundle of the model, where the GGUF states none
+                       (bench/synthetic.py's files: random weights, e.g. MODEL_LICENSE=apache-2.0)
   KEEP=0               1 = keep the run directory (raw JSON per server, server logs)
 Needs PyPI once (venv, sdist, cmake if none is installed); everything runs on 127.0.0.1.
 
@@ -257,7 +259,8 @@ prepare_airlock() {
     "$airlock" pki dev --out "$run/pki" >/dev/null
     "$airlock" keys generate --out "$run/keys" --name bench-publisher >/dev/null
     "$airlock" bundle create --model "$model" --name "$MODEL_NAME" --version 1.0.0 --sequence 1 \
-        --expires 2099-01-01 --out "$run/model.airlock" >/dev/null
+        ${MODEL_LICENSE:+--license "$MODEL_LICENSE"} --expires 2099-01-01 \
+        --out "$run/model.airlock" >/dev/null
     "$airlock" bundle sign "$run/model.airlock" --key "$run/keys/bench-publisher.key" >/dev/null
     airlock_prepared=1
 }
