@@ -1,4 +1,4 @@
-//! Q4_K matrices with sixteen rows interleaved per super-block ([`Q4KGroups`]), multiplied
+//! Q4_K and Q5_K matrices with sixteen rows interleaved per super-block ([`Q4KGroups`]), multiplied
 //! with 8-bit activations ([`Q8KRow`]) sixteen rows at a time: llama.cpp's idea (its CPU
 //! backend repacks Q4_K to `block_q4_Kx8` at load and runs `ggml_gemv/gemm_q4_K_8x8_q8_K`)
 //! laid out for AVX-512 VNNI.
@@ -20,14 +20,18 @@
 //! `ggml_vec_dot_q4_K_q8_K` (which converts eight partial lanes per block) and matches the
 //! shape of its repacked kernels: one conversion per super-block.
 //!
-//! **Layout** of one group (16 rows) × one super-block, [`GROUP_BLOCK_BYTES`] bytes:
+//! **Layout** of one group (16 rows) × one super-block, [`group_block_bytes`] bytes:
 //! `d` (16 × f16) | `dmin` (16 × f16) | scales (8 sub-blocks × 16 rows, u8) |
 //! mins (4 pairs × 16 rows × 2, u8: the two sub-blocks of a pair adjacent, for `vpdpwssd`) |
 //! codes: for each 32-byte chunk `j` of the block's `qs` and each 4-byte group `g` in it, the
 //! 4 bytes of all sixteen rows (64 bytes: low nibbles are values `64j + 4g ..+4`, high
 //! nibbles `64j + 32 + 4g ..+4`). 148 bytes per row and super-block against Q4_K's 144.
+//! Q5_K adds, before the codes, its fifth bits: for each 4-byte group `g` of the block's 32
+//! `qh` bytes, those bytes of all sixteen rows (bit `2j` of `qh[4g + k]` is the fifth bit of
+//! value `64j + 4g + k`, bit `2j + 1` of value `64j + 32 + 4g + k`): 180 bytes per row and
+//! super-block against Q5_K's 176. The codes are then `0..=31`; the arithmetic is the same.
 
-use airlock_gguf::blocks::{K_SCALE_SIZE, Q4_K_BYTES, QK_K, scale_min_k4};
+use airlock_gguf::blocks::{K_SCALE_SIZE, Q4_K_BYTES, Q5_K_BYTES, QK_K, scale_min_k4};
 use half::f16;
 
 use super::q8k::{BSUMS, Q8KRow};
@@ -35,18 +39,28 @@ use super::q8k::{BSUMS, Q8KRow};
 /// Rows interleaved per group.
 pub const ROWS: usize = 16;
 
-/// Bytes of one group's super-block.
-pub const GROUP_BLOCK_BYTES: usize = 2 * ROWS * 2 + 8 * ROWS + 8 * ROWS + ROWS * QK_K / 2;
-
 const SCALES_AT: usize = 4 * ROWS;
 const MINS_AT: usize = SCALES_AT + 8 * ROWS;
-const CODES_AT: usize = MINS_AT + 8 * ROWS;
+/// Q5_K's fifth bits (eight vectors of sixteen rows' 4 bytes).
+const QH_AT: usize = MINS_AT + 8 * ROWS;
+const QH_BYTES: usize = 8 * 4 * ROWS;
 
-/// A Q4_K matrix (`rows` a multiple of [`ROWS`]) repacked in groups of sixteen rows.
+/// Where a group super-block's codes start (after the fifth bits for Q5_K).
+const fn codes_at(q5: bool) -> usize {
+    if q5 { QH_AT + QH_BYTES } else { QH_AT }
+}
+
+/// Bytes of one group's super-block.
+pub const fn group_block_bytes(q5: bool) -> usize {
+    codes_at(q5) + ROWS * QK_K / 2
+}
+
+/// A Q4_K or Q5_K matrix (`rows` a multiple of [`ROWS`]) repacked in groups of sixteen rows.
 #[derive(Clone)]
 pub struct Q4KGroups {
     bytes: Vec<u8>,
     blocks: usize,
+    q5: bool,
 }
 
 impl std::fmt::Debug for Q4KGroups {
@@ -63,17 +77,28 @@ impl Q4KGroups {
     /// GGUF). `None` unless `rows` is a positive multiple of [`ROWS`] and `bytes` is exactly
     /// the matrix.
     pub fn repack(bytes: &[u8], rows: usize, blocks: usize) -> Option<Q4KGroups> {
-        let row_bytes = blocks * Q4_K_BYTES;
+        Q4KGroups::repack_as(bytes, rows, blocks, false)
+    }
+
+    /// [`Q4KGroups::repack`] for Q5_K rows.
+    pub fn repack_q5(bytes: &[u8], rows: usize, blocks: usize) -> Option<Q4KGroups> {
+        Q4KGroups::repack_as(bytes, rows, blocks, true)
+    }
+
+    fn repack_as(bytes: &[u8], rows: usize, blocks: usize, q5: bool) -> Option<Q4KGroups> {
+        let src_block = if q5 { Q5_K_BYTES } else { Q4_K_BYTES };
+        let row_bytes = blocks * src_block;
         if rows == 0 || !rows.is_multiple_of(ROWS) || blocks == 0 || bytes.len() != rows * row_bytes
         {
             return None;
         }
-        let mut out = vec![0u8; rows / ROWS * blocks * GROUP_BLOCK_BYTES];
-        for (g, dst) in out.chunks_exact_mut(blocks * GROUP_BLOCK_BYTES).enumerate() {
-            for (i, gb) in dst.chunks_exact_mut(GROUP_BLOCK_BYTES).enumerate() {
+        let gbb = group_block_bytes(q5);
+        let mut out = vec![0u8; rows / ROWS * blocks * gbb];
+        for (g, dst) in out.chunks_exact_mut(blocks * gbb).enumerate() {
+            for (i, gb) in dst.chunks_exact_mut(gbb).enumerate() {
                 for r in 0..ROWS {
-                    let at = (g * ROWS + r) * row_bytes + i * Q4_K_BYTES;
-                    let b = &bytes[at..at + Q4_K_BYTES];
+                    let at = (g * ROWS + r) * row_bytes + i * src_block;
+                    let b = &bytes[at..at + src_block];
                     gb[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
                     gb[2 * ROWS + 2 * r..2 * ROWS + 2 * r + 2].copy_from_slice(&b[2..4]);
                     let sc: &[u8; K_SCALE_SIZE] = b[4..4 + K_SCALE_SIZE].try_into().ok()?;
@@ -82,22 +107,39 @@ impl Q4KGroups {
                         gb[SCALES_AT + s * ROWS + r] = scale;
                         gb[MINS_AT + (s / 2) * 2 * ROWS + 2 * r + s % 2] = min;
                     }
-                    let qs = &b[4 + K_SCALE_SIZE..];
+                    let mut qs = &b[4 + K_SCALE_SIZE..];
+                    if q5 {
+                        let (qh, rest) = qs.split_at(QK_K / 8);
+                        for q in 0..8 {
+                            let to = QH_AT + q * 4 * ROWS + 4 * r;
+                            gb[to..to + 4].copy_from_slice(&qh[4 * q..4 * q + 4]);
+                        }
+                        qs = rest;
+                    }
                     for j in 0..4 {
                         for q in 0..8 {
-                            let to = CODES_AT + (j * 8 + q) * 4 * ROWS + 4 * r;
+                            let to = codes_at(q5) + (j * 8 + q) * 4 * ROWS + 4 * r;
                             gb[to..to + 4].copy_from_slice(&qs[32 * j + 4 * q..32 * j + 4 * q + 4]);
                         }
                     }
                 }
             }
         }
-        Some(Q4KGroups { bytes: out, blocks })
+        Some(Q4KGroups {
+            bytes: out,
+            blocks,
+            q5,
+        })
+    }
+
+    /// True for a Q5_K matrix.
+    pub fn is_q5(&self) -> bool {
+        self.q5
     }
 
     /// Number of sixteen-row groups.
     pub fn groups(&self) -> usize {
-        self.bytes.len() / (self.blocks * GROUP_BLOCK_BYTES).max(1)
+        self.bytes.len() / (self.blocks * group_block_bytes(self.q5)).max(1)
     }
 
     /// Super-blocks per row.
@@ -107,7 +149,7 @@ impl Q4KGroups {
 
     /// Group `g`'s bytes (`blocks` group super-blocks).
     pub fn group(&self, g: usize) -> &[u8] {
-        let n = self.blocks * GROUP_BLOCK_BYTES;
+        let n = self.blocks * group_block_bytes(self.q5);
         &self.bytes[g * n..(g + 1) * n]
     }
 
@@ -121,31 +163,37 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
-/// The sixteen rows of `group` (one [`Q4KGroups::group`]) times activation `a`: the module's
-/// arithmetic in scalar code, the twin the SIMD kernel is tested against. `None` if the
-/// lengths disagree.
-pub fn dot_group(group: &[u8], a: &Q8KRow) -> Option<[f32; ROWS]> {
+/// The sixteen rows of `group` (one [`Q4KGroups::group`], Q5_K if `q5`) times activation `a`:
+/// the module's arithmetic in scalar code, the twin the SIMD kernel is tested against. `None`
+/// if the lengths disagree.
+pub fn dot_group(group: &[u8], a: &Q8KRow, q5: bool) -> Option<[f32; ROWS]> {
     let nb = a.len() / QK_K;
-    if !a.is_well_formed() || group.len() != nb * GROUP_BLOCK_BYTES {
+    let gbb = group_block_bytes(q5);
+    if !a.is_well_formed() || group.len() != nb * gbb {
         return None;
     }
     let mut acc = [0f32; ROWS];
     let mut acc_m = [0f32; ROWS];
-    for (i, gb) in group.chunks_exact(GROUP_BLOCK_BYTES).enumerate() {
+    for (i, gb) in group.chunks_exact(gbb).enumerate() {
         let x = &a.qs[i * QK_K..(i + 1) * QK_K];
         let bs = &a.bsums[i * BSUMS..(i + 1) * BSUMS];
         let da = a.d[i];
         for r in 0..ROWS {
             let (mut s, mut m) = (0i32, 0i32);
             for sub in 0..8 {
-                // Sub-block `sub` is the low (even) or high (odd) nibbles of chunk `sub / 2`.
+                // Sub-block `sub` is the low (even) or high (odd) nibbles of chunk `sub / 2`,
+                // with (Q5_K) bit `sub` of the matching `qh` byte above them.
                 let (j, high) = (sub / 2, sub % 2 == 1);
                 let mut t = 0i32;
                 for q in 0..8 {
-                    let at = CODES_AT + (j * 8 + q) * 4 * ROWS + 4 * r;
+                    let at = codes_at(q5) + (j * 8 + q) * 4 * ROWS + 4 * r;
                     for k in 0..4 {
                         let byte = gb[at + k];
-                        let code = if high { byte >> 4 } else { byte & 15 };
+                        let mut code = if high { byte >> 4 } else { byte & 15 };
+                        if q5 {
+                            let hb = gb[QH_AT + q * 4 * ROWS + 4 * r + k];
+                            code |= ((hb >> sub) & 1) << 4;
+                        }
                         let p = 64 * j + 32 * usize::from(high) + 4 * q + k;
                         t += i32::from(code) * i32::from(x[p]);
                     }
@@ -163,15 +211,17 @@ pub fn dot_group(group: &[u8], a: &Q8KRow) -> Option<[f32; ROWS]> {
     Some(std::array::from_fn(|r| acc[r] - acc_m[r]))
 }
 
-/// `[rows of group] · a[t]` for `T` tokens with AVX-512 VNNI: bitwise [`dot_group`] of each
-/// token. `None` if the lengths disagree or the CPU lacks the instructions.
+/// `[rows of group] · a[t]` for `T` tokens with AVX-512 VNNI (Q5_K if `q5`): bitwise
+/// [`dot_group`] of each token. `None` if the lengths disagree or the CPU lacks the
+/// instructions.
 #[allow(unsafe_code)]
 pub fn dot_group_tokens<const T: usize>(
     group: &[u8],
     a: &[&Q8KRow; T],
+    q5: bool,
 ) -> Option<[[f32; ROWS]; T]> {
     let nb = a.first()?.len() / QK_K;
-    if group.len() != nb * GROUP_BLOCK_BYTES
+    if group.len() != nb * group_block_bytes(q5)
         || !a.iter().all(|r| r.len() == nb * QK_K && r.is_well_formed())
     {
         return None;
@@ -181,9 +231,16 @@ pub fn dot_group_tokens<const T: usize>(
         if !super::Isa::Avx512Vnni.is_supported() {
             return None;
         }
-        // SAFETY: AVX-512 F/BW/VNNI present (checked); `group` is `nb` group super-blocks and
-        // every activation `nb` well-formed super-blocks (checked): the kernel's contract.
-        Some(unsafe { x86::dot_avx512::<T>(group, a, nb) })
+        // SAFETY: AVX-512 F/BW/VNNI present (checked); `group` is `nb` group super-blocks of
+        // its layout and every activation `nb` well-formed super-blocks (checked): the
+        // kernel's contract.
+        Some(unsafe {
+            if q5 {
+                x86::dot_avx512::<T, true>(group, a, nb)
+            } else {
+                x86::dot_avx512::<T, false>(group, a, nb)
+            }
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     None
@@ -194,7 +251,7 @@ pub fn dot_group_tokens<const T: usize>(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{CODES_AT, GROUP_BLOCK_BYTES, MINS_AT, ROWS, SCALES_AT};
+    use super::{MINS_AT, QH_AT, ROWS, SCALES_AT, codes_at, group_block_bytes};
     use crate::kernels::q8k::{BSUMS, Q8KRow};
     use airlock_gguf::blocks::QK_K;
 
@@ -202,7 +259,7 @@ mod x86 {
     /// AVX-512 F/BW/VNNI present; `group` holds `nb` group super-blocks; every `a[t]` holds
     /// `nb` well-formed super-blocks.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-    pub(super) unsafe fn dot_avx512<const T: usize>(
+    pub(super) unsafe fn dot_avx512<const T: usize, const Q5: bool>(
         group: &[u8],
         a: &[&Q8KRow; T],
         nb: usize,
@@ -214,7 +271,7 @@ mod x86 {
             // SAFETY: i < nb: group super-block i and super-block i of each activation exist;
             // every offset below stays inside them (layout in the module docs).
             unsafe {
-                let gb = group.as_ptr().add(i * GROUP_BLOCK_BYTES);
+                let gb = group.as_ptr().add(i * group_block_bytes(Q5));
                 let dw = _mm512_cvtph_ps(_mm256_loadu_si256(gb.cast()));
                 let dmw = _mm512_cvtph_ps(_mm256_loadu_si256(gb.add(2 * ROWS).cast()));
                 // Minimums: pair p's two sub-blocks as adjacent i16 per row, times the pair's
@@ -237,10 +294,24 @@ mod x86 {
                     let mut lo = [_mm512_setzero_si512(); T];
                     let mut hi = [_mm512_setzero_si512(); T];
                     for q in 0..8 {
-                        let w =
-                            _mm512_loadu_si512(gb.add(CODES_AT + (j * 8 + q) * 4 * ROWS).cast());
-                        let wl = _mm512_and_si512(w, m4);
-                        let wh = _mm512_and_si512(_mm512_srli_epi16::<4>(w), m4);
+                        let w = _mm512_loadu_si512(
+                            gb.add(codes_at(Q5) + (j * 8 + q) * 4 * ROWS).cast(),
+                        );
+                        let mut wl = _mm512_and_si512(w, m4);
+                        let mut wh = _mm512_and_si512(_mm512_srli_epi16::<4>(w), m4);
+                        if Q5 {
+                            // Bits 2j and 2j + 1 of each qh byte rotated (within its 32-bit
+                            // lane) to bit 4 of the same byte, above the nibbles.
+                            let qh = _mm512_loadu_si512(gb.add(QH_AT + q * 4 * ROWS).cast());
+                            let rot = |b: i32| _mm512_set1_epi32((4 - b).rem_euclid(32));
+                            let m16 = _mm512_set1_epi8(0x10);
+                            let hl =
+                                _mm512_and_si512(_mm512_rolv_epi32(qh, rot(2 * j as i32)), m16);
+                            let hh =
+                                _mm512_and_si512(_mm512_rolv_epi32(qh, rot(2 * j as i32 + 1)), m16);
+                            wl = _mm512_or_si512(wl, hl);
+                            wh = _mm512_or_si512(wh, hh);
+                        }
                         for t in 0..T {
                             let x = a[t].qs.as_ptr().add(i * QK_K + 64 * j + 4 * q);
                             let xl = _mm512_set1_epi32(x.cast::<i32>().read_unaligned());
@@ -281,19 +352,21 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use airlock_gguf::blocks::dequantize_q4_k;
+    use airlock_gguf::blocks::{dequantize_q4_k, dequantize_q5_k};
 
-    /// Random Q4_K rows with small finite scales (every scale/min bit pattern exercised).
-    fn random_rows(rows: usize, blocks: usize, seed: u64) -> Vec<u8> {
+    /// Random Q4_K (Q5_K if `q5`) rows with small finite scales (every scale/min bit pattern
+    /// exercised).
+    fn random_rows(rows: usize, blocks: usize, seed: u64, q5: bool) -> Vec<u8> {
+        let bb = if q5 { Q5_K_BYTES } else { Q4_K_BYTES };
         let mut s = seed;
-        let mut v = vec![0u8; rows * blocks * Q4_K_BYTES];
+        let mut v = vec![0u8; rows * blocks * bb];
         for b in v.iter_mut() {
             s ^= s << 13;
             s ^= s >> 7;
             s ^= s << 17;
             *b = s as u8;
         }
-        for b in v.chunks_exact_mut(Q4_K_BYTES) {
+        for b in v.chunks_exact_mut(bb) {
             b[0..2].copy_from_slice(&f16::from_f32(0.011).to_le_bytes());
             b[2..4].copy_from_slice(&f16::from_f32(0.0042).to_le_bytes());
         }
@@ -311,35 +384,48 @@ mod tests {
 
     #[test]
     fn twin_matches_the_dequantized_rows() {
-        let (rows, blocks) = (32, 3);
-        let w = random_rows(rows, blocks, 7);
-        let g = Q4KGroups::repack(&w, rows, blocks).unwrap();
-        let x = activations(blocks * QK_K, 3);
-        let a = Q8KRow::quantize(&x);
-        // The reference: dequantized rows times the activation as quantized (exact in f64).
-        let xa: Vec<f64> =
-            a.qs.iter()
-                .enumerate()
-                .map(|(p, &q)| f64::from(q) * f64::from(a.d[p / QK_K]))
-                .collect();
-        for gi in 0..g.groups() {
-            let got = dot_group(g.group(gi), &a).unwrap();
-            for (r, &v) in got.iter().enumerate() {
-                let row = &w[(gi * ROWS + r) * blocks * Q4_K_BYTES..][..blocks * Q4_K_BYTES];
-                let mut want = 0f64;
-                for (bi, b) in row.chunks_exact(Q4_K_BYTES).enumerate() {
-                    let mut dq = [0f32; QK_K];
-                    dequantize_q4_k(b.try_into().unwrap(), &mut dq);
-                    want += dq
-                        .iter()
-                        .zip(&xa[bi * QK_K..])
-                        .map(|(&d, &x)| f64::from(d) * x)
-                        .sum::<f64>();
+        for q5 in [false, true] {
+            let (rows, blocks) = (32, 3);
+            let bb = if q5 { Q5_K_BYTES } else { Q4_K_BYTES };
+            let w = random_rows(rows, blocks, 7, q5);
+            let g = if q5 {
+                Q4KGroups::repack_q5(&w, rows, blocks)
+            } else {
+                Q4KGroups::repack(&w, rows, blocks)
+            }
+            .unwrap();
+            assert_eq!(g.is_q5(), q5);
+            let x = activations(blocks * QK_K, 3);
+            let a = Q8KRow::quantize(&x);
+            // The reference: dequantized rows times the activation as quantized (exact in f64).
+            let xa: Vec<f64> =
+                a.qs.iter()
+                    .enumerate()
+                    .map(|(p, &q)| f64::from(q) * f64::from(a.d[p / QK_K]))
+                    .collect();
+            for gi in 0..g.groups() {
+                let got = dot_group(g.group(gi), &a, q5).unwrap();
+                for (r, &v) in got.iter().enumerate() {
+                    let row = &w[(gi * ROWS + r) * blocks * bb..][..blocks * bb];
+                    let mut want = 0f64;
+                    for (bi, b) in row.chunks_exact(bb).enumerate() {
+                        let mut dq = [0f32; QK_K];
+                        if q5 {
+                            dequantize_q5_k(b.try_into().unwrap(), &mut dq);
+                        } else {
+                            dequantize_q4_k(b.try_into().unwrap(), &mut dq);
+                        }
+                        want += dq
+                            .iter()
+                            .zip(&xa[bi * QK_K..])
+                            .map(|(&d, &x)| f64::from(d) * x)
+                            .sum::<f64>();
+                    }
+                    assert!(
+                        (f64::from(v) - want).abs() < 1e-3 * (1.0 + want.abs()),
+                        "q5 {q5} row {r}: {v} vs {want}"
+                    );
                 }
-                assert!(
-                    (f64::from(v) - want).abs() < 1e-3 * (1.0 + want.abs()),
-                    "row {r}: {v} vs {want}"
-                );
             }
         }
     }
@@ -350,36 +436,47 @@ mod tests {
             eprintln!("skipped: no AVX-512 VNNI on this CPU");
             return;
         }
-        let (rows, blocks) = (48, 8);
-        let w = random_rows(rows, blocks, 11);
-        let g = Q4KGroups::repack(&w, rows, blocks).unwrap();
-        let acts: Vec<Q8KRow> = (0..4)
-            .map(|t| Q8KRow::quantize(&activations(blocks * QK_K, 100 + t)))
-            .collect();
-        for gi in 0..g.groups() {
-            let four =
-                dot_group_tokens::<4>(g.group(gi), &[&acts[0], &acts[1], &acts[2], &acts[3]])
-                    .unwrap();
-            for (t, a) in acts.iter().enumerate() {
-                let twin = dot_group(g.group(gi), a).unwrap();
-                let one = dot_group_tokens::<1>(g.group(gi), &[a]).unwrap()[0];
-                assert_eq!(
-                    one.map(f32::to_bits),
-                    twin.map(f32::to_bits),
-                    "group {gi} token {t} alone"
-                );
-                assert_eq!(
-                    four[t].map(f32::to_bits),
-                    twin.map(f32::to_bits),
-                    "group {gi} token {t} of 4"
-                );
+        for q5 in [false, true] {
+            let (rows, blocks) = (48, 8);
+            let w = random_rows(rows, blocks, 11, q5);
+            let g = if q5 {
+                Q4KGroups::repack_q5(&w, rows, blocks)
+            } else {
+                Q4KGroups::repack(&w, rows, blocks)
+            }
+            .unwrap();
+            let acts: Vec<Q8KRow> = (0..4)
+                .map(|t| Q8KRow::quantize(&activations(blocks * QK_K, 100 + t)))
+                .collect();
+            for gi in 0..g.groups() {
+                let four = dot_group_tokens::<4>(
+                    g.group(gi),
+                    &[&acts[0], &acts[1], &acts[2], &acts[3]],
+                    q5,
+                )
+                .unwrap();
+                for (t, a) in acts.iter().enumerate() {
+                    let twin = dot_group(g.group(gi), a, q5).unwrap();
+                    let one = dot_group_tokens::<1>(g.group(gi), &[a], q5).unwrap()[0];
+                    let what = format!("q5 {q5} group {gi} token {t}");
+                    assert_eq!(
+                        one.map(f32::to_bits),
+                        twin.map(f32::to_bits),
+                        "{what} alone"
+                    );
+                    assert_eq!(
+                        four[t].map(f32::to_bits),
+                        twin.map(f32::to_bits),
+                        "{what} of 4"
+                    );
+                }
             }
         }
     }
 
     #[test]
     fn repack_refuses_what_it_cannot_interleave() {
-        let w = random_rows(16, 1, 1);
+        let w = random_rows(16, 1, 1, false);
         assert!(Q4KGroups::repack(&w, 16, 1).is_some());
         assert!(
             Q4KGroups::repack(&w[..Q4_K_BYTES * 8], 8, 1).is_none(),
@@ -389,9 +486,18 @@ mod tests {
         let a = Q8KRow::quantize(&activations(2 * QK_K, 0));
         let g = Q4KGroups::repack(&w, 16, 1).unwrap();
         assert!(
-            dot_group(g.group(0), &a).is_none(),
+            dot_group(g.group(0), &a, false).is_none(),
             "activation of two blocks"
         );
-        assert!(dot_group_tokens::<1>(g.group(0), &[&a]).is_none());
+        assert!(dot_group_tokens::<1>(g.group(0), &[&a], false).is_none());
+        let one = Q8KRow::quantize(&activations(QK_K, 0));
+        assert!(
+            dot_group(g.group(0), &one, true).is_none(),
+            "a Q4_K group read as Q5_K"
+        );
+        assert!(
+            Q4KGroups::repack_q5(&w, 16, 1).is_none(),
+            "Q4_K bytes are not Q5_K rows"
+        );
     }
 }
