@@ -10,8 +10,69 @@ use super::q8::Q8Row;
 use super::q8k::Q8KRow;
 use super::q40x16::{self, Q40Groups};
 
-/// Rows per interleaved group (both layouts).
+/// Rows per interleaved group (every layout).
 pub const ROWS: usize = q4k16::ROWS;
+
+/// The bytes of a matrix copied [`ROWS`] rows at a time into a group layout: what the three
+/// layouts share (their modules say what a group's block holds).
+#[derive(Clone)]
+pub struct GroupBytes {
+    bytes: Vec<u8>,
+    per_group: usize,
+}
+
+impl std::fmt::Debug for GroupBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupBytes")
+            .field("groups", &self.groups())
+            .field("bytes_per_group", &self.per_group)
+            .finish()
+    }
+}
+
+impl GroupBytes {
+    /// `rows` rows of `blocks` blocks of `src` bytes each (`bytes` row-major, as in the GGUF)
+    /// regrouped: every group block of `dst` bytes is filled by `fill(group_block, r, block)`
+    /// with each of its rows' source block. `None` unless `rows` is a positive multiple of
+    /// [`ROWS`], `blocks` positive and `bytes` exactly the matrix (or `fill` refuses).
+    pub fn build(
+        bytes: &[u8],
+        rows: usize,
+        blocks: usize,
+        (src, dst): (usize, usize),
+        fill: impl Fn(&mut [u8], usize, &[u8]) -> Option<()>,
+    ) -> Option<GroupBytes> {
+        let row_bytes = blocks * src;
+        if rows == 0 || !rows.is_multiple_of(ROWS) || blocks == 0 || bytes.len() != rows * row_bytes
+        {
+            return None;
+        }
+        let per_group = blocks * dst;
+        let mut out = vec![0u8; rows / ROWS * per_group];
+        for (g, group) in out.chunks_exact_mut(per_group).enumerate() {
+            for (i, gb) in group.chunks_exact_mut(dst).enumerate() {
+                for r in 0..ROWS {
+                    let at = (g * ROWS + r) * row_bytes + i * src;
+                    fill(gb, r, &bytes[at..at + src])?;
+                }
+            }
+        }
+        Some(GroupBytes {
+            bytes: out,
+            per_group,
+        })
+    }
+
+    /// Number of groups.
+    pub fn groups(&self) -> usize {
+        self.bytes.len() / self.per_group.max(1)
+    }
+
+    /// Group `g`'s bytes.
+    pub fn group(&self, g: usize) -> &[u8] {
+        &self.bytes[g * self.per_group..(g + 1) * self.per_group]
+    }
+}
 
 /// A matrix's rows in groups of [`ROWS`], in its type's interleaved layout.
 #[derive(Debug, Clone)]
@@ -83,5 +144,87 @@ impl Group<'_> {
             Group::Q40(g) => q40x16::dot_group_tokens::<T>(g, a),
             Group::Q4K(_) | Group::Q5K(_) | Group::Q6K(_) => None,
         }
+    }
+}
+
+/// Test data shared by the layouts' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use half::f16;
+
+    /// `rows × blocks` random blocks of `bb` bytes whose f16 scales at `scales` (byte offsets
+    /// in a block) are set to small finite values (random bits would make infinities).
+    pub(crate) fn random_blocks(
+        rows: usize,
+        blocks: usize,
+        bb: usize,
+        scales: &[usize],
+        seed: u64,
+    ) -> Vec<u8> {
+        let mut s = seed;
+        let mut v = vec![0u8; rows * blocks * bb];
+        for b in v.iter_mut() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            *b = s as u8;
+        }
+        for b in v.chunks_exact_mut(bb) {
+            for (k, &at) in scales.iter().enumerate() {
+                let d = f16::from_f32(0.011 / (k + 1) as f32).to_le_bytes();
+                b[at..at + 2].copy_from_slice(&d);
+            }
+        }
+        v
+    }
+
+    /// Asserts that the SIMD kernel for one token (`one`) and for four (`four`) give the scalar
+    /// twin's (`twin`) outputs bitwise, for every group and each of the four activations.
+    pub(crate) fn assert_kernel_is_twin<A>(
+        groups: &[&[u8]],
+        acts: &[A; 4],
+        twin: impl Fn(&[u8], &A) -> Option<[f32; super::ROWS]>,
+        one: impl Fn(&[u8], &A) -> Option<[f32; super::ROWS]>,
+        four: impl Fn(&[u8], [&A; 4]) -> Option<[[f32; super::ROWS]; 4]>,
+    ) {
+        if !crate::kernels::Isa::Avx512Vnni.is_supported() {
+            eprintln!("skipped: no AVX-512 VNNI on this CPU");
+            return;
+        }
+        for (gi, g) in groups.iter().enumerate() {
+            let all = four(g, [&acts[0], &acts[1], &acts[2], &acts[3]]).unwrap();
+            for (t, a) in acts.iter().enumerate() {
+                let want = twin(g, a).unwrap().map(f32::to_bits);
+                let alone = one(g, a).unwrap().map(f32::to_bits);
+                assert_eq!(alone, want, "group {gi} token {t} alone");
+                assert_eq!(all[t].map(f32::to_bits), want, "group {gi} token {t} of 4");
+            }
+        }
+    }
+
+    /// Asserts that the twin's outputs (`got[g][r]`: row `16g + r`) are the rows' exact
+    /// products with the activation (`want(row)`, computed in f64 from the dequantized
+    /// blocks), within f32 rounding.
+    pub(crate) fn assert_twin_is_exact(got: &[[f32; super::ROWS]], want: impl Fn(usize) -> f64) {
+        for (gi, g) in got.iter().enumerate() {
+            for (r, &v) in g.iter().enumerate() {
+                let w = want(gi * super::ROWS + r);
+                assert!(
+                    (f64::from(v) - w).abs() < 1e-3 * (1.0 + w.abs()),
+                    "row {}: {v} vs {w}",
+                    gi * super::ROWS + r
+                );
+            }
+        }
+    }
+
+    /// `n` activations in `[-1, 1]`, deterministic per `seed`.
+    pub(crate) fn activations(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
+                    - 1.0
+            })
+            .collect()
     }
 }

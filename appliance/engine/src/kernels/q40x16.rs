@@ -15,6 +15,7 @@
 use airlock_gguf::blocks::{Q4_0_BYTES, QK};
 use half::f16;
 
+use super::interleaved::GroupBytes;
 use super::q8::Q8Row;
 
 /// Rows interleaved per group.
@@ -26,56 +27,32 @@ pub const GROUP_BLOCK_BYTES: usize = 2 * ROWS + ROWS * QK / 2;
 const CODES_AT: usize = 2 * ROWS;
 
 /// A Q4_0 matrix (`rows` a multiple of [`ROWS`]) repacked in groups of sixteen rows.
-#[derive(Clone)]
-pub struct Q40Groups {
-    bytes: Vec<u8>,
-    blocks: usize,
-}
-
-impl std::fmt::Debug for Q40Groups {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Q40Groups")
-            .field("groups", &self.groups())
-            .field("blocks", &self.blocks)
-            .finish()
-    }
-}
+#[derive(Debug, Clone)]
+pub struct Q40Groups(GroupBytes);
 
 impl Q40Groups {
     /// Repacks `rows` Q4_0 rows of `blocks` blocks each (`bytes` row-major, as in the GGUF).
     /// `None` unless `rows` is a positive multiple of [`ROWS`] and `bytes` is the matrix.
     pub fn repack(bytes: &[u8], rows: usize, blocks: usize) -> Option<Q40Groups> {
-        let row_bytes = blocks * Q4_0_BYTES;
-        if rows == 0 || !rows.is_multiple_of(ROWS) || blocks == 0 || bytes.len() != rows * row_bytes
-        {
-            return None;
-        }
-        let mut out = vec![0u8; rows / ROWS * blocks * GROUP_BLOCK_BYTES];
-        for (g, dst) in out.chunks_exact_mut(blocks * GROUP_BLOCK_BYTES).enumerate() {
-            for (i, gb) in dst.chunks_exact_mut(GROUP_BLOCK_BYTES).enumerate() {
-                for r in 0..ROWS {
-                    let at = (g * ROWS + r) * row_bytes + i * Q4_0_BYTES;
-                    let b = &bytes[at..at + Q4_0_BYTES];
-                    gb[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                    for k in 0..4 {
-                        let to = CODES_AT + k * 4 * ROWS + 4 * r;
-                        gb[to..to + 4].copy_from_slice(&b[2 + 4 * k..2 + 4 * k + 4]);
-                    }
-                }
+        let fill = |gb: &mut [u8], r: usize, b: &[u8]| {
+            gb[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+            for k in 0..4 {
+                let to = CODES_AT + k * 4 * ROWS + 4 * r;
+                gb[to..to + 4].copy_from_slice(&b[2 + 4 * k..2 + 4 * k + 4]);
             }
-        }
-        Some(Q40Groups { bytes: out, blocks })
+            Some(())
+        };
+        GroupBytes::build(bytes, rows, blocks, (Q4_0_BYTES, GROUP_BLOCK_BYTES), fill).map(Q40Groups)
     }
 
     /// Number of sixteen-row groups.
     pub fn groups(&self) -> usize {
-        self.bytes.len() / (self.blocks * GROUP_BLOCK_BYTES).max(1)
+        self.0.groups()
     }
 
     /// Group `g`'s bytes (`blocks` group blocks).
     pub fn group(&self, g: usize) -> &[u8] {
-        let n = self.blocks * GROUP_BLOCK_BYTES;
-        &self.bytes[g * n..(g + 1) * n]
+        self.0.group(g)
     }
 }
 
@@ -196,30 +173,13 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::interleaved::testing::{
+        activations, assert_kernel_is_twin, assert_twin_is_exact, random_blocks,
+    };
     use airlock_gguf::blocks::dequantize_q4_0;
 
     fn random_rows(rows: usize, blocks: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed;
-        let mut v = vec![0u8; rows * blocks * Q4_0_BYTES];
-        for b in v.iter_mut() {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            *b = s as u8;
-        }
-        for b in v.chunks_exact_mut(Q4_0_BYTES) {
-            b[0..2].copy_from_slice(&f16::from_f32(0.021).to_le_bytes());
-        }
-        v
-    }
-
-    fn activations(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
-                    - 1.0
-            })
-            .collect()
+        random_blocks(rows, blocks, Q4_0_BYTES, &[0], seed)
     }
 
     #[test]
@@ -228,61 +188,42 @@ mod tests {
         let w = random_rows(rows, blocks, 3);
         let g = Q40Groups::repack(&w, rows, blocks).unwrap();
         let a = Q8Row::quantize(&activations(blocks * QK, 4));
-        for gi in 0..g.groups() {
-            let got = dot_group(g.group(gi), &a).unwrap();
-            for (r, &v) in got.iter().enumerate() {
-                let row = &w[(gi * ROWS + r) * blocks * Q4_0_BYTES..][..blocks * Q4_0_BYTES];
-                let mut want = 0f64;
-                for (bi, b) in row.chunks_exact(Q4_0_BYTES).enumerate() {
-                    let mut dq = [0f32; QK];
-                    dequantize_q4_0(b.try_into().unwrap(), &mut dq);
-                    want += dq
-                        .iter()
-                        .enumerate()
-                        .map(|(p, &d)| {
-                            f64::from(d) * f64::from(a.qs[bi * QK + p]) * f64::from(a.d[bi])
-                        })
-                        .sum::<f64>();
-                }
-                assert!(
-                    (f64::from(v) - want).abs() < 1e-3 * (1.0 + want.abs()),
-                    "row {r}: {v} vs {want}"
-                );
+        let got: Vec<_> = (0..g.groups())
+            .map(|gi| dot_group(g.group(gi), &a).unwrap())
+            .collect();
+        assert_twin_is_exact(&got, |r| {
+            let row = &w[r * blocks * Q4_0_BYTES..][..blocks * Q4_0_BYTES];
+            let mut dq = [0f32; QK];
+            let mut want = 0f64;
+            for (bi, b) in row.chunks_exact(Q4_0_BYTES).enumerate() {
+                dequantize_q4_0(b.try_into().unwrap(), &mut dq);
+                let x = &a.qs[bi * QK..];
+                want += dq
+                    .iter()
+                    .zip(x)
+                    .map(|(&d, &q)| f64::from(d) * f64::from(q))
+                    .sum::<f64>()
+                    * f64::from(a.d[bi]);
             }
-        }
+            want
+        });
     }
 
     #[test]
     fn simd_kernel_is_the_twin_bitwise_for_any_token_count() {
-        if !super::super::Isa::Avx512Vnni.is_supported() {
-            eprintln!("skipped: no AVX-512 VNNI on this CPU");
-            return;
-        }
         let (rows, blocks) = (48, 64);
         let w = random_rows(rows, blocks, 17);
         let g = Q40Groups::repack(&w, rows, blocks).unwrap();
-        let acts: Vec<Q8Row> = (0..4)
-            .map(|t| Q8Row::quantize(&activations(blocks * QK, 300 + t)))
-            .collect();
-        for gi in 0..g.groups() {
-            let four =
-                dot_group_tokens::<4>(g.group(gi), &[&acts[0], &acts[1], &acts[2], &acts[3]])
-                    .unwrap();
-            for (t, a) in acts.iter().enumerate() {
-                let twin = dot_group(g.group(gi), a).unwrap();
-                let one = dot_group_tokens::<1>(g.group(gi), &[a]).unwrap()[0];
-                assert_eq!(
-                    one.map(f32::to_bits),
-                    twin.map(f32::to_bits),
-                    "group {gi} token {t} alone"
-                );
-                assert_eq!(
-                    four[t].map(f32::to_bits),
-                    twin.map(f32::to_bits),
-                    "group {gi} token {t} of 4"
-                );
-            }
-        }
+        let acts =
+            std::array::from_fn(|t| Q8Row::quantize(&activations(blocks * QK, 300 + t as u32)));
+        let groups: Vec<&[u8]> = (0..g.groups()).map(|gi| g.group(gi)).collect();
+        assert_kernel_is_twin(
+            &groups,
+            &acts,
+            dot_group,
+            |g, a| dot_group_tokens::<1>(g, &[a]).map(|v| v[0]),
+            |g, a| dot_group_tokens::<4>(g, &a),
+        );
     }
 
     #[test]

@@ -34,6 +34,7 @@
 use airlock_gguf::blocks::{K_SCALE_SIZE, Q4_K_BYTES, Q5_K_BYTES, QK_K, scale_min_k4};
 use half::f16;
 
+use super::interleaved::GroupBytes;
 use super::q8k::{BSUMS, Q8KRow};
 
 /// Rows interleaved per group.
@@ -56,20 +57,10 @@ pub const fn group_block_bytes(q5: bool) -> usize {
 }
 
 /// A Q4_K or Q5_K matrix (`rows` a multiple of [`ROWS`]) repacked in groups of sixteen rows.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Q4KGroups {
-    bytes: Vec<u8>,
-    blocks: usize,
+    rows: GroupBytes,
     q5: bool,
-}
-
-impl std::fmt::Debug for Q4KGroups {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Q4KGroups")
-            .field("groups", &self.groups())
-            .field("blocks", &self.blocks)
-            .finish()
-    }
 }
 
 impl Q4KGroups {
@@ -86,50 +77,35 @@ impl Q4KGroups {
     }
 
     fn repack_as(bytes: &[u8], rows: usize, blocks: usize, q5: bool) -> Option<Q4KGroups> {
-        let src_block = if q5 { Q5_K_BYTES } else { Q4_K_BYTES };
-        let row_bytes = blocks * src_block;
-        if rows == 0 || !rows.is_multiple_of(ROWS) || blocks == 0 || bytes.len() != rows * row_bytes
-        {
-            return None;
-        }
-        let gbb = group_block_bytes(q5);
-        let mut out = vec![0u8; rows / ROWS * blocks * gbb];
-        for (g, dst) in out.chunks_exact_mut(blocks * gbb).enumerate() {
-            for (i, gb) in dst.chunks_exact_mut(gbb).enumerate() {
-                for r in 0..ROWS {
-                    let at = (g * ROWS + r) * row_bytes + i * src_block;
-                    let b = &bytes[at..at + src_block];
-                    gb[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
-                    gb[2 * ROWS + 2 * r..2 * ROWS + 2 * r + 2].copy_from_slice(&b[2..4]);
-                    let sc: &[u8; K_SCALE_SIZE] = b[4..4 + K_SCALE_SIZE].try_into().ok()?;
-                    for s in 0..8 {
-                        let (scale, min) = scale_min_k4(s, sc);
-                        gb[SCALES_AT + s * ROWS + r] = scale;
-                        gb[MINS_AT + (s / 2) * 2 * ROWS + 2 * r + s % 2] = min;
-                    }
-                    let mut qs = &b[4 + K_SCALE_SIZE..];
-                    if q5 {
-                        let (qh, rest) = qs.split_at(QK_K / 8);
-                        for q in 0..8 {
-                            let to = QH_AT + q * 4 * ROWS + 4 * r;
-                            gb[to..to + 4].copy_from_slice(&qh[4 * q..4 * q + 4]);
-                        }
-                        qs = rest;
-                    }
-                    for j in 0..4 {
-                        for q in 0..8 {
-                            let to = codes_at(q5) + (j * 8 + q) * 4 * ROWS + 4 * r;
-                            gb[to..to + 4].copy_from_slice(&qs[32 * j + 4 * q..32 * j + 4 * q + 4]);
-                        }
-                    }
+        let src = if q5 { Q5_K_BYTES } else { Q4_K_BYTES };
+        let fill = |gb: &mut [u8], r: usize, b: &[u8]| {
+            gb[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+            gb[2 * ROWS + 2 * r..2 * ROWS + 2 * r + 2].copy_from_slice(&b[2..4]);
+            let sc: &[u8; K_SCALE_SIZE] = b[4..4 + K_SCALE_SIZE].try_into().ok()?;
+            for s in 0..8 {
+                let (scale, min) = scale_min_k4(s, sc);
+                gb[SCALES_AT + s * ROWS + r] = scale;
+                gb[MINS_AT + (s / 2) * 2 * ROWS + 2 * r + s % 2] = min;
+            }
+            let mut qs = &b[4 + K_SCALE_SIZE..];
+            if q5 {
+                let (qh, rest) = qs.split_at(QK_K / 8);
+                for q in 0..8 {
+                    let to = QH_AT + q * 4 * ROWS + 4 * r;
+                    gb[to..to + 4].copy_from_slice(&qh[4 * q..4 * q + 4]);
+                }
+                qs = rest;
+            }
+            for j in 0..4 {
+                for q in 0..8 {
+                    let to = codes_at(q5) + (j * 8 + q) * 4 * ROWS + 4 * r;
+                    gb[to..to + 4].copy_from_slice(&qs[32 * j + 4 * q..32 * j + 4 * q + 4]);
                 }
             }
-        }
-        Some(Q4KGroups {
-            bytes: out,
-            blocks,
-            q5,
-        })
+            Some(())
+        };
+        let rows = GroupBytes::build(bytes, rows, blocks, (src, group_block_bytes(q5)), fill)?;
+        Some(Q4KGroups { rows, q5 })
     }
 
     /// True for a Q5_K matrix.
@@ -139,23 +115,12 @@ impl Q4KGroups {
 
     /// Number of sixteen-row groups.
     pub fn groups(&self) -> usize {
-        self.bytes.len() / (self.blocks * group_block_bytes(self.q5)).max(1)
-    }
-
-    /// Super-blocks per row.
-    pub fn blocks(&self) -> usize {
-        self.blocks
+        self.rows.groups()
     }
 
     /// Group `g`'s bytes (`blocks` group super-blocks).
     pub fn group(&self, g: usize) -> &[u8] {
-        let n = self.blocks * group_block_bytes(self.q5);
-        &self.bytes[g * n..(g + 1) * n]
-    }
-
-    /// Heap bytes held.
-    pub fn heap_bytes(&self) -> usize {
-        self.bytes.len()
+        self.rows.group(g)
     }
 }
 
@@ -352,34 +317,16 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::interleaved::testing::{
+        activations, assert_kernel_is_twin, assert_twin_is_exact, random_blocks,
+    };
     use airlock_gguf::blocks::{dequantize_q4_k, dequantize_q5_k};
 
     /// Random Q4_K (Q5_K if `q5`) rows with small finite scales (every scale/min bit pattern
     /// exercised).
     fn random_rows(rows: usize, blocks: usize, seed: u64, q5: bool) -> Vec<u8> {
         let bb = if q5 { Q5_K_BYTES } else { Q4_K_BYTES };
-        let mut s = seed;
-        let mut v = vec![0u8; rows * blocks * bb];
-        for b in v.iter_mut() {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            *b = s as u8;
-        }
-        for b in v.chunks_exact_mut(bb) {
-            b[0..2].copy_from_slice(&f16::from_f32(0.011).to_le_bytes());
-            b[2..4].copy_from_slice(&f16::from_f32(0.0042).to_le_bytes());
-        }
-        v
-    }
-
-    fn activations(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
-                    - 1.0
-            })
-            .collect()
+        random_blocks(rows, blocks, bb, &[0, 2], seed)
     }
 
     #[test]
@@ -388,90 +335,62 @@ mod tests {
             let (rows, blocks) = (32, 3);
             let bb = if q5 { Q5_K_BYTES } else { Q4_K_BYTES };
             let w = random_rows(rows, blocks, 7, q5);
-            let g = if q5 {
-                Q4KGroups::repack_q5(&w, rows, blocks)
-            } else {
-                Q4KGroups::repack(&w, rows, blocks)
-            }
-            .unwrap();
+            let g = repack(&w, rows, blocks, q5);
             assert_eq!(g.is_q5(), q5);
-            let x = activations(blocks * QK_K, 3);
-            let a = Q8KRow::quantize(&x);
-            // The reference: dequantized rows times the activation as quantized (exact in f64).
-            let xa: Vec<f64> =
-                a.qs.iter()
-                    .enumerate()
-                    .map(|(p, &q)| f64::from(q) * f64::from(a.d[p / QK_K]))
-                    .collect();
-            for gi in 0..g.groups() {
-                let got = dot_group(g.group(gi), &a, q5).unwrap();
-                for (r, &v) in got.iter().enumerate() {
-                    let row = &w[(gi * ROWS + r) * blocks * bb..][..blocks * bb];
-                    let mut want = 0f64;
-                    for (bi, b) in row.chunks_exact(bb).enumerate() {
-                        let mut dq = [0f32; QK_K];
-                        if q5 {
-                            dequantize_q5_k(b.try_into().unwrap(), &mut dq);
-                        } else {
-                            dequantize_q4_k(b.try_into().unwrap(), &mut dq);
-                        }
-                        want += dq
-                            .iter()
-                            .zip(&xa[bi * QK_K..])
-                            .map(|(&d, &x)| f64::from(d) * x)
-                            .sum::<f64>();
+            let a = Q8KRow::quantize(&activations(blocks * QK_K, 3));
+            let got: Vec<_> = (0..g.groups())
+                .map(|gi| dot_group(g.group(gi), &a, q5).unwrap())
+                .collect();
+            assert_twin_is_exact(&got, |r| {
+                let row = &w[r * blocks * bb..][..blocks * bb];
+                let mut dq = [0f32; QK_K];
+                let mut want = 0f64;
+                for (bi, b) in row.chunks_exact(bb).enumerate() {
+                    if q5 {
+                        dequantize_q5_k(b.try_into().unwrap(), &mut dq);
+                    } else {
+                        dequantize_q4_k(b.try_into().unwrap(), &mut dq);
                     }
-                    assert!(
-                        (f64::from(v) - want).abs() < 1e-3 * (1.0 + want.abs()),
-                        "q5 {q5} row {r}: {v} vs {want}"
-                    );
+                    let x = &a.qs[bi * QK_K..];
+                    want += dq
+                        .iter()
+                        .zip(x)
+                        .map(|(&d, &q)| f64::from(d) * f64::from(q))
+                        .sum::<f64>()
+                        * f64::from(a.d[bi]);
                 }
-            }
+                want
+            });
         }
     }
 
     #[test]
     fn simd_kernel_is_the_twin_bitwise_for_any_token_count() {
-        if !super::super::Isa::Avx512Vnni.is_supported() {
-            eprintln!("skipped: no AVX-512 VNNI on this CPU");
-            return;
-        }
         for q5 in [false, true] {
             let (rows, blocks) = (48, 8);
             let w = random_rows(rows, blocks, 11, q5);
-            let g = if q5 {
-                Q4KGroups::repack_q5(&w, rows, blocks)
-            } else {
-                Q4KGroups::repack(&w, rows, blocks)
-            }
-            .unwrap();
-            let acts: Vec<Q8KRow> = (0..4)
-                .map(|t| Q8KRow::quantize(&activations(blocks * QK_K, 100 + t)))
-                .collect();
-            for gi in 0..g.groups() {
-                let four = dot_group_tokens::<4>(
-                    g.group(gi),
-                    &[&acts[0], &acts[1], &acts[2], &acts[3]],
-                    q5,
-                )
-                .unwrap();
-                for (t, a) in acts.iter().enumerate() {
-                    let twin = dot_group(g.group(gi), a, q5).unwrap();
-                    let one = dot_group_tokens::<1>(g.group(gi), &[a], q5).unwrap()[0];
-                    let what = format!("q5 {q5} group {gi} token {t}");
-                    assert_eq!(
-                        one.map(f32::to_bits),
-                        twin.map(f32::to_bits),
-                        "{what} alone"
-                    );
-                    assert_eq!(
-                        four[t].map(f32::to_bits),
-                        twin.map(f32::to_bits),
-                        "{what} of 4"
-                    );
-                }
-            }
+            let g = repack(&w, rows, blocks, q5);
+            let acts = std::array::from_fn(|t| {
+                Q8KRow::quantize(&activations(blocks * QK_K, 100 + t as u32))
+            });
+            let groups: Vec<&[u8]> = (0..g.groups()).map(|gi| g.group(gi)).collect();
+            assert_kernel_is_twin(
+                &groups,
+                &acts,
+                |g, a| dot_group(g, a, q5),
+                |g, a| dot_group_tokens::<1>(g, &[a], q5).map(|v| v[0]),
+                |g, a| dot_group_tokens::<4>(g, &a, q5),
+            );
         }
+    }
+
+    fn repack(w: &[u8], rows: usize, blocks: usize, q5: bool) -> Q4KGroups {
+        if q5 {
+            Q4KGroups::repack_q5(w, rows, blocks)
+        } else {
+            Q4KGroups::repack(w, rows, blocks)
+        }
+        .unwrap()
     }
 
     #[test]

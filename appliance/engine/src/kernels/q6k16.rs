@@ -22,6 +22,7 @@
 use airlock_gguf::blocks::{Q6_K_BYTES, QK_K};
 use half::f16;
 
+use super::interleaved::GroupBytes;
 use super::q8k::{BSUMS, Q8KRow};
 
 /// Rows interleaved per group.
@@ -41,67 +42,43 @@ const fn step_at(n: usize, h: usize, k: usize) -> usize {
 }
 
 /// A Q6_K matrix (`rows` a multiple of [`ROWS`]) repacked in groups of sixteen rows.
-#[derive(Clone)]
-pub struct Q6KGroups {
-    bytes: Vec<u8>,
-    blocks: usize,
-}
-
-impl std::fmt::Debug for Q6KGroups {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Q6KGroups")
-            .field("groups", &self.groups())
-            .field("blocks", &self.blocks)
-            .finish()
-    }
-}
+#[derive(Debug, Clone)]
+pub struct Q6KGroups(GroupBytes);
 
 impl Q6KGroups {
     /// Repacks `rows` Q6_K rows of `blocks` super-blocks each (`bytes` row-major, as in the
     /// GGUF). `None` unless `rows` is a positive multiple of [`ROWS`] and `bytes` is exactly
     /// the matrix.
     pub fn repack(bytes: &[u8], rows: usize, blocks: usize) -> Option<Q6KGroups> {
-        let row_bytes = blocks * Q6_K_BYTES;
-        if rows == 0 || !rows.is_multiple_of(ROWS) || blocks == 0 || bytes.len() != rows * row_bytes
-        {
-            return None;
-        }
-        let mut out = vec![0u8; rows / ROWS * blocks * GROUP_BLOCK_BYTES];
-        for (g, dst) in out.chunks_exact_mut(blocks * GROUP_BLOCK_BYTES).enumerate() {
-            for (i, gb) in dst.chunks_exact_mut(GROUP_BLOCK_BYTES).enumerate() {
-                for r in 0..ROWS {
-                    let at = (g * ROWS + r) * row_bytes + i * Q6_K_BYTES;
-                    let b = &bytes[at..at + Q6_K_BYTES];
-                    gb[2 * r..2 * r + 2].copy_from_slice(&b[Q6_K_BYTES - 2..]);
-                    for s in 0..16 {
-                        gb[SCALES_AT + (s / 2) * 2 * ROWS + 2 * r + s % 2] = b[192 + s];
-                    }
-                    for (n, h, k) in steps() {
-                        let l = 16 * h + 4 * k;
-                        let at = step_at(n, h, k) + 4 * r;
-                        for (v, from) in [64 * n + l, 64 * n + 32 + l, 128 + 32 * n + l]
-                            .into_iter()
-                            .enumerate()
-                        {
-                            let to = at + v * 4 * ROWS;
-                            gb[to..to + 4].copy_from_slice(&b[from..from + 4]);
-                        }
-                    }
+        let fill = |gb: &mut [u8], r: usize, b: &[u8]| {
+            gb[2 * r..2 * r + 2].copy_from_slice(&b[Q6_K_BYTES - 2..]);
+            for s in 0..16 {
+                gb[SCALES_AT + (s / 2) * 2 * ROWS + 2 * r + s % 2] = b[192 + s];
+            }
+            for (n, h, k) in steps() {
+                let l = 16 * h + 4 * k;
+                let at = step_at(n, h, k) + 4 * r;
+                for (v, from) in [64 * n + l, 64 * n + 32 + l, 128 + 32 * n + l]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let to = at + v * 4 * ROWS;
+                    gb[to..to + 4].copy_from_slice(&b[from..from + 4]);
                 }
             }
-        }
-        Some(Q6KGroups { bytes: out, blocks })
+            Some(())
+        };
+        GroupBytes::build(bytes, rows, blocks, (Q6_K_BYTES, GROUP_BLOCK_BYTES), fill).map(Q6KGroups)
     }
 
     /// Number of sixteen-row groups.
     pub fn groups(&self) -> usize {
-        self.bytes.len() / (self.blocks * GROUP_BLOCK_BYTES).max(1)
+        self.0.groups()
     }
 
     /// Group `g`'s bytes (`blocks` group super-blocks).
     pub fn group(&self, g: usize) -> &[u8] {
-        let n = self.blocks * GROUP_BLOCK_BYTES;
-        &self.bytes[g * n..(g + 1) * n]
+        self.0.group(g)
     }
 }
 
@@ -300,30 +277,13 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::interleaved::testing::{
+        activations, assert_kernel_is_twin, assert_twin_is_exact, random_blocks,
+    };
     use airlock_gguf::blocks::dequantize_q6_k;
 
     fn random_rows(rows: usize, blocks: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed;
-        let mut v = vec![0u8; rows * blocks * Q6_K_BYTES];
-        for b in v.iter_mut() {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            *b = s as u8;
-        }
-        for b in v.chunks_exact_mut(Q6_K_BYTES) {
-            b[Q6_K_BYTES - 2..].copy_from_slice(&f16::from_f32(0.0093).to_le_bytes());
-        }
-        v
-    }
-
-    fn activations(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
-                    - 1.0
-            })
-            .collect()
+        random_blocks(rows, blocks, Q6_K_BYTES, &[Q6_K_BYTES - 2], seed)
     }
 
     #[test]
@@ -332,61 +292,42 @@ mod tests {
         let w = random_rows(rows, blocks, 5);
         let g = Q6KGroups::repack(&w, rows, blocks).unwrap();
         let a = Q8KRow::quantize(&activations(blocks * QK_K, 9));
-        for gi in 0..g.groups() {
-            let got = dot_group(g.group(gi), &a).unwrap();
-            for (r, &v) in got.iter().enumerate() {
-                let row = &w[(gi * ROWS + r) * blocks * Q6_K_BYTES..][..blocks * Q6_K_BYTES];
-                let mut want = 0f64;
-                for (bi, b) in row.chunks_exact(Q6_K_BYTES).enumerate() {
-                    let mut dq = [0f32; QK_K];
-                    dequantize_q6_k(b.try_into().unwrap(), &mut dq);
-                    want += dq
-                        .iter()
-                        .enumerate()
-                        .map(|(p, &d)| {
-                            f64::from(d) * f64::from(a.qs[bi * QK_K + p]) * f64::from(a.d[bi])
-                        })
-                        .sum::<f64>();
-                }
-                assert!(
-                    (f64::from(v) - want).abs() < 1e-3 * (1.0 + want.abs()),
-                    "row {r}: {v} vs {want}"
-                );
+        let got: Vec<_> = (0..g.groups())
+            .map(|gi| dot_group(g.group(gi), &a).unwrap())
+            .collect();
+        assert_twin_is_exact(&got, |r| {
+            let row = &w[r * blocks * Q6_K_BYTES..][..blocks * Q6_K_BYTES];
+            let mut dq = [0f32; QK_K];
+            let mut want = 0f64;
+            for (bi, b) in row.chunks_exact(Q6_K_BYTES).enumerate() {
+                dequantize_q6_k(b.try_into().unwrap(), &mut dq);
+                let x = &a.qs[bi * QK_K..];
+                want += dq
+                    .iter()
+                    .zip(x)
+                    .map(|(&d, &q)| f64::from(d) * f64::from(q))
+                    .sum::<f64>()
+                    * f64::from(a.d[bi]);
             }
-        }
+            want
+        });
     }
 
     #[test]
     fn simd_kernel_is_the_twin_bitwise_for_any_token_count() {
-        if !super::super::Isa::Avx512Vnni.is_supported() {
-            eprintln!("skipped: no AVX-512 VNNI on this CPU");
-            return;
-        }
         let (rows, blocks) = (48, 8);
         let w = random_rows(rows, blocks, 13);
         let g = Q6KGroups::repack(&w, rows, blocks).unwrap();
-        let acts: Vec<Q8KRow> = (0..4)
-            .map(|t| Q8KRow::quantize(&activations(blocks * QK_K, 200 + t)))
-            .collect();
-        for gi in 0..g.groups() {
-            let four =
-                dot_group_tokens::<4>(g.group(gi), &[&acts[0], &acts[1], &acts[2], &acts[3]])
-                    .unwrap();
-            for (t, a) in acts.iter().enumerate() {
-                let twin = dot_group(g.group(gi), a).unwrap();
-                let one = dot_group_tokens::<1>(g.group(gi), &[a]).unwrap()[0];
-                assert_eq!(
-                    one.map(f32::to_bits),
-                    twin.map(f32::to_bits),
-                    "group {gi} token {t} alone"
-                );
-                assert_eq!(
-                    four[t].map(f32::to_bits),
-                    twin.map(f32::to_bits),
-                    "group {gi} token {t} of 4"
-                );
-            }
-        }
+        let acts =
+            std::array::from_fn(|t| Q8KRow::quantize(&activations(blocks * QK_K, 200 + t as u32)));
+        let groups: Vec<&[u8]> = (0..g.groups()).map(|gi| g.group(gi)).collect();
+        assert_kernel_is_twin(
+            &groups,
+            &acts,
+            dot_group,
+            |g, a| dot_group_tokens::<1>(g, &[a]).map(|v| v[0]),
+            |g, a| dot_group_tokens::<4>(g, &a),
+        );
     }
 
     #[test]
