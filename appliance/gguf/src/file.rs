@@ -311,7 +311,11 @@ mod tests {
         let t = f.tensors()[0].clone();
         f.release_pages(t.range());
         f.release_pages(0..f.bytes().len() + 10_000); // past the end: clamped, no fault
-        assert_eq!(f.bytes(), &before[..], "a released page reads back the file's bytes");
+        assert_eq!(
+            f.bytes(),
+            &before[..],
+            "a released page reads back the file's bytes"
+        );
         assert_eq!(f.dequantize_tensor(&t).unwrap(), x);
     }
 
