@@ -147,6 +147,32 @@ impl Group<'_> {
     }
 }
 
+/// `put(t, r, row r · a[t])` for every token of `a` through a group's kernels: four tokens
+/// per pass of the weights (`four`), the last one to three alone (`one`); NaN where a kernel
+/// refuses (callers pass agreeing lengths, so it cannot). Both kernels give each token the
+/// scalar twin's bits, so how the tokens are grouped changes nothing.
+pub fn for_tokens<A>(
+    a: &[&A],
+    four: impl Fn([&A; 4]) -> Option<[[f32; ROWS]; 4]>,
+    one: impl Fn(&A) -> Option<[f32; ROWS]>,
+    mut put: impl FnMut(usize, usize, f32),
+) {
+    let full = a.len() / 4 * 4;
+    for t0 in (0..full).step_by(4) {
+        let res = four([a[t0], a[t0 + 1], a[t0 + 2], a[t0 + 3]]).unwrap_or([[f32::NAN; ROWS]; 4]);
+        for (k, rv) in res.iter().enumerate() {
+            for (r, &v) in rv.iter().enumerate() {
+                put(t0 + k, r, v);
+            }
+        }
+    }
+    for (t, &at) in a.iter().enumerate().skip(full) {
+        for (r, &v) in one(at).unwrap_or([f32::NAN; ROWS]).iter().enumerate() {
+            put(t, r, v);
+        }
+    }
+}
+
 /// Test data shared by the layouts' tests.
 #[cfg(test)]
 pub(crate) mod testing {

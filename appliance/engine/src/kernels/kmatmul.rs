@@ -308,7 +308,12 @@ pub(super) fn matmul_rows_q8k(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f
             let mut i = 0;
             while i < nr {
                 if let Some(g) = group_at(c * chunk + i).filter(|_| i + interleaved::ROWS <= nr) {
-                    group_tokens(g, &refs, |t, r, v| o[t * nr + i + r] = v);
+                    interleaved::for_tokens(
+                        &refs,
+                        |four| g.dot_tokens::<4>(&four),
+                        |a| g.dot_tokens::<1>(&[a]).map(|v| v[0]),
+                        |t, r, v| o[t * nr + i + r] = v,
+                    );
                     i += interleaved::ROWS;
                     continue;
                 }
@@ -354,32 +359,6 @@ pub(super) fn matmul_rows_q8k(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f
         let nr = band.len() / n;
         for (t, src) in band.chunks_exact(nr).enumerate() {
             out[t * rows + c * chunk..][..nr].copy_from_slice(src);
-        }
-    }
-}
-
-/// `put(t, r, group row r · a[t])` for every token, four tokens per pass of the weights (the
-/// last one to three alone): bitwise the layout's scalar twin (`q4k16`, `q6k16`) of each; NaN
-/// should the kernel refuse (it cannot: the caller's lengths agree).
-fn group_tokens(g: Group<'_>, a: &[&Q8KRow], mut put: impl FnMut(usize, usize, f32)) {
-    let full = a.len() / 4 * 4;
-    for t0 in (0..full).step_by(4) {
-        let four = [a[t0], a[t0 + 1], a[t0 + 2], a[t0 + 3]];
-        let res = g
-            .dot_tokens::<4>(&four)
-            .unwrap_or([[f32::NAN; interleaved::ROWS]; 4]);
-        for (k, rv) in res.iter().enumerate() {
-            for (r, &v) in rv.iter().enumerate() {
-                put(t0 + k, r, v);
-            }
-        }
-    }
-    for (t, &at) in a.iter().enumerate().skip(full) {
-        let res = g
-            .dot_tokens::<1>(&[at])
-            .map_or([f32::NAN; interleaved::ROWS], |v| v[0]);
-        for (r, &v) in res.iter().enumerate() {
-            put(t, r, v);
         }
     }
 }

@@ -774,24 +774,13 @@ fn matmul_interleaved_q8(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
         .for_each(|(c, o)| {
             let nr = o.len() / n;
             for (k, g) in groups[c * per_task..].iter().take(nr / G).enumerate() {
-                let mut put = |t: usize, r: usize, v: f32| o[t * nr + k * G + r] = v;
-                let full = n / 4 * 4;
-                for t0 in (0..full).step_by(4) {
-                    let four = [refs[t0], refs[t0 + 1], refs[t0 + 2], refs[t0 + 3]];
-                    // INVARIANT: lengths agree (one width, activations of it): cannot refuse.
-                    let res = g.dot_tokens_q8::<4>(&four).unwrap_or([[f32::NAN; G]; 4]);
-                    for (dt, rv) in res.iter().enumerate() {
-                        for (r, &v) in rv.iter().enumerate() {
-                            put(t0 + dt, r, v);
-                        }
-                    }
-                }
-                for (t, &at) in refs.iter().enumerate().skip(full) {
-                    let res = g.dot_tokens_q8::<1>(&[at]).map_or([f32::NAN; G], |v| v[0]);
-                    for (r, &v) in res.iter().enumerate() {
-                        put(t, r, v);
-                    }
-                }
+                // INVARIANT: lengths agree (one width, activations of it): cannot refuse.
+                interleaved::for_tokens(
+                    &refs,
+                    |four| g.dot_tokens_q8::<4>(&four),
+                    |a| g.dot_tokens_q8::<1>(&[a]).map(|v| v[0]),
+                    |t, r, v| o[t * nr + k * G + r] = v,
+                );
             }
         });
     let band = per_task * G;
