@@ -100,6 +100,15 @@ impl Interleaved {
         }
     }
 
+    /// Number of groups.
+    pub fn groups(&self) -> usize {
+        match self {
+            Interleaved::Q4K(m) => m.groups(),
+            Interleaved::Q6K(m) => m.groups(),
+            Interleaved::Q40(m) => m.groups(),
+        }
+    }
+
     /// Group `g`'s bytes.
     pub fn group(&self, g: usize) -> Group<'_> {
         match self {

@@ -754,18 +754,17 @@ fn matmul_interleaved_q8(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
         x.par_chunks(cols).map(Q8Row::quantize).collect()
     };
     let refs: Vec<&Q8Row> = acts.iter().collect();
-    // Group `g` of the stacked matrices.
-    let groups: Vec<interleaved::Group<'_>> = ws
-        .iter()
-        .filter_map(|w| w.interleaved())
-        .flat_map(|m| {
-            let count = match m {
-                interleaved::Interleaved::Q40(q) => q.groups(),
-                _ => 0,
-            };
-            (0..count).map(move |g| m.group(g))
-        })
-        .collect();
+    // Group `g` of the stacked matrices (looked up per group: no list built per call).
+    let mats: Vec<&interleaved::Interleaved> = ws.iter().filter_map(|w| w.interleaved()).collect();
+    let group_of = |mut g: usize| {
+        for m in &mats {
+            if g < m.groups() {
+                return Some(m.group(g));
+            }
+            g -= m.groups();
+        }
+        None
+    };
     // ≈ 64 KiB of weights per task, whole groups.
     let per_task = (64 * 1024 / (ws[0].row_bytes() * G).max(1)).clamp(1, 64);
     let mut tmp = vec![0f32; rows * n];
@@ -773,12 +772,15 @@ fn matmul_interleaved_q8(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
         .enumerate()
         .for_each(|(c, o)| {
             let nr = o.len() / n;
-            for (k, g) in groups[c * per_task..].iter().take(nr / G).enumerate() {
-                // INVARIANT: lengths agree (one width, activations of it): cannot refuse.
+            for k in 0..nr / G {
+                // INVARIANT: every row is in a group (each matrix is interleaved) and the
+                // lengths agree (one width, activations of it): neither lookup nor kernel
+                // fails; should one, its outputs are NaN rather than zeros.
+                let group = group_of(c * per_task + k);
                 interleaved::for_tokens(
                     &refs,
-                    |four| g.dot_tokens_q8::<4>(&four),
-                    |a| g.dot_tokens_q8::<1>(&[a]).map(|v| v[0]),
+                    |four| group?.dot_tokens_q8::<4>(&four),
+                    |a| group?.dot_tokens_q8::<1>(&[a]).map(|v| v[0]),
                     |t, r, v| o[t * nr + k * G + r] = v,
                 );
             }

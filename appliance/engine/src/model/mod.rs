@@ -93,8 +93,12 @@ pub struct Llama {
 impl Llama {
     /// Loads a `llama` model from `file` onto `device`, weights left quantized in the mapping.
     pub fn load(file: &Arc<GgufFile>, device: &Device) -> Result<Llama> {
-        let on_cpu = *device == Device::flex();
-        Ok(Llama::load_exact(file, device)?.with_cpu_layout(on_cpu))
+        let llama = Llama::load_exact(file, device)?;
+        Ok(if *device == Device::flex() {
+            llama.with_cpu_layout()
+        } else {
+            llama
+        })
     }
 
     /// [`Llama::load`] without the CPU's interleaved copies of the weights: for a model that
@@ -171,12 +175,8 @@ impl Llama {
     }
 
     /// Interleaves the rows of every matrix whose CPU kernel is faster that way
-    /// ([`QWeight::with_interleaved_rows`]), matrices in parallel; `false` leaves the model as
-    /// it is.
-    fn with_cpu_layout(mut self, on: bool) -> Llama {
-        if !on {
-            return self;
-        }
+    /// ([`QWeight::with_interleaved_rows`]), matrices in parallel.
+    fn with_cpu_layout(mut self) -> Llama {
         let mut ws: Vec<&mut QWeight> = vec![&mut self.output];
         for b in &mut self.blocks {
             ws.extend([
