@@ -219,7 +219,27 @@ impl Engine {
     /// and a 5-token continuation (the multi-token kernel). A GPU whose kernels or runtime
     /// compute wrongly must not serve: beyond [`SELF_CHECK_TOLERANCE`] of the largest logit
     /// the engine refuses to load, naming the difference. Costs one short CPU pass at load.
+    ///
+    /// The device runs the model's f32-activation twin (same weights on the device, other
+    /// product kernels): 8-bit activations move a logit by up to a few percent of the largest
+    /// (llama.cpp's too), and the CPU rounds them per 256 values for K-quants where the GPU
+    /// rounds per 32, so only exact arithmetic on both sides compares tightly. The 8-bit
+    /// products themselves are checked first, each weight type against an f64 reference of
+    /// their arithmetic on this device ([`crate::verify::product_checks`]).
     fn check_against_cpu(&self, backend: Backend) -> Result<Option<SelfCheck>> {
+        if let Some(wrong) = crate::verify::product_checks(&self.model.device)
+            .into_iter()
+            .find(|c| !c.agrees())
+        {
+            return Err(EngineError::BackendFailed {
+                backend: backend.name(),
+                message: format!(
+                    "self-check: {} differs from its reference by {:.1e} of {:.2}",
+                    wrong.op, wrong.worst, wrong.scale
+                ),
+            });
+        }
+        let twin = self.model.clone().with_exact_activations(true);
         let cpu = Llama::load_exact(&self.file, &Device::flex())?.with_exact_activations(true);
         let vocab = u32::try_from(self.model.config().vocab_size).unwrap_or(u32::MAX);
         let room = self.model.config().context_length;
@@ -253,12 +273,12 @@ impl Engine {
             }
             Ok((all, traces))
         };
-        let (device, reference) = (run(&self.model, false)?.0, run(&cpu, false)?.0);
+        let (device, reference) = (run(&twin, false)?.0, run(&cpu, false)?.0);
         match agree_with_cpu(&device, &reference) {
             Ok(m) => Ok(Some(m)),
             Err(verdict) => {
                 // Say where: the same passes again with their intermediates, op by op.
-                let (dev, cpu) = (run(&self.model, true)?.1, run(&cpu, true)?.1);
+                let (dev, cpu) = (run(&twin, true)?.1, run(&cpu, true)?.1);
                 Err(EngineError::BackendFailed {
                     backend: backend.name(),
                     message: format!("{verdict}: {}", first_divergence(&dev, &cpu)),

@@ -1,18 +1,29 @@
 //! Each fused op of a backend against flex's on the same inputs: RMSNorm (rows of widths that
 //! are and are not multiples of a GPU cube), RoPE in both pair layouts, SwiGLU, and causal
 //! grouped-query attention of a decode step and of a few tokens after a cached prefix, in
-//! narrowed views of a larger cache as the model passes them.
+//! narrowed views of a larger cache as the model passes them; and the quantized products of
+//! every weight type against an f64 reference of the same arithmetic.
 //!
 //! `airlock doctor` runs it on each GPU backend, so an operator (and a developer without a
 //! Rust toolchain on the GPU machine) sees which kernel, if any, computes otherwise there;
 //! `tests/engine/gpu.rs` runs it on lavapipe or CUDA.
 
+use std::sync::Arc;
+
+use airlock_gguf::write::GgufWriter;
+use airlock_gguf::{GgmlType, GgufFile};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::device::Backend;
 use crate::error::{EngineError, Result};
 use crate::fused;
 use crate::model::rope::{RopeConfig, RopeStyle};
+use crate::ops::q_linear;
+use crate::qweight::QWeight;
+
+/// Largest |device − reference| difference of an op, relative to its largest value, that a
+/// device may show: f32 in another order stays near 1e-5.
+pub const OP_TOLERANCE: f64 = 1e-3;
 
 /// One op's comparison: its name and inputs, the largest |device − flex| difference and the
 /// largest |flex value| (at least 1.0) it is measured against.
@@ -30,6 +41,11 @@ impl OpCheck {
     /// `worst / scale`.
     pub fn relative(&self) -> f64 {
         self.worst / self.scale
+    }
+
+    /// Within [`OP_TOLERANCE`] (a NaN is not).
+    pub fn agrees(&self) -> bool {
+        self.relative() <= OP_TOLERANCE
     }
 }
 
@@ -168,5 +184,88 @@ fn all(g: &Device, c: &Device) -> Vec<OpCheck> {
             attend(c),
         ));
     }
+    out.extend(products(g));
     out
+}
+
+/// The weight types with 8-bit-activation products on a GPU.
+const QUANTIZED: [GgmlType; 6] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// The quantized products of every type on `backend` against their f64 reference (the part
+/// of [`fused_ops`] the GPU self-check runs at load: the model's own comparison with the CPU
+/// runs its f32-activation twin, [`crate::Engine`] says why).
+pub(crate) fn product_checks(g: &Device) -> Vec<OpCheck> {
+    products(g)
+}
+
+/// `x · Wᵀ` on `g` for each quantized type, 1, 3 and 20 tokens, 37 rows of 768 columns
+/// (three K-quant superblocks: Q6_K's 210-byte blocks then start at odd half-words, Q4_0's and
+/// Q8_0's at both halves), against flex's product of the same matrix: with 8-bit activations
+/// both round them alike and sum exact integers per block, so they differ by f32 order only;
+/// and 5 tokens with f32 activations against the exact f64 product.
+fn products(g: &Device) -> Vec<OpCheck> {
+    let (rows, cols) = (37usize, 768usize);
+    let mut out = Vec::new();
+    for (i, ty) in QUANTIZED.into_iter().enumerate() {
+        let Some(w) = matrix(ty, rows, cols, 20 + i as u64) else {
+            out.push(OpCheck {
+                op: format!("product {ty:?}: matrix not built"),
+                worst: f64::INFINITY,
+                scale: 1.0,
+            });
+            continue;
+        };
+        for (n, exact) in [(1usize, false), (3, false), (20, false), (5, true)] {
+            let x = values(n * cols, 30 + n as u64);
+            let w = w.clone().with_exact_activations(exact);
+            let xt = |d: &Device| Tensor::<2>::from_data(TensorData::new(x.clone(), [n, cols]), d);
+            let reference = if exact {
+                let dense: Vec<Vec<f32>> = (0..rows)
+                    .map(|r| w.dequantize_row(r).unwrap_or_default())
+                    .collect();
+                let want: Vec<f32> = x
+                    .chunks_exact(cols)
+                    .flat_map(|xr| {
+                        dense.iter().map(move |wr| {
+                            let dot = wr.iter().zip(xr);
+                            dot.map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() as f32
+                        })
+                    })
+                    .collect();
+                Tensor::<2>::from_data(TensorData::new(want, [n, rows]), &Device::flex())
+            } else {
+                q_linear(xt(&Device::flex()), &w)
+            };
+            let what = if exact { "f32" } else { "8-bit" };
+            out.push(check(
+                format!("product {ty:?} {n}x{cols} by {rows} rows, {what} activations"),
+                q_linear(xt(g), &w),
+                reference,
+            ));
+        }
+    }
+    out
+}
+
+/// A `rows × cols` matrix of `ty` quantized from seeded values, in an in-memory GGUF file.
+fn matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Option<QWeight> {
+    let mut writer = GgufWriter::new();
+    writer
+        .tensor_from_f32(
+            "w",
+            &[cols as u64, rows as u64],
+            ty,
+            &values(rows * cols, seed),
+        )
+        .ok()?;
+    let file = Arc::new(GgufFile::from_bytes(writer.to_bytes()).ok()?);
+    let info = file.tensor("w")?.clone();
+    QWeight::new(&file, &info).ok()
 }

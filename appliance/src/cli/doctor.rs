@@ -68,24 +68,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// Largest |device − CPU| difference of a fused op, relative to its largest value, that a
-/// device may show: f32 in another order stays near 1e-6.
-const OP_TOLERANCE: f64 = 1e-3;
-
 /// Runs each fused op on `backend` and on the CPU: one line when all agree within
-/// [`OP_TOLERANCE`] (with the worst), else one line per op that does not. True if all agree.
+/// [`airlock_engine::verify::OP_TOLERANCE`] (with the worst), else one line per op that does not. True if all agree.
 fn fused_ops_agree(backend: Backend) -> bool {
     match airlock_engine::verify::fused_ops(backend) {
         Ok(checks) => {
             let wrong: Vec<_> = checks
                 .iter()
                 // Beyond the tolerance, or NaN (incomparable): wrong.
-                .filter(|c| {
-                    matches!(
-                        c.relative().partial_cmp(&OP_TOLERANCE),
-                        None | Some(std::cmp::Ordering::Greater)
-                    )
-                })
+                .filter(|c| !c.agrees())
                 .collect();
             for c in &wrong {
                 println!(

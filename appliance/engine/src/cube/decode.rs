@@ -53,7 +53,7 @@ pub(super) fn f16_at(w: &[u32], i: usize) -> f32 {
 
 /// The IEEE half whose bits are the low 16 of `h`, as f32 ([`f16_at`]).
 #[cube]
-fn f16_bits(h: u32) -> f32 {
+pub(super) fn f16_bits(h: u32) -> f32 {
     let sign = (h & 0x8000) << 16;
     let e = (h >> 10) & 0x1F;
     let m = h & 0x3FF;
@@ -85,7 +85,7 @@ fn byte_of3(s0: u32, s1: u32, s2: u32, j: usize) -> u32 {
 /// Scale and minimum `j` (0..8) of a Q4_K/Q5_K superblock, from its 12 packed 6-bit fields
 /// held in the words `s0..s2` (ggml `get_scale_min_k4`).
 #[cube]
-fn scale_min_k4(s0: u32, s1: u32, s2: u32, j: usize) -> (f32, f32) {
+pub(super) fn scale_min_k4(s0: u32, s1: u32, s2: u32, j: usize) -> (f32, f32) {
     let mut sc = byte_of3(s0, s1, s2, j) & 63;
     let mut m = byte_of3(s0, s1, s2, j + 4) & 63;
     if j >= 4 {

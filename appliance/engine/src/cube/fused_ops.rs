@@ -14,7 +14,10 @@ use cubecl::prelude::*;
 use super::fused::{
     ROW_THREADS, add_rms_norm_kernel, attention_kernel, rms_norm_kernel, rope_kernel, swiglu_kernel,
 };
-use super::{MATVEC_TOKENS, elementwise, empty_like, f32_contiguous, layout, matvec_into};
+use super::{
+    Acts, MATVEC_TOKENS, elementwise, empty_like, f32_contiguous, layout, matvec_into, q8_block,
+    quantized,
+};
 use crate::fused::FusedOps;
 use crate::fused_ffn::FfnOps;
 use crate::model::rope::{RopeFreqs, RopeStyle};
@@ -224,10 +227,15 @@ impl FfnOps for Cube {
         let gu = Cube::q_matmul(z, vec![gate.clone(), up.clone()]);
         let m = <Cube as FusedOps>::swiglu(gu);
         match layout(down.ggml_type(), down.cols()) {
-            Some(kind) if n <= MATVEC_TOKENS => {
+            Some(kind) if n <= MATVEC_TOKENS || q8_block(std::slice::from_ref(down)).is_some() => {
                 // h + m · downᵀ in the product's own kernel.
                 let out = empty_like(&h, h.shape());
-                matvec_into(&m, down, kind, n, &out, d, 0, Some(&h));
+                let q8 = quantized(&m, m.shape().num_elements(), std::slice::from_ref(down));
+                let acts = Acts {
+                    x: &m,
+                    q8: q8.as_ref().map(|(q, d)| (q, d)),
+                };
+                matvec_into(&acts, down, kind, n, &out, d, 0, Some(&h));
                 out
             }
             _ => Cube::float_add(h, Cube::q_matmul(m, vec![down.clone()])),

@@ -3,14 +3,16 @@
 //! Weights stay quantized on the device: the first product with a [`QWeight`] uploads its raw
 //! GGUF blocks once, as a `u32` buffer, and every later product reuses it. Every GGUF type the
 //! engine loads is decoded on the device (`cube/decode.rs`: Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K,
-//! F16, BF16, F32), with f32 activations (no 8-bit activation rounding as on the CPU: the
-//! tolerance against flex says so):
-//! * up to [`MATVEC_TOKENS`] tokens (decode, small batches): [`q_matvec_kernel`], the 32 lanes
-//!   lanes of a row striding over it with coalesced loads, each weight byte read once per 8
-//!   tokens, partial sums added with a plane sum (NVIDIA) or in shared memory (lavapipe);
-//! * more (prompts): bands of rows dequantized to f32 on the device ([`dequantize_kernel`])
-//!   and multiplied with the backend's tiled matmul, so each decoded weight serves every
-//!   token.
+//! F16, BF16, F32). Activations are, as on the CPU and in llama.cpp:
+//! * 8-bit for the quantized types (the default, [`QWeight::q8_activations`]): the row is
+//!   quantized once per product to 32-value blocks and multiplied by `dp4a` (`cube/q8.rs`), at
+//!   every token count: [`q_matvec_kernel`] in slices of 8 tokens, so a weight byte is read once
+//!   per slice (a prompt's slices of one row group run side by side and share it in L2);
+//! * f32 for F16/BF16/F32 weights and exact activations (tests, the self-check's twin): up to
+//!   [`MATVEC_TOKENS`] tokens the same kernel on f32 activations, the 32 lanes of a row
+//!   striding over it with coalesced loads, partial sums added with a plane sum (NVIDIA) or in
+//!   shared memory (lavapipe); more tokens (prompts): bands of rows dequantized to f32 on the
+//!   device ([`dequantize_kernel`]) and multiplied with the backend's tiled matmul.
 //!
 //! The host keeps one fallback, for rows that are not whole 32-value units (dense tensors of
 //! odd width): bands decoded on the host, uploaded and multiplied per call.
@@ -22,6 +24,7 @@ mod decode;
 mod fused;
 mod fused_ops;
 mod products;
+mod q8;
 pub(crate) mod step;
 
 use std::collections::HashMap;
@@ -94,9 +97,10 @@ fn device_blocks(x: &CubeTensor, w: &QWeight) -> CubeTensor {
     let mut guard = UPLOADS.lock().unwrap_or_else(PoisonError::into_inner);
     let map = guard.get_or_insert_with(HashMap::new);
     let up = map.entry(key).or_insert_with(|| {
-        // Whole words: pad the last one with zeros (never read by the kernel).
+        // Whole words, and one more: the 8-bit-activation products read a word past an
+        // unaligned run (`q8::word_at_even`); the padding is zeros and never contributes.
         let mut padded = bytes.to_vec();
-        padded.resize(bytes.len().div_ceil(4) * 4, 0);
+        padded.resize(bytes.len().div_ceil(4) * 4 + 4, 0);
         Uploaded {
             _weight: w.clone(),
             handle: x.client.create_from_slice(&padded),
@@ -112,17 +116,115 @@ fn device_blocks(x: &CubeTensor, w: &QWeight) -> CubeTensor {
     )
 }
 
-/// One-value buffers by device, bound where a kernel variant takes an argument it never reads.
-static UNREAD: Mutex<Option<HashMap<CubeDevice, CubeTensor>>> = Mutex::new(None);
+/// One-value buffers by device and slot, bound where a kernel variant takes an argument it
+/// never reads.
+static UNREAD: Mutex<Option<HashMap<(CubeDevice, Unread), CubeTensor>>> = Mutex::new(None);
 
-/// `x`'s device's [`UNREAD`] buffer: one allocation for the process, so a recorded decode step
-/// (`step.rs`) allocates nothing for it and the buffer it recorded stays valid.
-fn unread(x: &CubeTensor) -> CubeTensor {
+/// The arguments a kernel variant may leave unread, each with its own stand-in buffer: one
+/// buffer bound to two arguments of a launch fails SPIR-V validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Unread {
+    Residual,
+    Bias,
+    Quantized,
+    Scales,
+}
+
+/// `x`'s device's [`UNREAD`] buffer for `slot`: one allocation for the process, so a recorded
+/// decode step (`step.rs`) allocates nothing for it and the buffer it recorded stays valid.
+fn unread(x: &CubeTensor, slot: Unread) -> CubeTensor {
     let mut guard = UNREAD.lock().unwrap_or_else(PoisonError::into_inner);
     let map = guard.get_or_insert_with(HashMap::new);
-    map.entry(x.device.clone())
+    map.entry((x.device.clone(), slot))
         .or_insert_with(|| empty_like(x, Shape::new([1])))
         .clone()
+}
+
+/// A product's activations: `x` (`[n, cols]` f32), and with 8-bit activations its blocks
+/// ([`q8::quantize_q8_kernel`]: `q` packed bytes, `d` scales).
+struct Acts<'a> {
+    x: &'a CubeTensor,
+    q8: Option<(&'a CubeTensor, &'a CubeTensor)>,
+}
+
+impl Acts<'_> {
+    /// The kernel arguments `x`, `xq`, `xd` (stand-ins for unread ones) and the `q8` flag.
+    fn args(&self) -> (CubeTensor, CubeTensor, CubeTensor, bool) {
+        match self.q8 {
+            Some((q, d)) => (self.x.clone(), q.clone(), d.clone(), true),
+            None => (
+                self.x.clone(),
+                unread(self.x, Unread::Quantized),
+                unread(self.x, Unread::Scales),
+                false,
+            ),
+        }
+    }
+}
+
+/// Buffers for `values` activations as 8-bit blocks: packed bytes (u32) and a `(d, s)` pair
+/// per 32 values (f32).
+fn q8_buffers(like: &CubeTensor, values: usize) -> (CubeTensor, CubeTensor) {
+    let q = CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::new([values / 4]),
+        like.client.empty(values),
+        DType::U32,
+    );
+    (q, empty_like(like, Shape::new([2 * values / q8::QBLOCK])))
+}
+
+/// `x`'s first `values` values as 8-bit blocks of `per` values into `q`, `d`
+/// ([`q8::quantize_q8_kernel`]).
+fn quantize_into(x: &CubeTensor, values: usize, per: u32, q: &CubeTensor, d: &CubeTensor) {
+    let words = values / 4;
+    let units = q8::QUANTIZE_UNITS;
+    q8::quantize_q8_kernel::launch(
+        &x.client,
+        CubeCount::Static(
+            u32::try_from(words.div_ceil(units as usize)).expect("words fit a grid"),
+            1,
+            1,
+        ),
+        CubeDim::new_1d(units),
+        x.clone().into_buffer_arg(),
+        q.clone().into_buffer_arg(),
+        d.clone().into_buffer_arg(),
+        words,
+        per,
+    );
+}
+
+/// `x`'s `values` values as 8-bit blocks in new buffers, if products with `ws` take them.
+fn quantized(x: &CubeTensor, values: usize, ws: &[QWeight]) -> Option<(CubeTensor, CubeTensor)> {
+    q8_block(ws).map(|per| {
+        let (q, d) = q8_buffers(x, values);
+        quantize_into(x, values, per, &q, &d);
+        (q, d)
+    })
+}
+
+/// Whether products with `ws` take 8-bit activations, and if so per how many values they are
+/// scaled: every matrix asks for them ([`QWeight::q8_activations`]: the quantized types, unless
+/// exact), per 256 when all are K-quants and per 32 otherwise, as the CPU rounds them for the
+/// same weights. `AIRLOCK_GPU_ACTIVATIONS=f32` forces f32 activations (a diagnostic, and the
+/// A/B switch of a benchmark: the f32 products are the slower, exact ones).
+fn q8_block(ws: &[QWeight]) -> Option<u32> {
+    static FORCED_F32: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let forced = *FORCED_F32
+        .get_or_init(|| std::env::var("AIRLOCK_GPU_ACTIVATIONS").is_ok_and(|v| v == "f32"));
+    let kinds: Option<Vec<u32>> = ws
+        .iter()
+        .map(|w| layout(w.ggml_type(), w.cols()).filter(|_| w.q8_activations()))
+        .collect();
+    let kinds = kinds.filter(|k| !k.is_empty() && !forced)?;
+    let per = if kinds.iter().all(|&k| q8::is_k_kind(k)) {
+        q8::KBLOCK
+    } else {
+        q8::QBLOCK
+    };
+    Some(u32::try_from(per).expect("a block size"))
 }
 
 /// Whether the device adds a row's partial sums with one plane sum: planes exactly `LANES`
@@ -148,7 +250,7 @@ fn plane_sum_fits(client: &cubecl::client::Client) -> bool {
     reason = "the kernel's launch arguments, named"
 )]
 fn matvec_into(
-    x: &CubeTensor,
+    acts: &Acts,
     w: &QWeight,
     kind: u32,
     n: usize,
@@ -157,27 +259,30 @@ fn matvec_into(
     col0: usize,
     residual: Option<&CubeTensor>,
 ) {
+    let x = acts.x;
+    let (xa, xq, xd, q8) = acts.args();
     let rows = w.rows();
     let blocks = device_blocks(x, w);
     // Tokens per cube: all of them up to 8 (one pass over the weights), as a power of two so
     // few kernel variants compile.
     let tokens = n.next_power_of_two().min(8);
     let cube_count = CubeCount::Static(
-        u32::try_from(rows.div_ceil(ROWS_PER_CUBE as usize)).expect("rows fit a grid"),
         u32::try_from(n.div_ceil(tokens)).expect("tokens fit a grid"),
+        u32::try_from(rows.div_ceil(ROWS_PER_CUBE as usize)).expect("rows fit a grid"),
         1,
     );
     q_matvec_kernel::launch(
         &x.client,
         cube_count,
         CubeDim::new_2d(LANES, ROWS_PER_CUBE),
-        x.clone().into_buffer_arg(),
+        xa.into_buffer_arg(),
+        xq.into_buffer_arg(),
+        xd.into_buffer_arg(),
         blocks.into_buffer_arg(),
-        // Without a residual the kernel never reads it: a stand-in (not `x`: one buffer bound
-        // twice fails SPIR-V validation).
+        // Without a residual the kernel never reads it: a stand-in.
         residual
             .cloned()
-            .unwrap_or_else(|| unread(x))
+            .unwrap_or_else(|| unread(x, Unread::Residual))
             .into_buffer_arg(),
         out.clone().into_buffer_arg(),
         n,
@@ -191,6 +296,7 @@ fn matvec_into(
         tokens,
         plane_sum_fits(&x.client),
         residual.is_some(),
+        q8 && q8::is_q8_kind(kind),
     );
 }
 
@@ -294,13 +400,22 @@ impl QuantizedMatmul for Cube {
         }
         let x = f32_contiguous(x);
         let kinds: Option<Vec<u32>> = ws.iter().map(|w| layout(w.ggml_type(), w.cols())).collect();
-        if let Some(kinds) = kinds.filter(|_| n <= MATVEC_TOKENS) {
+        // 8-bit activations take the matrix-vector kernel at any token count (token slices of
+        // 8; the dequantize + matmul path below multiplies f32 activations).
+        let q8 = kinds.is_some() && q8_block(&ws).is_some();
+        if let Some(kinds) = kinds.filter(|_| n <= MATVEC_TOKENS || q8) {
+            // The activations quantized once for every matrix.
+            let q8 = quantized(&x, n * cols, &ws);
+            let acts = Acts {
+                x: &x,
+                q8: q8.as_ref().map(|(q, d)| (q, d)),
+            };
             // Every matrix into its columns of one output: no concatenation.
             let total: usize = ws.iter().map(QWeight::rows).sum();
             let out = empty_like(&x, Shape::new([n, total]));
             let mut col0 = 0;
             for (w, kind) in ws.iter().zip(kinds) {
-                matvec_into(&x, w, kind, n, &out, total, col0, None);
+                matvec_into(&acts, w, kind, n, &out, total, col0, None);
                 col0 += w.rows();
             }
             return out;

@@ -9,6 +9,7 @@ use cubecl::prelude::*;
 
 use super::decode::{decode_unit, unit_col};
 use super::fused::round_to_f16;
+use super::q8::{is_q8_kind, unit_dot_q8, unit_q8};
 
 /// Lanes that share one weight row in [`q_matvec_kernel`] (a warp on NVIDIA).
 pub(super) const LANES: u32 = 32;
@@ -24,6 +25,8 @@ pub(super) const LANES: u32 = 32;
 #[cube(launch)]
 pub(super) fn q_matvec_kernel(
     x: &[f32],
+    xq: &[u32],
+    xd: &[f32],
     w: &[u32],
     res: &[f32],
     out: &mut [f32],
@@ -38,10 +41,13 @@ pub(super) fn q_matvec_kernel(
     #[comptime] tokens: usize,
     #[comptime] plane: bool,
     #[comptime] residual: bool,
+    #[comptime] q8: bool,
 ) {
     let lane = UNIT_POS_X as usize;
-    let r = CUBE_POS_X as usize * comptime!(rows_per_cube as usize) + UNIT_POS_Y as usize;
-    let t0 = CUBE_POS_Y as usize * tokens;
+    // Cubes of one row group and successive token slices are launched next to each other,
+    // so a prompt's slices find the group's weights in L2.
+    let r = CUBE_POS_Y as usize * comptime!(rows_per_cube as usize) + UNIT_POS_Y as usize;
+    let t0 = CUBE_POS_X as usize * tokens;
     let mut acc = Array::<f32>::new(tokens);
     #[unroll]
     for t in 0..tokens {
@@ -52,18 +58,31 @@ pub(super) fn q_matvec_kernel(
         let row = r * row_bytes;
         let mut u = lane;
         while u < units {
-            let mut vals = Array::<f32>::new(32usize);
-            decode_unit(w, row, u, &mut vals, kind);
-            #[unroll]
-            for t in 0..tokens {
-                // Tokens past `n` read token 0's row (in bounds) and are never written.
-                let xo = select(t0 + t < n, (t0 + t) * cols, 0);
-                let mut s = 0.0f32;
+            if comptime!(q8 && is_q8_kind(kind)) {
+                let mut qv = Array::<u32>::new(8usize);
+                let mut dw = Array::<f32>::new(4usize);
+                let mut mw = Array::<f32>::new(4usize);
+                unit_q8(w, row, u, &mut qv, &mut dw, &mut mw, kind);
                 #[unroll]
-                for i in 0..32 {
-                    s += vals[i] * x[xo + unit_col(u, i, kind)];
+                for t in 0..tokens {
+                    // Tokens past `n` read token 0's blocks (in bounds) and are never written.
+                    let xb = select(t0 + t < n, (t0 + t) * units, 0);
+                    acc[t] += unit_dot_q8(xq, xd, xb, u, &qv, &dw, &mw, kind);
                 }
-                acc[t] += s;
+            } else {
+                let mut vals = Array::<f32>::new(32usize);
+                decode_unit(w, row, u, &mut vals, kind);
+                #[unroll]
+                for t in 0..tokens {
+                    // Tokens past `n` read token 0's row (in bounds) and are never written.
+                    let xo = select(t0 + t < n, (t0 + t) * cols, 0);
+                    let mut s = 0.0f32;
+                    #[unroll]
+                    for i in 0..32 {
+                        s += vals[i] * x[xo + unit_col(u, i, kind)];
+                    }
+                    acc[t] += s;
+                }
             }
             u += comptime!(LANES as usize);
         }
@@ -148,19 +167,36 @@ pub(super) fn round_f16_kernel(x: &[f32], out: &mut [f32], len: usize) {
 /// the same order as [`q_matvec_kernel`] for its first token, so the products built on it
 /// ([`q_matvec3_kernel`], [`q_swiglu_kernel`]) give its results bit for bit.
 #[cube]
-fn lane_dot(x: &[f32], w: &[u32], row: usize, units: usize, #[comptime] kind: u32) -> f32 {
+fn lane_dot(
+    x: &[f32],
+    xq: &[u32],
+    xd: &[f32],
+    w: &[u32],
+    row: usize,
+    units: usize,
+    #[comptime] kind: u32,
+    #[comptime] q8: bool,
+) -> f32 {
     let lane = UNIT_POS_X as usize;
     let mut acc = 0.0f32;
     let mut u = lane;
     while u < units {
-        let mut vals = Array::<f32>::new(32usize);
-        decode_unit(w, row, u, &mut vals, kind);
-        let mut s = 0.0f32;
-        #[unroll]
-        for i in 0..32 {
-            s += vals[i] * x[unit_col(u, i, kind)];
+        if comptime!(q8 && is_q8_kind(kind)) {
+            let mut qv = Array::<u32>::new(8usize);
+            let mut dw = Array::<f32>::new(4usize);
+            let mut mw = Array::<f32>::new(4usize);
+            unit_q8(w, row, u, &mut qv, &mut dw, &mut mw, kind);
+            acc += unit_dot_q8(xq, xd, 0, u, &qv, &dw, &mw, kind);
+        } else {
+            let mut vals = Array::<f32>::new(32usize);
+            decode_unit(w, row, u, &mut vals, kind);
+            let mut s = 0.0f32;
+            #[unroll]
+            for i in 0..32 {
+                s += vals[i] * x[unit_col(u, i, kind)];
+            }
+            acc += s;
         }
-        acc += s;
         u += comptime!(LANES as usize);
     }
     acc
@@ -198,6 +234,8 @@ fn lanes_sum(v: f32, #[comptime] rows_per_cube: u32, #[comptime] plane: bool) ->
 #[cube(launch)]
 pub(super) fn q_matvec3_kernel(
     x: &[f32],
+    xq: &[u32],
+    xd: &[f32],
     wa: &[u32],
     wb: &[u32],
     wc: &[u32],
@@ -216,16 +254,26 @@ pub(super) fn q_matvec3_kernel(
     #[comptime] rows_per_cube: u32,
     #[comptime] plane: bool,
     #[comptime] has_bias: bool,
+    #[comptime] q8: bool,
 ) {
     let r = CUBE_POS_X as usize * comptime!(rows_per_cube as usize) + UNIT_POS_Y as usize;
     let units = cols / 32;
     let mut acc = 0.0f32;
     if r < r0 {
-        acc = lane_dot(x, wa, r * row_bytes_a, units, kind_a);
+        acc = lane_dot(x, xq, xd, wa, r * row_bytes_a, units, kind_a, q8);
     } else if r < r0 + r1 {
-        acc = lane_dot(x, wb, (r - r0) * row_bytes_b, units, kind_b);
+        acc = lane_dot(x, xq, xd, wb, (r - r0) * row_bytes_b, units, kind_b, q8);
     } else if r < r0 + r1 + r2 {
-        acc = lane_dot(x, wc, (r - r0 - r1) * row_bytes_c, units, kind_c);
+        acc = lane_dot(
+            x,
+            xq,
+            xd,
+            wc,
+            (r - r0 - r1) * row_bytes_c,
+            units,
+            kind_c,
+            q8,
+        );
     }
     let mut total = lanes_sum(acc, rows_per_cube, plane);
     if UNIT_POS_X == 0 && r < r0 + r1 + r2 {
@@ -241,6 +289,8 @@ pub(super) fn q_matvec3_kernel(
 #[cube(launch)]
 pub(super) fn q_swiglu_kernel(
     x: &[f32],
+    xq: &[u32],
+    xd: &[f32],
     wg: &[u32],
     wu: &[u32],
     out: &mut [f32],
@@ -252,14 +302,15 @@ pub(super) fn q_swiglu_kernel(
     #[comptime] kind_u: u32,
     #[comptime] rows_per_cube: u32,
     #[comptime] plane: bool,
+    #[comptime] q8: bool,
 ) {
     let r = CUBE_POS_X as usize * comptime!(rows_per_cube as usize) + UNIT_POS_Y as usize;
     let units = cols / 32;
     let mut ag = 0.0f32;
     let mut au = 0.0f32;
     if r < rows {
-        ag = lane_dot(x, wg, r * row_bytes_g, units, kind_g);
-        au = lane_dot(x, wu, r * row_bytes_u, units, kind_u);
+        ag = lane_dot(x, xq, xd, wg, r * row_bytes_g, units, kind_g, q8);
+        au = lane_dot(x, xq, xd, wu, r * row_bytes_u, units, kind_u, q8);
     }
     let g = lanes_sum(ag, rows_per_cube, plane);
     let u = lanes_sum(au, rows_per_cube, plane);

@@ -29,8 +29,8 @@ use super::decode::{decode_unit, unit_col};
 use super::fused::{ROW_THREADS, attention_at_kernel, rms_norm_kernel, round_to_f16};
 use super::products::{LANES, q_matvec3_kernel, q_swiglu_kernel};
 use super::{
-    ROWS_PER_CUBE, device_blocks, elementwise, f32_contiguous, layout, matvec_into, plane_sum_fits,
-    unread,
+    Acts, ROWS_PER_CUBE, Unread, device_blocks, elementwise, f32_contiguous, layout, matvec_into,
+    plane_sum_fits, q8_block, q8_buffers, quantize_into, unread,
 };
 use crate::model::rope::RopeStyle;
 use crate::qweight::QWeight;
@@ -155,6 +155,9 @@ struct Scratch {
     s: CubeTensor,
     /// `[1, vocab]`.
     logits: CubeTensor,
+    /// A product's activations as 8-bit blocks (packed bytes, scales), sized for the widest.
+    xq: CubeTensor,
+    xd: CubeTensor,
     /// `(cos, sin)` of positions `0..capacity`.
     table: CubeTensor,
     /// Per layer, the Q, K and V biases side by side (`qwen2`; empty otherwise).
@@ -288,7 +291,10 @@ impl Recorded {
         let mut angles = Vec::with_capacity(cap * plan.freqs.half);
         plan.freqs.angles(0, cap, &mut angles);
         let table: Vec<f32> = angles.iter().flat_map(|&(c, s)| [c, s]).collect();
+        let (xq, xd) = q8_buffers(like, d.d_model.max(qd).max(d.d_ff));
         let scratch = Scratch {
+            xq,
+            xd,
             input: CubeTensor::new_contiguous(
                 client.clone(),
                 like.device.clone(),
@@ -400,7 +406,8 @@ impl Recorded {
         );
         for (l, w) in p.layers.iter().enumerate() {
             rms_norm(c, &s.x, &self.norms[2 * l], &s.xn, d.d_model, eps);
-            qkv_product(&s.xn, w, s.biases.get(l), &s.qkv);
+            let acts = s.acts(&s.xn, d.d_model, [&w.wq, &w.wk, &w.wv]);
+            qkv_product(&acts, w, s.biases.get(l), &s.qkv);
             let (k_cache, v_cache) = (&self.kv[2 * l], &self.kv[2 * l + 1]);
             let (count, dim) = elementwise(&s.qkv, (h + kvh) * hd / 2 + kvd);
             qkv_rope_kernel::launch(
@@ -437,7 +444,7 @@ impl Recorded {
                 round,
             );
             matvec_into(
-                &s.att,
+                &s.acts(&s.att, h * hd, [&w.wo]),
                 &w.wo,
                 kind(&w.wo),
                 1,
@@ -447,9 +454,9 @@ impl Recorded {
                 Some(&s.x),
             );
             rms_norm(c, &s.h, &self.norms[2 * l + 1], &s.xn, d.d_model, eps);
-            swiglu_product(&s.xn, w, &s.s);
+            swiglu_product(&s.acts(&s.xn, d.d_model, [&w.gate, &w.up]), w, &s.s);
             matvec_into(
-                &s.s,
+                &s.acts(&s.s, d.d_ff, [&w.down]),
                 &w.down,
                 kind(&w.down),
                 1,
@@ -468,7 +475,7 @@ impl Recorded {
             eps,
         );
         matvec_into(
-            &s.xn,
+            &s.acts(&s.xn, d.d_model, [&p.output]),
             &p.output,
             kind(&p.output),
             1,
@@ -477,6 +484,24 @@ impl Recorded {
             0,
             None,
         );
+    }
+}
+
+impl Scratch {
+    /// `x` (`values` wide) as a product with `ws` takes it: quantized into the step's blocks
+    /// first where the product takes 8-bit activations ([`q8_block`]).
+    fn acts<'a, const N: usize>(
+        &'a self,
+        x: &'a CubeTensor,
+        values: usize,
+        ws: [&QWeight; N],
+    ) -> Acts<'a> {
+        let ws = ws.map(QWeight::clone);
+        let q8 = q8_block(&ws).map(|per| {
+            quantize_into(x, values, per, &self.xq, &self.xd);
+            (&self.xq, &self.xd)
+        });
+        Acts { x, q8 }
     }
 }
 
@@ -509,17 +534,23 @@ fn row_cubes(rows: usize) -> CubeCount {
 }
 
 /// `out = x · [Wq; Wk; Wv]ᵀ (+ bias)` for one token, one launch.
-fn qkv_product(x: &CubeTensor, w: &LayerWeights, bias: Option<&CubeTensor>, out: &CubeTensor) {
+fn qkv_product(acts: &Acts, w: &LayerWeights, bias: Option<&CubeTensor>, out: &CubeTensor) {
     let (q, k, v) = (&w.wq, &w.wk, &w.wv);
+    let x = acts.x;
+    let (xa, xq, xd, q8) = acts.args();
     q_matvec3_kernel::launch(
         &x.client,
         row_cubes(q.rows() + k.rows() + v.rows()),
         CubeDim::new_2d(LANES, ROWS_PER_CUBE),
-        x.clone().into_buffer_arg(),
+        xa.into_buffer_arg(),
+        xq.into_buffer_arg(),
+        xd.into_buffer_arg(),
         device_blocks(x, q).into_buffer_arg(),
         device_blocks(x, k).into_buffer_arg(),
         device_blocks(x, v).into_buffer_arg(),
-        bias.cloned().unwrap_or_else(|| unread(x)).into_buffer_arg(),
+        bias.cloned()
+            .unwrap_or_else(|| unread(x, Unread::Bias))
+            .into_buffer_arg(),
         out.clone().into_buffer_arg(),
         q.cols(),
         q.rows(),
@@ -534,17 +565,22 @@ fn qkv_product(x: &CubeTensor, w: &LayerWeights, bias: Option<&CubeTensor>, out:
         ROWS_PER_CUBE,
         plane_sum_fits(&x.client),
         bias.is_some(),
+        q8,
     );
 }
 
 /// `out = silu(x · Gateᵀ) · (x · Upᵀ)` for one token, one launch.
-fn swiglu_product(x: &CubeTensor, w: &LayerWeights, out: &CubeTensor) {
+fn swiglu_product(acts: &Acts, w: &LayerWeights, out: &CubeTensor) {
     let (g, u) = (&w.gate, &w.up);
+    let x = acts.x;
+    let (xa, xq, xd, q8) = acts.args();
     q_swiglu_kernel::launch(
         &x.client,
         row_cubes(g.rows()),
         CubeDim::new_2d(LANES, ROWS_PER_CUBE),
-        x.clone().into_buffer_arg(),
+        xa.into_buffer_arg(),
+        xq.into_buffer_arg(),
+        xd.into_buffer_arg(),
         device_blocks(x, g).into_buffer_arg(),
         device_blocks(x, u).into_buffer_arg(),
         out.clone().into_buffer_arg(),
@@ -556,5 +592,6 @@ fn swiglu_product(x: &CubeTensor, w: &LayerWeights, out: &CubeTensor) {
         kind(u),
         ROWS_PER_CUBE,
         plane_sum_fits(&x.client),
+        q8,
     );
 }
