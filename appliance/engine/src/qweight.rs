@@ -83,11 +83,11 @@ impl QWeight {
     }
 
     /// Adds a copy of the rows interleaved by sixteen where this CPU multiplies such rows
-    /// faster (AVX-512 VNNI, a Q4_K, Q5_K, Q6_K or Q4_0 matrix of a multiple of sixteen rows; otherwise
+    /// faster (AVX-512 VNNI, a Q4_K, Q5_K, Q6_K, Q4_0 or Q8_0 matrix of a multiple of sixteen rows; otherwise
     /// unchanged), as llama.cpp repacks Q4_K at load: a decode step's products then run ~3×
     /// fewer instructions per weight and prompt tiles reuse each loaded weight vector across
     /// four tokens. The copy is the matrix's size (148 bytes per 144 for Q4_K, equal for
-    /// Q6_K and Q4_0); the original's mapped pages are released.
+    /// Q6_K, Q4_0 and Q8_0); the original's mapped pages are released.
     pub fn with_interleaved_rows(mut self) -> QWeight {
         if self.interleaved.is_none() && Isa::detect() == Isa::Avx512Vnni {
             self.interleaved =

@@ -1,6 +1,7 @@
 //! [`Interleaved`]: a K-quant matrix's copy with sixteen rows interleaved per super-block, the
 //! layout of the AVX-512 kernels in [`super::q4k16`] (Q4_K, Q5_K), [`super::q6k16`] (Q6_K) and
-//! [`super::q40x16`] (Q4_0, with 8-bit activations per 32 rather than per 256).
+//! [`super::q40x16`] and [`super::q80x16`] (Q4_0 and Q8_0, with 8-bit activations per 32
+//! rather than per 256).
 
 use airlock_gguf::GgmlType;
 
@@ -9,6 +10,7 @@ use super::q6k16::{self, Q6KGroups};
 use super::q8::Q8Row;
 use super::q8k::Q8KRow;
 use super::q40x16::{self, Q40Groups};
+use super::q80x16::{self, Q80Groups};
 
 /// Rows per interleaved group (every layout).
 pub const ROWS: usize = q4k16::ROWS;
@@ -83,6 +85,8 @@ pub enum Interleaved {
     Q6K(Q6KGroups),
     /// Q4_0 ([`q40x16`]).
     Q40(Q40Groups),
+    /// Q8_0 ([`q80x16`]).
+    Q80(Q80Groups),
 }
 
 impl Interleaved {
@@ -96,6 +100,8 @@ impl Interleaved {
             GgmlType::Q6_K => Q6KGroups::repack(bytes, rows, blocks).map(Interleaved::Q6K),
             GgmlType::Q4_0 => Q40Groups::repack(bytes, rows, cols / airlock_gguf::blocks::QK)
                 .map(Interleaved::Q40),
+            GgmlType::Q8_0 => Q80Groups::repack(bytes, rows, cols / airlock_gguf::blocks::QK)
+                .map(Interleaved::Q80),
             _ => None,
         }
     }
@@ -106,6 +112,7 @@ impl Interleaved {
             Interleaved::Q4K(m) => m.groups(),
             Interleaved::Q6K(m) => m.groups(),
             Interleaved::Q40(m) => m.groups(),
+            Interleaved::Q80(m) => m.groups(),
         }
     }
 
@@ -116,6 +123,7 @@ impl Interleaved {
             Interleaved::Q4K(m) => Group::Q4K(m.group(g)),
             Interleaved::Q6K(m) => Group::Q6K(m.group(g)),
             Interleaved::Q40(m) => Group::Q40(m.group(g)),
+            Interleaved::Q80(m) => Group::Q80(m.group(g)),
         }
     }
 }
@@ -131,26 +139,29 @@ pub enum Group<'a> {
     Q6K(&'a [u8]),
     /// Q4_0 layout.
     Q40(&'a [u8]),
+    /// Q8_0 layout.
+    Q80(&'a [u8]),
 }
 
 impl Group<'_> {
     /// The group's sixteen rows times `T` activations with the type's AVX-512 kernel
-    /// (`None`: lengths disagree, no AVX-512 VNNI, or a Q4_0 group: see
+    /// (`None`: lengths disagree, no AVX-512 VNNI, or a Q4_0/Q8_0 group: see
     /// [`Group::dot_tokens_q8`]).
     pub fn dot_tokens<const T: usize>(self, a: &[&Q8KRow; T]) -> Option<[[f32; ROWS]; T]> {
         match self {
             Group::Q4K(g) => q4k16::dot_group_tokens::<T>(g, a, false),
             Group::Q5K(g) => q4k16::dot_group_tokens::<T>(g, a, true),
             Group::Q6K(g) => q6k16::dot_group_tokens::<T>(g, a),
-            Group::Q40(_) => None,
+            Group::Q40(_) | Group::Q80(_) => None,
         }
     }
 
-    /// A Q4_0 group's sixteen rows times `T` activations quantized per 32 (`None` for a
+    /// A Q4_0 or Q8_0 group's sixteen rows times `T` activations quantized per 32 (`None` for a
     /// K-quant group, lengths that disagree, or no AVX-512 VNNI).
     pub fn dot_tokens_q8<const T: usize>(self, a: &[&Q8Row; T]) -> Option<[[f32; ROWS]; T]> {
         match self {
             Group::Q40(g) => q40x16::dot_group_tokens::<T>(g, a),
+            Group::Q80(g) => q80x16::dot_group_tokens::<T>(g, a),
             Group::Q4K(_) | Group::Q5K(_) | Group::Q6K(_) => None,
         }
     }

@@ -19,8 +19,8 @@
 //!   Q6_K matrices loaded for the CPU carry a copy with sixteen rows interleaved per
 //!   super-block (module `interleaved`: `q4k16`, `q6k16`), multiplied sixteen rows per
 //!   instruction for one token or four, with their own (token-invariant) arithmetic; so do
-//!   Q4_0 matrices (`q40x16`, 8-bit activations per 32, [`matmul_rows_multi`] when every
-//!   matrix of the call has the copy).
+//!   Q4_0 and Q8_0 matrices (`q40x16`, `q80x16`, 8-bit activations per 32,
+//!   [`matmul_rows_multi`] when every matrix of the call has the copy).
 //! * [`dequantize_rows`]: a band of rows decoded to f32, for prompt processing of the types
 //!   without 8-bit kernels (F16/BF16/F32, exact activations), multiplied by burn's GEMM (see
 //!   `crate::ops`).
@@ -57,6 +57,7 @@ pub mod q40x16;
 pub mod q4k16;
 pub mod q6k16;
 pub mod q8;
+pub mod q80x16;
 pub mod q8k;
 #[cfg(target_arch = "x86_64")]
 mod tile;
@@ -583,9 +584,12 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
     let isa = Isa::detect();
     if w0.q8_activations()
         && isa == Isa::Avx512Vnni
-        && ws
-            .iter()
-            .all(|w| matches!(w.interleaved(), Some(interleaved::Interleaved::Q40(_))))
+        && ws.iter().all(|w| {
+            matches!(
+                w.interleaved(),
+                Some(interleaved::Interleaved::Q40(_) | interleaved::Interleaved::Q80(_))
+            )
+        })
     {
         return matmul_interleaved_q8(ws, x, n, out);
     }
@@ -740,8 +744,8 @@ pub fn matmul_rows_multi(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) 
     }
 }
 
-/// [`matmul_rows_multi`] for matrices that all carry a Q4_0 copy interleaved by sixteen
-/// (`q40x16`): every row is in a group (their row counts are multiples of sixteen), one token
+/// [`matmul_rows_multi`] for matrices that all carry a Q4_0 or Q8_0 copy interleaved by
+/// sixteen (`q40x16`, `q80x16`): every row is in a group (their row counts are multiples of sixteen), one token
 /// through the one-token kernel, several four at a time (the last one to three alone); each
 /// bitwise the layout's scalar twin, so the product is token-invariant.
 fn matmul_interleaved_q8(ws: &[&QWeight], x: &[f32], n: usize, out: &mut [f32]) {
