@@ -312,8 +312,11 @@ def q4_k_m_type(name, n_layers):
 
 def write_random_blocks(shape_name, shape, path, seed, tok_kv):
     """Writes a Q4_K_M-shaped file without llama.cpp: every matrix is superblocks of random
-    quants with small fixed scales (Q4_K d = 2^-9, dmin = 2^-10; Q6_K d = 2^-9), so the values
-    are finite and meaningless, and a kernel reads exactly the bytes a real file's would: for
+    quants with fixed scales chosen so the values are centred and of the F16 files' spread
+    (1/sqrt(fan_in)): Q4_K sub-block scale and minimum 32 with dmin = 7.5 d, values
+    32 d (q - 7.5); Q6_K scales 64, values 64 d (q - 32). Activations then stay of a real model's
+    size (off-centre values made logits of ~1 000, where f32 rounding in attention decides), a
+    kernel reads exactly the bytes a real file's would, and nothing meaningful is computed: for
     timing on a machine without llama.cpp, never for fidelity."""
     import gguf
     specs = tensors(shape)
@@ -326,19 +329,22 @@ def write_random_blocks(shape_name, shape, path, seed, tok_kv):
     for name, dims, fan_in in specs:
         if fan_in is None:
             w.add_tensor_info(name, dims, np.dtype(np.float32), dims[0] * 4)
-            plan.append((name, dims, None))
+            plan.append((name, dims, None, None))
             continue
         ty = q4_k_m_type(name, shape.n_layers)
         per = Q4_K_BYTES if ty == "Q4_K" else Q6_K_BYTES
         byte_shape = (dims[0], dims[1] // 256 * per)
         w.add_tensor_info(name, byte_shape, np.dtype(np.uint8), byte_shape[0] * byte_shape[1],
                           raw_dtype=getattr(gguf.GGMLQuantizationType, ty))
-        plan.append((name, byte_shape, ty))
-    d9 = np.array([2.0 ** -9], dtype=np.float16).view(np.uint8)
-    d10 = np.array([2.0 ** -10], dtype=np.float16).view(np.uint8)
+        plan.append((name, byte_shape, ty, fan_in))
+    f16 = lambda v: np.array([v], dtype=np.float16).view(np.uint8)  # noqa: E731
+    # Q4_K's 12 scale bytes giving every sub-block scale 32 and minimum 32 (ggml's
+    # get_scale_min_k4: bytes 0..8 hold the low 6 bits and, in bits 6..7, the high bits of
+    # sub-blocks 4..7; bytes 8..12 their low nibbles, here 0).
+    k4_scales = np.array([160] * 8 + [0] * 4, dtype=np.uint8)
 
     def body(f):
-        for name, dims, ty in plan:
+        for name, dims, ty, fan_in in plan:
             f.write(b"\0" * (-f.tell() % ALIGN))
             if ty is None:
                 np.ones(dims, dtype=np.float32).tofile(f)
@@ -350,9 +356,13 @@ def write_random_blocks(shape_name, shape, path, seed, tok_kv):
                 n = min(rows, dims[0] - r0)
                 blocks = rng.integers(0, 256, size=(n * dims[1] // per, per), dtype=np.uint8)
                 if ty == "Q4_K":
-                    blocks[:, 0:2], blocks[:, 2:4] = d9, d10
+                    d = 1.0 / (32 * 4.61 * np.sqrt(fan_in))
+                    blocks[:, 0:2], blocks[:, 2:4] = f16(d), f16(7.5 * d)
+                    blocks[:, 4:16] = k4_scales
                 else:
-                    blocks[:, 208:210] = d9
+                    d = 1.0 / (64 * 18.5 * np.sqrt(fan_in))
+                    blocks[:, 192:208] = 64
+                    blocks[:, 208:210] = f16(d)
                 blocks.tofile(f)
 
     t0 = time.monotonic()

@@ -162,13 +162,15 @@ fn all(g: &Device, c: &Device) -> Vec<OpCheck> {
     }
     // 4 query heads on 2 key/value heads of 64, a cache of capacity 300 holding `start + n`
     // positions (a narrowed view, as the KV cache hands it out).
-    // Head size 80 (Phi-2's): rows of a width CUDA pads.
+    // Head size 80 (Phi-2's): rows of a width CUDA pads; 128 (Llama-3 8B's, Mistral 7B's).
     for (start, n, hd) in [
         (0usize, 1usize, 64usize),
         (37, 1, 64),
         (200, 5, 64),
         (0, 20, 64),
         (11, 3, 80),
+        (57, 1, 128),
+        (0, 20, 128),
     ] {
         let (h, kvh, cap) = (4, 2, 300);
         let q = values(h * n * hd, 5 + start as u64);
@@ -222,11 +224,14 @@ fn products(g: &Device) -> Vec<OpCheck> {
             });
             continue;
         };
+        // A device forced to f32 activations (`AIRLOCK_GPU_ACTIVATIONS=f32`, a diagnostic)
+        // multiplies exactly where 8-bit activations were asked for.
+        let forced_f32 = std::env::var("AIRLOCK_GPU_ACTIVATIONS").is_ok_and(|v| v == "f32");
         for (n, exact) in [(1usize, false), (3, false), (20, false), (5, true)] {
             let x = values(n * cols, 30 + n as u64);
             let w = w.clone().with_exact_activations(exact);
             let xt = |d: &Device| Tensor::<2>::from_data(TensorData::new(x.clone(), [n, cols]), d);
-            let reference = if exact {
+            let reference = if exact || forced_f32 {
                 let dense: Vec<Vec<f32>> = (0..rows)
                     .map(|r| w.dequantize_row(r).unwrap_or_default())
                     .collect();
