@@ -60,7 +60,7 @@ fn cube_max(v: f32, #[comptime] threads: u32) -> f32 {
 /// `1 / sqrt(mean + eps)` of a row of `d` values whose squares each unit summed in part
 /// (`ss`), in every unit.
 #[cube]
-fn rms_scale(ss: f32, d: usize, eps: f32) -> f32 {
+pub(super) fn rms_scale(ss: f32, d: usize, eps: f32) -> f32 {
     let total = cube_sum(ss, ROW_THREADS);
     1.0f32 / f32::sqrt(total / f32::cast_from(d) + eps)
 }

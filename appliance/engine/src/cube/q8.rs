@@ -23,13 +23,17 @@
     clippy::manual_is_multiple_of,
     reason = "CubeCL expands `%`, not `is_multiple_of`, inside kernels"
 )]
+#![allow(
+    clippy::too_many_arguments,
+    reason = "a kernel's arguments are its launch ABI (the macro's launch fn repeats them)"
+)]
 
 use cubecl::prelude::*;
 
 use super::decode::{
     BF16, F16, F32, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q8_0, byte_at, f16_at, f16_bits, scale_min_k4,
 };
-use super::fused::round_to_f16;
+use super::fused::{ROW_THREADS, rms_scale, round_to_f16};
 
 /// Activation values per scale: one activation block.
 pub(super) const QBLOCK: usize = 32;
@@ -79,20 +83,47 @@ pub(super) fn quantize_q8_kernel(
     words: usize,
     #[comptime] per: u32,
 ) {
-    let units = comptime!(QUANTIZE_UNITS as usize);
+    let w = ABSOLUTE_POS;
+    let valid = w < words;
+    let mut v = Array::<f32>::new(4usize);
+    #[unroll]
+    for j in 0..4 {
+        v[j] = select(valid, x[select(valid, 4 * w + j, 0)], 0.0f32);
+    }
+    quantize_word(
+        &v,
+        w,
+        valid,
+        xq,
+        xd,
+        comptime!(QUANTIZE_UNITS as usize),
+        per,
+    );
+}
+
+/// Word `w` of [`quantize_q8_kernel`]'s output from its four values `v`, in a cube of `units`
+/// units that each quantize one word (`valid` false for a unit past the end: it takes part in
+/// the cube's exchanges and writes nothing). Every unit of the cube must call it, the same
+/// number of times (it synchronises the cube); 32- and 256-value blocks never straddle cubes.
+#[cube]
+pub(super) fn quantize_word(
+    v: &Array<f32>,
+    w: usize,
+    valid: bool,
+    xq: &mut [u32],
+    xd: &mut [f32],
+    #[comptime] units: usize,
+    #[comptime] per: u32,
+) {
     let group = comptime!(per as usize / 4);
     let mut amaxes = Shared::<[f32]>::new_slice(units);
     let mut maxes = Shared::<[f32]>::new_slice(units);
     let mut sums = Shared::<[i32]>::new_slice(units);
-    let w = ABSOLUTE_POS;
     let tid = UNIT_POS as usize;
-    let valid = w < words;
-    let mut v = Array::<f32>::new(4usize);
     let mut am = 0.0f32;
     let mut mx = 0.0f32;
     #[unroll]
     for j in 0..4 {
-        v[j] = select(valid, x[select(valid, 4 * w + j, 0)], 0.0f32);
         // The first value of largest magnitude, in order (ggml's loop).
         if f32::abs(v[j]) > am {
             am = f32::abs(v[j]);
@@ -147,6 +178,56 @@ pub(super) fn quantize_q8_kernel(
                 xd[2 * blk + 1] = round_to_f16(bam / 127.0 * f32::cast_from(total));
             }
         }
+    }
+    // A caller's next word reuses the exchanges.
+    sync_cube();
+}
+
+/// [`super::fused::rms_norm_kernel`] for one row, and the row quantized for an 8-bit-activation product into
+/// `xq`, `xd` in the same launch (`per` values per scale: [`super::q8::quantize_q8_kernel`]'s
+/// arithmetic on the same values, so the codes are those of a separate quantizing launch).
+#[cube(launch)]
+pub(super) fn rms_norm_q8_kernel(
+    x: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+    xq: &mut [u32],
+    xd: &mut [f32],
+    d: usize,
+    eps: f32,
+    #[comptime] per: u32,
+) {
+    let tid = UNIT_POS as usize;
+    let threads = comptime!(ROW_THREADS as usize);
+    let steps = d.div_ceil(threads);
+    let mut ss = 0.0f32;
+    for k in 0..steps {
+        let i = k * threads + tid;
+        if i < d {
+            let v = x[i];
+            ss += v * v;
+        }
+    }
+    let scale = rms_scale(ss, d, eps);
+    for k in 0..steps {
+        let i = k * threads + tid;
+        if i < d {
+            out[i] = x[i] * scale * w[i];
+        }
+    }
+    // Each unit recomputes its word's four values (the expression above, so the same bits)
+    // rather than reading back what other units wrote.
+    let words = d / 4;
+    for p in 0..words.div_ceil(threads) {
+        let wi = p * threads + tid;
+        let valid = wi < words;
+        let mut v = Array::<f32>::new(4usize);
+        #[unroll]
+        for j in 0..4 {
+            let i = select(valid, 4 * wi + j, 0);
+            v[j] = select(valid, x[i] * scale * w[i], 0.0f32);
+        }
+        quantize_word(&v, wi, valid, xq, xd, threads, per);
     }
 }
 
