@@ -193,6 +193,86 @@ pub fn for_tokens<A>(
     }
 }
 
+/// The three tests of a 32-value block layout with 8-bit activations per 32 (`q40x16`,
+/// `q80x16`): the scalar twin is the exact product of the dequantized rows, the SIMD kernel is
+/// the twin bitwise for one token and four, and repacking refuses what it cannot interleave.
+/// `$groups`: the layout's type; `$bytes`: the GGUF block's size; `$dequantize`: its reference
+/// decoder. Expanded inside the layout's `tests` module (which has `use super::*`).
+#[cfg(test)]
+macro_rules! q8_block_layout_tests {
+    ($groups:ident, $bytes:ident, $dequantize:path) => {
+        use crate::kernels::interleaved::testing::{
+            activations, assert_kernel_is_twin, assert_twin_is_exact, random_blocks,
+        };
+
+        fn random_rows(rows: usize, blocks: usize, seed: u64) -> Vec<u8> {
+            random_blocks(rows, blocks, $bytes, &[0], seed)
+        }
+
+        #[test]
+        fn twin_matches_the_dequantized_rows() {
+            let (rows, blocks) = (32, 5);
+            let w = random_rows(rows, blocks, 3);
+            let g = $groups::repack(&w, rows, blocks).unwrap();
+            let a = Q8Row::quantize(&activations(blocks * QK, 4));
+            let got: Vec<_> = (0..g.groups())
+                .map(|gi| dot_group(g.group(gi), &a).unwrap())
+                .collect();
+            assert_twin_is_exact(&got, |r| {
+                let row = &w[r * blocks * $bytes..][..blocks * $bytes];
+                let mut dq = [0f32; QK];
+                let mut want = 0f64;
+                for (bi, b) in row.chunks_exact($bytes).enumerate() {
+                    $dequantize(b.try_into().unwrap(), &mut dq);
+                    let x = &a.qs[bi * QK..];
+                    want += dq
+                        .iter()
+                        .zip(x)
+                        .map(|(&d, &q)| f64::from(d) * f64::from(q))
+                        .sum::<f64>()
+                        * f64::from(a.d[bi]);
+                }
+                want
+            });
+        }
+
+        #[test]
+        fn simd_kernel_is_the_twin_bitwise_for_any_token_count() {
+            let (rows, blocks) = (48, 64);
+            let w = random_rows(rows, blocks, 17);
+            let g = $groups::repack(&w, rows, blocks).unwrap();
+            let acts =
+                std::array::from_fn(|t| Q8Row::quantize(&activations(blocks * QK, 300 + t as u32)));
+            let groups: Vec<&[u8]> = (0..g.groups()).map(|gi| g.group(gi)).collect();
+            assert_kernel_is_twin(
+                &groups,
+                &acts,
+                dot_group,
+                |g, a| dot_group_tokens::<1>(g, &[a]).map(|v| v[0]),
+                |g, a| dot_group_tokens::<4>(g, &a),
+            );
+        }
+
+        #[test]
+        fn repack_refuses_what_it_cannot_interleave() {
+            let w = random_rows(16, 1, 1);
+            assert!($groups::repack(&w, 16, 1).is_some());
+            assert!($groups::repack(&w[..$bytes * 8], 8, 1).is_none(), "8 rows");
+            assert!($groups::repack(&w[1..], 16, 1).is_none(), "short");
+            let a = Q8Row::quantize(&activations(2 * QK, 0));
+            let g = $groups::repack(&w, 16, 1).unwrap();
+            assert!(
+                dot_group(g.group(0), &a).is_none(),
+                "activation of two blocks"
+            );
+            assert!(dot_group_tokens::<1>(g.group(0), &[&a]).is_none());
+        }
+    };
+}
+
+#[cfg(test)]
+pub(crate) use q8_block_layout_tests;
+
 /// Test data shared by the layouts' tests.
 #[cfg(test)]
 pub(crate) mod testing {

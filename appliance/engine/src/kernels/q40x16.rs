@@ -173,74 +173,9 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::interleaved::testing::{
-        activations, assert_kernel_is_twin, assert_twin_is_exact, random_blocks,
-    };
-    use airlock_gguf::blocks::dequantize_q4_0;
-
-    fn random_rows(rows: usize, blocks: usize, seed: u64) -> Vec<u8> {
-        random_blocks(rows, blocks, Q4_0_BYTES, &[0], seed)
-    }
-
-    #[test]
-    fn twin_matches_the_dequantized_rows() {
-        let (rows, blocks) = (32, 5);
-        let w = random_rows(rows, blocks, 3);
-        let g = Q40Groups::repack(&w, rows, blocks).unwrap();
-        let a = Q8Row::quantize(&activations(blocks * QK, 4));
-        let got: Vec<_> = (0..g.groups())
-            .map(|gi| dot_group(g.group(gi), &a).unwrap())
-            .collect();
-        assert_twin_is_exact(&got, |r| {
-            let row = &w[r * blocks * Q4_0_BYTES..][..blocks * Q4_0_BYTES];
-            let mut dq = [0f32; QK];
-            let mut want = 0f64;
-            for (bi, b) in row.chunks_exact(Q4_0_BYTES).enumerate() {
-                dequantize_q4_0(b.try_into().unwrap(), &mut dq);
-                let x = &a.qs[bi * QK..];
-                want += dq
-                    .iter()
-                    .zip(x)
-                    .map(|(&d, &q)| f64::from(d) * f64::from(q))
-                    .sum::<f64>()
-                    * f64::from(a.d[bi]);
-            }
-            want
-        });
-    }
-
-    #[test]
-    fn simd_kernel_is_the_twin_bitwise_for_any_token_count() {
-        let (rows, blocks) = (48, 64);
-        let w = random_rows(rows, blocks, 17);
-        let g = Q40Groups::repack(&w, rows, blocks).unwrap();
-        let acts =
-            std::array::from_fn(|t| Q8Row::quantize(&activations(blocks * QK, 300 + t as u32)));
-        let groups: Vec<&[u8]> = (0..g.groups()).map(|gi| g.group(gi)).collect();
-        assert_kernel_is_twin(
-            &groups,
-            &acts,
-            dot_group,
-            |g, a| dot_group_tokens::<1>(g, &[a]).map(|v| v[0]),
-            |g, a| dot_group_tokens::<4>(g, &a),
-        );
-    }
-
-    #[test]
-    fn repack_refuses_what_it_cannot_interleave() {
-        let w = random_rows(16, 1, 1);
-        assert!(Q40Groups::repack(&w, 16, 1).is_some());
-        assert!(
-            Q40Groups::repack(&w[..Q4_0_BYTES * 8], 8, 1).is_none(),
-            "8 rows"
-        );
-        assert!(Q40Groups::repack(&w[1..], 16, 1).is_none(), "short");
-        let a = Q8Row::quantize(&activations(2 * QK, 0));
-        let g = Q40Groups::repack(&w, 16, 1).unwrap();
-        assert!(
-            dot_group(g.group(0), &a).is_none(),
-            "activation of two blocks"
-        );
-        assert!(dot_group_tokens::<1>(g.group(0), &[&a]).is_none());
-    }
+    crate::kernels::interleaved::q8_block_layout_tests!(
+        Q40Groups,
+        Q4_0_BYTES,
+        airlock_gguf::blocks::dequantize_q4_0
+    );
 }
