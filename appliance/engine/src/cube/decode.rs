@@ -85,7 +85,7 @@ fn byte_of3(s0: u32, s1: u32, s2: u32, j: usize) -> u32 {
 /// Scale and minimum `j` (0..8) of a Q4_K/Q5_K superblock, from its 12 packed 6-bit fields
 /// held in the words `s0..s2` (ggml `get_scale_min_k4`).
 #[cube]
-pub(super) fn scale_min_k4(s0: u32, s1: u32, s2: u32, j: usize) -> (f32, f32) {
+fn scale_min_k4(s0: u32, s1: u32, s2: u32, j: usize) -> (f32, f32) {
     let mut sc = byte_of3(s0, s1, s2, j) & 63;
     let mut m = byte_of3(s0, s1, s2, j + 4) & 63;
     if j >= 4 {
@@ -94,6 +94,29 @@ pub(super) fn scale_min_k4(s0: u32, s1: u32, s2: u32, j: usize) -> (f32, f32) {
         m = (hi >> 4) | ((byte_of3(s0, s1, s2, j) >> 6) << 4);
     }
     (f32::cast_from(sc), f32::cast_from(m))
+}
+
+/// For unit `u` of the Q4_K/Q5_K row starting at byte `row`: its superblock's first word, and
+/// the scale and minimum (`d · sc`, `dmin · m`) of the unit's two sub-blocks `2g` and `2g + 1`
+/// (`g = (u % 8) / 2`). Superblocks of 144/176 bytes in rows of whole superblocks keep every
+/// field word-aligned: one word of `d, dmin`, three of scales.
+#[cube]
+pub(super) fn k4_unit_scales(
+    w: &[u32],
+    row: usize,
+    u: usize,
+    #[comptime] kind: u32,
+) -> (usize, f32, f32, f32, f32) {
+    let g = (u % 8) / 2;
+    let size = if kind == Q4_K { 144usize } else { 176usize };
+    let wb = (row + (u / 8) * size) / 4;
+    let dm = w[wb];
+    let d = f16_bits(dm & 0xFFFF);
+    let dmin = f16_bits(dm >> 16);
+    let (s0, s1, s2) = (w[wb + 1], w[wb + 2], w[wb + 3]);
+    let (sc1, m1) = scale_min_k4(s0, s1, s2, 2 * g);
+    let (sc2, m2) = scale_min_k4(s0, s1, s2, 2 * g + 1);
+    (wb, d * sc1, dmin * m1, d * sc2, dmin * m2)
 }
 
 /// Writes the 32 values of unit `u` of the row starting at byte `row` into `vals`.
@@ -150,16 +173,7 @@ pub(super) fn decode_unit(
         // Superblocks of 144/176 bytes in rows of whole superblocks: every field is
         // word-aligned, so the unit is word loads (1 + 3 + 4, and 4 of qh for Q5_K) with
         // constant shifts, not a load per byte.
-        let size = if kind == Q4_K { 144usize } else { 176usize };
-        let wb = (row + (u / 8) * size) / 4;
-        let dm = w[wb];
-        let d = f16_bits(dm & 0xFFFF);
-        let dmin = f16_bits(dm >> 16);
-        let (s0, s1, s2) = (w[wb + 1], w[wb + 2], w[wb + 3]);
-        let (sc1, m1) = scale_min_k4(s0, s1, s2, 2 * g);
-        let (sc2, m2) = scale_min_k4(s0, s1, s2, 2 * g + 1);
-        let (d1, d2) = (d * sc1, d * sc2);
-        let (min1, min2) = (dmin * m1, dmin * m2);
+        let (wb, d1, min1, d2, min2) = k4_unit_scales(w, row, u, kind);
         let qs_start = if kind == Q4_K { 4usize } else { 12usize };
         let qs = wb + qs_start + 8 * g + 4 * h;
         let qh_shift = u32::cast_from(2 * g);

@@ -31,7 +31,7 @@
 use cubecl::prelude::*;
 
 use super::decode::{
-    BF16, F16, F32, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q8_0, byte_at, f16_at, f16_bits, scale_min_k4,
+    BF16, F16, F32, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q8_0, byte_at, f16_at, f16_bits, k4_unit_scales,
 };
 use super::fused::{ROW_THREADS, rms_scale, round_to_f16};
 
@@ -296,18 +296,11 @@ pub(super) fn unit_q8(
         let k = u % 8;
         let g = k / 2;
         let h = k % 2;
-        let size = if kind == Q4_K { 144usize } else { 176usize };
-        let wb = (row + (u / 8) * size) / 4;
-        let dm = w[wb];
-        let d = f16_bits(dm & 0xFFFF);
-        let dmin = f16_bits(dm >> 16);
-        let (s0, s1, s2) = (w[wb + 1], w[wb + 2], w[wb + 3]);
-        let (sc1, m1) = scale_min_k4(s0, s1, s2, 2 * g);
-        let (sc2, m2) = scale_min_k4(s0, s1, s2, 2 * g + 1);
-        dw[0] = d * sc1;
-        mw[0] = dmin * m1;
-        dw[1] = d * sc2;
-        mw[1] = dmin * m2;
+        let (wb, d1, min1, d2, min2) = k4_unit_scales(w, row, u, kind);
+        dw[0] = d1;
+        mw[0] = min1;
+        dw[1] = d2;
+        mw[1] = min2;
         let qs_start = if kind == Q4_K { 4usize } else { 12usize };
         let qs = wb + qs_start + 8 * g + 4 * h;
         let qh_shift = u32::cast_from(2 * g);
