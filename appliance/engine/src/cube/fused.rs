@@ -60,7 +60,7 @@ fn cube_max(v: f32, #[comptime] threads: u32) -> f32 {
 /// `1 / sqrt(mean + eps)` of a row of `d` values whose squares each unit summed in part
 /// (`ss`), in every unit.
 #[cube]
-pub(super) fn rms_scale(ss: f32, d: usize, eps: f32) -> f32 {
+fn rms_scale(ss: f32, d: usize, eps: f32) -> f32 {
     let total = cube_sum(ss, ROW_THREADS);
     1.0f32 / f32::sqrt(total / f32::cast_from(d) + eps)
 }
@@ -70,7 +70,20 @@ pub(super) fn rms_scale(ss: f32, d: usize, eps: f32) -> f32 {
 /// `d`) before the cube-wide sum.
 #[cube(launch)]
 pub(super) fn rms_norm_kernel(x: &[f32], w: &[f32], out: &mut [f32], d: usize, eps: f32) {
-    let row = CUBE_POS_X as usize * d;
+    rms_norm_row(x, w, out, CUBE_POS_X as usize * d, d, eps);
+}
+
+/// [`rms_norm_kernel`]'s row starting at `row`, by this cube's units; returns the row's scale
+/// (`out[row + i] = x[row + i] · scale · w[i]`), in every unit.
+#[cube]
+pub(super) fn rms_norm_row(
+    x: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+    row: usize,
+    d: usize,
+    eps: f32,
+) -> f32 {
     let tid = UNIT_POS as usize;
     let threads = comptime!(ROW_THREADS as usize);
     let steps = d.div_ceil(threads);
@@ -89,6 +102,7 @@ pub(super) fn rms_norm_kernel(x: &[f32], w: &[f32], out: &mut [f32], d: usize, e
             out[row + i] = x[row + i] * scale * w[i];
         }
     }
+    scale
 }
 
 /// `h = x + a` and `out = rms_norm(h) · w`, row `r` = the cube's position.

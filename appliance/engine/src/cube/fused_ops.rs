@@ -227,7 +227,7 @@ impl FfnOps for Cube {
         let gu = Cube::q_matmul(z, vec![gate.clone(), up.clone()]);
         let m = <Cube as FusedOps>::swiglu(gu);
         match layout(down.ggml_type(), down.cols()) {
-            Some(kind) if n <= MATVEC_TOKENS || q8_block(std::slice::from_ref(down)).is_some() => {
+            Some(kind) if n <= MATVEC_TOKENS || q8_block([down]).is_some() => {
                 // h + m · downᵀ in the product's own kernel.
                 let out = empty_like(&h, h.shape());
                 let q8 = quantized(&m, m.shape().num_elements(), std::slice::from_ref(down));

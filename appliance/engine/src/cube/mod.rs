@@ -210,12 +210,12 @@ fn quantized(x: &CubeTensor, values: usize, ws: &[QWeight]) -> Option<(CubeTenso
 /// exact), per 256 when all are K-quants and per 32 otherwise, as the CPU rounds them for the
 /// same weights. `AIRLOCK_GPU_ACTIVATIONS=f32` forces f32 activations (a diagnostic, and the
 /// A/B switch of a benchmark: the f32 products are the slower, exact ones).
-fn q8_block(ws: &[QWeight]) -> Option<u32> {
+fn q8_block<'a>(ws: impl IntoIterator<Item = &'a QWeight>) -> Option<u32> {
     static FORCED_F32: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let forced = *FORCED_F32
         .get_or_init(|| std::env::var("AIRLOCK_GPU_ACTIVATIONS").is_ok_and(|v| v == "f32"));
     let kinds: Option<Vec<u32>> = ws
-        .iter()
+        .into_iter()
         .map(|w| layout(w.ggml_type(), w.cols()).filter(|_| w.q8_activations()))
         .collect();
     let kinds = kinds.filter(|k| !k.is_empty() && !forced)?;

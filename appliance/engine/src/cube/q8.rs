@@ -33,7 +33,7 @@ use cubecl::prelude::*;
 use super::decode::{
     BF16, F16, F32, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q8_0, byte_at, f16_at, f16_bits, k4_unit_scales,
 };
-use super::fused::{ROW_THREADS, rms_scale, round_to_f16};
+use super::fused::{ROW_THREADS, rms_norm_row, round_to_f16};
 
 /// Activation values per scale: one activation block.
 pub(super) const QBLOCK: usize = 32;
@@ -183,8 +183,8 @@ pub(super) fn quantize_word(
     sync_cube();
 }
 
-/// [`super::fused::rms_norm_kernel`] for one row, and the row quantized for an 8-bit-activation product into
-/// `xq`, `xd` in the same launch (`per` values per scale: [`super::q8::quantize_q8_kernel`]'s
+/// [`super::fused::rms_norm_kernel`] for one row, and the row quantized for an
+/// 8-bit-activation product into `xq`, `xd` in the same launch (`per` values per scale: [`super::q8::quantize_q8_kernel`]'s
 /// arithmetic on the same values, so the codes are those of a separate quantizing launch).
 #[cube(launch)]
 pub(super) fn rms_norm_q8_kernel(
@@ -199,22 +199,7 @@ pub(super) fn rms_norm_q8_kernel(
 ) {
     let tid = UNIT_POS as usize;
     let threads = comptime!(ROW_THREADS as usize);
-    let steps = d.div_ceil(threads);
-    let mut ss = 0.0f32;
-    for k in 0..steps {
-        let i = k * threads + tid;
-        if i < d {
-            let v = x[i];
-            ss += v * v;
-        }
-    }
-    let scale = rms_scale(ss, d, eps);
-    for k in 0..steps {
-        let i = k * threads + tid;
-        if i < d {
-            out[i] = x[i] * scale * w[i];
-        }
-    }
+    let scale = rms_norm_row(x, w, out, 0, d, eps);
     // Each unit recomputes its word's four values (the expression above, so the same bits)
     // rather than reading back what other units wrote.
     let words = d / 4;

@@ -491,8 +491,7 @@ impl Scratch {
         values: usize,
         ws: [&QWeight; N],
     ) -> Acts<'a> {
-        let ws = ws.map(QWeight::clone);
-        let q8 = q8_block(&ws).map(|per| {
+        let q8 = q8_block(ws).map(|per| {
             quantize_into(x, values, per, &self.xq, &self.xd);
             (&self.xq, &self.xd)
         });
@@ -509,9 +508,8 @@ impl Scratch {
         eps: f32,
         ws: [&QWeight; N],
     ) -> Acts<'a> {
-        let ws = ws.map(QWeight::clone);
         let d = self.xn.shape().num_elements();
-        let Some(per) = q8_block(&ws) else {
+        let Some(per) = q8_block(ws) else {
             rms_norm(c, x, norm, &self.xn, d, eps);
             return Acts {
                 x: &self.xn,
