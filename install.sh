@@ -200,6 +200,8 @@ test_packages() {
   have systemd-nspawn || missing+=(systemd-container)
   have cc || missing+=(build-essential)
   have python3 || missing+=(python3)
+  # The audit report's HTML is rendered and screenshotted in a real headless browser.
+  have chromium || missing+=(chromium)
   # Debian splits venv/ensurepip out of python3.
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
   echo "${missing[@]}"

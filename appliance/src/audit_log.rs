@@ -35,20 +35,35 @@ pub fn config(p: &policy::AuditConfig) -> audit::Config {
     }
 }
 
-/// Opens (creating on first start) the log in `STATE_DIR/audit` and records
-/// `service.start` and `policy.load`. A store that does not verify, an unwritable
-/// directory or a failed append is an error: the service must not start without its log.
+/// Opens (creating on first start) the log in `STATE_DIR/audit`. A store that does not
+/// verify or an unwritable directory is an error: the service must not start without its
+/// log. The start itself is recorded by [`record_start`], once the lockdown is in force.
 pub fn open(policy: &Policy) -> audit::Result<Arc<AuditLog>> {
-    let log = Arc::new(AuditLog::open(
+    Ok(Arc::new(AuditLog::open(
         dir(&policy.state_dir),
         config(&policy.audit),
-    )?);
-    log.append(
-        Event::new(Kind::ServiceStart)
-            .status("ok")
-            .param("version", env!("CARGO_PKG_VERSION"))
-            .param("pid", std::process::id().to_string()),
-    )?;
+    )?))
+}
+
+/// Records `service.start` and `policy.load`. `lockdown` is the egress lockdown now in force
+/// (`lockdown::Status::detail`, e.g. `lockdown=enforce landlock=enforced(...) seccomp=...`),
+/// or why the start failed before it was complete: an auditor reads at every start which
+/// layers held (ARCHITECTURE.md §6, §8). A failed append is an error: no log, no service.
+pub fn record_start(
+    log: &AuditLog,
+    policy: &Policy,
+    lockdown: Result<&str, &str>,
+) -> audit::Result<()> {
+    let start = Event::new(Kind::ServiceStart)
+        .param("version", env!("CARGO_PKG_VERSION"))
+        .param("pid", std::process::id().to_string());
+    log.append(match lockdown {
+        Ok(layers) => start.status("ok").param("lockdown", layers),
+        Err(why) => start
+            .status("error")
+            .param("lockdown", "not in force: the start failed")
+            .param("error", why),
+    })?;
     let mut load = Event::new(Kind::PolicyLoad)
         .status("ok")
         .param("path", policy.source().display().to_string())
@@ -64,7 +79,7 @@ pub fn open(policy: &Policy) -> audit::Result<Arc<AuditLog>> {
         load = load.param("sha256", audit::Digest::of(&bytes).to_string());
     }
     log.append(load)?;
-    Ok(log)
+    Ok(())
 }
 
 /// Records `service.stop` and closes the log with a final signed checkpoint. Errors are

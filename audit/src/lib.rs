@@ -44,4 +44,7 @@ pub use proof::{
 pub use record::{Actor, Digest, Event, Kind, ModelRef, Record, Sealed, Tokens};
 pub use sealing::Shown;
 pub use store::{AuditLog, Config, ContentMode, LOCK_WAIT, Receipt, exists, public_key};
-pub use verify::{Failure, Options, Reason, Report, verify_export, verify_state};
+pub use verify::{
+    Failure, Options, Reason, Report, verify_export, verify_export_each, verify_state,
+    verify_state_each,
+};

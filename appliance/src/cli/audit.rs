@@ -14,12 +14,14 @@ use audit::note::Verifier;
 use audit::{AuditLog, Options, Reason};
 use policy::Policy;
 
-/// Audit log tools: public key, offline verification, export, proofs, erasure.
+/// Audit log tools: public key, offline verification, export, reports, proofs, erasure,
+/// subject access.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example (an auditor, with the service stopped):\n  \
 airlock audit pubkey --state /var/lib/airlock > audit.pub\n  \
 airlock audit export --state /var/lib/airlock --out audit-2026-11.jsonl\n  \
-airlock audit verify --export audit-2026-11.jsonl --key audit.pub\n\n\
+airlock audit verify --export audit-2026-11.jsonl --key audit.pub\n  \
+airlock audit report --export audit-2026-11.jsonl --key audit.pub --out report.html\n\n\
 --state is the service's state directory (the log is in STATE/audit/). While the\n\
 service runs, use its API instead: GET /v1/audit/checkpoint, GET /v1/audit/records.")]
 pub struct Args {
@@ -35,6 +37,8 @@ enum Command {
     Prove(ProveArgs),
     Erase(EraseArgs),
     Show(ShowArgs),
+    Report(ReportArgs),
+    Subject(SubjectArgs),
 }
 
 /// Print the audit signing key's public half (a C2SP vkey), for auditors to pin.
@@ -153,6 +157,73 @@ struct ShowArgs {
     state: PathBuf,
 }
 
+/// Verify a log, then write a report of who used the appliance for what (HTML, PDF, JSON).
+#[derive(Debug, clap::Args)]
+#[command(
+    group = clap::ArgGroup::new("source").required(true).args(["state", "export"]),
+    after_help = "Examples:\n  \
+airlock audit report --export audit.jsonl --key audit.pub --out report.html\n  \
+airlock audit report --export audit.jsonl --key audit.pub --from 2026-11-01 --to 2026-11-30 \\\n      \
+--since-checkpoint last-quarter.checkpoint --out 2026-11.pdf\n\n\
+The log is verified first, exactly as `airlock audit verify` does, in the same read: a log\n\
+that fails gets no report (the first failure is printed, exit 1, nothing written). Then\n\
+OUT gets requests per day, per identity, role and model, tokens, refusals, denied\n\
+accesses, erasures, model and policy changes, service starts with their egress lockdown,\n\
+and gaps in service time. The format follows OUT's extension: .html (one self-contained\n\
+page: no script, no external reference, printable), .pdf, or .json (the same numbers, for\n\
+a SIEM). --from/--to are UTC days, both included; verification always covers the whole\n\
+input. Refuses to overwrite OUT."
+)]
+struct ReportArgs {
+    /// An export file written by `airlock audit export`.
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// The service's state directory instead of an export (the service must be stopped).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// The pinned public key: a file holding the output of `airlock audit pubkey`, or the
+    /// key text itself.
+    #[arg(long, value_name = "PUBKEY")]
+    key: String,
+    /// An older signed checkpoint you kept: the log must extend it.
+    #[arg(long, value_name = "FILE")]
+    since_checkpoint: Option<PathBuf>,
+    /// First day reported (UTC, YYYY-MM-DD).
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    from: Option<time::Date>,
+    /// Last day reported (UTC, YYYY-MM-DD), included.
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    to: Option<time::Date>,
+    /// The report to create: report.html, report.pdf or report.json.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+fn parse_day(s: &str) -> Result<time::Date, String> {
+    audit_report::parse_date("date", s).map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"))
+}
+
+/// List the records of one data subject, with their sealed content (GDPR Art. 15 access).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  airlock audit subject --subject case-4711 --state /var/lib/airlock > case-4711.json\n\n\
+Prints JSON: {\"subject\", \"records\": N, \"entries\": [{\"record\": ..., \"content\":\n\
+{\"prompt\", \"output\"} | \"erased\" | null}]}. A record is the subject's when its\n\
+`subject` is SUBJECT (the Airlock-Subject header, or the erased subject of audit.erase),\n\
+when its content is sealed under SUBJECT's key, or when it has no subject and its client\n\
+certificate's fingerprint is SUBJECT. Content is shown while the subject's key exists\n\
+(audit.content = \"sealed\"); with digests only, the records are listed without it. The\n\
+log is verified when it is opened. The service must be stopped."
+)]
+struct SubjectArgs {
+    /// The data subject (the `Airlock-Subject` header value, or a client fingerprint).
+    #[arg(long)]
+    subject: String,
+    /// The service's state directory (the service must be stopped).
+    #[arg(long)]
+    state: PathBuf,
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     crate::logging::init_stderr();
     match args.command {
@@ -162,6 +233,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Prove(a) => prove(a),
         Command::Erase(a) => erase(a),
         Command::Show(a) => show(a),
+        Command::Report(a) => report(a),
+        Command::Subject(a) => subject(a),
     }
 }
 
@@ -321,8 +394,147 @@ fn erase(a: EraseArgs) -> anyhow::Result<()> {
 fn show(a: ShowArgs) -> anyhow::Result<()> {
     let log = open_read_only(&a.state)?;
     let shown = log.show(a.seq).map_err(|e| anyhow!(e))?;
+    let out = serde_json::json!({ "record": shown.record, "content": content_json(&shown) });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn report(a: ReportArgs) -> anyhow::Result<()> {
+    let format = a
+        .out
+        .extension()
+        .and_then(|e| e.to_str())
+        .and_then(audit_report::Format::from_extension)
+        .ok_or_else(|| {
+            anyhow!(
+                "--out {}: the file name must end in .html, .pdf or .json (the report's format)",
+                a.out.display()
+            )
+        })?;
+    if a.out.exists() {
+        bail!(
+            "--out {}: the file exists; remove it or choose another name",
+            a.out.display()
+        );
+    }
+    let period = audit_report::Period::new(a.from, a.to)?;
+    let key = read_key(&a.key)?;
+    let since = a
+        .since_checkpoint
+        .as_ref()
+        .map(|p| fs::read(p).with_context(|| format!("--since-checkpoint {}", p.display())))
+        .transpose()?;
+    let options = Options {
+        since_checkpoint: since.as_deref(),
+    };
+    let mut tally = audit_report::Tally::new(period);
+    let (verified, source) = match (&a.state, &a.export) {
+        (Some(state), None) => {
+            let dir = audit_dir(state)?;
+            let verified = audit::verify_state_each(&dir, &key, &options, &mut |r| tally.add(r))
+                .map_err(|f| match f.reason {
+                    Reason::Locked(_) => in_use(&dir),
+                    _ => anyhow!("{f}"),
+                });
+            (verified, format!("state directory {}", state.display()))
+        }
+        (None, Some(file)) => {
+            let f =
+                fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+            let verified =
+                audit::verify_export_each(BufReader::new(f), &key, &options, &mut |r| tally.add(r))
+                    .map_err(|f| anyhow!("{f}"));
+            (verified, format!("export {}", file.display()))
+        }
+        _ => bail!("give exactly one of --state and --export"),
+    };
+    let verified = verified.context("the log does not verify, so no report was written")?;
+    let report = tally.finish(audit_report::Verification::new(
+        &verified,
+        &key,
+        source,
+        since.as_deref(),
+    ));
+    let bytes = audit_report::render(&report, format)?;
+    write_new(&a.out, &bytes)?;
+    println!("{verified}");
+    println!(
+        "report of {} ({} records): {} requests by {} identities, {} denied, {} erasures, \
+         {} model events; written to {}",
+        report.period.text,
+        report.period.records,
+        report.requests.total,
+        report.requests.per_identity.len(),
+        report.requests.denied,
+        report.erasures.len(),
+        report.model_events.len(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// Writes `bytes` to a new file `path` whole or not at all: into a temporary file beside it,
+/// flushed, then linked to `path`, which fails if `path` appeared meanwhile.
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map_or_else(|| "report".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::hard_link(&tmp, path)
+    })();
+    let _ = fs::remove_file(&tmp);
+    written.with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn subject(a: SubjectArgs) -> anyhow::Result<()> {
+    let log = open_read_only(&a.state)?;
+    let id = a.subject.as_str();
+    let is_subjects = |r: &audit::Record| {
+        r.subject.as_deref() == Some(id)
+            || r.sealed.as_ref().is_some_and(|s| s.key_subject == id)
+            || (r.subject.is_none() && r.actor.as_ref().is_some_and(|x| x.fingerprint == id))
+    };
+    let mut entries = Vec::new();
+    let mut next = 0;
+    loop {
+        let page = log.records(next, 1000).map_err(|e| anyhow!(e))?;
+        let Some(last) = page.last() else { break };
+        next = last.seq + 1;
+        for r in page.into_iter().filter(|r| is_subjects(r)) {
+            let content = if r.sealed.is_some() {
+                content_json(&log.show(r.seq).map_err(|e| anyhow!(e))?)
+            } else {
+                serde_json::Value::Null
+            };
+            entries.push(serde_json::json!({ "record": r, "content": content }));
+        }
+    }
+    let out = serde_json::json!({
+        "subject": id,
+        "records": entries.len(),
+        "entries": entries,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// `{"prompt", "output"}`, `"erased"` or `null` for a shown record.
+fn content_json(shown: &audit::Shown) -> serde_json::Value {
     let text = |b: Option<&Vec<u8>>| b.map(|v| String::from_utf8_lossy(v).into_owned());
-    let content = if shown.erased {
+    if shown.erased {
         serde_json::json!("erased")
     } else if shown.prompt.is_some() || shown.output.is_some() {
         serde_json::json!({
@@ -331,8 +543,5 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
         })
     } else {
         serde_json::Value::Null
-    };
-    let out = serde_json::json!({ "record": shown.record, "content": content });
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    }
 }

@@ -62,8 +62,8 @@ pub(super) fn serve(
             crate::audit_log::dir(&policy.state_dir).display()
         )
     })?;
-    // From here on the log holds `service.start`: a start that fails must say so in it,
-    // or the log would read as if the service were still running.
+    // The log is open: a start that fails from here on must say so in it, or the log would
+    // read as if the service never tried.
     let started = (|| {
         // The active models: one that does not load is reported (`/readyz`), not fatal.
         let models = server::models::prepare_all(&policy.state_dir, &policy.engine)
@@ -74,10 +74,18 @@ pub(super) fn serve(
         anyhow::Ok((models, lockdown))
     })();
     let (models, lockdown) = match started {
-        Ok(v) => v,
+        Ok(v) => {
+            crate::audit_log::record_start(&audit_log, &policy, Ok(&v.1.detail()))
+                .context("cannot record the start in the audit log")?;
+            v
+        }
         Err(e) => {
-            let why = std::io::Error::other(format!("start failed: {e:#}"));
-            crate::audit_log::record_stop(&audit_log, Some(&why));
+            let why = format!("start failed: {e:#}");
+            if let Err(audit_error) = crate::audit_log::record_start(&audit_log, &policy, Err(&why))
+            {
+                tracing::error!(error = %audit_error, "cannot record the failed start");
+            }
+            crate::audit_log::record_stop(&audit_log, Some(&std::io::Error::other(why)));
             return Err(e);
         }
     };

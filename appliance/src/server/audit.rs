@@ -402,6 +402,81 @@ pub async fn records(
         .body(body))
 }
 
+/// Query of `GET /v1/audit/report`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// First day, `YYYY-MM-DD` (UTC).
+    from: Option<String>,
+    /// Last day, `YYYY-MM-DD` (UTC).
+    to: Option<String>,
+    /// `json` (default), `html` or `pdf`.
+    format: Option<String>,
+}
+
+/// `GET /v1/audit/report?from=YYYY-MM-DD&to=YYYY-MM-DD&format=json|html|pdf`: the audit
+/// report of the running service's log, computed in the same pass that verifies every
+/// durable record against the log's key and latest checkpoint (`audit_report`). A log that
+/// does not verify yields no report: 503 with the first failure.
+pub async fn report(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = web::Query::<ReportQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest {
+            message: format!("bad query: {e}"),
+            param: None,
+        })?
+        .into_inner();
+    let format = match query.format.as_deref() {
+        None => audit_report::Format::Json,
+        Some(name) => {
+            audit_report::Format::from_name(name).ok_or_else(|| ApiError::BadRequest {
+                message: "format must be json, html or pdf".into(),
+                param: Some("format".into()),
+            })?
+        }
+    };
+    let period =
+        audit_report::Period::parse(query.from.as_deref(), query.to.as_deref()).map_err(|e| {
+            ApiError::BadRequest {
+                message: e.to_string(),
+                param: e.param().map(Into::into),
+            }
+        })?;
+    let log = log_of(&state)?;
+    let made = web::block(move || {
+        let mut tally = audit_report::Tally::new(period);
+        let verified = log.verify_each(&audit::Options::default(), &mut |r| tally.add(r))?;
+        let verification = audit_report::Verification::new(
+            &verified,
+            log.verifier(),
+            "the running service's audit log",
+            None,
+        );
+        Ok::<_, audit::Failure>(audit_report::render(&tally.finish(verification), format))
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?;
+    let body = match made {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot render the audit report");
+            return Err(ApiError::Internal);
+        }
+        Err(failure) => {
+            tracing::error!(%failure, "the audit log does not verify: no report");
+            return Err(ApiError::Unavailable {
+                message: format!("the audit log does not verify, so no report is made: {failure}"),
+                code: "audit_log_invalid",
+            });
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CONTENT_TYPE, format.media_type()))
+        .body(body))
+}
+
 fn mime_jsonl() -> actix_web::mime::Mime {
     // A constant, valid media type.
     "application/jsonl; charset=utf-8"
@@ -446,7 +521,8 @@ pub async fn erase(
     })))
 }
 
-/// Records an `access.denied` event for a request the role guard refused. The denial
+/// Records an `access.denied` event for a request the role guard (403) or the rate limiter
+/// (429, the first of a flood) refused. The denial
 /// stands whatever happens here; a failed append is logged and makes `/readyz` not ready.
 pub async fn record_denial(req: &ServiceRequest, reason: &ApiError) {
     let Some(state) = req.app_data::<web::Data<AppState>>() else {

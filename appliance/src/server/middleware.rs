@@ -112,9 +112,6 @@ pub async fn rate_limit(
         req.conn_data::<Identity>(),
     ) && let Err(refusal) = state.rate_limiter.check(id.fingerprint(), Instant::now())
     {
-        if !refusal.first {
-            req.extensions_mut().insert(QuietRefusal);
-        }
         let e = ApiError::TooManyRequests {
             message: format!(
                 "rate limit of {} requests per minute exceeded",
@@ -122,6 +119,13 @@ pub async fn rate_limit(
             ),
             retry_after_secs: refusal.wait.as_secs() + 1,
         };
+        if refusal.first {
+            // The first refusal of a flood is audited (`access.denied`, status 429) so the
+            // report shows who hit the limit; the rest are only counted in metrics.
+            super::audit::record_denial(&req, &e).await;
+        } else {
+            req.extensions_mut().insert(QuietRefusal);
+        }
         return Ok(req.into_response(e.error_response()));
     }
     Ok(next.call(req).await?.map_into_boxed_body())

@@ -40,6 +40,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/v1/audit/records", role(Role::Auditor)).route(web::get().to(audit::records)),
         )
         .service(
+            resource("/v1/audit/report", role(Role::Auditor)).route(web::get().to(audit::report)),
+        )
+        .service(
             resource("/v1/audit/erase", role(Role::Privacy)).route(web::post().to(audit::erase)),
         )
         .service(

@@ -16,6 +16,10 @@ mod bundle;
 
 /// The audit log through the service and the `airlock audit` commands, as an auditor.
 mod audit;
+/// `airlock audit report` and `airlock audit subject` on a scripted run of the service.
+mod audit_report;
+/// `docs/compliance.md`: every control's named test exists.
+mod compliance_doc;
 /// `airlock dev`: one command, twice on the same state dir.
 mod dev;
 /// `airlock generate` and `airlock models inspect` on the default model.

@@ -71,7 +71,7 @@ use crate::pending::{self, Pending, Reply};
 use crate::record::{Actor, Digest, Event, GENESIS_PREV, MAX_FIELD_LEN, Record};
 use crate::seal::MasterKey;
 use crate::sealing::DataKeys;
-use crate::verify::{Failure, LogVerifier, Reason, check_tree};
+use crate::verify::{Failure, LogVerifier, Reason, check_records};
 
 /// Proof that a record was appended and flushed to disk. Only the store makes these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,7 +214,7 @@ impl AuditLog {
         if let Some(note) = read_latest_checkpoint(&dir)? {
             verifier.claim(&note, None).map_err(corrupt)?;
         }
-        check_tree(&records, &mut verifier).map_err(corrupt)?;
+        check_records(records.iter(), &mut verifier).map_err(corrupt)?;
         let verified = verifier.finish().map_err(corrupt)?;
         let len = verified.report.records;
         let head = verified.report.head.unwrap_or(GENESIS_PREV);
@@ -383,6 +383,33 @@ impl AuditLog {
             .get(seq_key(seq))?
             .ok_or_else(|| Error::NotFound(format!("seq {seq}")))?;
         Record::from_json(&v).map_err(Error::Storage)
+    }
+
+    /// Verifies the durable records of this open log as [`crate::verify_state`] verifies a
+    /// stopped one (against this log's own key and its latest signed checkpoint), showing
+    /// `observe` each record once it has passed its checks. For reports computed while the
+    /// service runs (`GET /v1/audit/report`): records appended meanwhile are not included.
+    pub fn verify_each(
+        &self,
+        options: &crate::Options<'_>,
+        observe: &mut dyn FnMut(&Record),
+    ) -> std::result::Result<crate::Report, Failure> {
+        // The checkpoint first: it never covers more than the durable records read after it.
+        let latest = self.latest_checkpoint();
+        let end = self.len();
+        let mut log =
+            LogVerifier::new(self.shared.verifier.clone(), Frontier::new()).observe(observe);
+        if let Some(note) = latest {
+            log.claim(note.as_bytes(), None)?;
+        }
+        if let Some(old) = options.since_checkpoint {
+            log.since(old)?;
+        }
+        check_records(
+            self.shared.records.range(seq_key(0)..seq_key(end)),
+            &mut log,
+        )?;
+        log.finish().map(|v| v.report)
     }
 
     /// The state directory.

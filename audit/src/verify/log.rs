@@ -52,8 +52,7 @@ pub(crate) struct Verified {
 /// 5. **Claimed checkpoints** (the export header's latest checkpoint, the state's
 ///    `checkpoint` file, the auditor's `--since-checkpoint`): the records must reach their
 ///    size (else *truncated*) and match their root.
-#[derive(Debug)]
-pub(crate) struct LogVerifier {
+pub(crate) struct LogVerifier<'a> {
     chain: ChainVerifier,
     key: Verifier,
     frontier: Frontier,
@@ -64,11 +63,23 @@ pub(crate) struct LogVerifier {
     last_checkpoint: Option<u64>,
     latest_note: Option<String>,
     expected: Vec<Expected>,
+    /// Shown every record once it has passed its own checks (see [`LogVerifier::observe`]).
+    observer: Option<&'a mut dyn FnMut(&Record)>,
 }
 
-impl LogVerifier {
+impl std::fmt::Debug for LogVerifier<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogVerifier")
+            .field("position", &self.position())
+            .field("last_good", &self.last_good)
+            .field("last_checkpoint", &self.last_checkpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> LogVerifier<'a> {
     /// A verifier for records starting after `prefix` (empty for a full log).
-    pub(crate) fn new(key: Verifier, prefix: Frontier) -> LogVerifier {
+    pub(crate) fn new(key: Verifier, prefix: Frontier) -> LogVerifier<'a> {
         let first = prefix.size();
         LogVerifier {
             chain: ChainVerifier::new(first, None),
@@ -80,7 +91,17 @@ impl LogVerifier {
             last_checkpoint: None,
             latest_note: None,
             expected: Vec::new(),
+            observer: None,
         }
+    }
+
+    /// Shows `observer` each record once it has passed the chain, Merkle and checkpoint
+    /// checks that can be made up to it. A later failure (a checkpoint further on, a
+    /// truncated tail) still fails the whole verification: what was observed counts only
+    /// when [`LogVerifier::finish`] returns `Ok`.
+    pub(crate) fn observe(mut self, observer: &'a mut dyn FnMut(&Record)) -> LogVerifier<'a> {
+        self.observer = Some(observer);
+        self
     }
 
     /// Adds a signed checkpoint the records must reach and match.
@@ -208,7 +229,11 @@ impl LogVerifier {
         self.frontier
             .push(merkle::leaf_hash(record.hash.as_bytes()))
             .map_err(|e| fail(Reason::Malformed(e.to_string())))?;
-        self.check_expected()
+        self.check_expected()?;
+        if let Some(observer) = self.observer.as_mut() {
+            observer(record);
+        }
+        Ok(())
     }
 
     pub(crate) fn finish(mut self) -> Result<Verified, Failure> {

@@ -48,6 +48,19 @@ pub fn verify_export(
     key: &Verifier,
     options: &Options<'_>,
 ) -> Result<Report, Failure> {
+    verify_export_each(input, key, options, &mut |_| {})
+}
+
+/// [`verify_export`], showing `observe` each record in seq order once it has passed its
+/// checks, in the same single read of `input` (so what is observed is what was verified,
+/// even if the file changes meanwhile). What was observed counts only if this returns
+/// `Ok`: a failure further on (a checkpoint, a truncated tail) rejects the whole export.
+pub fn verify_export_each(
+    input: impl std::io::BufRead,
+    key: &Verifier,
+    options: &Options<'_>,
+    observe: &mut dyn FnMut(&Record),
+) -> Result<Report, Failure> {
     let (header, mut reader) = crate::export::ExportReader::new(input)?;
     let header_fail = |reason| Failure {
         seq: None,
@@ -80,7 +93,7 @@ pub fn verify_export(
             f
         }
     };
-    let mut log = LogVerifier::new(key.clone(), prefix);
+    let mut log = LogVerifier::new(key.clone(), prefix).observe(observe);
     if let Some(note) = &header.checkpoint {
         log.claim(note.as_bytes(), None)?;
     }
@@ -126,6 +139,17 @@ pub fn verify_state(
     key: &Verifier,
     options: &Options<'_>,
 ) -> Result<Report, Failure> {
+    verify_state_each(dir, key, options, &mut |_| {})
+}
+
+/// [`verify_state`], showing `observe` each record once it has passed its checks (see
+/// [`verify_export_each`]).
+pub fn verify_state_each(
+    dir: impl AsRef<std::path::Path>,
+    key: &Verifier,
+    options: &Options<'_>,
+    observe: &mut dyn FnMut(&Record),
+) -> Result<Report, Failure> {
     let dir = dir.as_ref();
     let db_path = dir.join(layout::DB_DIR);
     let unreadable = |why: String| Failure {
@@ -151,20 +175,23 @@ pub fn verify_state(
     let records = db
         .open_tree(layout::RECORDS_TREE)
         .map_err(|e| unreadable(e.to_string()))?;
-    let mut log = LogVerifier::new(key.clone(), Frontier::new());
+    let mut log = LogVerifier::new(key.clone(), Frontier::new()).observe(observe);
     if let Some(note) = latest {
         log.claim(&note, None)?;
     }
     if let Some(old) = options.since_checkpoint {
         log.since(old)?;
     }
-    check_tree(&records, &mut log)?;
+    check_records(records.iter(), &mut log)?;
     log.finish().map(|v| v.report)
 }
 
-/// Feeds every record of a records tree, in key order, to `log`.
-pub(crate) fn check_tree(records: &sled::Tree, log: &mut LogVerifier) -> Result<(), Failure> {
-    for item in records.iter() {
+/// Feeds records read from a records tree (key, value pairs in key order) to `log`.
+pub(crate) fn check_records(
+    records: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    log: &mut LogVerifier<'_>,
+) -> Result<(), Failure> {
+    for item in records {
         let (k, v) = item.map_err(|e| Failure {
             seq: Some(log.position()),
             line: None,

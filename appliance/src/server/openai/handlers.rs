@@ -155,6 +155,9 @@ async fn generate(
             let e = submit_error(e);
             // The request record is durable: its outcome must be too, or the refusal reads
             // like a request cut off by a crash. The client hears the refusal either way.
+            if let Some(record) = finisher.record.as_mut() {
+                record.params.insert("reason".into(), e.to_string());
+            }
             finisher.finish(e.status_code().as_str()).await;
             return Err(e);
         }
