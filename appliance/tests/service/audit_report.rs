@@ -134,14 +134,32 @@ fn report_counts_equal_an_independent_count_of_the_export() {
     assert_eq!(bad.status, 400, "{}", bad.text());
     assert_eq!(bad.json()["error"]["param"], "from");
 
+    // The auditor keeps a signed checkpoint; the report proves the log extends it.
+    let kept = dev.client("auditor").get("/v1/audit/checkpoint");
+    assert_eq!(kept.status, 200, "{}", kept.text());
+    let kept_size: u64 = kept
+        .text()
+        .lines()
+        .nth(1)
+        .expect("size line")
+        .parse()
+        .expect("size");
+
     dev.stop();
     let state = dev.state();
     let records = export_and_verify(&state);
     let (export, key) = export_files(&state);
     let counted = count(&records);
+    let kept_file = state.with_file_name("kept.checkpoint");
+    std::fs::write(&kept_file, kept.text()).expect("write checkpoint");
 
     let json_out = state.with_file_name("report.json");
-    let out = report(&export, &key, &json_out, &[]);
+    let out = report(
+        &export,
+        &key,
+        &json_out,
+        &["--since-checkpoint", s(&kept_file)],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let printed = text(&out);
     assert!(printed.starts_with("OK: "), "{printed}");
@@ -154,6 +172,8 @@ fn report_counts_equal_an_independent_count_of_the_export() {
     assert_eq!(v["head"], records.last().expect("records")["hash"]);
     assert!(v["line"].as_str().expect("line").starts_with("OK: "));
     assert_eq!(v["key"]["key_id"].as_str().expect("key id").len(), 8);
+    assert_eq!(v["since_checkpoint"], kept_size);
+    assert!(kept_size > 0 && kept_size < records.len() as u64);
 
     // Requests per identity and denials per identity, as counted here.
     let q = &rep["requests"];
@@ -513,6 +533,25 @@ fn subject_access_lists_the_subjects_records() {
             assert!(e["content"]["output"].is_string(), "{e}");
         }
     }
+
+    // The restart above killed the first run: the report shows the gap as unclean (no
+    // service.stop), and the second run's clean stop.
+    export_and_verify(&state);
+    let (export, key) = export_files(&state);
+    let out_file = state.with_file_name("r.json");
+    let out = report(&export, &key, &out_file, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rep: Value = serde_json::from_slice(&std::fs::read(&out_file).expect("r")).expect("JSON");
+    let gaps = rep["gaps"].as_array().expect("gaps");
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(gaps[0]["clean"], false, "{gaps:?}");
+    let events: Vec<&str> = rep["service"]
+        .as_array()
+        .expect("service")
+        .iter()
+        .map(|e| e["event"].as_str().expect("event"))
+        .collect();
+    assert_eq!(events, ["start", "start", "stop"]);
 
     // After erasure the records are still listed, their content reads "erased".
     let out = airlock(&[
