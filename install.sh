@@ -5,6 +5,8 @@
 #   ./install.sh --test                                 install test prerequisites, run all tests
 #   sudo ./install.sh [--enable] [--firewall]           production install under systemd
 #   sudo ./install.sh --uninstall [--purge]             remove it (state kept unless --purge)
+#   ./install.sh --kit --sign KEY [--out DIR]           build a signed offline install kit
+#   sudo ./install.sh --from-kit DIR --trust-key K.pub  install from a kit, verified first
 #
 # Every step is idempotent: running a mode twice gives the same result as running it once.
 # Errors are one line on stderr (`install.sh: ...`) with a non-zero exit: 2 for a bad
@@ -25,6 +27,7 @@ readonly STATE_DIR="$DESTDIR/var/lib/airlock"
 readonly UNIT_DIR="$DESTDIR/etc/systemd/system"
 readonly DOC_DIR="$DESTDIR/usr/local/share/doc/airlock"
 readonly LIB_DIR="$DESTDIR/usr/local/lib/airlock"
+readonly SHARE_DIR="$DESTDIR/usr/local/share/airlock"
 readonly SERVICE_USER="airlock"
 readonly UNITS=(airlock.socket airlock.service)
 
@@ -40,6 +43,12 @@ readonly GGUF_REQ="gguf==0.17.1"
 readonly NUMPY_REQ="numpy==2.4.6"
 readonly SYNTH_TYPES=(q4_0 q8_0 q4_k_m q5_k_m q6_k)
 readonly VENV="$REPO/.venv-test"
+# The SBOM generator of the offline kit (CycloneDX JSON of the shipped binary).
+readonly CYCLONEDX_VERSION="0.5.9"
+readonly KIT_FORMAT="airlock-kit-manifest-v1"
+# The default model as the kit's bundle.
+readonly KIT_MODEL_NAME="smollm2-135m-instruct.q4_1"
+readonly KIT_MODEL_VERSION="1.0.0"
 
 usage() {
   cat <<'EOF'
@@ -64,6 +73,19 @@ Usage:
   sudo ./install.sh --uninstall [--purge]
       Stop and remove the units, the binary and the firewall. /var/lib/airlock (audit
       log, models) and /etc/airlock are kept unless --purge, which also removes the user.
+  ./install.sh --kit --sign KEY [--out DIR] [--no-source]
+      On a connected build station: build the release binary (--locked) and write an
+      offline install kit to DIR (default ./airlock-kit-VERSION) and DIR.tar: the binary,
+      units, policy template, docs, the default model as a bundle signed with KEY, an SBOM
+      (CycloneDX JSON) and licence inventory, the sources with every dependency vendored
+      (rebuild offline with cargo build --offline --locked; --no-source leaves them out),
+      and MANIFEST (every file's size and SHA-256) signed with KEY (airlock keys generate).
+  sudo ./install.sh --from-kit DIR --trust-key K.pub [--enable] [--firewall]
+      On the air-gapped host: check MANIFEST's signature against K.pub (openssl) and every
+      file's size and SHA-256 (sha256sum), refuse any missing, extra or changed file, and
+      only then install as the production install does. The model bundle goes to the
+      service's import folder, where the service verifies and activates it; a new policy
+      template trusts K.pub for it. Needs no network, cargo, pip or apt.
   ./install.sh --help
 
 Environment:
@@ -76,6 +98,8 @@ Environment:
 Examples:
   ./install.sh --dev --state /tmp/airlock-demo --listen 127.0.0.1:9443
   sudo ./install.sh --enable
+  ./install.sh --kit --sign keys/site.key --out /media/usb/airlock-kit
+  sudo /media/usb/airlock-kit/install.sh --from-kit /media/usb/airlock-kit --trust-key site.pub
 EOF
 }
 
@@ -92,6 +116,11 @@ listen=""
 enable=0
 firewall=0
 purge=0
+kit_out=""
+sign_key=""
+kit_dir=""
+trust_key=""
+with_source=1
 
 set_mode() {
   [[ $mode == install ]] || usage_error "$1 cannot be combined with --$mode"
@@ -101,12 +130,20 @@ set_mode() {
 while (($#)); do
   case "$1" in
     -h | --help) usage; exit 0 ;;
-    --dev | --test | --uninstall) set_mode "$1" ;;
-    --state | --listen)
+    --dev | --test | --uninstall | --kit) set_mode "$1" ;;
+    --state | --listen | --out | --sign | --trust-key | --from-kit)
       if (($# < 2)) || [[ -z $2 ]]; then usage_error "$1 needs a value"; fi
-      if [[ $1 == --state ]]; then state="$2"; else listen="$2"; fi
+      case "$1" in
+        --state) state="$2" ;;
+        --listen) listen="$2" ;;
+        --out) kit_out="$2" ;;
+        --sign) sign_key="$2" ;;
+        --trust-key) trust_key="$2" ;;
+        --from-kit) set_mode --from-kit; kit_dir="$2" ;;
+      esac
       shift
       ;;
+    --no-source) with_source=0 ;;
     --state=* ) state="${1#*=}" ;;
     --listen=*) listen="${1#*=}" ;;
     --enable) enable=1 ;;
@@ -118,7 +155,11 @@ while (($#)); do
 done
 
 [[ -z $state && -z $listen ]] || [[ $mode == dev ]] || usage_error "--state and --listen go with --dev"
-((enable == 0 && firewall == 0)) || [[ $mode == install ]] || usage_error "--enable and --firewall go with the production install"
+((enable == 0 && firewall == 0)) || [[ $mode == install || $mode == from-kit ]] || usage_error "--enable and --firewall go with the production install"
+[[ -z $kit_out && -z $sign_key && $with_source == 1 ]] || [[ $mode == kit ]] || usage_error "--out, --sign and --no-source go with --kit"
+[[ -z $trust_key ]] || [[ $mode == from-kit ]] || usage_error "--trust-key goes with --from-kit"
+[[ $mode != kit || -n $sign_key ]] || usage_error "--kit needs --sign KEY (the site's publisher key, from airlock keys generate)"
+[[ $mode != from-kit || -n $trust_key ]] || usage_error "--from-kit needs --trust-key K.pub (the publisher key you were given out of band)"
 ((purge == 0)) || [[ $mode == uninstall ]] || usage_error "--purge goes with --uninstall"
 
 # --- Building ----------------------------------------------------------------------------
@@ -272,6 +313,8 @@ run_tests() {
   export AIRLOCK_SYNTH_DIR
   local cargo
   cargo="$(check_build_prerequisites)"
+  # The kit tests build a kit, whose SBOM needs cargo-cyclonedx.
+  ensure_cyclonedx >/dev/null
   cd "$REPO"
   if "$cargo" nextest --version >/dev/null 2>&1; then
     "$cargo" nextest run --workspace --locked --no-fail-fast
@@ -283,6 +326,11 @@ run_tests() {
 }
 
 # --- Production install --------------------------------------------------------------------
+
+# Where the installed files come from: this checkout, or a verified kit's staged copy.
+SRC="$REPO"
+# Set by install_production when it wrote a fresh policy template.
+wrote_policy=0
 
 systemd_running() { [[ -z $DESTDIR && -d /run/systemd/system ]] && have systemctl; }
 
@@ -321,17 +369,17 @@ ensure_user() {
 # scripts/firewall.sh, with the interface `firewall.sh apply USER` / `firewall.sh remove`.
 # It is installed as $LIB_DIR/firewall.sh and loaded at every boot by
 # airlock-firewall.service (nftables rules do not survive a reboot).
-firewall_script() { echo "$REPO/scripts/firewall.sh"; }
+firewall_script() { echo "$SRC/scripts/firewall.sh"; }
 
 check_firewall() {
   [[ -x $(firewall_script) ]] || die "--firewall: scripts/firewall.sh is not in this checkout (the no-egress issue adds it)"
-  [[ -f $REPO/systemd/airlock-firewall.service ]] || die "--firewall: systemd/airlock-firewall.service is missing"
+  [[ -f $SRC/systemd/airlock-firewall.service ]] || die "--firewall: systemd/airlock-firewall.service is missing"
 }
 
 install_firewall() {
   mkdirp 0755 root:root "$LIB_DIR"
   put 0755 root:root "$(firewall_script)" "$LIB_DIR/firewall.sh"
-  put 0644 root:root "$REPO/systemd/airlock-firewall.service" "$UNIT_DIR/airlock-firewall.service"
+  put 0644 root:root "$SRC/systemd/airlock-firewall.service" "$UNIT_DIR/airlock-firewall.service"
   [[ -z $DESTDIR ]] || return 0
   "$LIB_DIR/firewall.sh" apply "$SERVICE_USER" >&2 || die "firewall.sh apply $SERVICE_USER failed"
 }
@@ -351,9 +399,10 @@ install_production() {
   mkdirp 0750 "root:$SERVICE_USER" "$CONF_DIR"
   mkdirp 0750 "root:$SERVICE_USER" "$CONF_DIR/pki"
   # The example is refreshed on every install; the live policy is never overwritten.
-  put 0640 "root:$SERVICE_USER" "$REPO/policy/airlock.example.toml" "$CONF_DIR/airlock.toml.example"
+  put 0640 "root:$SERVICE_USER" "$SRC/policy/airlock.example.toml" "$CONF_DIR/airlock.toml.example"
   if [[ ! -e $CONF_DIR/airlock.toml ]]; then
-    put 0640 "root:$SERVICE_USER" "$REPO/policy/airlock.example.toml" "$CONF_DIR/airlock.toml"
+    put 0640 "root:$SERVICE_USER" "$SRC/policy/airlock.example.toml" "$CONF_DIR/airlock.toml"
+    wrote_policy=1
     note "wrote the policy template $CONF_DIR/airlock.toml: edit it, put TLS files in $CONF_DIR/pki/"
   fi
   mkdirp 0700 "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
@@ -361,12 +410,14 @@ install_production() {
   mkdirp 0755 root:root "$UNIT_DIR"
   local unit
   for unit in "${UNITS[@]}"; do
-    put 0644 root:root "$REPO/systemd/$unit" "$UNIT_DIR/$unit"
+    put 0644 root:root "$SRC/systemd/$unit" "$UNIT_DIR/$unit"
   done
   mkdirp 0755 root:root "$DOC_DIR"
-  put 0644 root:root "$REPO/docs/deployment.md" "$DOC_DIR/deployment.md"
+  put 0644 root:root "$SRC/docs/deployment.md" "$DOC_DIR/deployment.md"
 
   if ((firewall)); then install_firewall; fi
+  # What a kit adds (install_from_kit), before anything is (re)started.
+  install_kit_extras
 
   if systemd_running; then
     systemctl daemon-reload
@@ -405,7 +456,7 @@ uninstall_production() {
   fi
   rm -rf "$LIB_DIR"
   rm -f "$BIN_DIR/airlock"
-  rm -rf "$DOC_DIR"
+  rm -rf "$DOC_DIR" "$SHARE_DIR"
   if ((purge)); then
     rm -rf "$CONF_DIR" "$STATE_DIR"
     if [[ -z $DESTDIR ]] && getent passwd "$SERVICE_USER" >/dev/null; then
@@ -417,8 +468,269 @@ uninstall_production() {
   fi
 }
 
+
+# --- Offline kit ---------------------------------------------------------------------------
+# The kit and its MANIFEST: docs/offline-kit.md. MANIFEST lines are `SHA256 SIZE PATH`
+# after four header lines (format, version, commit, signer); MANIFEST.sig is the base64
+# ed25519 signature of MANIFEST's bytes (`airlock kit sign`).
+
+# cargo-cyclonedx, installed for the invoking user when missing (the build station is
+# connected); prints the cargo that has it.
+ensure_cyclonedx() {
+  local cargo
+  cargo="$(check_build_prerequisites)"
+  if ! "$cargo" cyclonedx --version 2>/dev/null | grep -q " $CYCLONEDX_VERSION\$"; then
+    note "installing cargo-cyclonedx $CYCLONEDX_VERSION (the SBOM generator; once)"
+    "$cargo" install --quiet --locked --version "$CYCLONEDX_VERSION" cargo-cyclonedx >&2 \
+      || die "cargo install cargo-cyclonedx@$CYCLONEDX_VERSION failed"
+  fi
+  echo "$cargo"
+}
+
+# The SBOM of the airlock binary (CycloneDX JSON: every crate compiled into it, with versions
+# and licences) and a licence inventory from it, into DIR.
+write_sbom() {
+  local dir="$1" cargo stamp bom
+  cargo="$(ensure_cyclonedx)"
+  stamp="$(mktemp)"
+  # cargo-cyclonedx writes its files beside the package's Cargo.toml.
+  (cd "$REPO" && "$cargo" cyclonedx --manifest-path appliance/Cargo.toml --format json \
+    --describe binaries --target "$(rustc -vV | sed -n 's/^host: //p')" -q) >&2 \
+    || die "cargo cyclonedx failed"
+  bom="$(find "$REPO/appliance" -maxdepth 1 -name 'airlock*.cdx.json' -newer "$stamp" -print -quit)"
+  rm -f "$stamp"
+  [[ -n $bom ]] || die "cargo cyclonedx wrote no airlock*.cdx.json in appliance/"
+  mv "$bom" "$dir/sbom.cdx.json"
+  python3 - "$dir/sbom.cdx.json" >"$dir/licenses.tsv" <<'PY' || die "cannot write the licence inventory"
+import json, sys
+bom = json.load(open(sys.argv[1]))
+def licences(c):
+    out = []
+    for entry in c.get("licenses", []):
+        lic = entry.get("license", {})
+        out.append(entry.get("expression") or lic.get("id") or lic.get("name") or "?")
+    return " OR ".join(out) or "unknown"
+def walk(cs):
+    for c in cs:
+        yield c
+        yield from walk(c.get("components", []))
+rows = sorted({(c["name"], c.get("version", ""), licences(c)) for c in walk(bom.get("components", []))})
+print("crate\tversion\tlicence")
+for r in rows:
+    print("\t".join(r))
+PY
+}
+
+# The checkout's tracked files (as they are now) with every dependency vendored and cargo
+# pointed at them, into DIR: `cargo build --offline --locked` rebuilds the binary there.
+write_sources() {
+  local dir="$1" commit="$2" epoch="$3" cargo
+  cargo="$(check_build_prerequisites)"
+  mkdir -p "$dir/.cargo"
+  (cd "$REPO" && git ls-files -z | tar --null -T - -cf -) | tar -xf - -C "$dir" \
+    || die "cannot copy the tracked sources"
+  note "vendoring every dependency (cargo vendor --locked: minutes)"
+  (cd "$dir" && "$cargo" vendor --locked --quiet vendor) >"$dir/.cargo/config.toml" \
+    || die "cargo vendor failed"
+  # The commit and source time, which the vendored tree cannot ask git (appliance/build.rs).
+  printf '\n[env]\nAIRLOCK_GIT_COMMIT = "%s"\nSOURCE_DATE_EPOCH = "%s"\n' "$commit" "$epoch" \
+    >>"$dir/.cargo/config.toml"
+}
+
+build_kit() {
+  [[ -f $sign_key ]] || die "--sign $sign_key: no such key file (airlock keys generate --out DIR --name NAME)"
+  have python3 || die "--kit needs python3 (the licence inventory)"
+  local bin version commit epoch out work
+  bin="$(release_binary)"
+  version="$("$bin" --version | awk '{print $2}')"
+  [[ -n $version ]] || die "$bin --version printed no version"
+  commit="$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)"
+  if [[ $commit != unknown ]] && ! git -C "$REPO" diff --quiet HEAD 2>/dev/null; then
+    commit="$commit-dirty"
+  fi
+  epoch="$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || date +%s)"
+  out="${kit_out:-$PWD/airlock-kit-$version}"
+  [[ ! -e $out && ! -e $out.tar ]] || die "--out $out (or $out.tar) exists: choose another directory"
+  mkdir -p "$(dirname "$out")"
+  # Built beside its destination and renamed once complete: no half kit under that name.
+  work="$(mktemp -d "$out.partial.XXXXXX")"
+  # shellcheck disable=SC2064 # the path is fixed now
+  trap "rm -rf '$work'" EXIT
+  note "writing the kit in $work"
+  install -d "$work/bin" "$work/systemd" "$work/scripts" "$work/policy" "$work/docs" \
+    "$work/models" "$work/share/airlock"
+  install -m 0755 "$bin" "$work/bin/airlock"
+  install -m 0755 "$REPO/install.sh" "$work/install.sh"
+  install -m 0644 "$REPO/systemd/airlock.socket" "$REPO/systemd/airlock.service" \
+    "$REPO/systemd/airlock-firewall.service" "$work/systemd/"
+  install -m 0755 "$REPO/scripts/firewall.sh" "$work/scripts/firewall.sh"
+  install -m 0644 "$REPO/policy/airlock.example.toml" "$work/policy/"
+  install -m 0644 "$REPO/README.md" "$REPO/ARCHITECTURE.md" "$work/"
+  install -m 0644 "$REPO"/docs/*.md "$REPO/audit/FORMAT.md" "$REPO/audit/THREAT_MODEL.md" "$work/docs/"
+
+  local model bundle
+  model="$("$REPO/scripts/fetch-default-model.sh")" || die "cannot fetch the default model"
+  bundle="$work/models/$KIT_MODEL_NAME-$KIT_MODEL_VERSION.airlock"
+  "$bin" bundle create --model "$model" --name "$KIT_MODEL_NAME" --version "$KIT_MODEL_VERSION" \
+    --sequence 1 --expires "$(date -u -d '+2 years' +%Y-%m-%d)" --out "$bundle" >&2 \
+    || die "airlock bundle create failed"
+  "$bin" bundle sign "$bundle" --key "$sign_key" >&2 || die "airlock bundle sign failed"
+
+  write_sbom "$work/share/airlock"
+  if ((with_source)); then write_sources "$work/source" "$commit" "$epoch"; fi
+  "$bin" kit sign --dir "$work" --key "$sign_key" --commit "$commit" >&2 || die "airlock kit sign failed"
+  chmod 0755 "$work"
+  mv -T "$work" "$out"
+  trap - EXIT
+  tar -cf "$out.tar" -C "$(dirname "$out")" "$(basename "$out")" || die "cannot write $out.tar"
+  note "kit ready: $out and $out.tar ($(du -sh "$out" | cut -f1)); the key that verifies it: $(tr -d '\n' <"$out/keys/publisher.pub")"
+  echo "$out"
+}
+
+# Checks the kit in $1 against the trusted key $2 without running anything from it, then
+# copies what the install needs into a private directory and checks the copies again (the
+# medium may change under us). Sets KIT_STAGE, KIT_TMP and KIT_MANIFEST_SHA256. Dies naming
+# the first problem; nothing is installed before it returns.
+verify_kit() {
+  local dir="$1" key="$2"
+  have openssl || die "--from-kit needs openssl to check the kit's signature (Debian package openssl); or check it on another machine as docs/offline-kit.md shows"
+  have sha256sum || die "--from-kit needs sha256sum (coreutils)"
+  [[ -d $dir ]] || die "--from-kit $dir: not a directory"
+  [[ -f $key ]] || die "--trust-key $key: no such file"
+  [[ -f $dir/MANIFEST && ! -L $dir/MANIFEST ]] || die "$dir has no MANIFEST: not a signed Airlock kit; nothing installed"
+  [[ -f $dir/MANIFEST.sig && ! -L $dir/MANIFEST.sig ]] || die "$dir/MANIFEST is not signed (no MANIFEST.sig); nothing installed"
+  KIT_TMP="$(mktemp -d)"
+  local tmp="$KIT_TMP"
+  # shellcheck disable=SC2064 # the path is fixed now
+  trap "rm -rf '$tmp'" EXIT
+  # Everything below reads this private copy, never the medium's MANIFEST twice.
+  cp "$dir/MANIFEST" "$tmp/MANIFEST"
+  local raw sig
+  raw="$(tr -d ' \r\n' <"$key")"
+  [[ $raw =~ ^[A-Za-z0-9+/]{43}=$ ]] || die "--trust-key $key: not an Airlock public key (base64 of 32 bytes, from airlock keys generate)"
+  sig="$(tr -d ' \r\n' <"$dir/MANIFEST.sig")"
+  [[ $sig =~ ^[A-Za-z0-9+/]{86}==$ ]] || die "$dir/MANIFEST.sig: not an ed25519 signature; nothing installed"
+  # The raw key as a DER SubjectPublicKeyInfo (RFC 8410) for openssl.
+  { printf '\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00'; base64 -d <<<"$raw"; } >"$tmp/key.der"
+  base64 -d <<<"$sig" >"$tmp/sig"
+  openssl pkeyutl -verify -pubin -inkey "$tmp/key.der" -keyform DER -rawin \
+    -in "$tmp/MANIFEST" -sigfile "$tmp/sig" >/dev/null 2>&1 \
+    || die "$dir/MANIFEST: the signature does not verify with $key (signed by another key, or MANIFEST was changed); nothing installed"
+  local -a lines
+  mapfile -t lines <"$tmp/MANIFEST"
+  [[ ${lines[0]:-} == "$KIT_FORMAT" ]] || die "$dir/MANIFEST: not an $KIT_FORMAT manifest"
+  [[ ${lines[3]:-} == "signer $raw" ]] || die "$dir/MANIFEST: names another signer than $key"
+  local -A listed=()
+  local line path
+  : >"$tmp/sums"
+  for line in "${lines[@]:4}"; do
+    [[ $line =~ ^([0-9a-f]{64})\ ([0-9]+)\ ([A-Za-z0-9._+/-]+)$ ]] || die "$dir/MANIFEST: malformed line '$line'"
+    path="${BASH_REMATCH[3]}"
+    if [[ /$path/ == */../* || /$path/ == */./* || $path == /* || $path == *//* || $path == */ ]]; then
+      die "$dir/MANIFEST: path '$path' leaves the kit"
+    fi
+    [[ -f $dir/$path && ! -L $dir/$path ]] || die "$path: listed in MANIFEST but missing from the kit; nothing installed"
+    [[ $(stat -c %s "$dir/$path") == "${BASH_REMATCH[2]}" ]] \
+      || die "$path: size differs from MANIFEST (changed after signing); nothing installed"
+    listed[$path]="${BASH_REMATCH[1]}"
+    printf '%s  %s\n' "${BASH_REMATCH[1]}" "$path" >>"$tmp/sums"
+  done
+  local bad
+  bad="$(find "$dir" -mindepth 1 ! -type f ! -type d -print -quit)"
+  [[ -z $bad ]] || die "${bad#"$dir"/}: not a regular file (a link or device in the kit); nothing installed"
+  local f rel
+  while IFS= read -r -d '' f; do
+    rel="${f#"$dir"/}"
+    [[ $rel == MANIFEST || $rel == MANIFEST.sig ]] && continue
+    [[ -n ${listed[$rel]+x} ]] || die "$rel: in the kit but not in MANIFEST (added after signing); nothing installed"
+  done < <(find "$dir" -mindepth 1 -type f -print0)
+  check_sums "$dir" "$tmp/sums" || die "$CHECK_FAILED: SHA-256 differs from MANIFEST (changed after signing); nothing installed"
+
+  # Stage what the install uses (not the sources), then check the copies.
+  local stage="$tmp/stage"
+  mkdir -m 0700 "$stage"
+  : >"$tmp/staged"
+  for path in "${!listed[@]}"; do
+    [[ $path != source/* ]] || continue
+    mkdir -p "$stage/$(dirname "$path")"
+    cp "$dir/$path" "$stage/$path"
+    printf '%s  %s\n' "${listed[$path]}" "$path" >>"$tmp/staged"
+  done
+  check_sums "$stage" "$tmp/staged" || die "$CHECK_FAILED: changed while it was being copied; nothing installed"
+  for path in bin/airlock install.sh policy/airlock.example.toml share/airlock/sbom.cdx.json; do
+    [[ -f $stage/$path ]] || die "the kit has no $path; nothing installed"
+  done
+  chmod 0755 "$stage/bin/airlock" "$stage/install.sh"
+  cp "$tmp/MANIFEST" "$stage/MANIFEST.installed"
+  KIT_STAGE="$stage"
+  KIT_MANIFEST_SHA256="$(sha256sum "$tmp/MANIFEST" | cut -d' ' -f1)"
+  note "kit verified: ${#listed[@]} files signed by $key (MANIFEST sha256 $KIT_MANIFEST_SHA256)"
+}
+
+# sha256sum --check of SUMS in DIR; on failure sets CHECK_FAILED to the first bad path.
+check_sums() {
+  local out
+  if out="$(cd "$1" && sha256sum --check --strict --quiet "$2" 2>&1)"; then
+    return 0
+  fi
+  CHECK_FAILED="$(sed -n 's/: FAILED.*$//p' <<<"$out" | head -n1)"
+  [[ -n $CHECK_FAILED ]] || CHECK_FAILED="$out"
+  return 1
+}
+
+# What a kit installs beyond the production install (called by install_production before
+# anything is restarted).
+install_kit_extras() {
+  [[ -n ${KIT_STAGE:-} ]] || return 0
+  mkdirp 0755 root:root "$SHARE_DIR"
+  put 0644 root:root "$KIT_STAGE/share/airlock/sbom.cdx.json" "$SHARE_DIR/sbom.cdx.json"
+  put 0644 root:root "$KIT_STAGE/share/airlock/licenses.tsv" "$SHARE_DIR/licenses.tsv"
+  put 0644 root:root "$KIT_STAGE/MANIFEST.installed" "$SHARE_DIR/kit-MANIFEST"
+  mkdirp 0755 root:root "$LIB_DIR"
+  # The installed copy verifies the next kit (sudo /usr/local/lib/airlock/install.sh
+  # --from-kit NEW --trust-key K.pub), so an upgrade runs nothing of the new kit first.
+  put 0755 root:root "$KIT_STAGE/install.sh" "$LIB_DIR/install.sh"
+  mkdirp 0750 "root:$SERVICE_USER" "$CONF_DIR/keys"
+  put 0640 "root:$SERVICE_USER" "$trust_key" "$CONF_DIR/keys/kit-publisher.pub"
+  if ((wrote_policy)); then
+    cat >>"$CONF_DIR/airlock.toml" <<TRUST
+
+# Added by install.sh --from-kit: trust the kit's publisher key for the model bundle it
+# brought (verified and activated by the service from ${STATE_DIR#"$DESTDIR"}/import/ once
+# it runs).
+[trust]
+threshold = 1
+allowed_names = ["smollm2-*"]
+
+[[trust.publisher]]
+name = "kit publisher"
+key_file = "keys/kit-publisher.pub"
+TRUST
+  fi
+  local bundle name
+  mkdirp 0700 "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR/import"
+  for bundle in "$KIT_STAGE"/models/*.airlock; do
+    [[ -f $bundle ]] || continue
+    name="$(basename "$bundle")"
+    # Written as .part and renamed: the service's import takes only complete files.
+    put 0600 "$SERVICE_USER:$SERVICE_USER" "$bundle" "$STATE_DIR/import/$name.part"
+    mv -f "$STATE_DIR/import/$name.part" "$STATE_DIR/import/$name"
+    note "model bundle $name queued in $STATE_DIR/import/ (the service verifies and activates it)"
+  done
+}
+
+install_from_kit() {
+  require_root install "--from-kit $kit_dir --trust-key $trust_key"
+  verify_kit "$kit_dir" "$trust_key"
+  SRC="$KIT_STAGE"
+  AIRLOCK_BIN="$KIT_STAGE/bin/airlock"
+  install_production
+}
+
 case "$mode" in
   dev) run_dev ;;
+  kit) build_kit ;;
+  from-kit) install_from_kit ;;
   test) run_tests ;;
   install) install_production ;;
   uninstall) uninstall_production ;;

@@ -17,6 +17,7 @@ pub mod audit_log;
 pub mod bundles;
 pub mod cli;
 pub mod error;
+pub mod kit;
 pub mod listeners;
 pub mod lockdown;
 pub mod logging;

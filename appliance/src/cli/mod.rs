@@ -8,10 +8,12 @@ mod doctor;
 mod generate;
 mod installed;
 mod keys;
+mod kit;
 mod models;
 mod pki;
 mod policy;
 mod serve;
+mod version;
 
 use std::process::ExitCode;
 
@@ -47,10 +49,12 @@ enum Command {
     Policy(policy::Args),
     Generate(generate::Args),
     Keys(keys::Args),
+    Kit(kit::Args),
     Bundle(bundle::Args),
     Models(models::Args),
     Audit(audit::Args),
     Doctor(doctor::Args),
+    Version(version::Args),
 }
 
 /// Parses arguments, runs the command, maps the outcome to an exit code.
@@ -77,10 +81,12 @@ pub fn main() -> ExitCode {
         Command::Policy(args) => policy::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Keys(args) => keys::run(args),
+        Command::Kit(args) => kit::run(args),
         Command::Bundle(args) => bundle::run(args),
         Command::Models(args) => models::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Version(args) => version::run(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

@@ -22,6 +22,8 @@ fn help_lists_every_mode() {
         "./install.sh --test",
         "sudo ./install.sh [--enable] [--firewall]",
         "--uninstall [--purge]",
+        "./install.sh --kit --sign KEY [--out DIR] [--no-source]",
+        "sudo ./install.sh --from-kit DIR --trust-key K.pub",
         "AIRLOCK_BIN",
     ] {
         assert!(help.contains(mode), "--help lacks {mode:?}:\n{help}");
@@ -45,6 +47,20 @@ fn misplaced_flags_are_refused() {
         "--enable and --firewall go with the production install",
     );
     refused(&["--purge"], "--purge goes with --uninstall");
+    refused(&["--kit"], "--kit needs --sign KEY");
+    refused(
+        &["--from-kit", "/tmp/kit"],
+        "--from-kit needs --trust-key K.pub",
+    );
+    refused(
+        &["--trust-key", "k.pub"],
+        "--trust-key goes with --from-kit",
+    );
+    refused(
+        &["--dev", "--sign", "k.key"],
+        "--out, --sign and --no-source go with --kit",
+    );
+    refused(&["--kit", "--from-kit", "/tmp/kit"], "cannot be combined");
 }
 
 /// `--firewall` delegates to scripts/firewall.sh (ARCHITECTURE.md §8); in a checkout without

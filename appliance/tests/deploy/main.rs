@@ -18,6 +18,9 @@ mod install_cli;
 mod install_dev;
 /// The production install staged under DESTDIR: layout, modes, idempotence, uninstall.
 mod install_staged;
+/// The offline install kit: built, installed in a namespace without network, served; and
+/// every tampered kit refused with nothing written.
+mod kit;
 /// Type=notify: READY=1 at the end of start-up, STOPPING=1 on SIGTERM, over $NOTIFY_SOCKET.
 mod notify;
 /// The shipped units under the host's real systemd, booted in a throw-away container.

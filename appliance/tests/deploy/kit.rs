@@ -1,0 +1,451 @@
+//! The offline install kit as a site uses it: `./install.sh --kit` on the build station,
+//! `install.sh --from-kit` on a host with no network (a network namespace with no
+//! interface, a PATH without cargo, pip or apt), then the installed binary serving a chat
+//! answer over mTLS with the model the kit brought; and every tampered kit refused with
+//! nothing written.
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Fixture, command, free_port};
+use crate::support::{both, install_sh, require_tool};
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `airlock keys generate` into `dir`; returns (key, pub).
+fn keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let out = command()
+        .args(["keys", "generate", "--out", s(dir), "--name", name])
+        .output()
+        .expect("keys generate");
+    assert!(out.status.success(), "{}", both(&out));
+    (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pub")),
+    )
+}
+
+/// `./install.sh --kit --sign KEY --out DIR --no-source` (the sources' vendoring is the
+/// separate scripts/kit-rebuild-check.sh): the test binary stands in for the release build.
+fn build_kit(out: &Path, key: &Path) {
+    let run = install_sh()
+        .args(["--kit", "--sign", s(key), "--out", s(out), "--no-source"])
+        .output()
+        .expect("install.sh --kit");
+    assert!(run.status.success(), "{}", both(&run));
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), s(out));
+}
+
+/// A directory of links to exactly the tools `--from-kit` may use: no cargo, pip, apt,
+/// curl or python.
+fn offline_tools(dir: &Path) -> PathBuf {
+    let bin = dir.join("tools");
+    std::fs::create_dir_all(&bin).expect("tools dir");
+    for tool in [
+        "bash",
+        "env",
+        "cat",
+        "cp",
+        "mv",
+        "rm",
+        "mkdir",
+        "chmod",
+        "install",
+        "mktemp",
+        "stat",
+        "tr",
+        "base64",
+        "sed",
+        "head",
+        "find",
+        "sha256sum",
+        "cut",
+        "dirname",
+        "basename",
+        "id",
+        "openssl",
+    ] {
+        let path = which(tool);
+        std::os::unix::fs::symlink(&path, bin.join(tool)).expect("link tool");
+    }
+    bin
+}
+
+fn which(tool: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{tool} not found"))
+}
+
+/// `sudo ./install.sh --from-kit KIT --trust-key PUB` as run on the air-gapped host: the
+/// kit's own install.sh, in a new network namespace (no interface at all), with only
+/// `tools` on PATH and an empty CARGO_HOME, staged under `root`.
+fn from_kit(kit: &Path, key: &Path, root: &Path, tools: &Path) -> Output {
+    let home = tools.with_file_name("home");
+    std::fs::create_dir_all(home.join("cargo")).expect("home");
+    Command::new("unshare")
+        .arg("--net")
+        .args(["env", "-i"])
+        .arg(format!("PATH={}", s(tools)))
+        .arg(format!("HOME={}", s(&home)))
+        .arg(format!("CARGO_HOME={}", s(&home.join("cargo"))))
+        .arg(format!("DESTDIR={}", s(root)))
+        .arg(which("bash"))
+        .arg(kit.join("install.sh"))
+        .args(["--from-kit", s(kit), "--trust-key", s(key)])
+        .output()
+        .expect("run install.sh --from-kit")
+}
+
+#[test]
+fn kit_round_trip_installs_offline_and_answers() {
+    require_tool("openssl");
+    require_tool("unshare");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, public) = keys(&dir.path().join("keys"), "site");
+    let kit = dir.path().join("kit");
+    build_kit(&kit, &key);
+    assert!(dir.path().join("kit.tar").is_file());
+
+    // What the kit holds.
+    for file in [
+        "MANIFEST",
+        "MANIFEST.sig",
+        "install.sh",
+        "bin/airlock",
+        "systemd/airlock.service",
+        "systemd/airlock.socket",
+        "policy/airlock.example.toml",
+        "docs/deployment.md",
+        "docs/offline-kit.md",
+        "share/airlock/sbom.cdx.json",
+        "share/airlock/licenses.tsv",
+        "models/smollm2-135m-instruct.q4_1-1.0.0.airlock",
+    ] {
+        assert!(kit.join(file).is_file(), "the kit lacks {file}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(kit.join("keys/publisher.pub"))
+            .expect("publisher key")
+            .trim(),
+        std::fs::read_to_string(&public).expect("site.pub").trim()
+    );
+    let manifest = std::fs::read_to_string(kit.join("MANIFEST")).expect("MANIFEST");
+    assert!(manifest.starts_with("airlock-kit-manifest-v1\nversion 0.1.0\ncommit "));
+    assert!(manifest.contains(" bin/airlock\n") && !manifest.contains(" MANIFEST"));
+
+    // The SBOM names every crate compiled into the binary, with its version and licence.
+    let sbom: Value = serde_json::from_slice(
+        &std::fs::read(kit.join("share/airlock/sbom.cdx.json")).expect("sbom"),
+    )
+    .expect("SBOM JSON");
+    assert_eq!(sbom["bomFormat"], "CycloneDX");
+    let mut listed = BTreeSet::new();
+    let mut stack: Vec<&Value> = sbom["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .collect();
+    while let Some(c) = stack.pop() {
+        listed.insert((
+            c["name"].as_str().unwrap_or("").to_owned(),
+            c["version"].as_str().unwrap_or("").to_owned(),
+        ));
+        stack.extend(c["components"].as_array().into_iter().flatten());
+    }
+    for (name, version) in compiled_crates() {
+        assert!(
+            listed.contains(&(name.clone(), version.clone())),
+            "the SBOM lacks {name} {version}"
+        );
+    }
+    let licences = std::fs::read_to_string(kit.join("share/airlock/licenses.tsv")).expect("tsv");
+    for card in ["actix-web", "burn", "rustls", "ring", "sled", "tokio"] {
+        let line = licences
+            .lines()
+            .find(|l| l.starts_with(&format!("{card}\t")))
+            .unwrap_or_else(|| panic!("{card} missing from licenses.tsv"));
+        assert!(!line.ends_with("\tunknown"), "{line}");
+    }
+
+    // The air-gapped host: no network, no cargo, pip or apt.
+    let root = dir.path().join("root");
+    let tools = offline_tools(dir.path());
+    let out = from_kit(&kit, &public, &root, &tools);
+    assert!(out.status.success(), "{}", both(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kit verified: "), "{err}");
+    let at = |p: &str| root.join(p);
+    assert_eq!(
+        std::fs::read(at("usr/local/bin/airlock")).expect("installed binary"),
+        std::fs::read(kit.join("bin/airlock")).expect("kit binary")
+    );
+    for file in [
+        "etc/systemd/system/airlock.service",
+        "etc/airlock/airlock.toml",
+        "etc/airlock/keys/kit-publisher.pub",
+        "usr/local/lib/airlock/install.sh",
+        "usr/local/share/airlock/sbom.cdx.json",
+        "usr/local/share/airlock/kit-MANIFEST",
+        "var/lib/airlock/import/smollm2-135m-instruct.q4_1-1.0.0.airlock",
+    ] {
+        assert!(at(file).is_file(), "{file} not installed");
+    }
+    // `airlock version --json` ties the installed binary to its SBOM.
+    let version = Command::new(at("usr/local/bin/airlock"))
+        .args(["version", "--json"])
+        .output()
+        .expect("version");
+    assert!(version.status.success(), "{}", both(&version));
+    let version: Value = serde_json::from_slice(&version.stdout).expect("version JSON");
+    assert_eq!(
+        version["sbom_sha256"],
+        crate::common::sha256_hex(
+            &std::fs::read(at("usr/local/share/airlock/sbom.cdx.json")).expect("sbom")
+        )
+    );
+    assert_eq!(
+        version["binary_sha256"],
+        crate::common::sha256_hex(&std::fs::read(kit.join("bin/airlock")).expect("bin"))
+    );
+
+    // The operator's part: TLS files and identities in the policy the kit installed (its
+    // [trust] for the kit's key kept), then the service, which imports the bundle.
+    let conf = at("etc/airlock");
+    let out = command()
+        .args(["pki", "dev", "--out", s(&conf.join("pki"))])
+        .output()
+        .expect("pki dev");
+    assert!(out.status.success(), "{}", both(&out));
+    let installed = std::fs::read_to_string(conf.join("airlock.toml")).expect("policy");
+    let trust = &installed[installed
+        .find("# Added by install.sh --from-kit")
+        .expect("the kit's trust section")..];
+    let port = free_port();
+    let policy = format!(
+        "state_dir = \"{}\"\n[server]\nlisten = [\"127.0.0.1:{port}\"]\n\
+         [tls]\ncert = \"pki/server.crt\"\nkey = \"pki/server.key\"\nclient_ca = [\"pki/ca.crt\"]\n\
+         [[identity]]\nroles = [\"user\"]\nmatch = {{ cn = \"user\" }}\n{trust}",
+        s(&at("var/lib/airlock"))
+    );
+    std::fs::write(conf.join("airlock.toml"), policy).expect("policy");
+    let mut server = command()
+        .args(["serve", "--config", s(&conf.join("airlock.toml"))])
+        .env("AIRLOCK_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let client = Fixture::from_dir(&conf, port).client(Some("user"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let answer = loop {
+        assert!(
+            server.try_wait().expect("wait").is_none(),
+            "the service exited"
+        );
+        let body = json!({
+            "model": "smollm2-135m-instruct.q4_1",
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 8, "temperature": 0,
+        });
+        if let Ok(r) = client.request(
+            "POST",
+            "/v1/chat/completions",
+            Some(body.to_string().as_bytes()),
+        ) && r.status == 200
+        {
+            break r.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer: the kit's bundle was not activated"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        answer["choices"][0]["message"]["content"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{answer}"
+    );
+    assert!(
+        at("var/lib/airlock/import/accepted").is_dir(),
+        "the import took the bundle"
+    );
+}
+
+/// The `(name, version)` of every package `cargo tree` says is compiled into the airlock
+/// binary (normal dependencies, this host).
+fn compiled_crates() -> BTreeSet<(String, String)> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(crate::support::repo())
+        .args([
+            "tree",
+            "-p",
+            "appliance",
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+            "--locked",
+            "--offline",
+        ])
+        .output()
+        .expect("cargo tree");
+    assert!(out.status.success(), "{}", both(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("(/") && !l.trim().is_empty())
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let name = parts.next()?.to_owned();
+            let version = parts.next()?.trim_start_matches('v').to_owned();
+            Some((name, version))
+        })
+        .collect()
+}
+
+#[test]
+fn tampered_kits_are_refused_with_nothing_written() {
+    require_tool("openssl");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, public) = keys(&dir.path().join("keys"), "site");
+    let (other_key, _) = keys(&dir.path().join("keys"), "mallory");
+    let kit = dir.path().join("kit");
+    build_kit(&kit, &key);
+    let tools = offline_tools(dir.path());
+
+    let flip = |path: &Path| {
+        let mut bytes = std::fs::read(path).expect("read");
+        let i = bytes.len() / 2;
+        bytes[i] ^= 0x01;
+        std::fs::write(path, bytes).expect("write");
+    };
+    type Tamper = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Tamper, &str)> = vec![
+        (
+            "binary",
+            Box::new(move |k| flip(&k.join("bin/airlock"))),
+            "bin/airlock: SHA-256 differs",
+        ),
+        (
+            "bundle",
+            Box::new(move |k| flip(&k.join("models/smollm2-135m-instruct.q4_1-1.0.0.airlock"))),
+            "models/smollm2-135m-instruct.q4_1-1.0.0.airlock: SHA-256 differs",
+        ),
+        (
+            "unit",
+            Box::new(|k| {
+                let unit = k.join("systemd/airlock.service");
+                let text = std::fs::read_to_string(&unit).expect("unit");
+                // Same size, one setting changed.
+                std::fs::write(
+                    &unit,
+                    text.replacen("PrivateNetwork=yes", "PrivateNetwork=no ", 1),
+                )
+                .expect("write");
+            }),
+            "systemd/airlock.service: SHA-256 differs",
+        ),
+        (
+            "added file",
+            Box::new(|k| std::fs::write(k.join("bin/helper"), b"#!/bin/sh\n").expect("add")),
+            "bin/helper: in the kit but not in MANIFEST",
+        ),
+        (
+            "removed file",
+            Box::new(|k| std::fs::remove_file(k.join("docs/deployment.md")).expect("rm")),
+            "docs/deployment.md: listed in MANIFEST but missing",
+        ),
+        (
+            "symlink",
+            Box::new(|k| {
+                std::os::unix::fs::symlink("/etc/shadow", k.join("docs/shadow")).expect("link")
+            }),
+            "docs/shadow: not a regular file",
+        ),
+        (
+            "edited MANIFEST",
+            Box::new(|k| {
+                let m = k.join("MANIFEST");
+                let text = std::fs::read_to_string(&m).expect("manifest");
+                std::fs::write(&m, text.replacen("version 0.1.0", "version 0.1.1", 1)).expect("w");
+            }),
+            "the signature does not verify",
+        ),
+        (
+            "signed by another key",
+            Box::new(move |k| {
+                for f in ["MANIFEST", "MANIFEST.sig", "keys/publisher.pub"] {
+                    std::fs::remove_file(k.join(f)).expect("rm");
+                }
+                let out = command()
+                    .args(["kit", "sign", "--dir", s(k), "--key", s(&other_key)])
+                    .output()
+                    .expect("kit sign");
+                assert!(out.status.success(), "{}", both(&out));
+            }),
+            "the signature does not verify",
+        ),
+        (
+            "unsigned MANIFEST",
+            Box::new(|k| std::fs::remove_file(k.join("MANIFEST.sig")).expect("rm")),
+            "is not signed (no MANIFEST.sig)",
+        ),
+    ];
+    for (what, tamper, expected) in cases {
+        let copy = dir.path().join(format!("kit-{}", what.replace(' ', "-")));
+        let cp = Command::new("cp")
+            .arg("-a")
+            .arg(&kit)
+            .arg(&copy)
+            .status()
+            .expect("cp");
+        assert!(cp.success());
+        tamper(&copy);
+        let root = dir.path().join(format!("root-{}", what.replace(' ', "-")));
+        // The pristine install.sh runs (as an upgrade runs the installed copy): the kit's
+        // own script is among what is tampered with in real attacks, see docs/offline-kit.md.
+        let out = Command::new("unshare")
+            .arg("--net")
+            .args(["env", "-i"])
+            .arg(format!("PATH={}", s(&tools)))
+            .arg(format!("DESTDIR={}", s(&root)))
+            .arg(which("bash"))
+            .arg(kit.join("install.sh"))
+            .args(["--from-kit", s(&copy), "--trust-key", s(&public)])
+            .output()
+            .expect("install.sh --from-kit");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", both(&out));
+        assert!(
+            err.contains(expected),
+            "{what}: expected {expected:?} in {err}"
+        );
+        assert!(
+            err.contains("nothing installed") || err.contains("verify"),
+            "{what}: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{what}: one line: {err}");
+        assert!(
+            !root.exists(),
+            "{what}: something was written under the root"
+        );
+    }
+    // The untouched kit installs with the same script and key.
+    let root = dir.path().join("root-ok");
+    let out = from_kit(&kit, &public, &root, &tools);
+    assert!(out.status.success(), "{}", both(&out));
+}
