@@ -7,6 +7,7 @@
 #   sudo ./install.sh --uninstall [--purge]             remove it (state kept unless --purge)
 #   ./install.sh --kit --sign KEY [--out DIR]           build a signed offline install kit
 #   sudo ./install.sh --from-kit DIR --trust-key K.pub  install from a kit, verified first
+#   sudo ./install.sh --rollback                        back to the previously installed binary
 #
 # Every step is idempotent: running a mode twice gives the same result as running it once.
 # Errors are one line on stderr (`install.sh: ...`) with a non-zero exit: 2 for a bad
@@ -85,7 +86,15 @@ Usage:
       file's size and SHA-256 (sha256sum), refuse any missing, extra or changed file, and
       only then install as the production install does. The model bundle goes to the
       service's import folder, where the service verifies and activates it; a new policy
-      template trusts K.pub for it. Needs no network, cargo, pip or apt.
+      template trusts K.pub for it. Needs no network, cargo, pip or apt. On a host that
+      runs Airlock this is an upgrade: /etc/airlock and /var/lib/airlock are kept, the new
+      binary is installed beside the old one and switched to atomically, the service is
+      restarted (the socket keeps the port) and, if it does not become ready, switched back
+      automatically. Run the installed copy to upgrade:
+      sudo /usr/local/lib/airlock/install.sh --from-kit NEW-KIT --trust-key K.pub
+  sudo ./install.sh --rollback
+      Switch back to the previously installed binary and restart the service (again:
+      forward again). Installs, upgrades and rollbacks are audit records (software.install).
   ./install.sh --help
 
 Environment:
@@ -130,7 +139,7 @@ set_mode() {
 while (($#)); do
   case "$1" in
     -h | --help) usage; exit 0 ;;
-    --dev | --test | --uninstall | --kit) set_mode "$1" ;;
+    --dev | --test | --uninstall | --kit | --rollback) set_mode "$1" ;;
     --state | --listen | --out | --sign | --trust-key | --from-kit)
       if (($# < 2)) || [[ -z $2 ]]; then usage_error "$1 needs a value"; fi
       case "$1" in
@@ -390,11 +399,10 @@ install_production() {
   if ((enable)) && ! systemd_running; then
     die "--enable: systemd is not running here (install without --enable, start the units where it runs)"
   fi
-  local bin
+  local bin action
   bin="$(release_binary)"
   ensure_user
-  mkdirp 0755 root:root "$BIN_DIR"
-  put 0755 root:root "$bin" "$BIN_DIR/airlock"
+  action="$(install_release "$bin")"
 
   mkdirp 0750 "root:$SERVICE_USER" "$CONF_DIR"
   mkdirp 0750 "root:$SERVICE_USER" "$CONF_DIR/pki"
@@ -406,6 +414,10 @@ install_production() {
     note "wrote the policy template $CONF_DIR/airlock.toml: edit it, put TLS files in $CONF_DIR/pki/"
   fi
   mkdirp 0700 "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
+  case "$action" in
+    install) write_receipt install "$(current_release)" "" ;;
+    upgrade) write_receipt upgrade "$(current_release)" "$(previous_release)" ;;
+  esac
 
   mkdirp 0755 root:root "$UNIT_DIR"
   local unit
@@ -422,9 +434,9 @@ install_production() {
   if systemd_running; then
     systemctl daemon-reload
     if ((firewall)); then systemctl enable airlock-firewall.service; fi
-    # An upgrade of a running service takes effect now (no-op when it is not running).
-    systemctl try-restart airlock.service
   fi
+  # An upgrade of a running service takes effect now, or is rolled back.
+  if [[ $action == upgrade ]]; then restart_or_roll_back; fi
   if ((enable)); then
     # Fail before enabling: a policy that does not load would only crash-loop.
     "$BIN_DIR/airlock" policy check --config "$CONF_DIR/airlock.toml" >/dev/null ||
@@ -454,8 +466,8 @@ uninstall_production() {
   if [[ -z $DESTDIR && -x $script ]] && have nft; then
     "$script" remove >&2 || die "$script remove failed"
   fi
-  rm -rf "$LIB_DIR"
   rm -f "$BIN_DIR/airlock"
+  rm -rf "$LIB_DIR"
   rm -rf "$DOC_DIR" "$SHARE_DIR"
   if ((purge)); then
     rm -rf "$CONF_DIR" "$STATE_DIR"
@@ -468,6 +480,149 @@ uninstall_production() {
   fi
 }
 
+
+# --- Releases, upgrade and rollback --------------------------------------------------------
+# Every installed binary stays in $RELEASES_DIR/SHA256/airlock; $BIN_DIR/airlock is a
+# relative symlink to the current one and $LIB_DIR/previous names the one before, so a
+# switch is one rename (atomic) and a rollback needs nothing from the kit. Each install,
+# upgrade and rollback leaves a receipt in $STATE_DIR/install/pending/, which the service
+# records as a `software.install` audit record at its next start (it holds the log).
+
+readonly RELEASES_DIR="$LIB_DIR/releases"
+
+sha256_of() { sha256sum "$1" | cut -c1-64; }
+
+# The SHA-256 the current $BIN_DIR/airlock link names (empty when none).
+current_release() {
+  local target
+  target="$(readlink "$BIN_DIR/airlock" 2>/dev/null)" || return 0
+  [[ $target =~ releases/([0-9a-f]{64})/airlock$ ]] && echo "${BASH_REMATCH[1]}"
+  return 0
+}
+
+previous_release() {
+  local target
+  target="$(readlink "$LIB_DIR/previous" 2>/dev/null)" || return 0
+  [[ $target =~ releases/([0-9a-f]{64})$ ]] && echo "${BASH_REMATCH[1]}"
+  return 0
+}
+
+# Points $BIN_DIR/airlock at release $1 with one rename.
+switch_to() {
+  ln -sfn "../lib/airlock/releases/$1/airlock" "$BIN_DIR/.airlock.switch"
+  mv -T "$BIN_DIR/.airlock.switch" "$BIN_DIR/airlock"
+}
+
+set_previous() {
+  ln -sfn "releases/$1" "$LIB_DIR/.previous.switch"
+  mv -T "$LIB_DIR/.previous.switch" "$LIB_DIR/previous"
+}
+
+# Installs binary $1 as a release and makes it current; prints the action (install, upgrade,
+# reinstall).
+install_release() {
+  local bin="$1" sha current
+  mkdirp 0755 root:root "$BIN_DIR"
+  mkdirp 0755 root:root "$LIB_DIR"
+  mkdirp 0755 root:root "$RELEASES_DIR"
+  # A binary from before releases (a plain file) becomes a release, so it can be rolled back to.
+  if [[ -f $BIN_DIR/airlock && ! -L $BIN_DIR/airlock ]]; then
+    local old
+    old="$(sha256_of "$BIN_DIR/airlock")"
+    mkdirp 0755 root:root "$RELEASES_DIR/$old"
+    put 0755 root:root "$BIN_DIR/airlock" "$RELEASES_DIR/$old/airlock"
+    switch_to "$old"
+  fi
+  sha="$(sha256_of "$bin")"
+  mkdirp 0755 root:root "$RELEASES_DIR/$sha"
+  if [[ ! -f $RELEASES_DIR/$sha/airlock ]]; then
+    put 0755 root:root "$bin" "$RELEASES_DIR/$sha/.airlock.new"
+    mv -f "$RELEASES_DIR/$sha/.airlock.new" "$RELEASES_DIR/$sha/airlock"
+  fi
+  current="$(current_release)"
+  if [[ -z $current ]]; then
+    switch_to "$sha"
+    echo install
+  elif [[ $current == "$sha" ]]; then
+    echo reinstall
+  else
+    set_previous "$current"
+    switch_to "$sha"
+    echo upgrade
+  fi
+}
+
+# A receipt of what was installed, for the service to record (software.install). $1 action,
+# $2 the release now current, $3 the one before (may be empty).
+write_receipt() {
+  local action="$1" sha="$2" previous="$3" version dir
+  version="$("$RELEASES_DIR/$sha/airlock" --version 2>/dev/null | awk '{print $2}')" || version=""
+  dir="$STATE_DIR/install/pending"
+  mkdirp 0700 "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR/install"
+  mkdirp 0700 "$SERVICE_USER:$SERVICE_USER" "$dir"
+  local tmp
+  tmp="$(mktemp)"
+  {
+    printf '{"action":"%s","binary_sha256":"%s"' "$action" "$sha"
+    [[ -z $previous ]] || printf ',"previous_sha256":"%s"' "$previous"
+    [[ ! $version =~ ^[0-9A-Za-z.+-]{1,64}$ ]] || printf ',"version":"%s"' "$version"
+    [[ -z ${KIT_MANIFEST_SHA256:-} ]] || printf ',"kit_manifest_sha256":"%s"' "$KIT_MANIFEST_SHA256"
+    [[ -z ${KIT_SIGNER:-} ]] || printf ',"kit_signer":"%s"' "$KIT_SIGNER"
+    printf ',"time":"%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  } >"$tmp"
+  local name
+  name="$(date -u +%Y%m%dT%H%M%S)-$$-$RANDOM-$action.json"
+  put 0600 "$SERVICE_USER:$SERVICE_USER" "$tmp" "$dir/.$name"
+  mv -f "$dir/.$name" "$dir/$name"
+  rm -f "$tmp"
+}
+
+# After a switch: restart a running service on the current binary and check it became
+# ready (Type=notify: `systemctl restart` returns once READY=1 was sent or the start failed),
+# and is still running a moment later; otherwise switch back to the previous release and
+# restart that. The socket keeps the port throughout: connections wait in its backlog.
+restart_or_roll_back() {
+  systemd_running || return 0
+  if ! systemctl is-active --quiet airlock.service; then
+    return 0
+  fi
+  local now previous
+  now="$(current_release)"
+  note "restarting airlock.service on release ${now:0:12} (the socket keeps the port: clients wait)"
+  if systemctl restart airlock.service && sleep "${AIRLOCK_SETTLE_SECS:-3}" \
+    && systemctl is-active --quiet airlock.service; then
+    note "airlock.service is ready on release ${now:0:12}"
+    return 0
+  fi
+  previous="$(previous_release)"
+  [[ -n $previous ]] || die "the new binary did not become ready and there is no previous release to roll back to (journalctl -u airlock.service)"
+  note "the new binary did not become ready: rolling back to release ${previous:0:12}"
+  set_previous "$now"
+  switch_to "$previous"
+  write_receipt rollback "$previous" "$now"
+  systemctl reset-failed airlock.service >/dev/null 2>&1 || true
+  systemctl restart airlock.service \
+    || die "rolled back to release ${previous:0:12}, but it did not start either (journalctl -u airlock.service)"
+  die "the new binary (release ${now:0:12}) did not become ready (journalctl -u airlock.service); rolled back to release ${previous:0:12}, which serves again"
+}
+
+# ./install.sh --rollback: back to the previous release (and, run again, forward again).
+roll_back() {
+  require_root rollback --rollback
+  local now previous
+  now="$(current_release)"
+  previous="$(previous_release)"
+  [[ -n $now && -n $previous && -x $RELEASES_DIR/$previous/airlock ]] \
+    || die "--rollback: no previous release in $RELEASES_DIR (nothing was upgraded yet)"
+  set_previous "$now"
+  switch_to "$previous"
+  write_receipt rollback "$previous" "$now"
+  note "switched $BIN_DIR/airlock back to release ${previous:0:12} (from ${now:0:12})"
+  if systemd_running && systemctl is-active --quiet airlock.service; then
+    systemctl restart airlock.service || die "release ${previous:0:12} did not start (journalctl -u airlock.service); ./install.sh --rollback again returns to ${now:0:12}"
+    note "airlock.service is ready on release ${previous:0:12}"
+  fi
+}
 
 # --- Offline kit ---------------------------------------------------------------------------
 # The kit and its MANIFEST: docs/offline-kit.md. MANIFEST lines are `SHA256 SIZE PATH`
@@ -664,6 +819,7 @@ verify_kit() {
   cp "$tmp/MANIFEST" "$stage/MANIFEST.installed"
   KIT_STAGE="$stage"
   KIT_MANIFEST_SHA256="$(sha256sum "$tmp/MANIFEST" | cut -d' ' -f1)"
+  KIT_SIGNER="$raw"
   note "kit verified: ${#listed[@]} files signed by $key (MANIFEST sha256 $KIT_MANIFEST_SHA256)"
 }
 
@@ -686,6 +842,8 @@ install_kit_extras() {
   put 0644 root:root "$KIT_STAGE/share/airlock/sbom.cdx.json" "$SHARE_DIR/sbom.cdx.json"
   put 0644 root:root "$KIT_STAGE/share/airlock/licenses.tsv" "$SHARE_DIR/licenses.tsv"
   put 0644 root:root "$KIT_STAGE/MANIFEST.installed" "$SHARE_DIR/kit-MANIFEST"
+  # The release keeps the SBOM of its binary (airlock version finds it beside itself).
+  put 0644 root:root "$KIT_STAGE/share/airlock/sbom.cdx.json" "$RELEASES_DIR/$(current_release)/sbom.cdx.json"
   mkdirp 0755 root:root "$LIB_DIR"
   # The installed copy verifies the next kit (sudo /usr/local/lib/airlock/install.sh
   # --from-kit NEW --trust-key K.pub), so an upgrade runs nothing of the new kit first.
@@ -731,6 +889,7 @@ case "$mode" in
   dev) run_dev ;;
   kit) build_kit ;;
   from-kit) install_from_kit ;;
+  rollback) roll_back ;;
   test) run_tests ;;
   install) install_production ;;
   uninstall) uninstall_production ;;

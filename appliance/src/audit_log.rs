@@ -1,6 +1,7 @@
 //! The audit log's life in the service: where it lives, its configuration from the policy,
-//! opening it at start (`service.start`, `policy.load`) and closing it at stop
-//! (`service.stop`, final checkpoint). Appending during service is
+//! opening it at start (the installer's receipts as `software.install`, then
+//! `service.start`, `policy.load`) and closing it at stop (`service.stop`, final
+//! checkpoint). Appending during service is
 //! [`server::audit::AuditHandle`](crate::server::audit::AuditHandle)'s job.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,6 +81,142 @@ pub fn record_start(
     }
     log.append(load)?;
     Ok(())
+}
+
+/// `STATE_DIR/install/pending/`: receipts `install.sh` leaves for each install, upgrade and
+/// rollback of the binary (it cannot write the log the service holds).
+pub fn receipts_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("install").join("pending")
+}
+
+/// Largest receipt read (they are one short JSON line).
+const MAX_RECEIPT_BYTES: u64 = 4096;
+
+/// A receipt as `install.sh` writes it (docs/offline-kit.md).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallReceipt {
+    action: String,
+    binary_sha256: String,
+    previous_sha256: Option<String>,
+    version: Option<String>,
+    kit_manifest_sha256: Option<String>,
+    kit_signer: Option<String>,
+    time: String,
+}
+
+impl InstallReceipt {
+    /// Checks every field against what `install.sh` can write, so that nothing unbounded or
+    /// unexpected reaches the log.
+    fn check(&self) -> Result<(), String> {
+        let hex64 =
+            |v: &str| v.len() == 64 && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let word = |v: &str, max: usize| {
+            !v.is_empty()
+                && v.len() <= max
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._+-:=/".contains(&b))
+        };
+        if !matches!(self.action.as_str(), "install" | "upgrade" | "rollback") {
+            return Err(format!(
+                "unknown action {:?}",
+                self.action.chars().take(32).collect::<String>()
+            ));
+        }
+        let hashes = [
+            Some(&self.binary_sha256),
+            self.previous_sha256.as_ref(),
+            self.kit_manifest_sha256.as_ref(),
+        ];
+        if hashes.into_iter().flatten().any(|h| !hex64(h)) {
+            return Err("a SHA-256 is not 64 lowercase hex digits".into());
+        }
+        let words = [
+            (self.version.as_ref(), 64),
+            (self.kit_signer.as_ref(), 64),
+            (Some(&self.time), 32),
+        ];
+        if words
+            .into_iter()
+            .any(|(v, max)| v.is_some_and(|v| !word(v, max)))
+        {
+            return Err("version, kit_signer or time is not a short word".into());
+        }
+        Ok(())
+    }
+
+    fn event(&self, file: &str) -> Event {
+        let mut event = Event::new(Kind::SoftwareInstall)
+            .status(self.action.clone())
+            .param("binary_sha256", self.binary_sha256.clone())
+            .param("installed_at", self.time.clone())
+            .param("receipt", file);
+        let optional = [
+            ("previous_sha256", &self.previous_sha256),
+            ("version", &self.version),
+            ("kit_manifest_sha256", &self.kit_manifest_sha256),
+            ("kit_signer", &self.kit_signer),
+        ];
+        for (key, value) in optional {
+            if let Some(v) = value {
+                event = event.param(key, v.clone());
+            }
+        }
+        event
+    }
+}
+
+/// Records each pending install receipt as a `software.install` record (status = the
+/// action), oldest first, and removes it once the record is durable. A receipt that does not
+/// parse is recorded as status `malformed` (with why) and moved to `install/rejected/`: an
+/// auditor should see that something unexpected was there. Returns how many were recorded.
+pub fn record_installs(log: &AuditLog, state_dir: &Path) -> audit::Result<usize> {
+    let dir = receipts_dir(state_dir);
+    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".json") && !n.starts_with('.') && n.len() <= 128)
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    names.sort();
+    for name in &names {
+        let path = dir.join(name);
+        let parsed = read_receipt(&path);
+        let event = match &parsed {
+            Ok(receipt) => receipt.event(name),
+            Err(why) => Event::new(Kind::SoftwareInstall)
+                .status("malformed")
+                .param("receipt", name.as_str())
+                .param("error", why.chars().take(200).collect::<String>()),
+        };
+        log.append(event)?;
+        if parsed.is_ok() {
+            std::fs::remove_file(&path)?;
+        } else {
+            let rejected = dir.with_file_name("rejected");
+            std::fs::create_dir_all(&rejected)?;
+            std::fs::rename(&path, rejected.join(name))?;
+        }
+    }
+    Ok(names.len())
+}
+
+fn read_receipt(path: &Path) -> Result<InstallReceipt, String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_RECEIPT_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_RECEIPT_BYTES {
+        return Err(format!("longer than {MAX_RECEIPT_BYTES} bytes"));
+    }
+    let receipt: InstallReceipt = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    receipt.check()?;
+    Ok(receipt)
 }
 
 /// Records `service.stop` and closes the log with a final signed checkpoint. Errors are

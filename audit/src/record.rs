@@ -155,6 +155,9 @@ pub enum Kind {
     ServiceStop,
     #[serde(rename = "policy.load")]
     PolicyLoad,
+    /// An install, upgrade or rollback of the binary (from `install.sh`'s receipts).
+    #[serde(rename = "software.install")]
+    SoftwareInstall,
     /// Written only by the store (see [`crate::AuditLog::erase`]).
     #[serde(rename = "audit.erase")]
     AuditErase,
@@ -164,7 +167,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::InferenceRequest,
         Kind::InferenceResponse,
         Kind::AccessDenied,
@@ -176,6 +179,7 @@ impl Kind {
         Kind::ServiceStart,
         Kind::ServiceStop,
         Kind::PolicyLoad,
+        Kind::SoftwareInstall,
         Kind::AuditErase,
         Kind::AuditCheckpoint,
     ];
@@ -193,6 +197,7 @@ impl Kind {
             Kind::ServiceStart => "service.start",
             Kind::ServiceStop => "service.stop",
             Kind::PolicyLoad => "policy.load",
+            Kind::SoftwareInstall => "software.install",
             Kind::AuditErase => "audit.erase",
             Kind::AuditCheckpoint => "audit.checkpoint",
         }

@@ -62,6 +62,13 @@ pub(super) fn serve(
             crate::audit_log::dir(&policy.state_dir).display()
         )
     })?;
+    // Installs, upgrades and rollbacks since the last start (install.sh's receipts): the
+    // binary now running is the one the last of them names.
+    let installs = crate::audit_log::record_installs(&audit_log, &policy.state_dir)
+        .context("cannot record the install receipts in the audit log")?;
+    if installs > 0 {
+        tracing::info!(installs, "install receipts recorded (software.install)");
+    }
     // The log is open: a start that fails from here on must say so in it, or the log would
     // read as if the service never tried.
     let started = (|| {

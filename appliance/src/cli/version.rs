@@ -8,9 +8,9 @@ use serde::Serialize;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  airlock version\n  airlock version --json\n\n\
-The SBOM is looked for at --sbom, else beside the binary as installed\n\
-(BIN/../share/airlock/sbom.cdx.json, where install.sh and the offline kit put it); its\n\
-SHA-256 ties the binary to its bill of materials."
+The SBOM is looked for at --sbom, else beside the binary (each installed release keeps\n\
+its own: /usr/local/lib/airlock/releases/SHA256/sbom.cdx.json), else in a kit's\n\
+share/airlock/; its SHA-256 ties the binary to its bill of materials."
 )]
 pub struct Args {
     /// Print JSON instead of text.
@@ -41,9 +41,15 @@ struct Version {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the running executable")?;
     let binary_sha256 = sha256_file(&exe)?;
+    // Beside the binary (an installed release keeps its own), else where a kit has it.
     let sbom = args.sbom.clone().or_else(|| {
-        let beside = exe.parent()?.join("../share/airlock/sbom.cdx.json");
-        beside.is_file().then_some(beside)
+        let dir = exe.parent()?;
+        [
+            dir.join("sbom.cdx.json"),
+            dir.join("../share/airlock/sbom.cdx.json"),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
     });
     let sbom_sha256 = sbom.as_deref().map(sha256_file).transpose()?;
     let mut features = Vec::new();

@@ -33,7 +33,13 @@ fn keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 /// `./install.sh --kit --sign KEY --out DIR --no-source` (the sources' vendoring is the
 /// separate scripts/kit-rebuild-check.sh): the test binary stands in for the release build.
 fn build_kit(out: &Path, key: &Path) {
+    build_kit_of(out, key, Path::new(crate::common::BIN));
+}
+
+/// [`build_kit`] shipping `binary`.
+fn build_kit_of(out: &Path, key: &Path, binary: &Path) {
     let run = install_sh()
+        .env("AIRLOCK_BIN", binary)
         .args(["--kit", "--sign", s(key), "--out", s(out), "--no-source"])
         .output()
         .expect("install.sh --kit");
@@ -69,6 +75,10 @@ fn offline_tools(dir: &Path) -> PathBuf {
         "basename",
         "id",
         "openssl",
+        "ln",
+        "readlink",
+        "awk",
+        "date",
     ] {
         let path = which(tool);
         std::os::unix::fs::symlink(&path, bin.join(tool)).expect("link tool");
@@ -219,32 +229,7 @@ fn kit_round_trip_installs_offline_and_answers() {
 
     // The operator's part: TLS files and identities in the policy the kit installed (its
     // [trust] for the kit's key kept), then the service, which imports the bundle.
-    let conf = at("etc/airlock");
-    let out = command()
-        .args(["pki", "dev", "--out", s(&conf.join("pki"))])
-        .output()
-        .expect("pki dev");
-    assert!(out.status.success(), "{}", both(&out));
-    let installed = std::fs::read_to_string(conf.join("airlock.toml")).expect("policy");
-    let trust = &installed[installed
-        .find("# Added by install.sh --from-kit")
-        .expect("the kit's trust section")..];
-    let port = free_port();
-    let policy = format!(
-        "state_dir = \"{}\"\n[server]\nlisten = [\"127.0.0.1:{port}\"]\n\
-         [tls]\ncert = \"pki/server.crt\"\nkey = \"pki/server.key\"\nclient_ca = [\"pki/ca.crt\"]\n\
-         [[identity]]\nroles = [\"user\"]\nmatch = {{ cn = \"user\" }}\n{trust}",
-        s(&at("var/lib/airlock"))
-    );
-    std::fs::write(conf.join("airlock.toml"), policy).expect("policy");
-    let mut server = command()
-        .args(["serve", "--config", s(&conf.join("airlock.toml"))])
-        .env("AIRLOCK_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("serve");
-    let client = Fixture::from_dir(&conf, port).client(Some("user"));
+    let (mut server, client) = serve_installed(&root);
     let deadline = Instant::now() + Duration::from_secs(90);
     let answer = loop {
         assert!(
@@ -282,6 +267,39 @@ fn kit_round_trip_installs_offline_and_answers() {
         at("var/lib/airlock/import/accepted").is_dir(),
         "the import took the bundle"
     );
+}
+
+/// Completes the policy a kit install left under `root` as an operator would (dev TLS files,
+/// a `user` identity, the kit's [trust] kept) and starts the installed binary on it.
+fn serve_installed(root: &Path) -> (std::process::Child, crate::common::Client) {
+    let conf = root.join("etc/airlock");
+    if !conf.join("pki/ca.crt").exists() {
+        let out = command()
+            .args(["pki", "dev", "--out", s(&conf.join("pki"))])
+            .output()
+            .expect("pki dev");
+        assert!(out.status.success(), "{}", both(&out));
+    }
+    let installed = std::fs::read_to_string(conf.join("airlock.toml")).expect("policy");
+    let trust = &installed[installed
+        .find("# Added by install.sh --from-kit")
+        .expect("the kit's trust section")..];
+    let port = free_port();
+    let policy = format!(
+        "state_dir = \"{}\"\n[server]\nlisten = [\"127.0.0.1:{port}\"]\n\
+         [tls]\ncert = \"pki/server.crt\"\nkey = \"pki/server.key\"\nclient_ca = [\"pki/ca.crt\"]\n\
+         [[identity]]\nroles = [\"user\"]\nmatch = {{ cn = \"user\" }}\n{trust}",
+        s(&root.join("var/lib/airlock"))
+    );
+    std::fs::write(conf.join("airlock.toml"), policy).expect("policy");
+    let server = Command::new(root.join("usr/local/bin/airlock"))
+        .args(["serve", "--config", s(&conf.join("airlock.toml"))])
+        .env("AIRLOCK_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    (server, Fixture::from_dir(&conf, port).client(Some("user")))
 }
 
 /// The `(name, version)` of every package `cargo tree` says is compiled into the airlock
@@ -448,4 +466,180 @@ fn tampered_kits_are_refused_with_nothing_written() {
     let root = dir.path().join("root-ok");
     let out = from_kit(&kit, &public, &root, &tools);
     assert!(out.status.success(), "{}", both(&out));
+}
+
+fn release_of(link: &Path) -> String {
+    let target = std::fs::read_link(link).unwrap_or_else(|e| panic!("{}: {e}", link.display()));
+    let text = target.to_str().expect("utf-8 link").to_owned();
+    text.split('/')
+        .find(|c| c.len() == 64)
+        .unwrap_or_else(|| panic!("{text}: no release digest"))
+        .to_owned()
+}
+
+/// Install from one kit, upgrade from a second with the installed install.sh, roll back by
+/// hand: releases side by side, the links switched, and each step a `software.install`
+/// record once the service starts (a malformed receipt recorded as such), the log verifying.
+#[test]
+fn upgrade_and_rollback_switch_releases_and_are_audited() {
+    require_tool("openssl");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, public) = keys(&dir.path().join("keys"), "site");
+    // Two different binaries: the second is the first with a trailing byte (still runs).
+    let first = Path::new(crate::common::BIN);
+    let second = dir.path().join("airlock-2");
+    let mut bytes = std::fs::read(first).expect("binary");
+    let sha1 = crate::common::sha256_hex(&bytes);
+    bytes.push(0);
+    let sha2 = crate::common::sha256_hex(&bytes);
+    std::fs::write(&second, &bytes).expect("second binary");
+    std::fs::set_permissions(&second, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let (kit1, kit2) = (dir.path().join("kit1"), dir.path().join("kit2"));
+    build_kit_of(&kit1, &key, first);
+    build_kit_of(&kit2, &key, &second);
+    let manifest_sha = |kit: &Path| {
+        crate::common::sha256_hex(&std::fs::read(kit.join("MANIFEST")).expect("MANIFEST"))
+    };
+
+    let root = dir.path().join("root");
+    let tools = offline_tools(dir.path());
+    let out = from_kit(&kit1, &public, &root, &tools);
+    assert!(out.status.success(), "{}", both(&out));
+    let bin = root.join("usr/local/bin/airlock");
+    let previous = root.join("usr/local/lib/airlock/previous");
+    assert_eq!(release_of(&bin), sha1);
+    assert!(!previous.exists());
+
+    // The upgrade runs the installed (trusted) copy of install.sh on the new kit.
+    let installed_sh = root.join("usr/local/lib/airlock/install.sh");
+    let upgrade = Command::new("unshare")
+        .arg("--net")
+        .args(["env", "-i"])
+        .arg(format!("PATH={}", s(&tools)))
+        .arg(format!("DESTDIR={}", s(&root)))
+        .arg(which("bash"))
+        .arg(&installed_sh)
+        .args(["--from-kit", s(&kit2), "--trust-key", s(&public)])
+        .output()
+        .expect("upgrade");
+    assert!(upgrade.status.success(), "{}", both(&upgrade));
+    assert_eq!(release_of(&bin), sha2);
+    assert_eq!(release_of(&previous), sha1);
+    assert!(
+        root.join(format!("usr/local/lib/airlock/releases/{sha1}/airlock"))
+            .is_file()
+    );
+
+    let rollback = Command::new("bash")
+        .arg(&installed_sh)
+        .arg("--rollback")
+        .env("DESTDIR", &root)
+        .output()
+        .expect("rollback");
+    assert!(rollback.status.success(), "{}", both(&rollback));
+    assert_eq!(release_of(&bin), sha1);
+    assert_eq!(release_of(&previous), sha2);
+    // The release keeps its own SBOM: `airlock version` after the rollback names kit1's.
+    let version = Command::new(&bin)
+        .args(["version", "--json"])
+        .output()
+        .expect("version");
+    let version: Value = serde_json::from_slice(&version.stdout).expect("version JSON");
+    assert_eq!(version["binary_sha256"], sha1.as_str());
+    assert_eq!(
+        version["sbom_sha256"],
+        crate::common::sha256_hex(
+            &std::fs::read(kit1.join("share/airlock/sbom.cdx.json")).expect("sbom")
+        )
+    );
+
+    // Something unexpected among the receipts is recorded, not ignored.
+    let pending = root.join("var/lib/airlock/install/pending");
+    std::fs::write(pending.join("zz-odd.json"), r#"{"action":"reboot"}"#).expect("odd receipt");
+    let receipts = std::fs::read_dir(&pending).expect("pending").count();
+    assert_eq!(receipts, 4, "install, upgrade, rollback and the odd one");
+
+    // The service records them at its start; the log verifies.
+    let (mut server, client) = serve_installed(&root);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client
+        .request("GET", "/healthz", None)
+        .map(|r| r.status)
+        .ok()
+        != Some(200)
+    {
+        assert!(
+            server.try_wait().expect("wait").is_none(),
+            "the service exited"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the installed service never answered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let status = server.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        std::fs::read_dir(&pending).expect("pending").count(),
+        0,
+        "receipts consumed"
+    );
+    assert!(
+        root.join("var/lib/airlock/install/rejected/zz-odd.json")
+            .is_file()
+    );
+
+    let state = root.join("var/lib/airlock");
+    let records = crate::common::export_and_verify_state(&state);
+    let installs: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "software.install")
+        .collect();
+    let actions: Vec<&str> = installs
+        .iter()
+        .map(|r| r["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(
+        actions,
+        ["install", "upgrade", "rollback", "malformed"],
+        "{installs:?}"
+    );
+    assert_eq!(installs[0]["params"]["binary_sha256"], sha1.as_str());
+    assert_eq!(
+        installs[0]["params"]["kit_manifest_sha256"],
+        manifest_sha(&kit1).as_str()
+    );
+    assert_eq!(
+        installs[0]["params"]["kit_signer"],
+        std::fs::read_to_string(&public).expect("pub").trim()
+    );
+    assert_eq!(installs[1]["params"]["binary_sha256"], sha2.as_str());
+    assert_eq!(installs[1]["params"]["previous_sha256"], sha1.as_str());
+    assert_eq!(
+        installs[1]["params"]["kit_manifest_sha256"],
+        manifest_sha(&kit2).as_str()
+    );
+    assert_eq!(installs[2]["params"]["binary_sha256"], sha1.as_str());
+    assert_eq!(installs[2]["params"]["previous_sha256"], sha2.as_str());
+    assert!(installs[2]["params"].get("kit_manifest_sha256").is_none());
+    assert!(
+        installs[3]["params"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
+    // They precede the start of the binary they describe.
+    let start = records
+        .iter()
+        .position(|r| r["kind"] == "service.start")
+        .expect("start");
+    let last_install = records
+        .iter()
+        .rposition(|r| r["kind"] == "software.install")
+        .expect("install");
+    assert!(last_install < start);
 }

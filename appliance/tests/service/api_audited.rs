@@ -41,50 +41,7 @@ fn run_python(script: &str) -> String {
 /// As an auditor, with the service stopped: `airlock audit pubkey`, `export`, then
 /// `verify --export` of the export with that key (must pass). Returns the records.
 pub(crate) fn export_and_verify(state: &Path) -> Vec<Value> {
-    let s = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
-    let out = airlock(&["audit", "pubkey", "--state", &s(state)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = state.with_file_name("audit.pub");
-    std::fs::write(&key, &out.stdout).expect("write pubkey");
-    let export = state.with_file_name("audit.jsonl");
-    let out = airlock(&[
-        "audit",
-        "export",
-        "--state",
-        &s(state),
-        "--out",
-        &s(&export),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = airlock(&[
-        "audit",
-        "verify",
-        "--export",
-        &s(&export),
-        "--key",
-        &s(&key),
-    ]);
-    assert!(
-        out.status.success(),
-        "the export does not verify: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&export).expect("export");
-    let mut lines = text.lines();
-    let header: Value = serde_json::from_str(lines.next().expect("header")).expect("header");
-    assert_eq!(header["format"], "airlock-audit-export-v1");
-    lines
-        .map(|l| serde_json::from_str(l).expect("record JSON"))
-        .collect()
+    crate::common::export_and_verify_state(state)
 }
 
 /// The records of `kind` with `request_id`.

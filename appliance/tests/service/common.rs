@@ -502,3 +502,54 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
+
+/// As an auditor, with the service stopped: `airlock audit pubkey`, `export` (beside the
+/// state directory, as `audit.jsonl`), then `verify --export` with that key, which must
+/// pass. Returns the records.
+pub fn export_and_verify_state(state: &Path) -> Vec<serde_json::Value> {
+    let s = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    let key = state.with_file_name("audit.pub");
+    let export = state.with_file_name("audit.jsonl");
+    let out = airlock(&["audit", "pubkey", "--state", &s(state)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&key, &out.stdout).expect("write pubkey");
+    let out = airlock(&[
+        "audit",
+        "export",
+        "--state",
+        &s(state),
+        "--out",
+        &s(&export),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = airlock(&[
+        "audit",
+        "verify",
+        "--export",
+        &s(&export),
+        "--key",
+        &s(&key),
+    ]);
+    assert!(
+        out.status.success(),
+        "the export does not verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&export).expect("export");
+    let mut lines = text.lines();
+    let header: serde_json::Value =
+        serde_json::from_str(lines.next().expect("header")).expect("header");
+    assert_eq!(header["format"], "airlock-audit-export-v1");
+    lines
+        .map(|l| serde_json::from_str(l).expect("record JSON"))
+        .collect()
+}

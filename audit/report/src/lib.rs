@@ -31,7 +31,8 @@ pub use error::Error;
 pub use period::{Period, parse_date};
 pub use summary::{
     Denial, Erasure, Gap, IdentityRow, KeyInfo, ModelEvent, ModelRow, PolicyLoad, REPORT_FORMAT,
-    Refusal, Report, Requests, RetentionErasure, RoleRow, ServiceEvent, Tally, Verification,
+    Refusal, Report, Requests, RetentionErasure, RoleRow, ServiceEvent, SoftwareInstall, Tally,
+    Verification,
 };
 
 /// The output formats, chosen by the output file's extension.

@@ -238,6 +238,30 @@ fn layout(r: &Report) -> Vec<Item> {
             ]
         }),
     );
+    items.push(Item::Heading(
+        "Software installs, upgrades and rollbacks".into(),
+    ));
+    table(
+        &mut items,
+        &[
+            "Seq",
+            "Time (UTC)",
+            "Action",
+            "Version",
+            "Binary SHA-256",
+            "Kit MANIFEST",
+        ],
+        r.installs.iter().map(|i| {
+            vec![
+                i.seq.to_string(),
+                i.time.clone(),
+                i.action.clone(),
+                opt(&i.version),
+                opt(&i.binary_sha256),
+                opt(&i.kit_manifest_sha256),
+            ]
+        }),
+    );
     items.push(Item::Heading("Service starts and stops".into()));
     for s in &r.service {
         let status = match (&s.status, &s.error) {

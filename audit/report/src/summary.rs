@@ -51,6 +51,8 @@ pub struct Report {
     /// Bundle verifications, installs, rejections, activations and rollbacks.
     pub model_events: Vec<ModelEvent>,
     pub policy_loads: Vec<PolicyLoad>,
+    /// Installs, upgrades and rollbacks of the binary (`software.install`).
+    pub installs: Vec<SoftwareInstall>,
     /// Service starts and stops, with the egress lockdown in force at each start.
     pub service: Vec<ServiceEvent>,
     pub gaps: Vec<Gap>,
@@ -261,6 +263,21 @@ pub struct PolicyLoad {
 }
 
 #[derive(Clone, Debug, Serialize)]
+pub struct SoftwareInstall {
+    pub seq: u64,
+    pub time: String,
+    /// `install`, `upgrade`, `rollback` (or `malformed` for a receipt that did not parse).
+    pub action: String,
+    pub version: Option<String>,
+    pub binary_sha256: Option<String>,
+    pub previous_sha256: Option<String>,
+    /// SHA-256 of the offline kit's MANIFEST, when installed from a kit.
+    pub kit_manifest_sha256: Option<String>,
+    /// The kit's signer (base64 ed25519 public key).
+    pub kit_signer: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct ServiceEvent {
     pub seq: u64,
     pub time: String,
@@ -303,6 +320,7 @@ pub struct Tally {
     retention: Vec<RetentionErasure>,
     model_events: Vec<ModelEvent>,
     policy_loads: Vec<PolicyLoad>,
+    installs: Vec<SoftwareInstall>,
     service: Vec<ServiceEvent>,
     gaps: Vec<Gap>,
     run: Run,
@@ -345,6 +363,7 @@ impl Tally {
             retention: Vec::new(),
             model_events: Vec::new(),
             policy_loads: Vec::new(),
+            installs: Vec::new(),
             service: Vec::new(),
             gaps: Vec::new(),
             run: Run::Unknown,
@@ -387,6 +406,16 @@ impl Tally {
                 content: param(r, "audit.content"),
             }),
             Kind::ServiceStart | Kind::ServiceStop => self.service_event(r, when),
+            Kind::SoftwareInstall => self.installs.push(SoftwareInstall {
+                seq: r.seq,
+                time: r.time.clone(),
+                action: r.status.clone().unwrap_or_default(),
+                version: param(r, "version"),
+                binary_sha256: param(r, "binary_sha256"),
+                previous_sha256: param(r, "previous_sha256"),
+                kit_manifest_sha256: param(r, "kit_manifest_sha256"),
+                kit_signer: param(r, "kit_signer"),
+            }),
             _ => {}
         }
         if let Some(t) = when
@@ -637,6 +666,7 @@ impl Tally {
             retention: self.retention,
             model_events: self.model_events,
             policy_loads: self.policy_loads,
+            installs: self.installs,
             service: self.service,
             gaps: self.gaps,
         }
