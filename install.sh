@@ -556,7 +556,8 @@ install_release() {
 # $2 the release now current, $3 the one before (may be empty).
 write_receipt() {
   local action="$1" sha="$2" previous="$3" version dir
-  version="$("$RELEASES_DIR/$sha/airlock" --version 2>/dev/null | awk '{print $2}')" || version=""
+  version="$("$RELEASES_DIR/$sha/airlock" --version 2>/dev/null)" || version=""
+  version="${version#airlock }"
   dir="$STATE_DIR/install/pending"
   mkdirp 0700 "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR/install"
   mkdirp 0700 "$SERVICE_USER:$SERVICE_USER" "$dir"
@@ -697,8 +698,9 @@ build_kit() {
   have python3 || die "--kit needs python3 (the licence inventory)"
   local bin version commit epoch out work
   bin="$(release_binary)"
-  version="$("$bin" --version | awk '{print $2}')"
-  [[ -n $version ]] || die "$bin --version printed no version"
+  version="$("$bin" --version)" || die "$bin --version failed"
+  version="${version#airlock }"
+  [[ $version =~ ^[0-9A-Za-z.+-]+$ ]] || die "$bin --version printed no version"
   commit="$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)"
   if [[ $commit != unknown ]] && ! git -C "$REPO" diff --quiet HEAD 2>/dev/null; then
     commit="$commit-dirty"

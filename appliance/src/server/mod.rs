@@ -100,11 +100,14 @@ pub fn run(
         .tls_handshake_timeout(std::time::Duration::from_secs(TLS_HANDSHAKE_TIMEOUT_SECS))
         .max_connection_rate(MAX_PENDING_HANDSHAKES)
         .shutdown_timeout(grace)
-        .shutdown_signal(shutdown_requested(grace));
+        // The stop sequence is ours (`drain_on_signal`): actix's would drop connections.
+        .disable_signals();
         for listener in listeners {
             server = server.listen_rustls_0_23(listener, tls.clone())?;
         }
-        let result = server.run().await;
+        let server = server.run();
+        actix_web::rt::spawn(drain_on_signal(server.handle(), grace));
+        let result = server.await;
         tracing::info!("stopped");
         result
     });
@@ -123,6 +126,23 @@ fn serve_models(state: &AppState, models: models::AtStart) -> std::io::Result<()
         state.serve(prepared).map_err(std::io::Error::other)?;
     }
     Ok(())
+}
+
+/// How long accepting stays paused before the graceful stop, so that every connection
+/// already accepted reaches a worker.
+const PAUSE_BEFORE_STOP: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// On SIGTERM or SIGINT: stop accepting, then stop gracefully (in-flight requests get up to
+/// `grace` seconds). The pause comes first because actix-server's graceful stop drops the
+/// connections its accept thread took but had not yet handed to a worker: a client would
+/// see its connection reset. Paused, new connections wait in the listening socket's
+/// backlog; under socket activation systemd keeps that socket, so the next process (an
+/// upgrade's, a restart's) answers them.
+async fn drain_on_signal(server: actix_web::dev::ServerHandle, grace: u64) {
+    shutdown_requested(grace).await;
+    server.pause().await;
+    actix_web::rt::time::sleep(PAUSE_BEFORE_STOP).await;
+    server.stop(true).await;
 }
 
 /// Resolves on the first SIGTERM or SIGINT (both graceful: actix's own handler would treat

@@ -643,3 +643,284 @@ fn upgrade_and_rollback_switch_releases_and_are_audited() {
         .expect("install");
     assert!(last_install < start);
 }
+
+/// Runs inside the booted container: installs kit1 and enables the service, waits for the
+/// model it brought, then upgrades to kit2 under a request loop (with the installed
+/// install.sh), then to the broken kit3 (rolled back automatically), and exports the log.
+const UPGRADE_PROBE: &str = r#"#!/bin/bash
+exec > /out/probe.log 2>&1
+set -x
+P=/etc/airlock/pki
+C="--max-time 60 --cacert $P/ca.crt --resolve localhost:8443:127.0.0.1 --cert $P/user.crt --key $P/user.key"
+BODY='{"model":"smollm2-135m-instruct.q4_1","messages":[{"role":"user","content":"Hi"}],"max_tokens":2}'
+chat() { curl -s -o /dev/null -w '%{http_code}' $C -H 'Content-Type: application/json' -d "$BODY" https://localhost:8443/v1/chat/completions; }
+/kits/kit1/install.sh --from-kit /kits/kit1 --trust-key /kits/site.pub --enable; echo $? > /out/install1.rc
+i=0; until [ "$(chat)" = 200 ]; do i=$((i+1)); [ $i -ge 120 ] && break; sleep 0.5; done
+echo "$(chat)" > /out/first.txt
+readlink /usr/local/bin/airlock > /out/release1.txt
+# Requests all through the upgrade.
+( while [ ! -e /tmp/stop ]; do chat >> /out/during.txt; echo >> /out/during.txt; done ) &
+LOOP=$!
+sleep 1
+/usr/local/lib/airlock/install.sh --from-kit /kits/kit2 --trust-key /kits/site.pub > /out/upgrade2.txt 2>&1; echo $? > /out/upgrade2.rc
+sleep 1
+touch /tmp/stop; wait $LOOP
+readlink /usr/local/bin/airlock > /out/release2.txt
+/usr/local/lib/airlock/install.sh --from-kit /kits/kit3 --trust-key /kits/site.pub > /out/upgrade3.txt 2>&1; echo $? > /out/upgrade3.rc
+readlink /usr/local/bin/airlock > /out/release3.txt
+systemctl is-active airlock.service > /out/active3.txt
+echo "$(chat)" > /out/after.txt
+systemctl stop airlock.service
+/usr/local/bin/airlock audit pubkey --state /var/lib/airlock > /out/audit.pub
+/usr/local/bin/airlock audit export --state /var/lib/airlock --out /out/audit.jsonl
+journalctl -u airlock.service --no-pager > /out/journal.txt
+echo done > /out/done.txt
+systemctl poweroff --no-block
+"#;
+
+/// The upgrade path under the host's real systemd (a throw-away container, as
+/// nspawn::shipped_units_serve_under_real_systemd): every request during the switch is
+/// answered (200, or a retryable 503), a binary that cannot start is rolled back
+/// automatically, and the audit log verifies across all of it.
+#[test]
+fn upgrade_under_systemd_keeps_serving_and_rolls_back_a_broken_binary() {
+    require_tool("systemd-nspawn");
+    require_tool("curl");
+    require_tool("openssl");
+    const AIRLOCK_ID: u32 = 991;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let kits = d.join("kits");
+    // site.key and site.pub in /kits (the container verifies with /kits/site.pub).
+    let (key, _) = keys(&kits, "site");
+    let first = Path::new(crate::common::BIN);
+    let second = d.join("airlock-2");
+    let mut bytes = std::fs::read(first).expect("binary");
+    let sha1 = crate::common::sha256_hex(&bytes);
+    bytes.push(0);
+    let sha2 = crate::common::sha256_hex(&bytes);
+    std::fs::write(&second, &bytes).expect("second binary");
+    let exec = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&second, exec).expect("chmod");
+    build_kit_of(&kits.join("kit1"), &key, first);
+    build_kit_of(&kits.join("kit2"), &key, &second);
+    // kit3: a correctly signed kit whose binary cannot start (a publisher's broken build).
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(kits.join("kit2"))
+        .arg(kits.join("kit3"))
+        .status()
+        .expect("cp");
+    assert!(cp.success());
+    let broken = "#!/bin/sh\necho 'broken build' >&2\nexit 3\n";
+    let sha3 = crate::common::sha256_hex(broken.as_bytes());
+    std::fs::write(kits.join("kit3/bin/airlock"), broken).expect("broken binary");
+    for f in ["MANIFEST", "MANIFEST.sig", "keys/publisher.pub"] {
+        std::fs::remove_file(kits.join("kit3").join(f)).expect("rm");
+    }
+    let signed = command()
+        .args([
+            "kit",
+            "sign",
+            "--dir",
+            s(&kits.join("kit3")),
+            "--key",
+            s(&key),
+        ])
+        .output()
+        .expect("kit sign");
+    assert!(signed.status.success(), "{}", both(&signed));
+    std::fs::remove_file(&key).expect("the key stays on the build station");
+
+    // /etc/airlock as the operator leaves it: dev TLS files, identities, trust in the kit key.
+    let etc = d.join("etc-airlock");
+    let made = command()
+        .args(["pki", "dev", "--out", s(&etc.join("pki"))])
+        .output()
+        .expect("pki dev");
+    assert!(made.status.success(), "{}", both(&made));
+    std::fs::write(
+        etc.join("airlock.toml"),
+        "state_dir = \"/var/lib/airlock\"\n[tls]\ncert = \"pki/server.crt\"\n\
+         key = \"pki/server.key\"\nclient_ca = [\"pki/ca.crt\"]\n\
+         [[identity]]\nroles = [\"user\"]\nmatch = { cn = \"user\" }\n\
+         [trust]\nthreshold = 1\nallowed_names = [\"smollm2-*\"]\n\
+         [[trust.publisher]]\nname = \"kit publisher\"\nkey_file = \"keys/kit-publisher.pub\"\n",
+    )
+    .expect("policy");
+    let mut files = vec![etc.clone(), etc.join("pki"), etc.join("airlock.toml")];
+    for entry in std::fs::read_dir(etc.join("pki")).expect("pki") {
+        files.push(entry.expect("entry").path());
+    }
+    for path in files {
+        let mode = if path.is_dir() { 0o750 } else { 0o640 };
+        std::os::unix::fs::chown(&path, Some(0), Some(AIRLOCK_ID)).expect("chown");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .expect("chmod");
+    }
+    let users = |file: &str, line: String| {
+        let text = std::fs::read_to_string(file).expect("host file");
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with("airlock:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let path = d.join(Path::new(file).file_name().expect("name"));
+        std::fs::write(&path, kept + &line).expect("write");
+        path
+    };
+    let passwd = users(
+        "/etc/passwd",
+        format!("airlock:x:{AIRLOCK_ID}:{AIRLOCK_ID}::/var/lib/airlock:/usr/sbin/nologin\n"),
+    );
+    let group = users("/etc/group", format!("airlock:x:{AIRLOCK_ID}:\n"));
+    let probe = d.join("probe");
+    std::fs::create_dir_all(&probe).expect("probe dir");
+    std::fs::write(probe.join("probe.sh"), UPGRADE_PROBE).expect("probe");
+    std::fs::set_permissions(
+        probe.join("probe.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    std::fs::write(
+        probe.join("airlock-probe.service"),
+        "[Unit]\nDescription=Upgrade probe\nAfter=multi-user.target\n\
+         [Service]\nType=oneshot\nExecStart=/probe/probe.sh\nTimeoutStartSec=600\n",
+    )
+    .expect("unit");
+    let usr_local = d.join("usr-local");
+    std::fs::create_dir_all(&usr_local).expect("usr-local");
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).expect("out");
+
+    let p = |path: &Path| s(path).to_owned();
+    let boot = Command::new("timeout")
+        .args([
+            "600",
+            "systemd-nspawn",
+            "--quiet",
+            "--keep-unit",
+            "--register=no",
+        ])
+        .args([
+            "--directory=/",
+            "--volatile=yes",
+            "--private-network",
+            "--boot",
+        ])
+        .arg(format!("--machine=airlock-upgrade-{}", std::process::id()))
+        .arg(
+            "--system-call-filter=landlock_create_ruleset landlock_add_rule landlock_restrict_self",
+        )
+        .arg(format!(
+            "--bind-ro={}:/etc/systemd/system/airlock-probe.service",
+            p(&probe.join("airlock-probe.service"))
+        ))
+        .arg("--bind-ro=/dev/null:/etc/systemd/system/nftables.service")
+        .arg(format!("--bind-ro={}:/etc/passwd", p(&passwd)))
+        .arg(format!("--bind-ro={}:/etc/group", p(&group)))
+        .arg(format!("--bind-ro={}:/probe", p(&probe)))
+        .arg(format!("--bind-ro={}:/kits", p(&kits)))
+        .arg(format!("--bind={}:/etc/airlock", p(&etc)))
+        .arg(format!("--bind={}:/usr/local", p(&usr_local)))
+        .arg(format!("--bind={}:/out", p(&out)))
+        .arg("systemd.firstboot=off")
+        // Pulled in at boot, without a read-only wants directory in the way of `enable`.
+        .arg("systemd.wants=airlock-probe.service")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("systemd-nspawn");
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
+    let context = || {
+        format!(
+            "{}\nprobe:\n{}\nupgrade2:\n{}\nupgrade3:\n{}\njournal:\n{}",
+            both(&boot),
+            read("probe.log"),
+            read("upgrade2.txt"),
+            read("upgrade3.txt"),
+            read("journal.txt")
+        )
+    };
+    assert_eq!(
+        read("done.txt").trim(),
+        "done",
+        "the probe did not finish: {}",
+        context()
+    );
+    assert_eq!(read("install1.rc").trim(), "0", "{}", context());
+    assert_eq!(read("first.txt").trim(), "200", "{}", context());
+    assert!(read("release1.txt").contains(&sha1), "{}", context());
+
+    // The upgrade: exit 0, the new release serving, and every request answered meanwhile.
+    assert_eq!(read("upgrade2.rc").trim(), "0", "{}", context());
+    assert!(read("release2.txt").contains(&sha2), "{}", context());
+    let during: Vec<String> = read("during.txt")
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(
+        during.len() >= 3,
+        "too few requests during the upgrade: {during:?}"
+    );
+    assert!(
+        during.iter().all(|c| c == "200" || c == "503"),
+        "a request failed during the switch: {during:?}\n{}",
+        context()
+    );
+    assert!(during.iter().any(|c| c == "200"));
+
+    // The broken kit: refused at start, rolled back automatically, the service serving.
+    assert_eq!(read("upgrade3.rc").trim(), "1", "{}", context());
+    assert!(
+        read("upgrade3.txt").contains("rolled back to release"),
+        "{}",
+        context()
+    );
+    assert!(read("release3.txt").contains(&sha2), "{}", context());
+    assert_eq!(read("active3.txt").trim(), "active", "{}", context());
+    assert_eq!(read("after.txt").trim(), "200", "{}", context());
+
+    // The log verifies across all of it and tells the story.
+    let verify = command()
+        .args([
+            "audit",
+            "verify",
+            "--export",
+            s(&out.join("audit.jsonl")),
+            "--key",
+            s(&out.join("audit.pub")),
+        ])
+        .output()
+        .expect("verify");
+    assert!(verify.status.success(), "{}", both(&verify));
+    let records: Vec<Value> = read("audit.jsonl")
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).expect("record"))
+        .collect();
+    let installs: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| r["kind"] == "software.install")
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap_or("").to_owned(),
+                r["params"]["binary_sha256"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        installs,
+        [
+            ("install".to_owned(), sha1.clone()),
+            ("upgrade".to_owned(), sha2.clone()),
+            ("upgrade".to_owned(), sha3.clone()),
+            ("rollback".to_owned(), sha2.clone()),
+        ],
+        "{}",
+        context()
+    );
+}
