@@ -231,6 +231,22 @@ fn kit_round_trip_installs_offline_and_answers() {
     // [trust] for the kit's key kept), then the service, which imports the bundle.
     let (mut server, client) = serve_installed(&root);
     let deadline = Instant::now() + Duration::from_secs(90);
+    let health = loop {
+        assert!(
+            server.try_wait().expect("wait").is_none(),
+            "the service exited"
+        );
+        if let Ok(r) = client.request("GET", "/healthz", None) {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the installed service never answered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert_eq!(health.json()["identity"]["roles"], json!(["user"]));
     let answer = loop {
         assert!(
             server.try_wait().expect("wait").is_none(),

@@ -384,7 +384,11 @@ fn html_report_renders_in_headless_chromium() {
     let (status, err) = server.wait(std::time::Duration::from_secs(30));
     assert!(status.success(), "{err}");
     let state = fx.dir.path().join("state");
-    export_and_verify(&state);
+    let records = export_and_verify(&state);
+    let head = records.last().expect("records")["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
     let (export, key) = export_files(&state);
     let html_path = fx.dir.path().join("report.html");
     let out = report(&export, &key, &html_path, &[]);
@@ -440,6 +444,9 @@ fn html_report_renders_in_headless_chromium() {
     assert!(dom.status.success(), "chromium: {}", text(&dom));
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert!(dom.contains("Verified before reporting"), "{dom}");
+    // The verification line itself, as `airlock audit verify` prints it.
+    let line = format!("OK: {} records, head {head}", records.len());
+    assert!(dom.contains(&line), "{line} not in the page: {dom}");
     assert!(dom.contains("id=\"identities\""), "{dom}");
     assert!(
         dom.contains("<td>CN=user, O=Airlock development</td>"),
