@@ -781,7 +781,7 @@ verify_kit() {
   local line path
   : >"$tmp/sums"
   for line in "${lines[@]:4}"; do
-    [[ $line =~ ^([0-9a-f]{64})\ ([0-9]+)\ ([A-Za-z0-9._+/-]+)$ ]] || die "$dir/MANIFEST: malformed line '$line'"
+    [[ $line =~ ^([0-9a-f]{64})\ ([0-9]+)\ ([A-Za-z0-9._+/@\(\)-]+)$ ]] || die "$dir/MANIFEST: malformed line '$line'"
     path="${BASH_REMATCH[3]}"
     if [[ /$path/ == */../* || /$path/ == */./* || $path == /* || $path == *//* || $path == */ ]]; then
       die "$dir/MANIFEST: path '$path' leaves the kit"

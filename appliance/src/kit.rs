@@ -11,8 +11,9 @@
 //! <sha256 hex> <size> <path>   one line per file, sorted by path bytes
 //! ```
 //! `MANIFEST.sig` holds the base64 ed25519 signature of `MANIFEST`'s bytes and a newline.
-//! Paths are relative, `/`-separated, of `[A-Za-z0-9._+-]` components (no `..`, no
-//! whitespace), so the installer's shell can read the file without quoting tricks; the kit
+//! Paths are relative, `/`-separated, of `[A-Za-z0-9._+@()-]` components (no `..`, no
+//! whitespace or backslash: what vendored crates need and `sha256sum --check` reads
+//! literally), so the installer's shell can read the file without quoting tricks; the kit
 //! holds regular files and directories only.
 //!
 //! Verification on the air-gapped host is deliberately **not** done by this binary: a kit
@@ -43,7 +44,7 @@ pub enum KitError {
     },
     #[error("{0}: a kit holds regular files and directories only (symlink or special file)")]
     NotRegular(PathBuf),
-    #[error("{0}: kit paths are [A-Za-z0-9._+-] components separated by `/`")]
+    #[error("{0}: kit paths are [A-Za-z0-9._+@()-] components separated by `/`")]
     BadPath(PathBuf),
     #[error("{0} exists: this directory is already signed")]
     AlreadySigned(PathBuf),
@@ -67,8 +68,8 @@ pub struct Entry {
     pub sha256: String,
 }
 
-/// A path the installer's shell can handle: relative components of `[A-Za-z0-9._+-]`, none
-/// of them `.` or `..`.
+/// A path the installer's shell can handle: relative components of `[A-Za-z0-9._+@()-]`,
+/// none of them `.` or `..`.
 pub fn check_path(path: &str) -> bool {
     !path.is_empty()
         && path.split('/').all(|c| {
@@ -76,7 +77,7 @@ pub fn check_path(path: &str) -> bool {
                 && c != "."
                 && c != ".."
                 && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+                    .all(|b| b.is_ascii_alphanumeric() || b"._+@()-".contains(&b))
         })
 }
 

@@ -10,7 +10,7 @@ airlock kit sign --dir airlock-kit-0.1.0 --key keys/site.key\n\n\
 Writes DIR/keys/publisher.pub (KEY's public half), DIR/MANIFEST (every file with its size\n\
 and SHA-256) and DIR/MANIFEST.sig (ed25519, the key format of `airlock keys generate`).\n\
 Refuses a directory that is already signed, or that holds a symlink, a special file or a\n\
-name outside [A-Za-z0-9._+-]. On the air-gapped host, `sudo ./install.sh --from-kit DIR\n\
+name outside [A-Za-z0-9._+@()-]. On the air-gapped host, `sudo ./install.sh --from-kit DIR\n\
 --trust-key site.pub` checks it with openssl and sha256sum before anything is copied or\n\
 run (docs/offline-kit.md).")]
 pub struct Args {
