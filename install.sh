@@ -686,8 +686,11 @@ write_sources() {
   (cd "$REPO" && git ls-files -z | tar --null -T - -cf -) | tar -xf - -C "$dir" \
     || die "cannot copy the tracked sources"
   note "vendoring every dependency (cargo vendor --locked: minutes)"
-  (cd "$dir" && "$cargo" vendor --locked --quiet vendor) >"$dir/.cargo/config.toml" \
+  # cargo vendor prints the source replacement on stdout (not with --quiet).
+  (cd "$dir" && "$cargo" vendor --locked vendor 2>/dev/null) >"$dir/.cargo/config.toml" \
     || die "cargo vendor failed"
+  grep -q '^replace-with = "vendored-sources"' "$dir/.cargo/config.toml" \
+    || die "cargo vendor printed no source replacement for $dir/.cargo/config.toml"
   # The commit and source time, which the vendored tree cannot ask git (appliance/build.rs).
   printf '\n[env]\nAIRLOCK_GIT_COMMIT = "%s"\nSOURCE_DATE_EPOCH = "%s"\n' "$commit" "$epoch" \
     >>"$dir/.cargo/config.toml"
