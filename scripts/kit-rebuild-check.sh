@@ -24,9 +24,11 @@ trap 'rm -rf "$work"' EXIT
 cp -a "$kit/source" "$work/source"
 mkdir -p "$work/cargo-home"
 echo "kit-rebuild-check: building $kit/source offline (network namespace, empty CARGO_HOME)" >&2
-unshare --net env CARGO_HOME="$work/cargo-home" RUSTUP_HOME="$rustup_home" \
+# From inside the tree: cargo finds .cargo/config.toml (the vendored source) from the
+# current directory, not from --manifest-path.
+(cd "$work/source" && unshare --net env CARGO_HOME="$work/cargo-home" RUSTUP_HOME="$rustup_home" \
   CARGO_TARGET_DIR="$work/target" "$cargo" build --offline --locked --release \
-  --manifest-path "$work/source/Cargo.toml" -p appliance --bin airlock >&2 \
+  -p appliance --bin airlock) >&2 \
   || die "the offline build failed"
 
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
