@@ -252,6 +252,8 @@ test_packages() {
   have python3 || missing+=(python3)
   # The audit report's HTML is rendered and screenshotted in a real headless browser.
   have chromium || missing+=(chromium)
+  # The offline kit's tests check MANIFEST signatures as an air-gapped host does.
+  have openssl || missing+=(openssl)
   # Debian splits venv/ensurepip out of python3.
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
   echo "${missing[@]}"
