@@ -331,11 +331,11 @@ pub struct AuditSink<'a> {
 }
 
 impl EventSink for AuditSink<'_> {
-    fn record(&mut self, event: &airlock_bundle::Event) -> Result<(), String> {
+    fn record(&mut self, event: &airlock_bundle::Event) -> Result<(), airlock_bundle::SinkError> {
         let _ = airlock_bundle::TracingSink.record(event);
         let mut e = audit_event(event, self.via);
         e.actor = self.actor.clone();
-        self.log.append(e).map(drop).map_err(|e| e.to_string())
+        self.log.append(e).map(drop).map_err(Into::into)
     }
 }
 

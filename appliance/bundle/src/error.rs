@@ -244,12 +244,13 @@ pub enum BundleError {
 
 /// Recording an event (audit) failed, so the operation was not carried out.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot record {kind} event: {reason}")]
+#[error("cannot record {kind} event: {source}")]
 pub struct EventError {
     /// The event kind.
     pub kind: &'static str,
     /// The sink's error.
-    pub reason: String,
+    #[source]
+    pub source: crate::event::SinkError,
 }
 
 impl BundleError {

@@ -80,15 +80,19 @@ impl Event {
 /// reported after the fact, and its sink error is only logged.
 pub trait EventSink {
     /// Records one event.
-    fn record(&mut self, event: &Event) -> Result<(), String>;
+    fn record(&mut self, event: &Event) -> Result<(), SinkError>;
 }
+
+/// Why a sink could not record an event: the sink's own error (an audit log's I/O error,
+/// say), kept whole so callers can report its cause chain.
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Logs events with `tracing` (target `airlock::bundle`) and never fails.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TracingSink;
 
 impl EventSink for TracingSink {
-    fn record(&mut self, event: &Event) -> Result<(), String> {
+    fn record(&mut self, event: &Event) -> Result<(), SinkError> {
         tracing::info!(target: "airlock::bundle", kind = event.kind(), event = ?event, "bundle event");
         Ok(())
     }
@@ -96,7 +100,7 @@ impl EventSink for TracingSink {
 
 /// Collects events (tests, and callers that write them somewhere after the fact).
 impl EventSink for Vec<Event> {
-    fn record(&mut self, event: &Event) -> Result<(), String> {
+    fn record(&mut self, event: &Event) -> Result<(), SinkError> {
         self.push(event.clone());
         Ok(())
     }

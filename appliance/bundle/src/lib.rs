@@ -40,7 +40,7 @@ mod verify;
 
 pub use create::{CreateOptions, create_bundle, inspect_model, read_header, sign_bundle};
 pub use error::{BundleError, EventError};
-pub use event::{Event, EventSink, TracingSink};
+pub use event::{Event, EventSink, SinkError, TracingSink};
 pub use limits::{
     DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES, DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_MAX_SIGNATURES,
     DEFAULT_MAX_SIGNATURES_BYTES, Limits,

@@ -162,10 +162,10 @@ impl ActiveModel {
 }
 
 fn record(sink: &mut dyn EventSink, event: Event) -> Result<(), BundleError> {
-    sink.record(&event).map_err(|reason| {
+    sink.record(&event).map_err(|source| {
         BundleError::Event(EventError {
             kind: event.kind(),
-            reason,
+            source,
         })
     })
 }

@@ -104,7 +104,7 @@ fn tampered_installed_model_is_not_activated() {
 fn failing_event_sink_blocks_activation() {
     struct Down;
     impl airlock_bundle::EventSink for Down {
-        fn record(&mut self, _: &Event) -> Result<(), String> {
+        fn record(&mut self, _: &Event) -> Result<(), airlock_bundle::SinkError> {
             Err("audit log unavailable".into())
         }
     }
