@@ -117,13 +117,19 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<Entry>) -> Result<(), KitError> {
     Ok(())
 }
 
-fn digest_file(path: &Path) -> Result<(u64, String), KitError> {
-    let mut f = std::fs::File::open(path).map_err(io(path))?;
+/// Size and SHA-256 (hex) of the file at `path`, read once.
+pub fn digest_file(path: &Path) -> Result<(u64, String), KitError> {
+    sha256_file(path).map_err(io(path))
+}
+
+/// Size and lowercase-hex SHA-256 of a file, streamed (binaries and models are large).
+pub fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = std::fs::File::open(path)?;
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(io(path))?;
+        let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }

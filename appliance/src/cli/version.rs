@@ -105,24 +105,7 @@ fn build_time(epoch: &str) -> String {
 }
 
 fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use std::io::Read as _;
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    Ok(ctx
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    crate::kit::sha256_file(path)
+        .map(|(_, hex)| hex)
+        .with_context(|| format!("cannot read {}", path.display()))
 }
