@@ -300,33 +300,59 @@ fn pubkey(a: PubkeyArgs) -> anyhow::Result<()> {
 
 fn verify(a: VerifyArgs) -> anyhow::Result<()> {
     let key = read_key(&a.key)?;
-    let since = a
-        .since_checkpoint
-        .as_ref()
-        .map(|p| fs::read(p).with_context(|| format!("--since-checkpoint {}", p.display())))
-        .transpose()?;
+    let since = read_since(a.since_checkpoint.as_deref())?;
+    let (report, _) = verify_source(
+        a.state.as_deref(),
+        a.export.as_deref(),
+        &key,
+        since.as_deref(),
+        &mut |_| {},
+    )?;
+    println!("{report}");
+    Ok(())
+}
+
+/// `--since-checkpoint FILE`'s bytes.
+fn read_since(path: Option<&Path>) -> anyhow::Result<Option<Vec<u8>>> {
+    path.map(|p| fs::read(p).with_context(|| format!("--since-checkpoint {}", p.display())))
+        .transpose()
+}
+
+/// Verifies a stopped log's state directory or an export (exactly one is given), showing
+/// `observe` each record once it passed its checks; returns the report and what was
+/// verified, for the report's "source" line. A failure is the `FAIL: ...` line.
+fn verify_source(
+    state: Option<&Path>,
+    export: Option<&Path>,
+    key: &Verifier,
+    since: Option<&[u8]>,
+    observe: &mut dyn FnMut(&audit::Record),
+) -> anyhow::Result<(audit::Report, String)> {
     let options = Options {
-        since_checkpoint: since.as_deref(),
+        since_checkpoint: since,
     };
-    let result = match (&a.state, &a.export) {
+    match (state, export) {
         (Some(state), None) => {
             let dir = audit_dir(state)?;
-            audit::verify_state(&dir, &key, &options).map_err(|f| match f.reason {
-                Reason::Locked(_) => in_use(&dir),
-                _ => anyhow!("{f}"),
-            })
+            let report =
+                audit::verify_state_each(&dir, key, &options, observe).map_err(|f| {
+                    match f.reason {
+                        Reason::Locked(_) => in_use(&dir),
+                        _ => anyhow!("{f}"),
+                    }
+                })?;
+            Ok((report, format!("state directory {}", state.display())))
         }
         (None, Some(file)) => {
             let f =
                 fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-            audit::verify_export(BufReader::new(f), &key, &options).map_err(|f| anyhow!("{f}"))
+            let report = audit::verify_export_each(BufReader::new(f), key, &options, observe)
+                .map_err(|f| anyhow!("{f}"))?;
+            Ok((report, format!("export {}", file.display())))
         }
         // clap's group makes exactly one of them present.
         _ => bail!("give exactly one of --state and --export"),
-    };
-    let report = result?;
-    println!("{report}");
-    Ok(())
+    }
 }
 
 fn export(a: ExportArgs) -> anyhow::Result<()> {
@@ -419,36 +445,16 @@ fn report(a: ReportArgs) -> anyhow::Result<()> {
     }
     let period = audit_report::Period::new(a.from, a.to)?;
     let key = read_key(&a.key)?;
-    let since = a
-        .since_checkpoint
-        .as_ref()
-        .map(|p| fs::read(p).with_context(|| format!("--since-checkpoint {}", p.display())))
-        .transpose()?;
-    let options = Options {
-        since_checkpoint: since.as_deref(),
-    };
+    let since = read_since(a.since_checkpoint.as_deref())?;
     let mut tally = audit_report::Tally::new(period);
-    let (verified, source) = match (&a.state, &a.export) {
-        (Some(state), None) => {
-            let dir = audit_dir(state)?;
-            let verified = audit::verify_state_each(&dir, &key, &options, &mut |r| tally.add(r))
-                .map_err(|f| match f.reason {
-                    Reason::Locked(_) => in_use(&dir),
-                    _ => anyhow!("{f}"),
-                });
-            (verified, format!("state directory {}", state.display()))
-        }
-        (None, Some(file)) => {
-            let f =
-                fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-            let verified =
-                audit::verify_export_each(BufReader::new(f), &key, &options, &mut |r| tally.add(r))
-                    .map_err(|f| anyhow!("{f}"));
-            (verified, format!("export {}", file.display()))
-        }
-        _ => bail!("give exactly one of --state and --export"),
-    };
-    let verified = verified.context("the log does not verify, so no report was written")?;
+    let (verified, source) = verify_source(
+        a.state.as_deref(),
+        a.export.as_deref(),
+        &key,
+        since.as_deref(),
+        &mut |r| tally.add(r),
+    )
+    .context("no report was written")?;
     let report = tally.finish(audit_report::Verification::new(
         &verified,
         &key,
