@@ -128,6 +128,22 @@ fn report_counts_equal_an_independent_count_of_the_export() {
     assert_eq!(live["format"], "airlock-audit-report-v1");
     assert_eq!(live["requests"]["total"], 3);
     assert_eq!(dev.client("user").get("/v1/audit/report").status, 403);
+    let html = dev.client("auditor").get("/v1/audit/report?format=html");
+    assert_eq!(html.status, 200);
+    assert!(
+        html.header("content-type")
+            .is_some_and(|c| c.starts_with("text/html"))
+    );
+    assert!(html.text().contains("Verified before reporting"));
+    let pdf = dev
+        .client("auditor")
+        .get("/v1/audit/report?format=pdf&from=2000-01-01");
+    assert_eq!(pdf.status, 200);
+    assert_eq!(pdf.header("content-type"), Some("application/pdf"));
+    assert!(pdf.body.starts_with(b"%PDF-"));
+    let bad_format = dev.client("auditor").get("/v1/audit/report?format=docx");
+    assert_eq!(bad_format.status, 400);
+    assert_eq!(bad_format.json()["error"]["param"], "format");
     let bad = dev
         .client("auditor")
         .get("/v1/audit/report?from=2026-13-01");
