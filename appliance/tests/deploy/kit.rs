@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::{Fixture, command, free_port};
-use crate::support::{both, install_sh, require_tool};
+use crate::support::{both, container_users, install_sh, production_modes, require_tool};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -764,32 +764,8 @@ fn upgrade_under_systemd_keeps_serving_and_rolls_back_a_broken_binary() {
          [[trust.publisher]]\nname = \"kit publisher\"\nkey_file = \"keys/kit-publisher.pub\"\n",
     )
     .expect("policy");
-    let mut files = vec![etc.clone(), etc.join("pki"), etc.join("airlock.toml")];
-    for entry in std::fs::read_dir(etc.join("pki")).expect("pki") {
-        files.push(entry.expect("entry").path());
-    }
-    for path in files {
-        let mode = if path.is_dir() { 0o750 } else { 0o640 };
-        std::os::unix::fs::chown(&path, Some(0), Some(AIRLOCK_ID)).expect("chown");
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .expect("chmod");
-    }
-    let users = |file: &str, line: String| {
-        let text = std::fs::read_to_string(file).expect("host file");
-        let kept: String = text
-            .lines()
-            .filter(|l| !l.starts_with("airlock:"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let path = d.join(Path::new(file).file_name().expect("name"));
-        std::fs::write(&path, kept + &line).expect("write");
-        path
-    };
-    let passwd = users(
-        "/etc/passwd",
-        format!("airlock:x:{AIRLOCK_ID}:{AIRLOCK_ID}::/var/lib/airlock:/usr/sbin/nologin\n"),
-    );
-    let group = users("/etc/group", format!("airlock:x:{AIRLOCK_ID}:\n"));
+    production_modes(&etc, AIRLOCK_ID);
+    let (passwd, group) = container_users(d, AIRLOCK_ID);
     let probe = d.join("probe");
     std::fs::create_dir_all(&probe).expect("probe dir");
     std::fs::write(probe.join("probe.sh"), UPGRADE_PROBE).expect("probe");

@@ -3,7 +3,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::{BIN, airlock};
-use crate::support::{both, repo_file, require_tool};
+use crate::support::{both, container_users, production_modes, repo_file, require_tool};
 
 /// uid/gid of `airlock` inside the container (any free system id will do).
 const AIRLOCK_ID: u32 = 990;
@@ -89,32 +89,9 @@ fn shipped_units_serve_under_real_systemd() {
          [[identity]]\nroles = [\"operator\"]\nmatch = { cn = \"operator\" }\n",
         0o640,
     );
-    let mut files = vec![d.join("etc-airlock"), pki.clone(), policy];
-    for entry in std::fs::read_dir(&pki).expect("pki") {
-        files.push(entry.expect("entry").path());
-    }
-    for path in files {
-        let mode = if path.is_dir() { 0o750 } else { 0o640 };
-        std::os::unix::fs::chown(&path, Some(0), Some(AIRLOCK_ID)).expect("chown");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    }
+    production_modes(&d.join("etc-airlock"), AIRLOCK_ID);
     // The container's /etc is empty (volatile): users come from these files.
-    let passwd = std::fs::read_to_string("/etc/passwd").expect("passwd");
-    let group = std::fs::read_to_string("/etc/group").expect("group");
-    let passwd = passwd
-        .lines()
-        .filter(|l| !l.starts_with("airlock:"))
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
-        + &format!("airlock:x:{AIRLOCK_ID}:{AIRLOCK_ID}::/var/lib/airlock:/usr/sbin/nologin\n");
-    let group = group
-        .lines()
-        .filter(|l| !l.starts_with("airlock:"))
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
-        + &format!("airlock:x:{AIRLOCK_ID}:\n");
-    write(&d.join("passwd"), &passwd, 0o644);
-    write(&d.join("group"), &group, 0o644);
+    container_users(d, AIRLOCK_ID);
     std::fs::create_dir_all(d.join("lib/airlock")).expect("mkdir lib");
     std::fs::copy(
         repo_file("scripts/firewall.sh"),

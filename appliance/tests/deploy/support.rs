@@ -47,3 +47,49 @@ pub fn both(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Gives `etc` (an `/etc/airlock` to bind into a container) the production install's
+/// ownership and modes: root:airlock (`gid`), directories 0750, files 0640.
+pub fn production_modes(etc: &Path, gid: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut paths = vec![etc.to_path_buf()];
+    let mut i = 0;
+    while i < paths.len() {
+        if paths[i].is_dir() {
+            for entry in std::fs::read_dir(&paths[i]).expect("read dir") {
+                paths.push(entry.expect("entry").path());
+            }
+        }
+        i += 1;
+    }
+    for path in paths {
+        let mode = if path.is_dir() { 0o750 } else { 0o640 };
+        std::os::unix::fs::chown(&path, Some(0), Some(gid)).expect("chown");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+}
+
+/// The host's `/etc/passwd` and `/etc/group` with an `airlock` user and group of id `id`,
+/// written into `dir` for a volatile container (whose /etc is empty); returns their paths.
+pub fn container_users(dir: &Path, id: u32) -> (PathBuf, PathBuf) {
+    let with_airlock = |file: &str, line: String| {
+        let text = std::fs::read_to_string(file).expect("host file");
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with("airlock:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let path = dir.join(Path::new(file).file_name().expect("name"));
+        std::fs::write(&path, kept + &line).expect("write");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .expect("chmod");
+        path
+    };
+    (
+        with_airlock(
+            "/etc/passwd",
+            format!("airlock:x:{id}:{id}::/var/lib/airlock:/usr/sbin/nologin\n"),
+        ),
+        with_airlock("/etc/group", format!("airlock:x:{id}:\n")),
+    )
+}

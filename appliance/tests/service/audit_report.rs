@@ -500,6 +500,11 @@ fn which(program: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{program} not found: ./install.sh --test installs it"))
 }
 
+/// `airlock audit subject --subject ID --state STATE`.
+fn subject_of(state: &Path, id: &str) -> Output {
+    airlock(&["audit", "subject", "--subject", id, "--state", s(state)])
+}
+
 #[test]
 fn subject_access_lists_the_subjects_records() {
     let mut dev = Dev::start();
@@ -516,14 +521,7 @@ fn subject_access_lists_the_subjects_records() {
     dev.stop();
     let state = dev.state();
 
-    let out = airlock(&[
-        "audit",
-        "subject",
-        "--subject",
-        "case-9",
-        "--state",
-        s(&state),
-    ]);
+    let out = subject_of(&state, "case-9");
     assert!(out.status.success(), "{}", text(&out));
     let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(listed["subject"], "case-9");
@@ -586,14 +584,7 @@ fn subject_access_lists_the_subjects_records() {
         s(&state),
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = airlock(&[
-        "audit",
-        "subject",
-        "--subject",
-        "case-9",
-        "--state",
-        s(&state),
-    ]);
+    let out = subject_of(&state, "case-9");
     assert!(out.status.success(), "{}", text(&out));
     let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let entries = listed["entries"].as_array().expect("entries");
@@ -610,24 +601,10 @@ fn subject_access_lists_the_subjects_records() {
         "{listed}"
     );
     // An unknown subject has no records; a missing state directory is one line, exit 1.
-    let out = airlock(&[
-        "audit",
-        "subject",
-        "--subject",
-        "nobody",
-        "--state",
-        s(&state),
-    ]);
+    let out = subject_of(&state, "nobody");
     let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(listed["records"], 0);
-    let out = airlock(&[
-        "audit",
-        "subject",
-        "--subject",
-        "x",
-        "--state",
-        "/nonexistent",
-    ]);
+    let out = subject_of(Path::new("/nonexistent"), "x");
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr)
