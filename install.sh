@@ -569,8 +569,11 @@ write_receipt() {
     printf '{"action":"%s","binary_sha256":"%s"' "$action" "$sha"
     [[ -z $previous ]] || printf ',"previous_sha256":"%s"' "$previous"
     [[ ! $version =~ ^[0-9A-Za-z.+-]{1,64}$ ]] || printf ',"version":"%s"' "$version"
-    [[ -z ${KIT_MANIFEST_SHA256:-} ]] || printf ',"kit_manifest_sha256":"%s"' "$KIT_MANIFEST_SHA256"
-    [[ -z ${KIT_SIGNER:-} ]] || printf ',"kit_signer":"%s"' "$KIT_SIGNER"
+    # A rollback installs nothing from the kit at hand (an automatic one undoes it).
+    if [[ $action != rollback ]]; then
+      [[ -z ${KIT_MANIFEST_SHA256:-} ]] || printf ',"kit_manifest_sha256":"%s"' "$KIT_MANIFEST_SHA256"
+      [[ -z ${KIT_SIGNER:-} ]] || printf ',"kit_signer":"%s"' "$KIT_SIGNER"
+    fi
     printf ',"time":"%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   } >"$tmp"
   local name
