@@ -15,9 +15,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::constraint::{TokenConstraint, TokenMask};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
+use crate::logprobs::{self, TokenLogprobs};
 use crate::model::{Logits, SeqInput};
 use crate::prefix::{CacheScope, PrefixCache, PrefixCacheConfig};
 use crate::sampling::{Sampler, SamplingParams};
@@ -42,10 +44,13 @@ pub enum FinishReason {
     EndOfText,
     /// `max_tokens` new tokens were produced.
     Length,
+    /// The sequence's [`TokenConstraint`] failed (its message) or allowed no token: the
+    /// output so far is not what the grammar promised, so it must not be passed off as done.
+    ConstraintFailed,
 }
 
 /// What to generate for one sequence.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SeqRequest {
     /// Prompt token ids (non-empty).
     pub prompt: Vec<u32>,
@@ -58,10 +63,30 @@ pub struct SeqRequest {
     /// Prefix-cache scope: the request may resume from, and leaves behind, cached prefixes of
     /// this scope only. `None`: no reuse, and the slot is freed when the sequence ends.
     pub cache_scope: Option<CacheScope>,
+    /// Report each token's log-probability with this many alternatives (`None`: off).
+    pub logprobs: Option<usize>,
+    /// Restricts which tokens may be produced (a grammar); `None`: any.
+    pub constraint: Option<Box<dyn TokenConstraint>>,
+}
+
+impl SeqRequest {
+    /// A request for `max_tokens` tokens after `prompt`, sampled with `sampling`, with no
+    /// prefix-cache scope, log-probabilities or constraint.
+    pub fn new(prompt: Vec<u32>, max_tokens: usize, sampling: SamplingParams) -> SeqRequest {
+        SeqRequest {
+            prompt,
+            max_tokens,
+            sampling,
+            ignore_eos: false,
+            cache_scope: None,
+            logprobs: None,
+            constraint: None,
+        }
+    }
 }
 
 /// One token produced by a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepToken {
     /// The sequence.
     pub id: SeqId,
@@ -69,6 +94,8 @@ pub struct StepToken {
     pub token: u32,
     /// Set when this is the sequence's last token; the sequence is then removed.
     pub finished: Option<FinishReason>,
+    /// Its log-probability, when the request asked.
+    pub logprobs: Option<TokenLogprobs>,
 }
 
 #[derive(Debug)]
@@ -84,6 +111,8 @@ struct Seq {
     scope: Option<CacheScope>,
     /// Prompt tokens resumed from the prefix cache.
     reused: usize,
+    logprobs: Option<usize>,
+    constraint: Option<Box<dyn TokenConstraint>>,
 }
 
 /// Timing of the last [`Batch::step`].
@@ -180,6 +209,8 @@ impl Batch {
                 sampler,
                 scope: req.cache_scope,
                 reused,
+                logprobs: req.logprobs,
+                constraint: req.constraint,
             },
         );
         Ok(id)
@@ -306,7 +337,7 @@ impl Batch {
             });
         }
         let fed: Vec<usize> = inputs.iter().map(|i| i.tokens.len()).collect();
-        let logits = engine
+        let mut logits = engine
             .model()
             .forward(&inputs, &mut self.cache, Logits::Last)?;
         let vocab = engine.model().config().vocab_size;
@@ -319,11 +350,16 @@ impl Batch {
             if s.fed < s.tokens.len() {
                 continue; // still reading the prompt
             }
-            let row = &logits[i * vocab..(i + 1) * vocab];
-            let token = s.sampler.sample(row, &s.tokens);
+            let row = &mut logits[i * vocab..(i + 1) * vocab];
+            let (token, logprobs, constraint_ok) = s.choose(row, vocab);
             s.tokens.push(token);
             let generated = s.tokens.len() - s.prompt_len;
-            let finished = if !s.ignore_eos && engine.tokenizer().is_eog(token) {
+            let finished = if !constraint_ok {
+                Some(FinishReason::ConstraintFailed)
+            } else if !s.ignore_eos && engine.tokenizer().is_eog(token) {
+                Some(FinishReason::EndOfText)
+            } else if s.constraint.as_mut().is_some_and(|c| c.is_complete()) {
+                // The grammar allows nothing more: as if the model had ended the text.
                 Some(FinishReason::EndOfText)
             } else if generated >= s.max_tokens {
                 Some(FinishReason::Length)
@@ -334,6 +370,7 @@ impl Batch {
                 id: *id,
                 token,
                 finished,
+                logprobs,
             });
         }
         for t in &out {
@@ -346,5 +383,46 @@ impl Batch {
             elapsed: t0.elapsed(),
         };
         Ok(out)
+    }
+}
+
+impl Seq {
+    /// Draws the next token from this sequence's raw logits `row`: log-probabilities first
+    /// (the model's own), then the constraint's mask, then the sampler. The flag is false
+    /// when the constraint failed or allowed nothing; the token is then the unconstrained
+    /// choice, and the caller ends the sequence.
+    fn choose(&mut self, row: &mut [f32], vocab: usize) -> (u32, Option<TokenLogprobs>, bool) {
+        let lse = self.logprobs.map(|_| logprobs::log_sum_exp(row));
+        let top = match (self.logprobs, lse) {
+            (Some(n), Some(lse)) => logprobs::top(row, lse, n),
+            _ => Vec::new(),
+        };
+        let raw_of = |row: &[f32], t: u32| row.get(t as usize).copied().unwrap_or(f32::NAN);
+        let mut ok = true;
+        let mut raw = None;
+        if let Some(c) = self.constraint.as_mut() {
+            let mut mask = TokenMask::none(vocab);
+            ok = c.allowed(&mut mask).is_ok() && mask.any();
+            if ok {
+                // The chosen token's raw logit is reported: keep the row before masking.
+                if self.logprobs.is_some() {
+                    raw = Some(row.to_vec());
+                }
+                mask.apply(row);
+            }
+        }
+        let token = self.sampler.sample(row, &self.tokens);
+        if ok && let Some(c) = self.constraint.as_mut() {
+            ok = c.accept(token).is_ok();
+        }
+        let logprobs = lse.map(|lse| {
+            let l = raw_of(raw.as_deref().unwrap_or(row), token);
+            TokenLogprobs {
+                token,
+                logprob: (f64::from(l) - lse) as f32,
+                top,
+            }
+        });
+        (token, logprobs, ok)
     }
 }

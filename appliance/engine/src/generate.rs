@@ -174,11 +174,8 @@ pub fn generate(
     let id = batch.add(
         engine,
         SeqRequest {
-            prompt: req.prompt,
-            max_tokens: req.max_tokens,
-            sampling: req.sampling,
             ignore_eos: req.ignore_eos,
-            cache_scope: None,
+            ..SeqRequest::new(req.prompt, req.max_tokens, req.sampling)
         },
     )?;
     let mut decoder = StreamDecoder::continuation(engine.tokenizer());
@@ -218,7 +215,9 @@ pub fn generate(
                     res.stop = StopReason::EndOfText;
                     break 'outer;
                 }
-                Some(FinishReason::Length) => {
+                // `generate` sets no constraint, so none can fail; were one to, the
+                // sequence is over without a natural end.
+                Some(FinishReason::Length | FinishReason::ConstraintFailed) => {
                     res.stop = StopReason::Length;
                     break 'outer;
                 }

@@ -23,6 +23,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod constraint;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 pub mod device;
@@ -33,6 +34,7 @@ pub mod fused_ffn;
 pub mod generate;
 pub mod kernels;
 pub mod kv_cache;
+pub mod logprobs;
 pub mod model;
 pub mod ops;
 pub mod prefix;
@@ -46,11 +48,13 @@ pub use airlock_gguf;
 pub use airlock_tokenizer;
 pub use batch::{Batch, FinishReason, SeqId, SeqRequest, StepToken};
 pub use config::LlamaConfig;
+pub use constraint::{TokenConstraint, TokenMask};
 pub use device::{Backend, Probe};
 pub use engine::{ChatPrompt, Engine, SelfCheck};
 pub use error::{EngineError, Result};
 pub use generate::{GenerateRequest, Generation, StopReason, Timing, generate};
 pub use kv_cache::KvCache;
+pub use logprobs::TokenLogprobs;
 pub use model::{Llama, Logits, SeqInput};
 pub use prefix::{CacheScope, PrefixCacheConfig};
 pub use qweight::QWeight;

@@ -150,11 +150,12 @@ impl Sampler {
         if p.temperature == 0.0 {
             return argmax(&logits);
         }
-        // Candidates sorted by logit, descending (ties: lower id first).
+        // Candidates sorted by logit, descending (ties: lower id first). A −∞ logit is a
+        // token a grammar forbade: it must never be drawn, not even by rounding at the end.
         let mut cand: Vec<(u32, f32)> = logits
             .iter()
             .enumerate()
-            .filter(|(_, l)| !l.is_nan())
+            .filter(|(_, l)| !l.is_nan() && **l > f32::NEG_INFINITY)
             .map(|(i, &l)| (i as u32, l))
             .collect();
         if cand.is_empty() {

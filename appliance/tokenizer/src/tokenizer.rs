@@ -236,6 +236,12 @@ impl Tokenizer {
         self.vocab.pieces.get(id as usize).map(|p| &**p)
     }
 
+    /// Whether `id` is a control (or unknown) token: text never produces it, and decoding
+    /// without special tokens drops it (`<|im_end|>`, `<s>`).
+    pub fn is_control(&self, id: u32) -> bool {
+        self.vocab.is_control(id)
+    }
+
     /// The vocabulary text of token `id` (`Ġ`-spelled for byte-level BPE).
     pub fn token_text(&self, id: u32) -> Option<&str> {
         self.vocab.texts.get(id as usize).map(String::as_str)

@@ -9,13 +9,7 @@ use crate::common::{ids, reference};
 use crate::fidelity::engine;
 
 fn request(prompt: Vec<u32>, max_tokens: usize) -> SeqRequest {
-    SeqRequest {
-        prompt,
-        max_tokens,
-        sampling: SamplingParams::greedy(),
-        ignore_eos: false,
-        cache_scope: None,
-    }
+    SeqRequest::new(prompt, max_tokens, SamplingParams::greedy())
 }
 
 /// Runs one sequence alone to completion.

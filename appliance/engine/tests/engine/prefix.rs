@@ -13,11 +13,9 @@ use crate::fidelity::engine;
 
 fn request(prompt: &[u32], max_tokens: usize, scope: Option<&CacheScope>) -> SeqRequest {
     SeqRequest {
-        prompt: prompt.to_vec(),
-        max_tokens,
-        sampling: SamplingParams::greedy(),
         ignore_eos: true,
         cache_scope: scope.cloned(),
+        ..SeqRequest::new(prompt.to_vec(), max_tokens, SamplingParams::greedy())
     }
 }
 
