@@ -31,7 +31,7 @@ use airlock_engine::airlock_tokenizer::StreamDecoder;
 use airlock_engine::generate::StopMatcher;
 use airlock_engine::{
     Batch, CacheScope, Engine, FinishReason as EngineFinish, PrefixCacheConfig, SamplingParams,
-    SeqId, SeqRequest,
+    SeqId, SeqRequest, TokenConstraint, TokenLogprobs,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -71,6 +71,9 @@ pub enum Event {
         /// Tokens generated so far, this text's included: a handler whose client goes
         /// away mid-stream records this count with the cancellation.
         completion_tokens: usize,
+        /// With [`Job::logprobs`]: the tokens released since the last event (their text
+        /// is this text, or was held back before it), end-of-generation tokens excepted.
+        logprobs: Vec<TokenLogprobs>,
     },
     /// The end. No event follows.
     Done {
@@ -100,6 +103,10 @@ pub struct Job {
     pub stop: Vec<String>,
     /// Prefix-cache scope (the client identity); `None`: no reuse.
     pub cache_scope: Option<CacheScope>,
+    /// Report each token's log-probability with this many alternatives.
+    pub logprobs: Option<usize>,
+    /// The grammar the output must match (structured outputs, tool calls).
+    pub constraint: Option<Box<dyn TokenConstraint>>,
 }
 
 /// Why a job was not queued.
@@ -316,6 +323,8 @@ struct Active<'e> {
     generated: usize,
     admitted: Instant,
     last_token: Option<Instant>,
+    /// Log-probabilities of tokens whose text is not released yet.
+    logprobs: Vec<TokenLogprobs>,
 }
 
 fn decode_loop(
@@ -427,10 +436,24 @@ fn decode_loop(
                 Some(prev) => metrics.inter_token.observe(secs(now - prev)),
             }
             a.last_token = Some(now);
+            if t.finished == Some(EngineFinish::ConstraintFailed) {
+                // What was written does not match the grammar the client asked for: an
+                // error, never an answer that looks finished.
+                let _ = a
+                    .events
+                    .send(Event::Failed("the output constraint failed".into()));
+                active.remove(&t.id);
+                continue;
+            }
             let mut finish = t.finished.map(|f| match f {
-                EngineFinish::EndOfText => Finish::Stop,
+                EngineFinish::EndOfText | EngineFinish::ConstraintFailed => Finish::Stop,
                 EngineFinish::Length => Finish::Length,
             });
+            if t.finished != Some(EngineFinish::EndOfText)
+                && let Some(lp) = t.logprobs
+            {
+                a.logprobs.push(lp);
+            }
             // The end-of-generation token itself is not text.
             let piece = if t.finished == Some(EngineFinish::EndOfText) {
                 String::new()
@@ -446,10 +469,12 @@ fn decode_loop(
             } else if finish.is_some() {
                 text.push_str(&a.stops.finish());
             }
-            if !text.is_empty() {
+            // Log-probabilities travel with text; the last ones go even with none.
+            if !text.is_empty() || (finish.is_some() && !a.logprobs.is_empty()) {
                 let event = Event::Text {
                     text,
                     completion_tokens: a.generated,
+                    logprobs: std::mem::take(&mut a.logprobs),
                 };
                 if a.events.send(event).is_err() {
                     // Client gone: dropped below or at the next cancellation check.
@@ -487,11 +512,10 @@ fn admit<'e>(
 ) {
     let prompt_tokens = q.job.prompt.len();
     let request = SeqRequest {
-        prompt: q.job.prompt,
-        max_tokens: q.job.max_tokens,
-        sampling: q.job.sampling,
-        ignore_eos: false,
         cache_scope: q.job.cache_scope,
+        logprobs: q.job.logprobs,
+        constraint: q.job.constraint,
+        ..SeqRequest::new(q.job.prompt, q.job.max_tokens, q.job.sampling)
     };
     match batch.add(engine, request) {
         Ok(id) => {
@@ -512,6 +536,7 @@ fn admit<'e>(
                     generated: 0,
                     admitted: Instant::now(),
                     last_token: None,
+                    logprobs: Vec::new(),
                 },
             );
         }

@@ -4,7 +4,7 @@
 //! keeps it to the end, so replacing an entry only changes what *new* requests get; the old
 //! engine and its decode thread live until the last in-flight request that holds them ends.
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::path::Path;
@@ -180,6 +180,9 @@ pub struct LoadedModel {
     pub scheduler: Scheduler,
     /// Unix seconds it was loaded (`created` in `/v1/models`).
     pub loaded_at: u64,
+    /// The vocabulary indexed for constrained decoding, built by the first request that
+    /// needs it (a few hundred milliseconds; most deployments never pay it).
+    grammar: OnceLock<Result<airlock_grammar::Vocabulary, airlock_grammar::GrammarError>>,
 }
 
 impl LoadedModel {
@@ -208,7 +211,16 @@ impl LoadedModel {
             engine,
             scheduler,
             loaded_at: unix_now(),
+            grammar: OnceLock::new(),
         })
+    }
+
+    /// The model's vocabulary indexed for constrained decoding (built on first use; blocks,
+    /// so call it off the I/O threads).
+    pub fn vocabulary(&self) -> Result<airlock_grammar::Vocabulary, airlock_grammar::GrammarError> {
+        self.grammar
+            .get_or_init(|| airlock_grammar::Vocabulary::new(Arc::clone(&self.engine)))
+            .clone()
     }
 }
 

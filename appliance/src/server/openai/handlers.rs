@@ -13,13 +13,14 @@ use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use airlock_engine::airlock_tokenizer::ChatMessage;
-use airlock_engine::{CacheScope, EngineError, SamplingParams};
+use airlock_engine::{CacheScope, EngineError, SamplingParams, TokenConstraint};
 use audit::{Event, Kind, ModelRef};
 use futures_util::stream::Stream;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::request::{self, Endpoint, Generation, Prompt};
+use super::logprobs::LogprobsWriter;
+use super::request::{self, Endpoint, Generation, Prompt, ResponseFormat};
 use super::response::{self, Chunk, FinishReason, Header, Usage};
 use crate::scheduler::{Event as GenEvent, Finish, Job, SubmitError};
 use crate::server::audit::request_event;
@@ -119,6 +120,11 @@ async fn generate(
         None => room.min(limits.max_completion_tokens as usize),
     };
 
+    let constraint = match &generation.response_format {
+        Some(format) => Some(constrain(&model, format).await?),
+        None => None,
+    };
+
     // The record of the request is durable before any token is computed.
     let model_ref = model_ref(&model);
     let mut request_record = request_event(Kind::InferenceRequest, &req);
@@ -136,6 +142,8 @@ async fn generate(
         cache_scope: req
             .conn_data::<Identity>()
             .map(|id| cache_scope(id, generation.user.as_deref(), subject.as_deref())),
+        logprobs: generation.logprobs.map(|n| n as usize),
+        constraint,
     };
     let mut response_record = request_event(Kind::InferenceResponse, &req);
     response_record.model = Some(model_ref);
@@ -164,14 +172,77 @@ async fn generate(
     };
 
     let header = Header::new(endpoint, &request_id(&req), unix_now(), &model.name);
+    let logprobs = generation.logprobs.map(|_| Logprobs {
+        model: Arc::clone(&model),
+        writer: LogprobsWriter::new(endpoint),
+    });
     if generation.stream {
-        let stream = sse_stream(endpoint, header, generation.include_usage, events, finisher);
+        let stream = sse_stream(
+            endpoint,
+            header,
+            generation.include_usage,
+            events,
+            finisher,
+            logprobs,
+        );
         Ok(HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, "text/event-stream"))
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .streaming(stream))
     } else {
-        collect(endpoint, header, events, finisher).await
+        collect(endpoint, header, events, finisher, logprobs).await
+    }
+}
+
+/// Compiles `format` against the model's vocabulary (off the I/O threads: indexing the
+/// vocabulary the first time takes a few hundred milliseconds, a schema milliseconds).
+async fn constrain(
+    model: &Arc<LoadedModel>,
+    format: &ResponseFormat,
+) -> Result<Box<dyn TokenConstraint>, ApiError> {
+    const SCHEMA: &str = "response_format.json_schema.schema";
+    let grammar = match format {
+        ResponseFormat::JsonObject => airlock_grammar::json_object(),
+        ResponseFormat::JsonSchema { schema, .. } => airlock_grammar::json_schema(schema.clone())
+            .map_err(|e| ApiError::BadRequest {
+            message: e.to_string(),
+            param: Some(SCHEMA.into()),
+        })?,
+    };
+    let param = match format {
+        ResponseFormat::JsonObject => "response_format",
+        ResponseFormat::JsonSchema { .. } => SCHEMA,
+    };
+    let model = Arc::clone(model);
+    let compiled = web::block(move || {
+        let vocabulary = model.vocabulary()?;
+        vocabulary.compile(&grammar)
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?;
+    match compiled {
+        Ok(constraint) => Ok(Box::new(constraint)),
+        Err(airlock_grammar::GrammarError::Unsupported(why)) => Err(ApiError::BadRequest {
+            message: format!("the schema cannot be enforced: {why}"),
+            param: Some(param.into()),
+        }),
+        Err(e @ airlock_grammar::GrammarError::Vocabulary(_)) => Err(ApiError::BadRequest {
+            message: format!("structured output is not available for this model: {e}"),
+            param: Some("response_format".into()),
+        }),
+    }
+}
+
+/// What a response needs to report log-probabilities: the tokenizer (through the model the
+/// request holds) and the writer's running text offset.
+struct Logprobs {
+    model: Arc<LoadedModel>,
+    writer: LogprobsWriter,
+}
+
+impl Logprobs {
+    fn write(&mut self, tokens: &[airlock_engine::TokenLogprobs]) -> serde_json::Value {
+        self.writer.write(self.model.engine.tokenizer(), tokens)
     }
 }
 
@@ -372,6 +443,31 @@ fn params(
         let (key, value) = stored_user(user);
         p.insert(key.into(), value);
     }
+    if let Some(n) = generation.logprobs {
+        p.insert("logprobs".into(), n.to_string());
+    }
+    // Structured outputs: what constrained the answer, never the schema itself (it may
+    // hold field names and examples from the client's domain); its digest identifies it.
+    match &generation.response_format {
+        None => {}
+        Some(ResponseFormat::JsonObject) => {
+            p.insert("response_format".into(), "json_object".into());
+            p.insert("constrained".into(), "true".into());
+        }
+        Some(ResponseFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+        }) => {
+            p.insert("response_format".into(), "json_schema".into());
+            p.insert("constrained".into(), "true".into());
+            // Validated: 1-64 characters of [A-Za-z0-9_-].
+            p.insert("schema_name".into(), name.clone());
+            p.insert("schema_strict".into(), strict.to_string());
+            let text = serde_json::to_vec(schema).unwrap_or_default();
+            p.insert("schema_sha256".into(), audit::Digest::of(&text).to_string());
+        }
+    }
     p
 }
 
@@ -461,15 +557,19 @@ async fn collect(
     header: Header,
     mut events: mpsc::UnboundedReceiver<GenEvent>,
     mut finisher: Finisher,
+    mut logprobs: Option<Logprobs>,
 ) -> Result<HttpResponse, ApiError> {
+    let mut tokens = Vec::new();
     while let Some(event) = events.recv().await {
         match event {
             GenEvent::Text {
                 text,
                 completion_tokens,
+                logprobs,
             } => {
                 finisher.output.push_str(&text);
                 finisher.completion_tokens = completion_tokens as u64;
+                tokens.extend(logprobs);
             }
             GenEvent::Done {
                 finish,
@@ -486,8 +586,15 @@ async fn collect(
                 }
                 let usage = Usage::new(prompt_tokens as u32, completion_tokens as u32)
                     .with_cached(cached_tokens as u32);
-                let body =
-                    response::complete(endpoint, &header, &text, finish_reason(finish), usage);
+                let logprobs = logprobs.as_mut().map(|l| l.write(&tokens));
+                let body = response::complete(
+                    endpoint,
+                    &header,
+                    &text,
+                    logprobs,
+                    finish_reason(finish),
+                    usage,
+                );
                 return Ok(HttpResponse::Ok().json(body));
             }
             GenEvent::Failed(message) => {
@@ -507,6 +614,7 @@ fn sse_stream(
     include_usage: bool,
     events: mpsc::UnboundedReceiver<GenEvent>,
     finisher: Finisher,
+    logprobs: Option<Logprobs>,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     let first = if endpoint == Endpoint::Chat {
         Some(response::sse_chunk(
@@ -518,80 +626,101 @@ fn sse_stream(
     } else {
         None
     };
-    let state = (events, finisher, first, false);
-    futures_util::stream::unfold(state, move |(mut events, mut finisher, first, done)| {
-        let header = header.clone();
-        async move {
-            if done {
-                return None;
-            }
-            if let Some(first) = first {
-                return Some((Ok(Bytes::from(first)), (events, finisher, None, false)));
-            }
-            let out = match events.recv().await {
-                Some(GenEvent::Text {
-                    text,
-                    completion_tokens,
-                }) => {
-                    finisher.output.push_str(&text);
-                    // Kept up to date so a cancellation records the tokens produced so far
-                    // (it used to record 0).
-                    finisher.completion_tokens = completion_tokens as u64;
-                    let chunk =
-                        response::sse_chunk(endpoint, &header, &Chunk::Text(&text), include_usage);
-                    return Some((Ok(Bytes::from(chunk)), (events, finisher, None, false)));
+    let state = (events, finisher, logprobs, first, false);
+    futures_util::stream::unfold(
+        state,
+        move |(mut events, mut finisher, mut logprobs, first, done)| {
+            let header = header.clone();
+            async move {
+                if done {
+                    return None;
                 }
-                Some(GenEvent::Done {
-                    finish,
-                    prompt_tokens,
-                    completion_tokens,
-                    cached_tokens,
-                }) => {
-                    finisher.completion_tokens = completion_tokens as u64;
-                    finisher.cached_tokens = Some(cached_tokens as u64);
-                    let mut out = String::new();
-                    if finisher.finish(status_of(finish)).await {
-                        out.push_str(&response::sse_chunk(
+                if let Some(first) = first {
+                    return Some((
+                        Ok(Bytes::from(first)),
+                        (events, finisher, logprobs, None, false),
+                    ));
+                }
+                let out = match events.recv().await {
+                    Some(GenEvent::Text {
+                        text,
+                        completion_tokens,
+                        logprobs: tokens,
+                    }) => {
+                        finisher.output.push_str(&text);
+                        // Kept up to date so a cancellation records the tokens produced so far
+                        // (it used to record 0).
+                        finisher.completion_tokens = completion_tokens as u64;
+                        let lp = logprobs.as_mut().map(|l| l.write(&tokens));
+                        let chunk = response::sse_chunk(
                             endpoint,
                             &header,
-                            &Chunk::Finish(finish_reason(finish)),
+                            &Chunk::Text(&text, lp),
                             include_usage,
+                        );
+                        return Some((
+                            Ok(Bytes::from(chunk)),
+                            (events, finisher, logprobs, None, false),
                         ));
-                        if include_usage {
-                            let usage = Usage::new(prompt_tokens as u32, completion_tokens as u32)
-                                .with_cached(cached_tokens as u32);
+                    }
+                    Some(GenEvent::Done {
+                        finish,
+                        prompt_tokens,
+                        completion_tokens,
+                        cached_tokens,
+                    }) => {
+                        finisher.completion_tokens = completion_tokens as u64;
+                        finisher.cached_tokens = Some(cached_tokens as u64);
+                        let mut out = String::new();
+                        if finisher.finish(status_of(finish)).await {
                             out.push_str(&response::sse_chunk(
                                 endpoint,
                                 &header,
-                                &Chunk::Usage(usage),
-                                true,
+                                &Chunk::Finish(finish_reason(finish)),
+                                include_usage,
+                            ));
+                            if include_usage {
+                                let usage =
+                                    Usage::new(prompt_tokens as u32, completion_tokens as u32)
+                                        .with_cached(cached_tokens as u32);
+                                out.push_str(&response::sse_chunk(
+                                    endpoint,
+                                    &header,
+                                    &Chunk::Usage(usage),
+                                    true,
+                                ));
+                            }
+                        } else {
+                            out.push_str(&response::sse_error(
+                                "the audit log is unavailable; the answer cannot be recorded",
+                                "audit_unavailable",
                             ));
                         }
-                    } else {
-                        out.push_str(&response::sse_error(
-                            "the audit log is unavailable; the answer cannot be recorded",
-                            "audit_unavailable",
-                        ));
+                        out.push_str(response::SSE_DONE);
+                        out
                     }
-                    out.push_str(response::SSE_DONE);
-                    out
-                }
-                Some(GenEvent::Failed(message)) => {
-                    tracing::error!(%message, "generation failed");
-                    finisher.finish("error").await;
-                    let mut out = response::sse_error("the engine failed", "engine_error");
-                    out.push_str(response::SSE_DONE);
-                    out
-                }
-                None => {
-                    finisher.finish("error").await;
-                    let mut out =
-                        response::sse_error("the generation ended unexpectedly", "engine_error");
-                    out.push_str(response::SSE_DONE);
-                    out
-                }
-            };
-            Some((Ok(Bytes::from(out)), (events, finisher, None, true)))
-        }
-    })
+                    Some(GenEvent::Failed(message)) => {
+                        tracing::error!(%message, "generation failed");
+                        finisher.finish("error").await;
+                        let mut out = response::sse_error("the engine failed", "engine_error");
+                        out.push_str(response::SSE_DONE);
+                        out
+                    }
+                    None => {
+                        finisher.finish("error").await;
+                        let mut out = response::sse_error(
+                            "the generation ended unexpectedly",
+                            "engine_error",
+                        );
+                        out.push_str(response::SSE_DONE);
+                        out
+                    }
+                };
+                Some((
+                    Ok(Bytes::from(out)),
+                    (events, finisher, logprobs, None, true),
+                ))
+            }
+        },
+    )
 }

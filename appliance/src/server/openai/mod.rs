@@ -3,5 +3,6 @@
 //! and the audit log live beside these.
 pub mod handlers;
 mod json;
+pub mod logprobs;
 pub mod request;
 pub mod response;

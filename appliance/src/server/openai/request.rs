@@ -24,6 +24,12 @@ pub const MAX_MODEL_BYTES: usize = 256;
 /// on client-supplied values").
 pub const MAX_USER_BYTES: usize = 256;
 
+/// Most alternatives per token in `top_logprobs` (chat) or `logprobs` (completions):
+/// OpenAI's limit for chat, applied to both.
+pub const MAX_TOP_LOGPROBS: u32 = 20;
+/// Longest `response_format.json_schema.name` (OpenAI: a-z, A-Z, 0-9, `_`, `-`, up to 64).
+pub const MAX_SCHEMA_NAME_BYTES: usize = 64;
+
 /// Which endpoint a request came from: decides the prompt's shape and the response's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -82,6 +88,22 @@ pub struct Sampling {
     pub max_tokens: Option<u32>,
 }
 
+/// What shape the answer must have (`response_format`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    /// `{"type": "json_object"}`: any JSON object.
+    JsonObject,
+    /// `{"type": "json_schema", …}`: valid against `schema`.
+    JsonSchema {
+        /// `json_schema.name` (recorded in the audit log).
+        name: String,
+        /// `json_schema.schema` (`{}` when absent: any JSON value).
+        schema: Value,
+        /// `json_schema.strict`: accepted either way; decoding is always constrained.
+        strict: bool,
+    },
+}
+
 /// A validated request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
@@ -99,6 +121,11 @@ pub struct Generation {
     pub include_usage: bool,
     /// OpenAI's `user` field: an end-user id the client passes along (audited).
     pub user: Option<String>,
+    /// Report log-probabilities with this many alternatives per token (`None`: off). Chat:
+    /// `logprobs: true` with `top_logprobs`; completions: `logprobs: n`.
+    pub logprobs: Option<u32>,
+    /// Constrain the answer's shape (`None`: free text).
+    pub response_format: Option<ResponseFormat>,
 }
 
 /// Parses a request body of `endpoint`. `max_completion_tokens` is the policy's ceiling.
@@ -141,7 +168,12 @@ pub fn parse(
     if let Some(user) = &user {
         check_len("user", user, MAX_USER_BYTES)?;
     }
-    refuse_unsupported(&mut fields, endpoint)?;
+    let logprobs = take_logprobs(&mut fields, endpoint)?;
+    let response_format = match fields.remove("response_format") {
+        None | Some(Value::Null) => None,
+        Some(value) => parse_response_format(value)?,
+    };
+    refuse_unsupported(&mut fields)?;
     if let Some(name) = fields.keys().next() {
         return Err(bad(
             format!("unrecognized request argument supplied: {name}"),
@@ -156,6 +188,149 @@ pub fn parse(
         stream,
         include_usage,
         user,
+        logprobs,
+        response_format,
+    })
+}
+
+/// Chat: `logprobs` (bool) and `top_logprobs` (0–20, only with `logprobs: true`, as OpenAI
+/// requires). Completions: `logprobs` (0–20 alternatives; `null` is off).
+fn take_logprobs(
+    fields: &mut Map<String, Value>,
+    endpoint: Endpoint,
+) -> Result<Option<u32>, ApiError> {
+    let check = |name: &str, n: u32| {
+        if n > MAX_TOP_LOGPROBS {
+            Err(bad(
+                format!("{name} must be between 0 and {MAX_TOP_LOGPROBS}"),
+                Some(name),
+            ))
+        } else {
+            Ok(n)
+        }
+    };
+    match endpoint {
+        Endpoint::Chat => {
+            let on = take::<bool>(fields, "logprobs")?.unwrap_or(false);
+            let top = take::<u32>(fields, "top_logprobs")?;
+            match (on, top) {
+                (false, Some(_)) => Err(bad(
+                    "top_logprobs requires logprobs to be true",
+                    Some("top_logprobs"),
+                )),
+                (false, None) => Ok(None),
+                (true, top) => check("top_logprobs", top.unwrap_or(0)).map(Some),
+            }
+        }
+        Endpoint::Completion => take::<u32>(fields, "logprobs")?
+            .map(|n| check("logprobs", n))
+            .transpose(),
+    }
+}
+
+/// `response_format`: `text` (→ `None`), `json_object`, or `json_schema` with a name.
+fn parse_response_format(value: Value) -> Result<Option<ResponseFormat>, ApiError> {
+    const P: &str = "response_format";
+    let Value::Object(mut format) = value else {
+        return Err(bad("response_format must be an object", Some(P)));
+    };
+    let kind = match format.remove("type") {
+        Some(Value::String(kind)) => kind,
+        _ => {
+            return Err(bad(
+                "response_format.type must be \"text\", \"json_object\" or \"json_schema\"",
+                Some("response_format.type"),
+            ));
+        }
+    };
+    let parsed = match kind.as_str() {
+        "text" => None,
+        "json_object" => Some(ResponseFormat::JsonObject),
+        "json_schema" => Some(parse_json_schema(format.remove("json_schema"))?),
+        other => {
+            return Err(bad(
+                format!(
+                    "unsupported response_format.type '{other}' (expected text, json_object or json_schema)"
+                ),
+                Some("response_format.type"),
+            ));
+        }
+    };
+    if let Some(name) = format.keys().next() {
+        return Err(bad(
+            format!("unrecognized response_format field: {name}"),
+            Some(format!("{P}.{name}")),
+        ));
+    }
+    Ok(parsed)
+}
+
+fn parse_json_schema(value: Option<Value>) -> Result<ResponseFormat, ApiError> {
+    const P: &str = "response_format.json_schema";
+    let Some(Value::Object(mut spec)) = value else {
+        return Err(bad(
+            "response_format of type json_schema needs a json_schema object",
+            Some(P),
+        ));
+    };
+    let name = match spec.remove("name") {
+        Some(Value::String(name))
+            if !name.is_empty()
+                && name.len() <= MAX_SCHEMA_NAME_BYTES
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            name
+        }
+        _ => {
+            return Err(bad(
+                format!(
+                    "json_schema.name must be 1 to {MAX_SCHEMA_NAME_BYTES} characters of a-z, A-Z, 0-9, _ and -"
+                ),
+                Some(format!("{P}.name")),
+            ));
+        }
+    };
+    let schema = match spec.remove("schema") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(schema @ Value::Object(_)) => schema,
+        Some(_) => {
+            return Err(bad(
+                "json_schema.schema must be a JSON Schema object",
+                Some(format!("{P}.schema")),
+            ));
+        }
+    };
+    let strict = match spec.remove("strict") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => {
+            return Err(bad(
+                "json_schema.strict must be a boolean",
+                Some(format!("{P}.strict")),
+            ));
+        }
+    };
+    match spec.remove("description") {
+        None | Some(Value::Null | Value::String(_)) => {}
+        Some(_) => {
+            return Err(bad(
+                "json_schema.description must be a string",
+                Some(format!("{P}.description")),
+            ));
+        }
+    }
+    if let Some(field) = spec.keys().next() {
+        return Err(bad(
+            format!("unrecognized json_schema field: {field}"),
+            Some(format!("{P}.{field}")),
+        ));
+    }
+    Ok(ResponseFormat::JsonSchema {
+        name,
+        schema,
+        strict,
     })
 }
 
@@ -435,12 +610,11 @@ fn in_range(name: &str, value: f32, range: std::ops::RangeInclusive<f32>) -> Res
 
 /// Parameters clients commonly send at their default value: accepted at that value, refused
 /// (naming the parameter) otherwise, because we do not implement them.
-fn refuse_unsupported(fields: &mut Map<String, Value>, endpoint: Endpoint) -> Result<(), ApiError> {
+fn refuse_unsupported(fields: &mut Map<String, Value>) -> Result<(), ApiError> {
     let defaults: &[(&str, Value)] = &[
         ("n", Value::from(1)),
         ("frequency_penalty", Value::from(0)),
         ("presence_penalty", Value::from(0)),
-        ("logprobs", Value::Bool(false)),
         ("echo", Value::Bool(false)),
         ("best_of", Value::from(1)),
         ("parallel_tool_calls", Value::Bool(true)),
@@ -473,15 +647,6 @@ fn refuse_unsupported(fields: &mut Map<String, Value>, endpoint: Endpoint) -> Re
                 return Err(bad(format!("{name} is not supported"), Some(name)));
             }
         }
-    }
-    if endpoint == Endpoint::Chat
-        && let Some(format) = fields.remove("response_format")
-        && format.get("type").and_then(Value::as_str) != Some("text")
-    {
-        return Err(bad(
-            "only response_format {\"type\": \"text\"} is supported",
-            Some("response_format"),
-        ));
     }
     Ok(())
 }

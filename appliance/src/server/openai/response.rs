@@ -87,6 +87,7 @@ pub fn complete(
     endpoint: Endpoint,
     header: &Header,
     text: &str,
+    logprobs: Option<serde_json::Value>,
     finish: FinishReason,
     usage: Usage,
 ) -> serde_json::Value {
@@ -99,7 +100,7 @@ pub fn complete(
             "choices": [{
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
-                "logprobs": null,
+                "logprobs": logprobs,
                 "finish_reason": finish,
             }],
             "usage": usage,
@@ -112,7 +113,7 @@ pub fn complete(
             "choices": [{
                 "index": 0,
                 "text": text,
-                "logprobs": null,
+                "logprobs": logprobs,
                 "finish_reason": finish,
             }],
             "usage": usage,
@@ -127,8 +128,8 @@ pub fn complete(
 pub enum Chunk<'a> {
     /// Chat only: `{"role":"assistant","content":""}`.
     Role,
-    /// A piece of text.
-    Text(&'a str),
+    /// A piece of text, with its tokens' `logprobs` when the request asked.
+    Text(&'a str, Option<serde_json::Value>),
     /// The end of the choice.
     Finish(FinishReason),
     /// The usage chunk (only with `include_usage`).
@@ -149,9 +150,9 @@ pub fn sse_chunk(
             json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
             serde_json::Value::Null,
         ),
-        (Endpoint::Chat, Chunk::Text(text)) => (
+        (Endpoint::Chat, Chunk::Text(text, logprobs)) => (
             object(endpoint),
-            json!([{"index": 0, "delta": {"content": text}, "logprobs": null, "finish_reason": null}]),
+            json!([{"index": 0, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": null}]),
             serde_json::Value::Null,
         ),
         (Endpoint::Chat, Chunk::Finish(reason)) => (
@@ -164,9 +165,9 @@ pub fn sse_chunk(
             json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": null}]),
             serde_json::Value::Null,
         ),
-        (Endpoint::Completion, Chunk::Text(text)) => (
+        (Endpoint::Completion, Chunk::Text(text, logprobs)) => (
             object(endpoint),
-            json!([{"index": 0, "text": text, "logprobs": null, "finish_reason": null}]),
+            json!([{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": null}]),
             serde_json::Value::Null,
         ),
         (Endpoint::Completion, Chunk::Finish(reason)) => (
@@ -228,6 +229,7 @@ mod tests {
             Endpoint::Chat,
             &header(),
             "hello",
+            None,
             FinishReason::Stop,
             Usage::new(3, 2).with_cached(2),
         );
@@ -247,6 +249,7 @@ mod tests {
             Endpoint::Completion,
             &h,
             "x",
+            None,
             FinishReason::Length,
             Usage::new(1, 1),
         );
@@ -263,7 +266,12 @@ mod tests {
         assert_eq!(role["object"], "chat.completion.chunk");
         assert_eq!(role["choices"][0]["delta"]["role"], "assistant");
         assert!(role.get("usage").is_none());
-        let text = parse_event(&sse_chunk(Endpoint::Chat, &h, &Chunk::Text("a\"b\n"), true));
+        let text = parse_event(&sse_chunk(
+            Endpoint::Chat,
+            &h,
+            &Chunk::Text("a\"b\n", None),
+            true,
+        ));
         assert_eq!(text["choices"][0]["delta"]["content"], "a\"b\n");
         assert!(text["usage"].is_null());
         let fin = parse_event(&sse_chunk(
