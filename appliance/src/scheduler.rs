@@ -446,7 +446,9 @@ fn decode_loop(
                 continue;
             }
             let mut finish = t.finished.map(|f| match f {
-                EngineFinish::EndOfText | EngineFinish::ConstraintFailed => Finish::Stop,
+                EngineFinish::EndOfText | EngineFinish::Complete | EngineFinish::ConstraintFailed => {
+                    Finish::Stop
+                }
                 EngineFinish::Length => Finish::Length,
             });
             if t.finished != Some(EngineFinish::EndOfText)

@@ -44,6 +44,9 @@ pub enum FinishReason {
     EndOfText,
     /// `max_tokens` new tokens were produced.
     Length,
+    /// The sequence's [`TokenConstraint`] is complete: nothing more may follow. Unlike
+    /// [`FinishReason::EndOfText`] the last token is text (the closing `}` of a JSON answer).
+    Complete,
     /// The sequence's [`TokenConstraint`] failed (its message) or allowed no token: the
     /// output so far is not what the grammar promised, so it must not be passed off as done.
     ConstraintFailed,
@@ -359,8 +362,7 @@ impl Batch {
             } else if !s.ignore_eos && engine.tokenizer().is_eog(token) {
                 Some(FinishReason::EndOfText)
             } else if s.constraint.as_mut().is_some_and(|c| c.is_complete()) {
-                // The grammar allows nothing more: as if the model had ended the text.
-                Some(FinishReason::EndOfText)
+                Some(FinishReason::Complete)
             } else if generated >= s.max_tokens {
                 Some(FinishReason::Length)
             } else {

@@ -215,9 +215,11 @@ pub fn generate(
                     res.stop = StopReason::EndOfText;
                     break 'outer;
                 }
-                // `generate` sets no constraint, so none can fail; were one to, the
+                // `generate` sets no constraint, so none can end or fail; were one to, the
                 // sequence is over without a natural end.
-                Some(FinishReason::Length | FinishReason::ConstraintFailed) => {
+                Some(
+                    FinishReason::Length | FinishReason::Complete | FinishReason::ConstraintFailed,
+                ) => {
                     res.stop = StopReason::Length;
                     break 'outer;
                 }
