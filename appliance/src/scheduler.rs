@@ -229,10 +229,23 @@ struct Queued {
     events: mpsc::UnboundedSender<Event>,
 }
 
+/// Vectors for each input, or why the engine could not make them.
+pub type EmbedResult = Result<Vec<Vec<f32>>, String>;
+
+/// An embeddings request waiting for, or being run by, the decode thread.
+struct EmbedWork {
+    inputs: Vec<Vec<u32>>,
+    /// Vectors of the inputs done so far.
+    done: Vec<Vec<f32>>,
+    reply: tokio::sync::oneshot::Sender<EmbedResult>,
+}
+
 /// What the decode thread's queue carries.
 enum Msg {
     /// A request to run.
     Run(Queued),
+    /// Texts to embed (already tokenized).
+    Embed(EmbedWork),
     /// Wakes an idle decode thread to act on [`Scheduler::forget_prefixes`] now rather than at
     /// its next request.
     Wake,
@@ -290,6 +303,30 @@ impl Scheduler {
         let _ = self.queue.try_send(Msg::Wake);
     }
 
+    /// Queues texts to embed (token ids, each non-empty and within the context); the vectors
+    /// arrive on the returned receiver. They are computed between decode steps, a few inputs
+    /// (up to one prompt chunk of tokens) at a time, so running streams keep flowing.
+    /// Dropping the receiver cancels the rest.
+    pub fn embed(
+        &self,
+        inputs: Vec<Vec<u32>>,
+    ) -> Result<tokio::sync::oneshot::Receiver<EmbedResult>, SubmitError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let work = EmbedWork {
+            done: Vec::with_capacity(inputs.len()),
+            inputs,
+            reply,
+        };
+        match self.queue.try_send(Msg::Embed(work)) {
+            Ok(()) => {
+                self.metrics.queue_depth.inc();
+                Ok(rx)
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(SubmitError::QueueFull),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
+        }
+    }
+
     /// Queues `job`; its events arrive on the returned receiver. Dropping the receiver
     /// cancels the job.
     pub fn submit(&self, job: Job) -> Result<mpsc::UnboundedReceiver<Event>, SubmitError> {
@@ -344,13 +381,18 @@ fn decode_loop(
     // A request taken off the queue that does not fit yet; it goes first once room frees.
     let mut held: Option<Queued> = None;
     let mut forgotten = forget.load(Ordering::Acquire);
+    let mut embeds: std::collections::VecDeque<EmbedWork> = std::collections::VecDeque::new();
     loop {
         // Admission. Block only when there is nothing to run.
-        if active.is_empty() && held.is_none() {
+        if active.is_empty() && held.is_none() && embeds.is_empty() {
             match rx.blocking_recv() {
                 Some(Msg::Run(q)) => {
                     metrics.queue_depth.dec();
                     held = Some(q);
+                }
+                Some(Msg::Embed(work)) => {
+                    metrics.queue_depth.dec();
+                    embeds.push_back(work);
                 }
                 Some(Msg::Wake) => {}
                 None => return, // every handle dropped and nothing running: done
@@ -371,6 +413,11 @@ fn decode_loop(
                         metrics.queue_depth.dec();
                         q
                     }
+                    Ok(Msg::Embed(work)) => {
+                        metrics.queue_depth.dec();
+                        embeds.push_back(work);
+                        continue;
+                    }
                     Ok(Msg::Wake) => continue,
                     Err(_) => break,
                 },
@@ -388,6 +435,8 @@ fn decode_loop(
             admit(engine, &mut batch, &mut active, next, needed, metrics);
             reserved = active.values().map(|a| a.reserved).sum();
         }
+        // Embeddings: one slice of the oldest request per turn, then a decode step.
+        embed_slice(engine, &mut batch, &mut embeds, !active.is_empty());
         // Retained prefixes give way to running requests' reservations.
         batch.evict_retained(config.kv_budget_tokens.saturating_sub(reserved));
         // Cancellation: drop sequences whose handler is gone before paying for a step.
@@ -446,9 +495,9 @@ fn decode_loop(
                 continue;
             }
             let mut finish = t.finished.map(|f| match f {
-                EngineFinish::EndOfText | EngineFinish::Complete | EngineFinish::ConstraintFailed => {
-                    Finish::Stop
-                }
+                EngineFinish::EndOfText
+                | EngineFinish::Complete
+                | EngineFinish::ConstraintFailed => Finish::Stop,
                 EngineFinish::Length => Finish::Length,
             });
             if t.finished != Some(EngineFinish::EndOfText)
@@ -545,6 +594,58 @@ fn admit<'e>(
         Err(e) => {
             // Validated by the handler already; anything left is the engine's word.
             let _ = q.events.send(Event::Failed(e.to_string()));
+        }
+    }
+}
+
+/// Embeds the next inputs of the oldest embeddings request: as many as fit one prompt chunk
+/// of tokens (a smaller one while streams are decoding, as for prompts), at least one.
+/// Replies once every input of the request is done; drops a request whose client left.
+fn embed_slice(
+    engine: &Engine,
+    batch: &mut Batch,
+    embeds: &mut std::collections::VecDeque<EmbedWork>,
+    decoding: bool,
+) {
+    let Some(work) = embeds.front_mut() else {
+        return;
+    };
+    if work.reply.is_closed() {
+        embeds.pop_front();
+        return;
+    }
+    let budget = if decoding {
+        airlock_engine::batch::PROMPT_CHUNK_WHILE_DECODING
+    } else {
+        airlock_engine::batch::PROMPT_CHUNK
+    };
+    let start = work.done.len();
+    let mut end = start;
+    let mut tokens = 0;
+    while end < work.inputs.len() && (end == start || tokens + work.inputs[end].len() <= budget) {
+        tokens += work.inputs[end].len();
+        end += 1;
+    }
+    let inputs: Vec<&[u32]> = work.inputs[start..end].iter().map(Vec::as_slice).collect();
+    let result = engine.pooling().map_err(str::to_owned).and_then(|pooling| {
+        batch
+            .embed(engine, &inputs, pooling)
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(vectors) => {
+            work.done.extend(vectors);
+            if work.done.len() == work.inputs.len()
+                && let Some(work) = embeds.pop_front()
+            {
+                let _ = work.reply.send(Ok(work.done));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "embedding failed");
+            if let Some(work) = embeds.pop_front() {
+                let _ = work.reply.send(Err(e));
+            }
         }
     }
 }

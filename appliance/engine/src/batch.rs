@@ -283,6 +283,17 @@ impl Batch {
         }
     }
 
+    /// Embeds `inputs` ([`crate::embed::embed`]) in temporary slots of this batch's cache,
+    /// between two steps: the running sequences' slots are untouched.
+    pub fn embed(
+        &mut self,
+        engine: &Engine,
+        inputs: &[&[u32]],
+        pooling: crate::embed::Pooling,
+    ) -> Result<Vec<Vec<f32>>> {
+        crate::embed::embed(engine.model(), &mut self.cache, inputs, pooling)
+    }
+
     /// Active sequences.
     pub fn len(&self) -> usize {
         self.seqs.len()

@@ -145,6 +145,8 @@ pub struct Engine {
     sha256: OnceLock<String>,
     /// The load-time check of a GPU engine (`None` on the CPU).
     self_check: Option<SelfCheck>,
+    /// How embeddings pool hidden states, or why this model has none.
+    pooling: std::result::Result<crate::embed::Pooling, String>,
 }
 
 impl Engine {
@@ -314,7 +316,10 @@ impl Engine {
             .ok()
             .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "model".to_owned());
+        let pooling = crate::embed::Pooling::from_gguf(&file, model.config().arch.name())
+            .map_err(|e| e.to_string());
         Ok(Engine {
+            pooling,
             model,
             tokenizer,
             template,
@@ -329,6 +334,12 @@ impl Engine {
     /// The model.
     pub fn model(&self) -> &Llama {
         &self.model
+    }
+
+    /// How this model's embeddings are pooled, or why it cannot give any (a reranker's
+    /// `pooling_type`).
+    pub fn pooling(&self) -> std::result::Result<crate::embed::Pooling, &str> {
+        self.pooling.as_ref().copied().map_err(String::as_str)
     }
 
     /// The tokenizer.

@@ -23,6 +23,12 @@ pub enum EngineError {
     )]
     UnsupportedArchitecture { arch: String },
 
+    /// Embeddings need a pooling this engine does not implement (or the key is malformed).
+    #[error(
+        "embeddings are not available for this model: {key} = {value} (supported: 0 none, 1 mean, 2 cls, 3 last)"
+    )]
+    UnsupportedPooling { key: String, value: String },
+
     /// The architecture is supported but this file needs a feature we do not implement.
     #[error("unsupported {arch} model: {key} = {value} ({reason})")]
     Unsupported {

@@ -27,6 +27,7 @@ pub mod constraint;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 pub mod device;
+pub mod embed;
 mod engine;
 mod error;
 pub mod fused;
@@ -50,6 +51,7 @@ pub use batch::{Batch, FinishReason, SeqId, SeqRequest, StepToken};
 pub use config::LlamaConfig;
 pub use constraint::{TokenConstraint, TokenMask};
 pub use device::{Backend, Probe};
+pub use embed::Pooling;
 pub use engine::{ChatPrompt, Engine, SelfCheck};
 pub use error::{EngineError, Result};
 pub use generate::{GenerateRequest, Generation, StopReason, Timing, generate};

@@ -33,6 +33,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(openai::completions)),
         )
         .service(
+            resource("/v1/embeddings", role(Role::User))
+                .route(web::post().to(super::openai::embeddings::embeddings)),
+        )
+        .service(
             resource("/v1/audit/checkpoint", role(Role::Auditor))
                 .route(web::get().to(audit::checkpoint)),
         )

@@ -48,6 +48,9 @@ pub enum Logits {
     Last,
     /// Every new token: `[tokens, vocab]` (scoring, teacher-forced tests).
     All,
+    /// No logits: every new token's final hidden state, after the output norm, `[tokens,
+    /// d_model]` (embeddings; llama.cpp's `result_norm`).
+    Hidden,
 }
 
 /// One transformer block.
@@ -278,6 +281,7 @@ impl Llama {
         }
         if let ([s], [seq]) = (&spans[..], batch)
             && s.len == 1
+            && which != Logits::Hidden
             && let Some(logits) = self.recorded_step(s, seq.tokens[0], cache)?
         {
             cache.commit(s.slot, 1)?;
@@ -319,7 +323,7 @@ impl Llama {
             cache.commit(s.slot, s.len)?;
         }
         let x = match which {
-            Logits::All => x,
+            Logits::All | Logits::Hidden => x,
             Logits::Last => {
                 let rows = spans
                     .iter()
@@ -331,6 +335,9 @@ impl Llama {
         // [rows, vocab]
         let x = self.norm.forward(x);
         trace::tensor(|| "result_norm".into(), &x);
+        if which == Logits::Hidden {
+            return Ok(x.into_data().try_into_vec::<f32>().unwrap_or_default());
+        }
         let logits = q_linear(x, &self.output);
         Ok(logits.into_data().try_into_vec::<f32>().unwrap_or_default())
     }
