@@ -25,7 +25,7 @@ fn python() -> PathBuf {
 }
 
 /// Runs `script` with the test venv's Python; returns its stdout.
-fn run_python(script: &str) -> String {
+pub(crate) fn run_python(script: &str) -> String {
     let output = std::process::Command::new(python())
         .args(["-c", script])
         .output()

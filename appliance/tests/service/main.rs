@@ -7,6 +7,8 @@ mod common;
 mod api;
 /// The official `openai` Python client, and each answer found in the exported, verified log.
 mod api_audited;
+/// Structured outputs, logprobs and embeddings with the official client, against llama.cpp.
+mod api_features;
 /// Disconnects and their record, metrics by role, 429 backpressure with bounded memory.
 mod api_load;
 /// Bad input (4xx in OpenAI's shape) and an unwritable audit log (503, no tokens).

@@ -1,0 +1,444 @@
+//! Structured outputs, logprobs and embeddings through the official `openai` Python client,
+//! against `airlock dev` on the real default model, compared with llama.cpp's values from
+//! `appliance/testdata/smollm2-api-llamacpp.json` (written by `bench/api_refs.py`), and
+//! found afterwards in the verified audit export.
+use serde_json::{Value, json};
+
+use crate::api::{Dev, MODEL};
+use crate::api_audited::{export_and_verify, run_python};
+
+fn api_reference() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/smollm2-api-llamacpp.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).expect("reference file"))
+        .expect("reference JSON")
+}
+
+/// The client preamble: mTLS as `airlock dev` prints it.
+fn client(dev: &Dev) -> String {
+    let pki = dev.fixture.pki("ca.crt");
+    let pki = pki.parent().expect("pki dir").display().to_string();
+    format!(
+        r#"
+import json, ssl, openai
+tls = ssl.create_default_context(cafile="{pki}/ca.crt"); tls.load_cert_chain("{pki}/user.crt", "{pki}/user.key")
+client = openai.OpenAI(base_url="https://localhost:{port}/v1", api_key="unused", http_client=openai.DefaultHttpxClient(verify=tls), max_retries=0)
+M = "{MODEL}"
+"#,
+        port = dev.fixture.port
+    )
+}
+
+/// A Pydantic model with nested objects, arrays, enums, required fields and bounded numbers;
+/// 100 answers sampled at temperature 1 (8 at a time, so they share decode steps) all parse
+/// and validate, as does a greedy streamed one; each request is in the audit log with the
+/// schema's digest and `constrained`.
+#[test]
+fn structured_outputs_from_a_pydantic_model_always_validate() {
+    let mut dev = Dev::start();
+    let script = client(&dev)
+        + r#"
+import enum, concurrent.futures
+from typing import List, Optional
+from pydantic import BaseModel, Field
+
+class Ward(str, enum.Enum):
+    cardiology = "cardiology"
+    oncology = "oncology"
+    emergency = "emergency"
+
+class Contact(BaseModel):
+    phone: str = Field(pattern=r"^[0-9]{3}-[0-9]{4}$")
+    email: Optional[str] = Field(max_length=40)
+
+class Medication(BaseModel):
+    name: str = Field(max_length=24)
+    dose_mg: int = Field(ge=1, le=2000)
+
+class Patient(BaseModel):
+    name: str = Field(max_length=32)
+    age: int = Field(ge=0, le=120)
+    temperature_c: float = Field(ge=34, le=43)
+    ward: Ward
+    medications: List[Medication] = Field(max_length=3)
+    contact: Contact
+
+messages = [{"role": "user", "content": "Extract the patient: John Smith, 54, 38.2 C, cardiology ward, takes aspirin 100 mg, phone 555-1234."}]
+
+def one(seed):
+    raw = client.beta.chat.completions.with_raw_response.parse(model=M, messages=messages, response_format=Patient, temperature=1, seed=seed, max_tokens=400)
+    r = raw.parse()
+    m = r.choices[0].message
+    assert m.parsed is not None, m.content
+    # The client validated it; check again here, independently of the client.
+    Patient.model_validate_json(m.content)
+    return {"id": raw.headers["x-request-id"], "content": m.content, "finish": r.choices[0].finish_reason}
+
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    sampled = list(pool.map(one, range(100)))
+
+# The client's streaming helper: deltas, then the parsed whole.
+parts = []
+with client.beta.chat.completions.stream(model=M, messages=messages, response_format=Patient, temperature=0, max_tokens=400) as stream:
+    for event in stream:
+        if event.type == "content.delta":
+            parts.append(event.delta)
+    final = stream.get_final_completion()
+streamed = final.choices[0].message.parsed
+assert Patient.model_validate_json("".join(parts)) == streamed
+
+raw = client.chat.completions.with_raw_response.create(model=M, messages=[{"role": "user", "content": "Reply in JSON with the keys city and country: where is the Eiffel Tower?"}],
+    response_format={"type": "json_object"}, temperature=0, max_tokens=400)
+obj = raw.parse()
+print(json.dumps({"sampled": sampled, "streamed": streamed.model_dump(mode="json"),
+    "object": {"id": raw.headers["x-request-id"], "content": obj.choices[0].message.content, "finish": obj.choices[0].finish_reason}}))
+"#;
+    let out: Value = serde_json::from_str(&run_python(&script)).expect("script output");
+    let sampled = out["sampled"].as_array().expect("sampled");
+    assert_eq!(sampled.len(), 100);
+    let mut distinct: Vec<&str> = sampled
+        .iter()
+        .map(|s| s["content"].as_str().expect("content"))
+        .collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    // Temperature 1 with distinct seeds: the grammar constrains, it does not fix the answer.
+    assert!(distinct.len() > 50, "{} distinct answers", distinct.len());
+    for s in sampled {
+        assert_eq!(s["finish"], "stop", "{s}");
+    }
+    assert_eq!(out["streamed"]["ward"], "cardiology", "{}", out["streamed"]);
+    assert_eq!(out["object"]["finish"], "stop");
+    let object: Value = serde_json::from_str(out["object"]["content"].as_str().expect("content"))
+        .expect("json_object answer parses");
+    assert!(object.is_object(), "{object}");
+
+    dev.stop();
+    let records = export_and_verify(&dev.state());
+    let requests: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "inference.request" && r["params"]["constrained"] == "true")
+        .collect();
+    assert_eq!(requests.len(), 102, "constrained requests in the log");
+    let schema_digests: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["params"]["response_format"] == "json_schema")
+        .map(|r| &r["params"]["schema_sha256"])
+        .collect();
+    assert_eq!(schema_digests.len(), 101);
+    assert!(
+        schema_digests.iter().all(|d| d.as_str().is_some_and(|d| d.len() == 64)),
+        "{schema_digests:?}"
+    );
+    let first = &sampled[0]["id"];
+    let request = records
+        .iter()
+        .find(|r| r["kind"] == "inference.request" && &r["request_id"] == first)
+        .expect("the first sampled request's record");
+    assert_eq!(request["params"]["schema_name"], "Patient", "{request}");
+    assert_eq!(request["params"]["schema_strict"], "true", "{request}");
+    // The dev policy keeps digests only: no schema, no answer in the log.
+    assert!(request.get("prompt").is_none(), "{request}");
+}
+
+/// Log-probabilities equal llama.cpp's (its batch evaluation of the same tokens) within
+/// 1e-3; top-1 is the greedy token; alternatives are sorted; streamed values equal the
+/// whole response's; the chat endpoint reports the same numbers for the same prompt.
+#[test]
+fn logprobs_match_llama_cpp_and_streaming() {
+    let dev = Dev::start();
+    let reference = api_reference();
+    let case = &reference["completion"];
+    let script = client(&dev)
+        + &format!(
+            r#"
+prompt = {prompt}
+n = {n}
+r = client.completions.create(model=M, prompt=prompt, logprobs=5, temperature=0, max_tokens=n)
+lp = r.choices[0].logprobs
+out = {{"completion": {{"tokens": lp.tokens, "token_logprobs": lp.token_logprobs, "top": lp.top_logprobs, "offsets": lp.text_offset, "text": r.choices[0].text}}}}
+chat = [{{"role": "user", "content": "Name three colours."}}]
+r = client.chat.completions.create(model=M, messages=chat, logprobs=True, top_logprobs=4, temperature=0, max_tokens=16)
+out["chat"] = {{"content": r.choices[0].message.content, "logprobs": [c.model_dump() for c in r.choices[0].logprobs.content]}}
+s = client.chat.completions.create(model=M, messages=chat, logprobs=True, top_logprobs=4, temperature=0, max_tokens=16, stream=True)
+streamed, text = [], []
+for c in s:
+    if c.choices and c.choices[0].logprobs and c.choices[0].logprobs.content:
+        streamed += [x.model_dump() for x in c.choices[0].logprobs.content]
+    if c.choices and c.choices[0].delta.content:
+        text.append(c.choices[0].delta.content)
+out["stream"] = {{"content": "".join(text), "logprobs": streamed}}
+off = client.chat.completions.create(model=M, messages=chat, temperature=0, max_tokens=4)
+out["off"] = off.choices[0].logprobs is None
+print(json.dumps(out))
+"#,
+            prompt = Value::String(case["prompt"].as_str().expect("prompt").to_owned()),
+            n = case["greedy_ids"].as_array().expect("ids").len(),
+        );
+    let out: Value = serde_json::from_str(&run_python(&script)).expect("script output");
+
+    // Completions against llama.cpp, position by position.
+    let got = &out["completion"];
+    let positions = case["positions"].as_array().expect("positions");
+    let tokens = got["token_logprobs"].as_array().expect("token_logprobs");
+    assert_eq!(tokens.len(), positions.len(), "{got}");
+    for (i, (p, lp)) in positions.iter().zip(tokens).enumerate() {
+        let (want, have) = (p["logprob"].as_f64().expect("ref"), lp.as_f64().expect("lp"));
+        assert!(
+            (want - have).abs() < 1e-3,
+            "position {i}: llama.cpp {want}, airlock {have}"
+        );
+        let top = got["top"][i].as_object().expect("top map");
+        assert_eq!(top.len(), 5, "{top:?}");
+        // Each of llama.cpp's alternatives, by its text, with its value.
+        let by_text: Vec<(String, f64)> = top
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_f64().expect("number")))
+            .collect();
+        let best = by_text
+            .iter()
+            .map(|(_, v)| *v)
+            .fold(f64::NEG_INFINITY, f64::max);
+        // Top-1 is the token chosen greedily.
+        assert!((best - have).abs() < 1e-6, "position {i}: {by_text:?} vs {have}");
+        let ref_top: Vec<f64> = p["top"]
+            .as_array()
+            .expect("ref top")
+            .iter()
+            .map(|t| t[1].as_f64().expect("lp"))
+            .collect();
+        let mut ours: Vec<f64> = by_text.iter().map(|(_, v)| *v).collect();
+        ours.sort_by(|a, b| b.total_cmp(a));
+        for (a, b) in ours.iter().zip(&ref_top) {
+            assert!((a - b).abs() < 1e-3, "position {i}: top {ours:?} vs {ref_top:?}");
+        }
+    }
+    // text_offset: where each token starts in the text.
+    let text = got["text"].as_str().expect("text");
+    let offsets: Vec<u64> = got["offsets"]
+        .as_array()
+        .expect("offsets")
+        .iter()
+        .map(|o| o.as_u64().expect("offset"))
+        .collect();
+    let mut at = 0u64;
+    for (t, o) in got["tokens"].as_array().expect("tokens").iter().zip(&offsets) {
+        assert_eq!(*o, at);
+        at += t.as_str().expect("token").chars().count() as u64;
+    }
+    assert_eq!(at, text.chars().count() as u64);
+
+    // Chat: top-1 equals the chosen token, alternatives sorted, bytes spell the answer.
+    let chat = out["chat"]["logprobs"].as_array().expect("chat logprobs");
+    assert!(!chat.is_empty());
+    let mut bytes = Vec::new();
+    for c in chat {
+        let top = c["top_logprobs"].as_array().expect("top_logprobs");
+        assert_eq!(top.len(), 4, "{c}");
+        assert_eq!(top[0]["token"], c["token"], "{c}");
+        assert_eq!(top[0]["logprob"], c["logprob"], "{c}");
+        let values: Vec<f64> = top.iter().map(|t| t["logprob"].as_f64().expect("lp")).collect();
+        assert!(values.windows(2).all(|w| w[0] >= w[1]), "{values:?}");
+        assert!(values.iter().all(|v| *v <= 0.0), "{values:?}");
+        bytes.extend(
+            c["bytes"]
+                .as_array()
+                .expect("bytes")
+                .iter()
+                .map(|b| u8::try_from(b.as_u64().expect("byte")).expect("u8")),
+        );
+    }
+    assert_eq!(
+        String::from_utf8(bytes).expect("utf-8"),
+        out["chat"]["content"].as_str().expect("content")
+    );
+    assert_eq!(out["stream"]["logprobs"], out["chat"]["logprobs"]);
+    assert_eq!(out["stream"]["content"], out["chat"]["content"]);
+    assert_eq!(out["off"], true);
+}
+
+/// Embeddings equal llama.cpp's mean-pooled, normalised vectors; a paraphrase is closer than
+/// an unrelated sentence; float and base64 (the client's default) agree, as do text and its
+/// token ids; the request is audited with the vectors' digest.
+#[test]
+fn embeddings_match_llama_cpp_and_rank_a_paraphrase_first() {
+    let mut dev = Dev::start();
+    let reference = api_reference();
+    let sentences = &reference["embeddings"]["sentences"];
+    let script = client(&dev)
+        + &format!(
+            r#"
+sentences = {sentences}
+raw = client.embeddings.with_raw_response.create(model=M, input=sentences)
+r = raw.parse()
+floats = client.embeddings.create(model=M, input=sentences[0], encoding_format="float")
+print(json.dumps({{"id": raw.headers["x-request-id"], "vectors": [d.embedding for d in r.data], "usage": r.usage.prompt_tokens,
+    "float": floats.data[0].embedding, "model": r.model}}))
+"#,
+            sentences = sentences
+        );
+    let out: Value = serde_json::from_str(&run_python(&script)).expect("script output");
+    let vectors: Vec<Vec<f64>> = out["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .map(|v| {
+            v.as_array()
+                .expect("vector")
+                .iter()
+                .map(|x| x.as_f64().expect("number"))
+                .collect()
+        })
+        .collect();
+    let expected: Vec<Vec<f64>> = reference["embeddings"]["vectors"]
+        .as_array()
+        .expect("ref vectors")
+        .iter()
+        .map(|v| {
+            v.as_array()
+                .expect("vector")
+                .iter()
+                .map(|x| x.as_f64().expect("number"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(vectors.len(), expected.len());
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    for (i, (v, e)) in vectors.iter().zip(&expected).enumerate() {
+        assert_eq!(v.len(), 576, "the model's width");
+        let worst = v.iter().zip(e).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        // Stated tolerance: 1e-4 per component (measured: under 1e-7).
+        assert!(worst < 1e-4, "sentence {i}: max difference {worst}");
+        assert!((dot(v, v) - 1.0).abs() < 1e-5, "sentence {i} is not unit length");
+    }
+    // Sentences 0 and 1 say the same thing; 2 is about a budget.
+    assert!(dot(&vectors[0], &vectors[1]) > dot(&vectors[0], &vectors[2]) + 0.05);
+    let float: Vec<f64> = out["float"]
+        .as_array()
+        .expect("float")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect();
+    let worst = float.iter().zip(&vectors[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-6, "float and base64 disagree by {worst}");
+    assert_eq!(out["model"], MODEL);
+
+    // Token ids give the text's vector (the text encodes to these ids).
+    let body = json!({"model": MODEL, "input": "hello world"}).to_string();
+    let ids = dev
+        .client("user")
+        .request("POST", "/v1/embeddings", Some(body.as_bytes()))
+        .expect("embeddings request")
+        .json();
+    let text_vector = ids["data"][0]["embedding"].clone();
+    let tokens = ids["usage"]["prompt_tokens"].as_u64().expect("usage");
+    assert!(tokens >= 2, "{ids}");
+
+    dev.stop();
+    let records = export_and_verify(&dev.state());
+    let id = &out["id"];
+    let request = records
+        .iter()
+        .find(|r| r["kind"] == "inference.request" && &r["request_id"] == id)
+        .expect("embeddings request record");
+    assert_eq!(request["params"]["endpoint"], "embeddings", "{request}");
+    assert_eq!(request["params"]["inputs"], "4", "{request}");
+    assert_eq!(request["params"]["pooling"], "mean", "{request}");
+    let response = records
+        .iter()
+        .find(|r| r["kind"] == "inference.response" && &r["request_id"] == id)
+        .expect("embeddings response record");
+    assert_eq!(response["status"], "ok", "{response}");
+    assert_eq!(
+        response["tokens"]["prompt"],
+        out["usage"],
+        "{response}"
+    );
+    assert!(text_vector.is_array());
+}
+
+/// Each bad parameter is a 400 naming it, and the service keeps serving.
+#[test]
+fn bad_structured_logprob_and_embedding_parameters_are_named() {
+    let dev = Dev::start();
+    let client = dev.client("user");
+    let chat = |extra: Value| {
+        let mut body = json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        body.to_string()
+    };
+    let cases = [
+        (
+            "/v1/chat/completions",
+            chat(json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strnig"}}}})),
+            "response_format.json_schema.schema",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "https://example.com/s.json"}}}})),
+            "response_format.json_schema.schema",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"response_format": {"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}}})),
+            "response_format.json_schema.name",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"response_format": {"type": "yaml"}})),
+            "response_format.type",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"logprobs": true, "top_logprobs": 21})),
+            "top_logprobs",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"top_logprobs": 2})),
+            "top_logprobs",
+        ),
+        (
+            "/v1/completions",
+            json!({"model": MODEL, "prompt": "x", "logprobs": 21}).to_string(),
+            "logprobs",
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": MODEL, "input": ""}).to_string(),
+            "input",
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": MODEL, "input": []}).to_string(),
+            "input",
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": MODEL, "input": [49152]}).to_string(),
+            "input",
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": MODEL, "input": "x", "dimensions": 128}).to_string(),
+            "dimensions",
+        ),
+    ];
+    for (path, body, param) in cases {
+        let r = client
+            .request("POST", path, Some(body.as_bytes()))
+            .expect("request");
+        assert_eq!(r.status, 400, "{path} {body}: {}", r.text());
+        assert_eq!(r.json()["error"]["param"], param, "{path} {body}: {}", r.text());
+    }
+    let body = chat(json!({"response_format": {"type": "json_object"}}));
+    let ok = client
+        .request("POST", "/v1/chat/completions", Some(body.as_bytes()))
+        .expect("request");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(client.get("/healthz").status, 200);
+}
