@@ -5,7 +5,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: bench/api.sh [--help] [MODEL.gguf]
+Usage: bench/api.sh [--help] [--features] [MODEL.gguf]
 
 Benchmarks streamed chat completions on one GGUF (default: the model that
 scripts/fetch-default-model.sh prints) against, in turn:
@@ -47,6 +47,15 @@ Environment (defaults in brackets):
   KEEP=0               1 = keep the run directory (raw JSON per server, server logs)
 Needs PyPI once (venv, sdist, cmake if none is installed); everything runs on 127.0.0.1.
 
+--features benchmarks structured outputs and embeddings instead (bench/api_features.py), on
+SERVERS="llama-server airlock-tmpfs" by default:
+  airlock        chat completions at CLIENTS=1,8, free text then the same prompt under a JSON
+                 schema (response_format): tokens/s of each, the ratio, and the grammar's mask
+                 cost per token implied at one client; then /v1/embeddings of one 64-token
+                 input per request, inputs/s
+  llama-server   the same embeddings load, started with --embeddings --pooling mean
+and replaces the "API features benchmark" section of bench/RESULTS.md.
+
 Examples:
   bench/api.sh                # full run: ~10 min on a quiet 2-core machine once built (the first
                               # run also builds airlock and llama-server: ~20 min each on 2 cores)
@@ -55,8 +64,10 @@ Examples:
 EOF
 }
 
+FEATURES=0
 case "${1:-}" in
     -h | --help) usage; exit 0 ;;
+    --features) FEATURES=1; shift ;;
     -*) echo "api.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 esac
 
@@ -65,6 +76,11 @@ root="$(cd "$here/.." && pwd)"
 model="$(realpath "${1:-$("$root/scripts/fetch-default-model.sh")}")"
 [ -f "$model" ] || { echo "api.sh: no model at $model" >&2; exit 1; }
 
+if [ "$FEATURES" = 1 ]; then
+    CLIENTS="${CLIENTS:-1,8}"
+    SERVERS="${SERVERS:-llama-server airlock-tmpfs}"
+    MAX_TOKENS="${MAX_TOKENS:-160}"  # the schema's answer is ~80 tokens; free text runs to the limit
+fi
 CLIENTS="${CLIENTS:-1,4,8}"
 ROUNDS="${ROUNDS:-3}"
 REQUESTS="${REQUESTS:-2}"
@@ -240,9 +256,18 @@ run_llama_server() {
     local port
     port="$(free_port)"
     log "llama-server ($SLOTS slots) on 127.0.0.1:$port"
+    local embed=()
+    [ "$FEATURES" = 0 ] || embed=(--embeddings --pooling mean -ub 512)
     start llama-server "$llama_server" -m "$model" -a "$MODEL_NAME" --host 127.0.0.1 --port "$port" \
-        -t "$THREADS" -tb "$THREADS" -c "$CTX" -np "$SLOTS" --no-repack --no-webui
+        -t "$THREADS" -tb "$THREADS" -c "$CTX" -np "$SLOTS" --no-repack --no-webui "${embed[@]}"
     wait_ready llama-server --url "http://127.0.0.1:$port/health"
+    if [ "$FEATURES" = 1 ]; then
+        "$py" "$here/api_features.py" embed --name llama-server --base-url "http://127.0.0.1:$port" \
+            --model "$MODEL_NAME" --clients "$CLIENTS" --rounds "$ROUNDS" --requests "$REQUESTS" \
+            --out "$run/llama-server-embed.json"
+        stop "$pid"
+        return
+    fi
     local cache=()
     [ "$PROMPT_CACHE" = 1 ] || cache=(--extra cache_prompt=false)
     "$py" "$here/api_load.py" run --name llama-server --label "llama-server ($SLOTS slots)" \
@@ -317,6 +342,16 @@ EOF
     start "$name" env AIRLOCK_LOG=warn "$airlock" serve --config "$policy"
     local tls=(--ca "$run/pki/ca.crt" --cert "$run/pki/user.crt" --key "$run/pki/user.key")
     wait_ready "$name" --url "https://127.0.0.1:$port/readyz" "${tls[@]}"
+    if [ "$FEATURES" = 1 ]; then
+        local what
+        for what in decode embed; do
+            "$py" "$here/api_features.py" "$what" --name "$name" --base-url "https://127.0.0.1:$port" \
+                --model "$MODEL_NAME" --clients "$CLIENTS" --rounds "$ROUNDS" --requests "$REQUESTS" \
+                --max-tokens "$MAX_TOKENS" "${tls[@]}" --out "$run/$name-$what.json"
+        done
+        stop "$pid"
+        return
+    fi
     local metrics=()
     if [ "$METRICS_INTERVAL" != 0 ]; then
         metrics=(--metrics-url "https://127.0.0.1:$port/metrics" --metrics-interval "$METRICS_INTERVAL")
@@ -377,5 +412,9 @@ print(json.dumps({"date": e["started_at"], "loadavg": e["load_at_start"], "model
     "command": e["cmd"], "elapsed_s": int(e["elapsed"]), "prompt_cache": e["PROMPT_CACHE"] == "1"}))' >"$run/meta.json"
 report=(--dir "$run")
 [ "$RESULTS" = - ] || report+=(--results-md "$RESULTS")
-"$py" "$here/api_load.py" report "${report[@]}"
+if [ "$FEATURES" = 1 ]; then
+    "$py" "$here/api_features.py" report "${report[@]}"
+else
+    "$py" "$here/api_load.py" report "${report[@]}"
+fi
 log "done in $((SECONDS - t_begin)) s"
