@@ -279,7 +279,7 @@ print(json.dumps(out))
 
 /// The Python example `airlock dev` prints, cut from its output: the lines after
 /// "From Python" up to "Stop with", without their two-space indent.
-fn printed_python_example(printed: &str) -> String {
+pub(crate) fn printed_python_example(printed: &str) -> String {
     let mut lines = printed
         .lines()
         .skip_while(|l| !l.starts_with("From Python"));

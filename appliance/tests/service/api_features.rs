@@ -129,7 +129,9 @@ print(json.dumps({"sampled": sampled, "streamed": streamed.model_dump(mode="json
         .collect();
     assert_eq!(schema_digests.len(), 101);
     assert!(
-        schema_digests.iter().all(|d| d.as_str().is_some_and(|d| d.len() == 64)),
+        schema_digests
+            .iter()
+            .all(|d| d.as_str().is_some_and(|d| d.len() == 64)),
         "{schema_digests:?}"
     );
     let first = &sampled[0]["id"];
@@ -185,7 +187,10 @@ print(json.dumps(out))
     let tokens = got["token_logprobs"].as_array().expect("token_logprobs");
     assert_eq!(tokens.len(), positions.len(), "{got}");
     for (i, (p, lp)) in positions.iter().zip(tokens).enumerate() {
-        let (want, have) = (p["logprob"].as_f64().expect("ref"), lp.as_f64().expect("lp"));
+        let (want, have) = (
+            p["logprob"].as_f64().expect("ref"),
+            lp.as_f64().expect("lp"),
+        );
         assert!(
             (want - have).abs() < 1e-3,
             "position {i}: llama.cpp {want}, airlock {have}"
@@ -202,7 +207,10 @@ print(json.dumps(out))
             .map(|(_, v)| *v)
             .fold(f64::NEG_INFINITY, f64::max);
         // Top-1 is the token chosen greedily.
-        assert!((best - have).abs() < 1e-6, "position {i}: {by_text:?} vs {have}");
+        assert!(
+            (best - have).abs() < 1e-6,
+            "position {i}: {by_text:?} vs {have}"
+        );
         let ref_top: Vec<f64> = p["top"]
             .as_array()
             .expect("ref top")
@@ -212,7 +220,10 @@ print(json.dumps(out))
         let mut ours: Vec<f64> = by_text.iter().map(|(_, v)| *v).collect();
         ours.sort_by(|a, b| b.total_cmp(a));
         for (a, b) in ours.iter().zip(&ref_top) {
-            assert!((a - b).abs() < 1e-3, "position {i}: top {ours:?} vs {ref_top:?}");
+            assert!(
+                (a - b).abs() < 1e-3,
+                "position {i}: top {ours:?} vs {ref_top:?}"
+            );
         }
     }
     // text_offset: where each token starts in the text.
@@ -224,7 +235,12 @@ print(json.dumps(out))
         .map(|o| o.as_u64().expect("offset"))
         .collect();
     let mut at = 0u64;
-    for (t, o) in got["tokens"].as_array().expect("tokens").iter().zip(&offsets) {
+    for (t, o) in got["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .zip(&offsets)
+    {
         assert_eq!(*o, at);
         at += t.as_str().expect("token").chars().count() as u64;
     }
@@ -239,7 +255,10 @@ print(json.dumps(out))
         assert_eq!(top.len(), 4, "{c}");
         assert_eq!(top[0]["token"], c["token"], "{c}");
         assert_eq!(top[0]["logprob"], c["logprob"], "{c}");
-        let values: Vec<f64> = top.iter().map(|t| t["logprob"].as_f64().expect("lp")).collect();
+        let values: Vec<f64> = top
+            .iter()
+            .map(|t| t["logprob"].as_f64().expect("lp"))
+            .collect();
         assert!(values.windows(2).all(|w| w[0] >= w[1]), "{values:?}");
         assert!(values.iter().all(|v| *v <= 0.0), "{values:?}");
         bytes.extend(
@@ -308,10 +327,17 @@ print(json.dumps({{"id": raw.headers["x-request-id"], "vectors": [d.embedding fo
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     for (i, (v, e)) in vectors.iter().zip(&expected).enumerate() {
         assert_eq!(v.len(), 576, "the model's width");
-        let worst = v.iter().zip(e).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let worst = v
+            .iter()
+            .zip(e)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         // Stated tolerance: 1e-4 per component (measured: under 1e-7).
         assert!(worst < 1e-4, "sentence {i}: max difference {worst}");
-        assert!((dot(v, v) - 1.0).abs() < 1e-5, "sentence {i} is not unit length");
+        assert!(
+            (dot(v, v) - 1.0).abs() < 1e-5,
+            "sentence {i} is not unit length"
+        );
     }
     // Sentences 0 and 1 say the same thing; 2 is about a budget.
     assert!(dot(&vectors[0], &vectors[1]) > dot(&vectors[0], &vectors[2]) + 0.05);
@@ -321,7 +347,11 @@ print(json.dumps({{"id": raw.headers["x-request-id"], "vectors": [d.embedding fo
         .iter()
         .map(|x| x.as_f64().expect("number"))
         .collect();
-    let worst = float.iter().zip(&vectors[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let worst = float
+        .iter()
+        .zip(&vectors[0])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     assert!(worst < 1e-6, "float and base64 disagree by {worst}");
     assert_eq!(out["model"], MODEL);
 
@@ -351,11 +381,7 @@ print(json.dumps({{"id": raw.headers["x-request-id"], "vectors": [d.embedding fo
         .find(|r| r["kind"] == "inference.response" && &r["request_id"] == id)
         .expect("embeddings response record");
     assert_eq!(response["status"], "ok", "{response}");
-    assert_eq!(
-        response["tokens"]["prompt"],
-        out["usage"],
-        "{response}"
-    );
+    assert_eq!(response["tokens"]["prompt"], out["usage"], "{response}");
     assert!(text_vector.is_array());
 }
 
@@ -374,17 +400,23 @@ fn bad_structured_logprob_and_embedding_parameters_are_named() {
     let cases = [
         (
             "/v1/chat/completions",
-            chat(json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strnig"}}}})),
+            chat(
+                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strnig"}}}}),
+            ),
             "response_format.json_schema.schema",
         ),
         (
             "/v1/chat/completions",
-            chat(json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "https://example.com/s.json"}}}})),
+            chat(
+                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "https://example.com/s.json"}}}}),
+            ),
             "response_format.json_schema.schema",
         ),
         (
             "/v1/chat/completions",
-            chat(json!({"response_format": {"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}}})),
+            chat(
+                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}}}),
+            ),
             "response_format.json_schema.name",
         ),
         (
@@ -433,7 +465,12 @@ fn bad_structured_logprob_and_embedding_parameters_are_named() {
             .request("POST", path, Some(body.as_bytes()))
             .expect("request");
         assert_eq!(r.status, 400, "{path} {body}: {}", r.text());
-        assert_eq!(r.json()["error"]["param"], param, "{path} {body}: {}", r.text());
+        assert_eq!(
+            r.json()["error"]["param"],
+            param,
+            "{path} {body}: {}",
+            r.text()
+        );
     }
     let body = chat(json!({"response_format": {"type": "json_object"}}));
     let ok = client
@@ -441,4 +478,74 @@ fn bad_structured_logprob_and_embedding_parameters_are_named() {
         .expect("request");
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(client.get("/healthz").status, 200);
+}
+
+/// The README's continuation of the printed example (`### Structured outputs, logprobs and
+/// embeddings`).
+fn readme_continuation() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let section = &readme[readme
+        .find("### Structured outputs, logprobs and embeddings")
+        .expect("README section")..];
+    let start = section.find("```python\n").expect("python block") + "```python\n".len();
+    let end = start + section[start..].find("```").expect("block end");
+    section[start..end].to_owned()
+}
+
+/// Tried as a new user would: the Python example `airlock dev` prints, continued with the
+/// README's block (a Pydantic `response_format`, `logprobs=True`, `client.embeddings.create`),
+/// runs as written; its output is what the block promises; and each of its calls is in the
+/// verified audit export under the dev user's certificate.
+#[test]
+fn the_readme_example_continued_works_and_each_call_is_audited() {
+    let mut dev = Dev::start();
+    let printed = crate::api_audited::printed_python_example(&dev.printed());
+    let script = printed + &readme_continuation();
+    let out = run_python(&script);
+    let lines: Vec<&str> = out.lines().collect();
+    // The streamed answer, the parsed patient, the top alternatives, the embedding line.
+    let patient = lines
+        .iter()
+        .find(|l| l.starts_with("name="))
+        .unwrap_or_else(|| panic!("no parsed Patient in:\n{out}"));
+    assert!(
+        patient.contains("age=") && patient.contains("allergies=["),
+        "{patient}"
+    );
+    let top = lines
+        .iter()
+        .find(|l| l.starts_with("[("))
+        .unwrap_or_else(|| panic!("no logprobs in:\n{out}"));
+    assert_eq!(top.matches("', ").count(), 3, "three alternatives: {top}");
+    let last = lines.last().expect("embedding line");
+    let (width, cosine) = last.split_once(' ').expect("width and cosine");
+    assert_eq!(width, "576");
+    let cosine: f64 = cosine.parse().expect("cosine");
+    assert!(cosine > 0.5 && cosine <= 1.0 + 1e-6, "{cosine}");
+
+    dev.stop();
+    let records = export_and_verify(&dev.state());
+    let requests: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "inference.request")
+        .collect();
+    // The printed example's stream, then parse, logprobs and embeddings.
+    assert_eq!(requests.len(), 4, "{requests:?}");
+    assert_eq!(requests[1]["params"]["response_format"], "json_schema");
+    assert_eq!(requests[1]["params"]["constrained"], "true");
+    assert_eq!(requests[2]["params"]["logprobs"], "3");
+    assert_eq!(requests[3]["params"]["endpoint"], "embeddings");
+    for r in &requests {
+        assert_eq!(r["actor"]["roles"], json!(["user"]), "{r}");
+        let id = &r["request_id"];
+        let response = records
+            .iter()
+            .find(|x| x["kind"] == "inference.response" && &x["request_id"] == id)
+            .unwrap_or_else(|| panic!("no response record for {r}"));
+        assert!(
+            ["stop", "length", "ok"].contains(&response["status"].as_str().unwrap_or("")),
+            "{response}"
+        );
+    }
 }
