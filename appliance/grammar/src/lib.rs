@@ -14,6 +14,7 @@
 //! milliseconds for 50k tokens); [`Vocabulary::compile`] then takes milliseconds per request.
 
 mod json;
+pub mod tools;
 
 use std::fmt;
 use std::sync::Arc;

@@ -217,3 +217,38 @@ fn unsupported_and_invalid_schemas_are_refused_with_the_reason() {
         }
     }
 }
+
+#[test]
+fn a_required_tool_call_is_always_a_valid_call_of_an_offered_tool() {
+    use airlock_grammar::tools::{ToolFormat, ToolSpec};
+    let tools = vec![
+        ToolSpec {
+            name: "get_weather".into(),
+            description: Some("Current weather in a city".into()),
+            parameters: json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"], "additionalProperties": false}),
+        },
+        ToolSpec {
+            name: "book_room".into(),
+            description: None,
+            parameters: json!({"type": "object", "properties": {"ward": {"enum": ["a", "b"]}, "nights": {"type": "integer", "minimum": 1, "maximum": 14}}, "required": ["ward", "nights"], "additionalProperties": false}),
+        },
+    ];
+    for (format, parallel) in [
+        (ToolFormat::Hermes, false),
+        (ToolFormat::Hermes, true),
+        (ToolFormat::Llama3, false),
+    ] {
+        let grammar = format.grammar(&tools, parallel, |_| None).unwrap();
+        let r = run(Some(&grammar), "What is the weather in Paris?", 6, 120);
+        for (text, finish) in r.texts.iter().zip(&r.finishes) {
+            assert!(
+                matches!(finish, FinishReason::EndOfText | FinishReason::Complete),
+                "{format:?} {finish:?}: {text}"
+            );
+            let (content, calls) = format.parse(text, &tools);
+            assert!(content.is_none(), "{format:?}: {text}");
+            assert!(!calls.is_empty(), "{format:?}: {text}");
+            assert!(parallel || calls.len() == 1, "{text}");
+        }
+    }
+}
