@@ -42,10 +42,11 @@ SCHEMA = {
     "required": ["name", "age", "ward", "medications", "allergies"],
     "additionalProperties": False,
 }
-# About 64 tokens with SmolLM2's tokenizer (the report states the server's own count).
+# 64 tokens with SmolLM2's tokenizer (the report states the servers' own count).
 EMBED_TEXT = ("The patient is a 71-year-old woman admitted through the emergency department with "
               "chest pain radiating to the left arm, shortness of breath and nausea; troponin was "
-              "elevated and the electrocardiogram showed ST depression in the lateral leads.")
+              "elevated and the electrocardiogram showed ST depression in the lateral leads, so she "
+              "was started on dual antiplatelet therapy.")
 
 
 def client_for(args):
@@ -125,7 +126,7 @@ def report(args):
     if embeds:
         names = sorted(embeds)
         tokens = next((row.get("input_tokens") for r in embeds.values() for row in r["rows"] if row.get("input_tokens")), "?")
-        lines += [f"Embeddings: one {tokens}-token input per request (airlock's count), inputs per second.", "",
+        lines += [f"Embeddings: one {tokens}-token input per request (as the server counts it), inputs per second.", "",
                   "| clients | " + " | ".join(names) + (" | airlock / llama-server |" if "llama-server" in embeds and len(names) > 1 else " |"),
                   "|---:|" + "---:|" * len(names) + ("---:|" if "llama-server" in embeds and len(names) > 1 else "")]
         clients = [row["clients"] for row in next(iter(embeds.values()))["rows"]]

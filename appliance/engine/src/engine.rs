@@ -381,13 +381,28 @@ impl Engine {
     /// message's content is encoded as plain text, so a client cannot forge a turn
     /// (`<|im_start|>system` in content costs its plain-text tokens). Rendered once.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<ChatPrompt> {
+        self.chat_prompt_with_tools(messages, None)
+    }
+
+    /// Whether the chat template presents tools itself (uses the `tools` variable).
+    pub fn template_uses_tools(&self) -> bool {
+        self.template.as_ref().is_some_and(|t| t.uses_tools())
+    }
+
+    /// [`chat_prompt`](Self::chat_prompt) with `tools` (OpenAI tool objects) given to the
+    /// template; their strings, like message content, are encoded as plain text.
+    pub fn chat_prompt_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+    ) -> Result<ChatPrompt> {
         let t = self
             .template
             .as_ref()
             .ok_or_else(|| EngineError::NoChatTemplate {
                 model: self.name.clone(),
             })?;
-        let rendered = t.render_delimited(messages, true)?;
+        let rendered = t.render_delimited_with_tools(messages, tools, true)?;
         let ids = self.tokenizer.encode_chat(&rendered)?;
         Ok(ChatPrompt {
             text: rendered.into_text(),

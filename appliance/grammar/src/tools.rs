@@ -14,6 +14,10 @@ use serde_json::{Map, Value, json};
 
 use crate::Grammar;
 
+/// Most calls one answer may make when parallel calls are allowed: without a bound, a small
+/// model sampled at temperature 1 can repeat a call until `max_tokens` cuts the last one.
+pub const MAX_PARALLEL_CALLS: usize = 8;
+
 /// One function a client offers (OpenAI `tools[].function`), checked by the caller.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolSpec {
@@ -86,7 +90,11 @@ impl ToolFormat {
         let call = serde_json::to_string(&call).map_err(|e| e.to_string())?;
         let lark = match self {
             ToolFormat::Hermes => {
-                let more = if parallel { r#" ("\n" call)*"# } else { "" };
+                let more = if parallel {
+                    format!(r#" ("\n" call){{0,{}}}"#, MAX_PARALLEL_CALLS - 1)
+                } else {
+                    String::new()
+                };
                 format!(
                     "start: call{more}\ncall: \"<tool_call>\\n\" body \"\\n</tool_call>\"\nbody: %json {call}\n"
                 )
@@ -95,7 +103,11 @@ impl ToolFormat {
             ToolFormat::Mistral => {
                 let id =
                     control("[TOOL_CALLS]").ok_or("the model has no [TOOL_CALLS] control token")?;
-                let more = if parallel { r#" (", " body)*"# } else { "" };
+                let more = if parallel {
+                    format!(r#" (", " body){{0,{}}}"#, MAX_PARALLEL_CALLS - 1)
+                } else {
+                    String::new()
+                };
                 format!("start: <[{id}]> \"[\" body{more} \"]\"\nbody: %json {call}\n")
             }
         };

@@ -128,6 +128,11 @@ pub enum TokenizerError {
     )]
     ReservedCharacter { message: usize, character: char },
 
+    /// A key or value in the tools or tool calls holds a character reserved for marking
+    /// client text, or a key holds one that special-token text needs (`<>[]|`).
+    #[error("tool definitions and tool calls may not contain {character:?} here: {text:?}")]
+    ReservedToolCharacter { text: String, character: char },
+
     /// The chat template rewrote message content so that its bounds are lost (dropped,
     /// split or nested them). Refused rather than guessing which text is the client's,
     /// since that text must never be parsed for special tokens.

@@ -12,7 +12,6 @@ use std::time::Instant;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use airlock_engine::airlock_tokenizer::ChatMessage;
 use airlock_engine::{CacheScope, EngineError, SamplingParams, TokenConstraint};
 use audit::{Event, Kind, ModelRef};
 use futures_util::stream::Stream;
@@ -120,9 +119,19 @@ async fn generate(
         None => room.min(limits.max_completion_tokens as usize),
     };
 
-    let constraint = match &generation.response_format {
-        Some(format) => Some(constrain(&model, format).await?),
-        None => None,
+    let constraint = match (&generation.response_format, &generation.tools) {
+        (Some(format), _) => Some(constrain(&model, format).await?),
+        (None, Some(tools)) => match super::tools::grammar(&model.engine, tools) {
+            Some(Ok(grammar)) => Some(compile(&model, grammar, "tools").await?),
+            Some(Err(why)) => {
+                return Err(ApiError::BadRequest {
+                    message: format!("tool calls cannot be enforced for this model: {why}"),
+                    param: Some("tool_choice".into()),
+                });
+            }
+            None => None,
+        },
+        (None, None) => None,
     };
 
     // The record of the request is durable before any token is computed.
@@ -176,6 +185,16 @@ async fn generate(
         model: Arc::clone(&model),
         writer: LogprobsWriter::new(endpoint),
     });
+    let tools = generation
+        .tools
+        .clone()
+        .filter(|t| t.choice != request::ToolChoice::None)
+        .map(|tools| ToolContext {
+            model: Arc::clone(&model),
+            tools,
+            request_id: request_id(&req),
+            held: Vec::new(),
+        });
     if generation.stream {
         let stream = sse_stream(
             endpoint,
@@ -184,13 +203,56 @@ async fn generate(
             events,
             finisher,
             logprobs,
+            tools,
         );
         Ok(HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, "text/event-stream"))
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .streaming(stream))
     } else {
-        collect(endpoint, header, events, finisher, logprobs).await
+        collect(endpoint, header, events, finisher, logprobs, tools).await
+    }
+}
+
+/// A chat request that offered tools: its answer is read for calls once complete (a stream
+/// holds its text back until then, since a call's start cannot be told from prose early).
+struct ToolContext {
+    model: Arc<LoadedModel>,
+    tools: request::Tools,
+    request_id: String,
+    /// Log-probabilities of the held-back text.
+    held: Vec<airlock_engine::TokenLogprobs>,
+}
+
+/// The answer of a request with tools, as the client gets it.
+struct ToolAnswer {
+    content: Option<String>,
+    calls: serde_json::Value,
+    names: Vec<String>,
+}
+
+impl ToolContext {
+    /// The calls in `text`, if any.
+    fn answer(&self, text: &str, streamed: bool) -> Option<ToolAnswer> {
+        let (content, calls) = super::tools::split(&self.model.engine, Some(&self.tools), text)?;
+        if calls.is_empty() {
+            return None;
+        }
+        Some(ToolAnswer {
+            content,
+            calls: super::tools::openai_calls(&self.request_id, &calls, streamed),
+            names: calls.into_iter().map(|c| c.name).collect(),
+        })
+    }
+}
+
+/// Records the calls an answer made (names are `[A-Za-z0-9_-]{1,64}` from the request's
+/// tools, at most `MAX_TOOLS` distinct: bounded).
+fn record_calls(finisher: &mut Finisher, answer: &ToolAnswer) {
+    if let Some(record) = finisher.record.as_mut() {
+        record
+            .params
+            .insert("tool_calls".into(), answer.names.join(","));
     }
 }
 
@@ -213,6 +275,15 @@ async fn constrain(
         ResponseFormat::JsonObject => "response_format",
         ResponseFormat::JsonSchema { .. } => SCHEMA,
     };
+    compile(model, grammar, param).await
+}
+
+/// Compiles `grammar` for `model`; a grammar that cannot be enforced is a 400 naming `param`.
+async fn compile(
+    model: &Arc<LoadedModel>,
+    grammar: airlock_grammar::Grammar,
+    param: &str,
+) -> Result<Box<dyn TokenConstraint>, ApiError> {
     let model = Arc::clone(model);
     let compiled = web::block(move || {
         let vocabulary = model.vocabulary()?;
@@ -338,8 +409,12 @@ async fn tokenize(
             param: Some("model".into()),
         });
     }
-    let (model, prompt) = (Arc::clone(model), generation.prompt.clone());
-    let (text, ids) = web::block(move || encode(&model, prompt))
+    let (model, prompt, tools) = (
+        Arc::clone(model),
+        generation.prompt.clone(),
+        generation.tools.clone(),
+    );
+    let (text, ids) = web::block(move || encode(&model, prompt, tools.as_ref()))
         .await
         .map_err(|_| ApiError::Internal)??;
     if ids.is_empty() {
@@ -351,16 +426,17 @@ async fn tokenize(
     Ok((text, ids))
 }
 
-fn encode(model: &LoadedModel, prompt: Prompt) -> Result<(String, Vec<u32>), ApiError> {
+fn encode(
+    model: &LoadedModel,
+    prompt: Prompt,
+    tools: Option<&request::Tools>,
+) -> Result<(String, Vec<u32>), ApiError> {
     match prompt {
         Prompt::Chat(messages) => {
-            let messages: Vec<ChatMessage> = messages
-                .into_iter()
-                .map(|m| ChatMessage::new(m.role, m.content))
-                .collect();
+            let (messages, tools) = super::tools::conversation(&model.engine, messages, tools);
             let prompt = model
                 .engine
-                .chat_prompt(&messages)
+                .chat_prompt_with_tools(&messages, tools.as_ref())
                 .map_err(chat_prompt_error)?;
             Ok((prompt.text, prompt.ids))
         }
@@ -386,6 +462,10 @@ fn chat_prompt_error(e: EngineError) -> ApiError {
         EngineError::Tokenizer(T::ReservedCharacter { message, .. }) => ApiError::BadRequest {
             message: e.to_string(),
             param: Some(format!("messages[{message}].content")),
+        },
+        EngineError::Tokenizer(T::ReservedToolCharacter { .. }) => ApiError::BadRequest {
+            message: e.to_string(),
+            param: Some("tools".into()),
         },
         EngineError::Tokenizer(T::TemplateRender { .. }) => ApiError::BadRequest {
             message: format!("the model's chat template refused these messages: {e}"),
@@ -445,6 +525,24 @@ fn params(
     }
     if let Some(n) = generation.logprobs {
         p.insert("logprobs".into(), n.to_string());
+    }
+    if let Some(tools) = &generation.tools {
+        // Names are `[A-Za-z0-9_-]{1,64}`, at most MAX_TOOLS of them: bounded.
+        let names: Vec<&str> = tools.specs.iter().map(|s| s.name.as_str()).collect();
+        p.insert("tools".into(), names.join(","));
+        let choice = match &tools.choice {
+            request::ToolChoice::None => "none".to_owned(),
+            request::ToolChoice::Auto => "auto".to_owned(),
+            request::ToolChoice::Required => "required".to_owned(),
+            request::ToolChoice::Named(n) => format!("function:{n}"),
+        };
+        if matches!(
+            tools.choice,
+            request::ToolChoice::Required | request::ToolChoice::Named(_)
+        ) {
+            p.insert("constrained".into(), "true".into());
+        }
+        p.insert("tool_choice".into(), choice);
     }
     // Structured outputs: what constrained the answer, never the schema itself (it may
     // hold field names and examples from the client's domain); its digest identifies it.
@@ -558,6 +656,7 @@ async fn collect(
     mut events: mpsc::UnboundedReceiver<GenEvent>,
     mut finisher: Finisher,
     mut logprobs: Option<Logprobs>,
+    tools: Option<ToolContext>,
 ) -> Result<HttpResponse, ApiError> {
     let mut tokens = Vec::new();
     while let Some(event) = events.recv().await {
@@ -580,21 +679,33 @@ async fn collect(
                 finisher.completion_tokens = completion_tokens as u64;
                 finisher.cached_tokens = Some(cached_tokens as u64);
                 let text = finisher.output.clone();
+                let answer = tools.as_ref().and_then(|t| t.answer(&text, false));
+                let (status, reason) = match (&answer, finish) {
+                    (Some(_), Finish::Stop) => ("tool_calls", FinishReason::ToolCalls),
+                    _ => (status_of(finish), finish_reason(finish)),
+                };
+                if let Some(answer) = &answer {
+                    record_calls(&mut finisher, answer);
+                }
                 // The answer is shown only once its record is durable.
-                if !finisher.finish(status_of(finish)).await {
+                if !finisher.finish(status).await {
                     return Err(ApiError::from(crate::server::audit::AuditUnavailable));
                 }
                 let usage = Usage::new(prompt_tokens as u32, completion_tokens as u32)
                     .with_cached(cached_tokens as u32);
                 let logprobs = logprobs.as_mut().map(|l| l.write(&tokens));
-                let body = response::complete(
-                    endpoint,
-                    &header,
-                    &text,
-                    logprobs,
-                    finish_reason(finish),
-                    usage,
-                );
+                let body = match answer {
+                    Some(answer) => response::complete_with_tools(
+                        endpoint,
+                        &header,
+                        answer.content.as_deref(),
+                        Some(answer.calls),
+                        logprobs,
+                        reason,
+                        usage,
+                    ),
+                    None => response::complete(endpoint, &header, &text, logprobs, reason, usage),
+                };
                 return Ok(HttpResponse::Ok().json(body));
             }
             GenEvent::Failed(message) => {
@@ -615,6 +726,7 @@ fn sse_stream(
     events: mpsc::UnboundedReceiver<GenEvent>,
     finisher: Finisher,
     logprobs: Option<Logprobs>,
+    tools: Option<ToolContext>,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     let first = if endpoint == Endpoint::Chat {
         Some(response::sse_chunk(
@@ -626,10 +738,10 @@ fn sse_stream(
     } else {
         None
     };
-    let state = (events, finisher, logprobs, first, false);
+    let state = (events, finisher, (logprobs, tools), first, false);
     futures_util::stream::unfold(
         state,
-        move |(mut events, mut finisher, mut logprobs, first, done)| {
+        move |(mut events, mut finisher, (mut logprobs, mut tools), first, done)| {
             let header = header.clone();
             async move {
                 if done {
@@ -638,7 +750,7 @@ fn sse_stream(
                 if let Some(first) = first {
                     return Some((
                         Ok(Bytes::from(first)),
-                        (events, finisher, logprobs, None, false),
+                        (events, finisher, (logprobs, tools), None, false),
                     ));
                 }
                 let out = match events.recv().await {
@@ -651,6 +763,14 @@ fn sse_stream(
                         // Kept up to date so a cancellation records the tokens produced so far
                         // (it used to record 0).
                         finisher.completion_tokens = completion_tokens as u64;
+                        if let Some(t) = tools.as_mut() {
+                            // Held back until the answer can be read for calls.
+                            t.held.extend(tokens);
+                            return Some((
+                                Ok(Bytes::new()),
+                                (events, finisher, (logprobs, tools), None, false),
+                            ));
+                        }
                         let lp = logprobs.as_mut().map(|l| l.write(&tokens));
                         let chunk = response::sse_chunk(
                             endpoint,
@@ -660,7 +780,7 @@ fn sse_stream(
                         );
                         return Some((
                             Ok(Bytes::from(chunk)),
-                            (events, finisher, logprobs, None, false),
+                            (events, finisher, (logprobs, tools), None, false),
                         ));
                     }
                     Some(GenEvent::Done {
@@ -672,11 +792,44 @@ fn sse_stream(
                         finisher.completion_tokens = completion_tokens as u64;
                         finisher.cached_tokens = Some(cached_tokens as u64);
                         let mut out = String::new();
-                        if finisher.finish(status_of(finish)).await {
+                        let text = finisher.output.clone();
+                        let answer = tools.as_ref().and_then(|t| t.answer(&text, true));
+                        let (status, reason) = match (&answer, finish) {
+                            (Some(_), Finish::Stop) => ("tool_calls", FinishReason::ToolCalls),
+                            _ => (status_of(finish), finish_reason(finish)),
+                        };
+                        if let Some(answer) = &answer {
+                            record_calls(&mut finisher, answer);
+                        }
+                        if finisher.finish(status).await {
+                            if let Some(t) = tools.as_mut() {
+                                // The held-back answer: its text, then its calls.
+                                let content = match &answer {
+                                    Some(a) => a.content.clone(),
+                                    None => Some(text.clone()).filter(|t| !t.is_empty()),
+                                };
+                                if let Some(content) = content {
+                                    let lp = logprobs.as_mut().map(|l| l.write(&t.held));
+                                    out.push_str(&response::sse_chunk(
+                                        endpoint,
+                                        &header,
+                                        &Chunk::Text(&content, lp),
+                                        include_usage,
+                                    ));
+                                }
+                                if let Some(a) = answer {
+                                    out.push_str(&response::sse_chunk(
+                                        endpoint,
+                                        &header,
+                                        &Chunk::ToolCalls(a.calls),
+                                        include_usage,
+                                    ));
+                                }
+                            }
                             out.push_str(&response::sse_chunk(
                                 endpoint,
                                 &header,
-                                &Chunk::Finish(finish_reason(finish)),
+                                &Chunk::Finish(reason),
                                 include_usage,
                             ));
                             if include_usage {
@@ -718,7 +871,7 @@ fn sse_stream(
                 };
                 Some((
                     Ok(Bytes::from(out)),
-                    (events, finisher, logprobs, None, true),
+                    (events, finisher, (logprobs, tools), None, true),
                 ))
             }
         },

@@ -7,3 +7,4 @@ mod json;
 pub mod logprobs;
 pub mod request;
 pub mod response;
+pub mod tools;

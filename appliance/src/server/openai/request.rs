@@ -4,6 +4,7 @@
 //! range. Unknown parameters and parameters we do not implement with a non-default value are
 //! refused with a 400 that names the parameter, so a client never silently gets behaviour it
 //! did not ask for (OpenAI itself answers "Unrecognized request argument supplied").
+use airlock_grammar::tools::ToolSpec;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -30,6 +31,14 @@ pub const MAX_TOP_LOGPROBS: u32 = 20;
 /// Longest `response_format.json_schema.name` (OpenAI: a-z, A-Z, 0-9, `_`, `-`, up to 64).
 pub const MAX_SCHEMA_NAME_BYTES: usize = 64;
 
+/// Most tools one request may offer.
+pub const MAX_TOOLS: usize = 64;
+/// Largest `tools` array, in bytes of its JSON text (the schemas compile into a grammar, and
+/// the template prints them into the prompt).
+pub const MAX_TOOLS_BYTES: usize = 64 * 1024;
+/// Longest tool or tool-call id and function name (OpenAI: a-z, A-Z, 0-9, `_`, `-`, 64).
+pub const MAX_IDENTIFIER_BYTES: usize = 64;
+
 /// Which endpoint a request came from: decides the prompt's shape and the response's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -52,10 +61,61 @@ impl Endpoint {
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Message {
-    /// `system`, `user`, `assistant` (`developer` is read as `system`).
+    /// `system`, `user`, `assistant`, `tool` (`developer` is read as `system`).
     pub role: String,
-    /// The text.
+    /// The text (empty for an assistant message that only calls tools).
     pub content: String,
+    /// An assistant's earlier tool calls.
+    pub tool_calls: Vec<ToolCall>,
+    /// A `tool` message: the call it answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// A plain message.
+    pub fn text(role: impl Into<String>, content: impl Into<String>) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+/// A tool call in the conversation (an earlier answer's, sent back by the client).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ToolCall {
+    /// Its id (`[A-Za-z0-9_-]`, 1..=64).
+    pub id: String,
+    /// The function (`[A-Za-z0-9_-]`, 1..=64).
+    pub name: String,
+    /// The arguments, a JSON object (OpenAI sends them as a JSON string).
+    pub arguments: Value,
+}
+
+/// `tool_choice`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model must not call a tool (tools are not shown to it).
+    None,
+    /// The model decides; calls in its answer are returned as `tool_calls`.
+    Auto,
+    /// The model must call one (or, with `parallel_tool_calls`, several) of the tools.
+    Required,
+    /// The model must call this function.
+    Named(String),
+}
+
+/// The tools of a chat request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tools {
+    /// The functions offered, in order.
+    pub specs: Vec<ToolSpec>,
+    /// What the model may or must do with them.
+    pub choice: ToolChoice,
+    /// `parallel_tool_calls` (default true): more than one call per answer.
+    pub parallel: bool,
 }
 
 /// What to generate from.
@@ -126,6 +186,8 @@ pub struct Generation {
     pub logprobs: Option<u32>,
     /// Constrain the answer's shape (`None`: free text).
     pub response_format: Option<ResponseFormat>,
+    /// Chat only: the tools offered (`None`: none).
+    pub tools: Option<Tools>,
 }
 
 /// Parses a request body of `endpoint`. `max_completion_tokens` is the policy's ceiling.
@@ -173,6 +235,16 @@ pub fn parse(
         None | Some(Value::Null) => None,
         Some(value) => parse_response_format(value)?,
     };
+    let tools = match endpoint {
+        Endpoint::Chat => take_tools(&mut fields)?,
+        Endpoint::Completion => None,
+    };
+    if tools.as_ref().is_some_and(|t| t.choice != ToolChoice::None) && response_format.is_some() {
+        return Err(bad(
+            "response_format cannot be combined with tools (each constrains the answer)",
+            Some("response_format"),
+        ));
+    }
     refuse_unsupported(&mut fields)?;
     if let Some(name) = fields.keys().next() {
         return Err(bad(
@@ -190,6 +262,178 @@ pub fn parse(
         user,
         logprobs,
         response_format,
+        tools,
+    })
+}
+
+/// `[A-Za-z0-9_-]{1,64}`: function names and call ids, which templates compare and print
+/// as they are.
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_IDENTIFIER_BYTES
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `tools`, `tool_choice`, `parallel_tool_calls` (chat).
+fn take_tools(fields: &mut Map<String, Value>) -> Result<Option<Tools>, ApiError> {
+    let tools = fields.remove("tools");
+    let choice = fields.remove("tool_choice");
+    let parallel = take::<bool>(fields, "parallel_tool_calls")?.unwrap_or(true);
+    let items = match tools {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(bad("tools must be an array", Some("tools"))),
+    };
+    let size = serde_json::to_vec(&items).map_or(usize::MAX, |v| v.len());
+    if items.len() > MAX_TOOLS || size > MAX_TOOLS_BYTES {
+        return Err(bad(
+            format!("at most {MAX_TOOLS} tools of {MAX_TOOLS_BYTES} bytes in all"),
+            Some("tools"),
+        ));
+    }
+    let mut specs: Vec<ToolSpec> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let spec = parse_tool(i, item)?;
+        if specs.iter().any(|s| s.name == spec.name) {
+            return Err(bad(
+                format!("two tools are named {}", spec.name),
+                Some(format!("tools[{i}].function.name")),
+            ));
+        }
+        specs.push(spec);
+    }
+    let choice = match choice {
+        None | Some(Value::Null) => {
+            if specs.is_empty() {
+                ToolChoice::None
+            } else {
+                ToolChoice::Auto
+            }
+        }
+        Some(Value::String(s)) => match s.as_str() {
+            "none" => ToolChoice::None,
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            other => {
+                return Err(bad(
+                    format!(
+                        "tool_choice must be none, auto, required or a function, not '{other}'"
+                    ),
+                    Some("tool_choice"),
+                ));
+            }
+        },
+        Some(Value::Object(o)) => {
+            let name = o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str);
+            match (o.get("type").and_then(Value::as_str), name) {
+                (Some("function"), Some(name)) if specs.iter().any(|s| s.name == name) => {
+                    ToolChoice::Named(name.to_owned())
+                }
+                (Some("function"), Some(name)) => {
+                    return Err(bad(
+                        format!(
+                            "tool_choice names {:?}, which is not among the tools",
+                            name.chars().take(64).collect::<String>()
+                        ),
+                        Some("tool_choice"),
+                    ));
+                }
+                _ => {
+                    return Err(bad(
+                        "tool_choice must be {\"type\": \"function\", \"function\": {\"name\": …}}",
+                        Some("tool_choice"),
+                    ));
+                }
+            }
+        }
+        Some(_) => {
+            return Err(bad(
+                "tool_choice must be a string or an object",
+                Some("tool_choice"),
+            ));
+        }
+    };
+    if specs.is_empty() {
+        return match choice {
+            ToolChoice::None => Ok(None),
+            _ => Err(bad("tool_choice needs tools", Some("tool_choice"))),
+        };
+    }
+    Ok(Some(Tools {
+        specs,
+        choice,
+        parallel,
+    }))
+}
+
+fn parse_tool(i: usize, item: Value) -> Result<ToolSpec, ApiError> {
+    let p = |field: &str| format!("tools[{i}].{field}");
+    let Value::Object(mut tool) = item else {
+        return Err(bad(
+            "each tool must be an object",
+            Some(format!("tools[{i}]")),
+        ));
+    };
+    if tool.remove("type").as_ref().and_then(Value::as_str) != Some("function") {
+        return Err(bad(
+            "only tools of type \"function\" are supported",
+            Some(p("type")),
+        ));
+    }
+    let Some(Value::Object(mut function)) = tool.remove("function") else {
+        return Err(bad("a tool needs a function object", Some(p("function"))));
+    };
+    if let Some(name) = tool.keys().next() {
+        return Err(bad(
+            format!("unrecognized tool field: {name}"),
+            Some(p(name)),
+        ));
+    }
+    let name = match function.remove("name") {
+        Some(Value::String(n)) if is_identifier(&n) => n,
+        _ => {
+            return Err(bad(
+                "a function name is 1 to 64 characters of a-z, A-Z, 0-9, _ and -",
+                Some(p("function.name")),
+            ));
+        }
+    };
+    let description = match function.remove("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => Some(d),
+        Some(_) => {
+            return Err(bad(
+                "description must be a string",
+                Some(p("function.description")),
+            ));
+        }
+    };
+    let parameters = match function.remove("parameters") {
+        None | Some(Value::Null) => serde_json::json!({"type": "object", "properties": {}}),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => {
+            return Err(bad(
+                "parameters must be a JSON Schema object",
+                Some(p("function.parameters")),
+            ));
+        }
+    };
+    // `strict` is accepted either way: a required or named call is always enforced.
+    function.remove("strict");
+    if let Some(field) = function.keys().next() {
+        return Err(bad(
+            format!("unrecognized function field: {field}"),
+            Some(p(&format!("function.{field}"))),
+        ));
+    }
+    Ok(ToolSpec {
+        name,
+        description,
+        parameters,
     })
 }
 
@@ -402,20 +646,36 @@ fn parse_message(index: usize, item: Value) -> Result<Message, ApiError> {
         _ => return Err(bad("each message needs a string role", Some(param("role")))),
     };
     let role = match role.as_str() {
-        "system" | "user" | "assistant" => role,
+        "system" | "user" | "assistant" | "tool" => role,
         "developer" => "system".to_owned(),
         other => {
             return Err(bad(
                 format!(
-                    "unsupported role '{other}' (expected system, developer, user or assistant)"
+                    "unsupported role '{other}' (expected system, developer, user, assistant or tool)"
                 ),
                 Some(param("role")),
+            ));
+        }
+    };
+    let tool_calls = match fields.remove("tool_calls") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(calls)) if role == "assistant" => calls
+            .into_iter()
+            .enumerate()
+            .map(|(j, call)| parse_tool_call(call, &format!("messages[{index}].tool_calls[{j}]")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(bad(
+                "tool_calls must be an array, on assistant messages only",
+                Some(param("tool_calls")),
             ));
         }
     };
     let content = match fields.remove("content") {
         Some(Value::String(text)) => text,
         Some(Value::Array(parts)) => text_parts(parts, &param("content"))?,
+        // An assistant message that only calls tools has no content.
+        None | Some(Value::Null) if !tool_calls.is_empty() => String::new(),
         _ => {
             return Err(bad(
                 "each message needs content: a string or an array of text parts",
@@ -423,8 +683,24 @@ fn parse_message(index: usize, item: Value) -> Result<Message, ApiError> {
             ));
         }
     };
-    // `name` is accepted and ignored by templates that do not use it; anything else (tool
-    // calls, audio...) is not supported and must not be silently dropped.
+    let tool_call_id = match (role.as_str(), fields.remove("tool_call_id")) {
+        ("tool", Some(Value::String(id))) if is_identifier(&id) => Some(id),
+        ("tool", _) => {
+            return Err(bad(
+                "a tool message needs the tool_call_id it answers (1 to 64 of a-z, A-Z, 0-9, _ and -)",
+                Some(param("tool_call_id")),
+            ));
+        }
+        (_, None | Some(Value::Null)) => None,
+        (_, Some(_)) => {
+            return Err(bad(
+                "tool_call_id is for tool messages",
+                Some(param("tool_call_id")),
+            ));
+        }
+    };
+    // `name` is accepted and ignored by templates that do not use it; anything else (audio,
+    // refusals...) is not supported and must not be silently dropped.
     fields.remove("name");
     if let Some(name) = fields.keys().next() {
         return Err(bad(
@@ -432,7 +708,56 @@ fn parse_message(index: usize, item: Value) -> Result<Message, ApiError> {
             Some(param(name)),
         ));
     }
-    Ok(Message { role, content })
+    Ok(Message {
+        role,
+        content,
+        tool_calls,
+        tool_call_id,
+    })
+}
+
+/// `{"id", "type": "function", "function": {"name", "arguments": "<JSON object>"}}`.
+fn parse_tool_call(call: Value, param: &str) -> Result<ToolCall, ApiError> {
+    let invalid = |what: &str| bad(format!("invalid tool call: {what}"), Some(param.to_owned()));
+    let Value::Object(call) = call else {
+        return Err(invalid("not an object"));
+    };
+    let id = match call.get("id") {
+        Some(Value::String(id)) if is_identifier(id) => id.clone(),
+        _ => return Err(invalid("id must be 1 to 64 of a-z, A-Z, 0-9, _ and -")),
+    };
+    if call.get("type").and_then(Value::as_str) != Some("function") {
+        return Err(invalid("type must be \"function\""));
+    }
+    let function = call
+        .get("function")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid("no function"))?;
+    let name = match function.get("name") {
+        Some(Value::String(n)) if is_identifier(n) => n.clone(),
+        _ => {
+            return Err(invalid(
+                "function.name must be 1 to 64 of a-z, A-Z, 0-9, _ and -",
+            ));
+        }
+    };
+    let arguments = match function.get("arguments") {
+        Some(Value::String(text)) => serde_json::from_str::<Value>(text)
+            .ok()
+            .filter(Value::is_object)
+            .ok_or_else(|| invalid("function.arguments must be a JSON object (as a string)"))?,
+        Some(v @ Value::Object(_)) => v.clone(),
+        _ => {
+            return Err(invalid(
+                "function.arguments must be a JSON object (as a string)",
+            ));
+        }
+    };
+    Ok(ToolCall {
+        id,
+        name,
+        arguments,
+    })
 }
 
 /// `[{"type":"text","text":"..."}]` → the texts joined; any other part type is refused.
@@ -617,7 +942,6 @@ fn refuse_unsupported(fields: &mut Map<String, Value>) -> Result<(), ApiError> {
         ("presence_penalty", Value::from(0)),
         ("echo", Value::Bool(false)),
         ("best_of", Value::from(1)),
-        ("parallel_tool_calls", Value::Bool(true)),
     ];
     for (name, default) in defaults {
         match fields.remove(*name) {
@@ -633,7 +957,7 @@ fn refuse_unsupported(fields: &mut Map<String, Value>) -> Result<(), ApiError> {
     }
     // Empty forms of features we lack are harmless; anything else is refused by the
     // unknown-argument check.
-    for name in ["tools", "functions", "logit_bias", "metadata"] {
+    for name in ["functions", "logit_bias", "metadata"] {
         if let Some(value) = fields.get(name) {
             let empty = match value {
                 Value::Null => true,
@@ -677,13 +1001,7 @@ mod tests {
     fn minimal_chat_request_gets_openai_defaults() {
         let g = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
         assert_eq!(g.model, "m");
-        assert_eq!(
-            g.prompt,
-            Prompt::Chat(vec![Message {
-                role: "user".into(),
-                content: "hi".into()
-            }])
-        );
+        assert_eq!(g.prompt, Prompt::Chat(vec![Message::text("user", "hi")]));
         assert_eq!(g.sampling.temperature, 1.0);
         assert_eq!(g.sampling.top_p, 1.0);
         assert_eq!(g.sampling.max_tokens, None);
@@ -699,13 +1017,7 @@ mod tests {
                 "frequency_penalty":0.0,"logprobs":false,"tools":[]}"#,
         )
         .unwrap();
-        assert_eq!(
-            g.prompt,
-            Prompt::Chat(vec![Message {
-                role: "system".into(),
-                content: "ab".into()
-            }])
-        );
+        assert_eq!(g.prompt, Prompt::Chat(vec![Message::text("system", "ab")]));
         assert!(g.stream && g.include_usage);
         assert_eq!(g.sampling.temperature, 0.0);
         assert_eq!(g.sampling.seed, Some(u64::MAX));
@@ -722,6 +1034,10 @@ mod tests {
             (r#"{"model":"m","messages":[]}"#, "messages"),
             (
                 r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+                "messages[0].tool_call_id",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"critic","content":"x"}]}"#,
                 "messages[0].role",
             ),
             (
@@ -778,7 +1094,19 @@ mod tests {
             ),
             (
                 r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#,
-                "tools",
+                "tools[0].function",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"g"}}}"#,
+                "tool_choice",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"required"}"#,
+                "tool_choice",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"[1]"}}]}]}"#,
+                "messages[0].tool_calls[0]",
             ),
             (
                 r#"{"model":"m","messages":[{"role":"user","content":"x"}],"frobnicate":1}"#,

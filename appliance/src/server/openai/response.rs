@@ -15,6 +15,8 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` (or the context) reached.
     Length,
+    /// The answer is tool calls.
+    ToolCalls,
 }
 
 /// Token counts.
@@ -91,6 +93,24 @@ pub fn complete(
     finish: FinishReason,
     usage: Usage,
 ) -> serde_json::Value {
+    complete_with_tools(endpoint, header, Some(text), None, logprobs, finish, usage)
+}
+
+/// [`complete`] for a chat answer that may call tools: `content` is `null` when the answer
+/// is only calls.
+pub fn complete_with_tools(
+    endpoint: Endpoint,
+    header: &Header,
+    text: Option<&str>,
+    tool_calls: Option<serde_json::Value>,
+    logprobs: Option<serde_json::Value>,
+    finish: FinishReason,
+    usage: Usage,
+) -> serde_json::Value {
+    let mut message = json!({"role": "assistant", "content": text});
+    if let Some(calls) = tool_calls {
+        message["tool_calls"] = calls;
+    }
     match endpoint {
         Endpoint::Chat => json!({
             "id": header.id,
@@ -99,7 +119,7 @@ pub fn complete(
             "model": header.model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "logprobs": logprobs,
                 "finish_reason": finish,
             }],
@@ -130,6 +150,8 @@ pub enum Chunk<'a> {
     Role,
     /// A piece of text, with its tokens' `logprobs` when the request asked.
     Text(&'a str, Option<serde_json::Value>),
+    /// Chat only: the answer's tool calls (each with its `index`), in one delta.
+    ToolCalls(serde_json::Value),
     /// The end of the choice.
     Finish(FinishReason),
     /// The usage chunk (only with `include_usage`).
@@ -153,6 +175,17 @@ pub fn sse_chunk(
         (Endpoint::Chat, Chunk::Text(text, logprobs)) => (
             object(endpoint),
             json!([{"index": 0, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": null}]),
+            serde_json::Value::Null,
+        ),
+        (Endpoint::Chat, Chunk::ToolCalls(calls)) => (
+            object(endpoint),
+            json!([{"index": 0, "delta": {"tool_calls": calls}, "logprobs": null, "finish_reason": null}]),
+            serde_json::Value::Null,
+        ),
+        // Completions have no tools; the parser never makes this chunk for them.
+        (Endpoint::Completion, Chunk::ToolCalls(_)) => (
+            object(endpoint),
+            json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": null}]),
             serde_json::Value::Null,
         ),
         (Endpoint::Chat, Chunk::Finish(reason)) => (
