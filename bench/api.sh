@@ -347,7 +347,9 @@ EOF
         for what in decode embed; do
             "$py" "$here/api_features.py" "$what" --name "$name" --base-url "https://127.0.0.1:$port" \
                 --model "$MODEL_NAME" --clients "$CLIENTS" --rounds "$ROUNDS" --requests "$REQUESTS" \
-                --max-tokens "$MAX_TOKENS" "${tls[@]}" --out "$run/$name-$what.json"
+                --max-tokens "$MAX_TOKENS" "${tls[@]}" --metrics-url "https://127.0.0.1:$port/metrics" \
+                --metrics-cert "$run/pki/operator.crt" --metrics-key "$run/pki/operator.key" \
+                --out "$run/$name-$what.json"
         done
         stop "$pid"
         return

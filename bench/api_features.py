@@ -1,10 +1,11 @@
 """Load for the API-features benchmark (bench/api.sh --features): constrained decoding and
 embeddings.
 
-  decode  N concurrent clients (each N of --clients) send chat completions back to back,
-          first free text, then the same prompt under a JSON schema (response_format); prints
-          and writes aggregate generated tokens/s of each, their ratio, and the mask cost per
-          token implied at one client (1/tps_constrained - 1/tps_free)
+  decode  N concurrent clients (each N of --clients) send streamed chat completions back to
+          back, first free text, then the same prompt under a JSON schema (response_format);
+          writes each one's decode rate (tokens after the first / time from the first token to
+          the last: the answers differ in length, so request and prompt costs must not count)
+          and aggregate tokens/s, and their ratios
   embed   N concurrent clients send /v1/embeddings requests of one 64-token input each;
           writes inputs embedded per second
   report  reads a run directory's JSON files, prints the tables and replaces the
@@ -57,17 +58,38 @@ def client_for(args):
     return httpx.AsyncClient(base_url=args.base_url, verify=ctx if ctx else True, timeout=600)
 
 
+DECODE_RATES = []
+
+
 async def chat(client, args, constrained):
+    """One streamed request; returns its tokens and records its decode rate."""
     body = {"model": args.model, "messages": [{"role": "user", "content": PROMPT}],
-            "max_tokens": args.max_tokens, "temperature": 0}
+            "max_tokens": args.max_tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
     if constrained:
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "patient", "schema": SCHEMA}}
-    r = await client.post("/v1/chat/completions", json=body)
-    r.raise_for_status()
-    j = r.json()
-    if constrained and j["choices"][0]["finish_reason"] == "stop":
-        json.loads(j["choices"][0]["message"]["content"])  # a complete answer must parse
-    return j["usage"]["completion_tokens"]
+    first = last = None
+    tokens, text, finish = 0, [], None
+    async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            j = json.loads(line[6:])
+            if j.get("usage"):
+                tokens = j["usage"]["completion_tokens"]
+            for c in j.get("choices", []):
+                if c["delta"].get("content"):
+                    now = time.perf_counter()
+                    first = first or now
+                    last = now
+                    text.append(c["delta"]["content"])
+                finish = c.get("finish_reason") or finish
+    if constrained and finish == "stop":
+        json.loads("".join(text))  # a complete answer must parse
+    if first is not None and last > first and tokens > 1:
+        DECODE_RATES.append((tokens - 1) / (last - first))
+    return tokens
 
 
 async def embed(client, args):
@@ -75,6 +97,19 @@ async def embed(client, args):
     r.raise_for_status()
     j = r.json()
     return 1, j.get("usage", {}).get("prompt_tokens")
+
+
+def metric(args, name):
+    """A counter's value from airlock's /metrics (operator certificate), or None."""
+    if not args.metrics_url:
+        return None
+    ctx = ssl.create_default_context(cafile=args.ca)
+    ctx.load_cert_chain(args.metrics_cert, args.metrics_key)
+    text = httpx.get(args.metrics_url, verify=ctx, timeout=30).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
 
 
 async def rounds(args, clients, work):
@@ -112,15 +147,21 @@ def report(args):
     for r in runs:
         if r["what"] != "decode":
             continue
-        lines += [f"Structured outputs, {r['name']}: chat completions, temperature 0, the same prompt free and "
-                  "under a JSON schema (response_format json_schema).", "",
-                  "| clients | free tokens/s | constrained tokens/s | constrained / free |",
-                  "|---:|---:|---:|---:|"]
+        lines += [f"Structured outputs, {r['name']}: streamed chat completions, temperature 0, the same prompt "
+                  "free and under a JSON schema (response_format json_schema). Decode = one request's tokens "
+                  "after the first / the time from its first token to its last (median over requests); "
+                  "aggregate = all tokens / wall time, which also counts prompts and requests: the schema's "
+                  "answers are shorter than the free ones, so aggregate favours free text.", "",
+                  "| clients | decode free | decode constrained | ratio | aggregate free | aggregate constrained | ratio |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
         for row in r["rows"]:
-            lines.append(f"| {row['clients']} | {row['free_tps']:.1f} | {row['constrained_tps']:.1f} | {row['ratio']:.2f}x |")
-        mask = [row["mask_ms_per_token"] for row in r["rows"] if "mask_ms_per_token" in row]
-        if mask:
-            lines += ["", f"Grammar cost implied at one client: {mask[0]:.3f} ms per token."]
+            lines.append(f"| {row['clients']} | {row['free_decode']:.1f} | {row['constrained_decode']:.1f} | "
+                         f"{row['decode_ratio']:.2f}x | {row['free_tps']:.1f} | {row['constrained_tps']:.1f} | {row['ratio']:.2f}x |")
+        grammar = [(row["clients"], row["grammar_ms_per_token"]) for row in r["rows"] if "grammar_ms_per_token" in row]
+        if grammar:
+            lines += ["", "Time the grammar took per constrained token, from airlock's own counters "
+                      "(`airlock_constraint_seconds_total` / `airlock_constrained_tokens_total`; mask and draw): "
+                      + ", ".join(f"{ms:.3f} ms at {n} client{'s' if n > 1 else ''}" for n, ms in grammar) + "."]
         lines.append("")
     embeds = {r["name"]: r for r in runs if r["what"] == "embed"}
     if embeds:
@@ -175,17 +216,28 @@ def main():
     ap.add_argument("--ca")
     ap.add_argument("--cert")
     ap.add_argument("--key")
+    ap.add_argument("--metrics-url", help="airlock's /metrics, for the grammar's own time per token")
+    ap.add_argument("--metrics-cert")
+    ap.add_argument("--metrics-key")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     result = {"name": args.name, "what": args.what, "rows": []}
     for n in [int(x) for x in args.clients.split(",")]:
         if args.what == "decode":
+            DECODE_RATES.clear()
             free = asyncio.run(rounds(args, n, lambda c: chat(c, args, False)))
+            free_decode = statistics.median(DECODE_RATES)
+            DECODE_RATES.clear()
+            before = (metric(args, "airlock_constraint_seconds_total"), metric(args, "airlock_constrained_tokens_total"))
             constrained = asyncio.run(rounds(args, n, lambda c: chat(c, args, True)))
+            after = (metric(args, "airlock_constraint_seconds_total"), metric(args, "airlock_constrained_tokens_total"))
+            constrained_decode = statistics.median(DECODE_RATES)
             row = {"clients": n, "free_tps": free, "constrained_tps": constrained,
-                   "ratio": constrained / free}
-            if n == 1:
-                row["mask_ms_per_token"] = 1000 * (1 / constrained - 1 / free)
+                   "ratio": constrained / free, "free_decode": free_decode,
+                   "constrained_decode": constrained_decode,
+                   "decode_ratio": constrained_decode / free_decode}
+            if None not in before + after and after[1] > before[1]:
+                row["grammar_ms_per_token"] = 1000 * (after[0] - before[0]) / (after[1] - before[1])
         else:
             rate = asyncio.run(rounds(args, n, lambda c: embed_units(c, args)))
             row = {"clients": n, "inputs_per_s": rate, "input_tokens": asyncio.run(input_tokens(args))}

@@ -151,6 +151,10 @@ pub struct SchedulerMetrics {
     pub prefix_hits: Counter,
     /// Prompt tokens resumed from cached prefixes (not recomputed).
     pub prefix_reused_tokens: Counter,
+    /// Seconds spent choosing tokens under a grammar (mask and sampling).
+    pub constraint_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// Tokens chosen under a grammar.
+    pub constrained_tokens: Counter,
 }
 
 impl Default for SchedulerMetrics {
@@ -168,6 +172,8 @@ impl Default for SchedulerMetrics {
             kv_retained: Gauge::default(),
             prefix_hits: Counter::default(),
             prefix_reused_tokens: Counter::default(),
+            constraint_seconds: Counter::default(),
+            constrained_tokens: Counter::default(),
         }
     }
 }
@@ -215,6 +221,16 @@ impl SchedulerMetrics {
             "prefix_cache_hits",
             "Requests that resumed from a cached prompt prefix of the same client",
             self.prefix_hits.clone(),
+        );
+        metrics.register(
+            "constraint_seconds",
+            "Seconds spent choosing tokens under a grammar (structured outputs, required tool calls): the mask and the draw",
+            self.constraint_seconds.clone(),
+        );
+        metrics.register(
+            "constrained_tokens",
+            "Tokens chosen under a grammar",
+            self.constrained_tokens.clone(),
         );
         metrics.register(
             "prefix_cache_reused_tokens",
@@ -473,6 +489,15 @@ fn decode_loop(
                 continue;
             }
         };
+        let stats = batch.last_step();
+        if stats.constrained_tokens > 0 {
+            metrics
+                .constraint_seconds
+                .inc_by(stats.constraint_time.as_secs_f64());
+            metrics
+                .constrained_tokens
+                .inc_by(stats.constrained_tokens as u64);
+        }
         let now = Instant::now();
         for t in produced {
             let Some(a) = active.get_mut(&t.id) else {

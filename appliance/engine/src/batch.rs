@@ -125,6 +125,10 @@ pub struct StepStats {
     pub tokens: usize,
     /// Wall time of the forward pass and sampling.
     pub elapsed: Duration,
+    /// Of that, time the sequences' constraints spent computing token masks.
+    pub constraint_time: Duration,
+    /// Tokens chosen under a constraint.
+    pub constrained_tokens: usize,
 }
 
 /// Sequences decoded together; see the module docs.
@@ -356,6 +360,7 @@ impl Batch {
             .forward(&inputs, &mut self.cache, Logits::Last)?;
         let vocab = engine.model().config().vocab_size;
         let mut out = Vec::new();
+        let (mut constraint_time, mut constrained_tokens) = (Duration::ZERO, 0);
         for (i, id) in ids.iter().enumerate() {
             let Some(s) = self.seqs.get_mut(id) else {
                 continue;
@@ -365,7 +370,13 @@ impl Batch {
                 continue; // still reading the prompt
             }
             let row = &mut logits[i * vocab..(i + 1) * vocab];
+            let t_mask = Instant::now();
             let (token, logprobs, constraint_ok) = s.choose(row, vocab);
+            if s.constraint.is_some() {
+                // Sampling is in this too; it is small next to the mask.
+                constraint_time += t_mask.elapsed();
+                constrained_tokens += 1;
+            }
             s.tokens.push(token);
             let generated = s.tokens.len() - s.prompt_len;
             let finished = if !constraint_ok {
@@ -394,6 +405,8 @@ impl Batch {
         self.last = StepStats {
             tokens: fed.iter().sum(),
             elapsed: t0.elapsed(),
+            constraint_time,
+            constrained_tokens,
         };
         Ok(out)
     }

@@ -252,3 +252,61 @@ fn a_required_tool_call_is_always_a_valid_call_of_an_offered_tool() {
         }
     }
 }
+
+/// Prints what the mask costs per token on the default model's 49k-token vocabulary (the
+/// benchmark, bench/api.sh --features, reports it from a running service).
+#[test]
+fn mask_cost_per_token_is_printed() {
+    #[derive(Debug)]
+    struct Timed(
+        airlock_grammar::Constraint,
+        std::sync::Arc<std::sync::Mutex<(Duration, usize)>>,
+    );
+    impl TokenConstraint for Timed {
+        fn allowed(&mut self, mask: &mut airlock_engine::TokenMask) -> Result<(), String> {
+            let t0 = Instant::now();
+            let r = self.0.allowed(mask);
+            let mut s = self.1.lock().unwrap();
+            s.0 += t0.elapsed();
+            s.1 += 1;
+            r
+        }
+        fn accept(&mut self, token: u32) -> Result<(), String> {
+            self.0.accept(token)
+        }
+        fn is_complete(&mut self) -> bool {
+            self.0.is_complete()
+        }
+    }
+    let e = engine();
+    let stats = std::sync::Arc::new(std::sync::Mutex::new((Duration::ZERO, 0usize)));
+    let prompt = e
+        .chat_prompt(&[ChatMessage::new(
+            "user",
+            "Make up a patient record as JSON.",
+        )])
+        .unwrap()
+        .ids;
+    let mut batch = Batch::new(&e);
+    let c = vocabulary()
+        .compile(&json_schema(patient_schema()).unwrap())
+        .unwrap();
+    let req = SeqRequest {
+        constraint: Some(Box::new(Timed(c, stats.clone()))),
+        ..SeqRequest::new(prompt, 160, SamplingParams::greedy())
+    };
+    batch.add(&e, req).unwrap();
+    let t0 = Instant::now();
+    let mut n = 0;
+    while !batch.is_empty() {
+        n += batch.step(&e).unwrap().len();
+    }
+    let (mask, masks) = *stats.lock().unwrap();
+    eprintln!(
+        "{n} tokens in {:.2?}; {masks} masks took {:.2?} ({:.3} ms each)",
+        t0.elapsed(),
+        mask,
+        mask.as_secs_f64() * 1000.0 / masks.max(1) as f64
+    );
+    assert!(masks > 0);
+}
