@@ -50,6 +50,28 @@ pub struct ParsedCall {
 }
 
 impl ToolFormat {
+    /// A call id this format's templates accept for call `index` of request `request_id`:
+    /// Mistral's require exactly 9 letters and digits; others take OpenAI's `call_…` form.
+    pub fn call_id(self, request_id: &str, index: usize) -> String {
+        let hex: String = request_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        match self {
+            ToolFormat::Mistral => {
+                let mut id: String = hex.chars().take(7).collect();
+                while id.len() < 7 {
+                    id.push('0');
+                }
+                format!("{id}{:02}", index % 100)
+            }
+            ToolFormat::Hermes | ToolFormat::Llama3 => {
+                let short: String = hex.chars().take(16).collect();
+                format!("call_{short}_{index}")
+            }
+        }
+    }
+
     /// The format the chat template `source` implies: Mistral's control token, Llama 3's
     /// `ipython` role or `<|python_tag|>`, else Hermes blocks (also what we instruct a model
     /// whose template has no tool support to write).
@@ -101,14 +123,18 @@ impl ToolFormat {
             }
             ToolFormat::Llama3 => format!("start: body\nbody: %json {call}\n"),
             ToolFormat::Mistral => {
-                let id =
-                    control("[TOOL_CALLS]").ok_or("the model has no [TOOL_CALLS] control token")?;
+                // The control token where the vocabulary has it (Mistral's own); else the
+                // template's text, which is then what the model reads and writes.
+                let mark = match control("[TOOL_CALLS]") {
+                    Some(id) => format!("<[{id}]>"),
+                    None => r#""[TOOL_CALLS]""#.to_owned(),
+                };
                 let more = if parallel {
                     format!(r#" (", " body){{0,{}}}"#, MAX_PARALLEL_CALLS - 1)
                 } else {
                     String::new()
                 };
-                format!("start: <[{id}]> \"[\" body{more} \"]\"\nbody: %json {call}\n")
+                format!("start: {mark} \" [\" body{more} \"]\"\nbody: %json {call}\n")
             }
         };
         Ok(Grammar::Lark(lark))
@@ -184,10 +210,14 @@ impl ToolFormat {
                 }
             }
             ToolFormat::Mistral => {
-                let Some(at) = text.find("[TOOL_CALLS]") else {
-                    return (content(text), Vec::new());
+                // Decoded answers drop control tokens, so the marker may be gone: then the
+                // whole answer must be the array.
+                let at = text.find("[TOOL_CALLS]");
+                let body = match at {
+                    Some(at) => text[at + "[TOOL_CALLS]".len()..].trim(),
+                    None => text.trim(),
                 };
-                let body = text[at + "[TOOL_CALLS]".len()..].trim();
+                let at = at.unwrap_or(0);
                 let calls: Option<Vec<ParsedCall>> = serde_json::from_str::<Value>(body)
                     .ok()
                     .and_then(|v| v.as_array().map(|a| a.iter().map(known).collect()))
@@ -315,6 +345,12 @@ mod tests {
         assert_eq!(calls.len(), 2);
         let (c, calls) = ToolFormat::Mistral.parse("No call here.", &t);
         assert_eq!((c.as_deref(), calls.len()), (Some("No call here."), 0));
+        // The control token dropped in decoding: the array alone.
+        let (c, calls) = ToolFormat::Mistral.parse(
+            " [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}]",
+            &t,
+        );
+        assert_eq!((c, calls.len()), (None, 1));
     }
 
     #[test]
@@ -326,7 +362,10 @@ mod tests {
         assert!(
             g.contains("<tool_call>") && g.contains("get_weather") && g.contains("lookup_patient")
         );
-        assert!(ToolFormat::Mistral.grammar(&t, false, |_| None).is_err());
+        let Grammar::Lark(g) = ToolFormat::Mistral.grammar(&t, false, |_| None).unwrap() else {
+            panic!()
+        };
+        assert!(g.starts_with("start: \"[TOOL_CALLS]\""), "{g}");
         let Grammar::Lark(g) = ToolFormat::Mistral.grammar(&t, false, |_| Some(5)).unwrap() else {
             panic!()
         };

@@ -21,6 +21,8 @@ pub(crate) struct Dev {
     pub(crate) fixture: Fixture,
     _dir: tempfile::TempDir,
     ignore_xfsz: bool,
+    /// The GGUF `airlock dev` packs (`--model`).
+    model: std::path::PathBuf,
 }
 
 impl Dev {
@@ -35,16 +37,26 @@ impl Dev {
         Dev::start_with(true)
     }
 
+    /// `airlock dev --model MODEL` (another GGUF than the default).
+    pub(crate) fn start_with_model(model: &Path) -> Dev {
+        Dev::start_on(false, model)
+    }
+
     fn start_with(ignore_xfsz: bool) -> Dev {
+        Dev::start_on(ignore_xfsz, &default_model())
+    }
+
+    fn start_on(ignore_xfsz: bool, model: &Path) -> Dev {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let child = Dev::spawn(&dir.path().join("state"), port, ignore_xfsz);
+        let child = Dev::spawn(&dir.path().join("state"), port, ignore_xfsz, model);
         let fixture = fixture_when_written(&dir.path().join("state"), port);
         let mut dev = Dev {
             child,
             fixture,
             _dir: dir,
             ignore_xfsz,
+            model: model.to_owned(),
         };
         dev.wait_ready();
         dev
@@ -119,11 +131,11 @@ impl Dev {
         let text = std::fs::read_to_string(&path).expect("dev policy");
         let text = text.replacen("[egress]", &format!("{policy}\n[egress]"), 1);
         std::fs::write(&path, text).expect("write policy");
-        self.child = Dev::spawn(&state, self.fixture.port, self.ignore_xfsz);
+        self.child = Dev::spawn(&state, self.fixture.port, self.ignore_xfsz, &self.model);
         self.wait_ready();
     }
 
-    fn spawn(state: &Path, port: u16, ignore_xfsz: bool) -> Child {
+    fn spawn(state: &Path, port: u16, ignore_xfsz: bool, model: &Path) -> Child {
         let mut cmd = if ignore_xfsz {
             let mut c = std::process::Command::new("bash");
             c.arg("-c")
@@ -139,7 +151,7 @@ impl Dev {
         cmd.args(["dev", "--state"])
             .arg(state)
             .arg("--model")
-            .arg(default_model())
+            .arg(model)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .stdout(out)
             .stderr(Stdio::null())

@@ -717,3 +717,98 @@ fn bad_tool_parameters_are_named() {
     );
     assert_eq!(client.get("/healthz").status, 200);
 }
+
+/// A copy of the default model with `template` as its chat template (the weights and the
+/// vocabulary are the default model's), written to `dir/NAME.gguf`.
+fn with_chat_template(dir: &std::path::Path, name: &str, template: &str) -> std::path::PathBuf {
+    use airlock_gguf::write::GgufWriter;
+    use airlock_gguf::{GgufFile, Value as G};
+    let src = GgufFile::open(crate::bundle::default_model()).expect("default model");
+    let mut w = GgufWriter::new();
+    for (key, value) in src.metadata().iter() {
+        if key == "tokenizer.chat_template" {
+            w.metadata(key, G::String(template.to_owned()));
+        } else {
+            w.metadata(key, value.clone());
+        }
+    }
+    for t in src.tensors() {
+        w.raw_tensor(
+            t.name(),
+            t.dims(),
+            t.ggml_type().id(),
+            src.tensor_bytes(t).to_vec(),
+        );
+    }
+    let path = dir.join(format!("{name}.gguf"));
+    w.write_to(&path).expect("write the GGUF copy");
+    path
+}
+
+/// Each tool-call format through the service, behind each family's own chat template (the
+/// default model's weights): the template gets `tools` and the conversation's calls as
+/// Hugging Face templates expect them, a required call comes back in OpenAI's shape from
+/// that family's format, the call and the tool's answer go back through the template
+/// (Mistral's demands 9-character call ids), and the stream's deltas equal the call.
+#[test]
+fn tool_calls_in_each_template_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/templates");
+    for (name, file, id_len) in [
+        ("qwen-template", "qwen2.5.jinja", None),
+        ("llama-template", "llama3.1.jinja", None),
+        ("mistral-template", "mistral-v0.3.jinja", Some(9)),
+    ] {
+        let template = std::fs::read_to_string(format!("{templates}/{file}")).expect("template");
+        let model = with_chat_template(dir.path(), name, &template);
+        let dev = Dev::start_with_model(&model);
+        let served = dev.client("user").get("/v1/models").json()["data"][0]["id"]
+            .as_str()
+            .expect("model id")
+            .to_owned();
+        let script = client(&dev)
+            .replace(&format!("M = \"{MODEL}\""), &format!("M = \"{served}\""))
+            + r#"
+tools = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40}}, "required": ["city"], "additionalProperties": False}}}]
+question = [{"role": "user", "content": "What is the weather in Paris?"}]
+r = client.chat.completions.create(model=M, messages=question, tools=tools, tool_choice="required", parallel_tool_calls=False, temperature=0)
+c = r.choices[0]
+assert c.finish_reason == "tool_calls", c
+call = c.message.tool_calls[0]
+followup = question + [c.message.model_dump(exclude_none=True),
+    {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temp_c": 18})}]
+final = client.chat.completions.create(model=M, messages=followup, tools=tools, temperature=0, max_tokens=24)
+s = client.chat.completions.create(model=M, messages=question, tools=tools, tool_choice="required", parallel_tool_calls=False, temperature=0, stream=True)
+streamed = {"name": "", "arguments": ""}
+for chunk in s:
+    if chunk.choices and chunk.choices[0].delta.tool_calls:
+        d = chunk.choices[0].delta.tool_calls[0]
+        streamed["name"] += d.function.name or ""
+        streamed["arguments"] += d.function.arguments or ""
+print(json.dumps({"name": call.function.name, "arguments": json.loads(call.function.arguments), "id": call.id,
+    "final_finish": final.choices[0].finish_reason, "streamed": streamed, "prompt_tokens": r.usage.prompt_tokens}))
+"#;
+        let out: Value = serde_json::from_str(&run_python(&script)).expect("script output");
+        assert_eq!(out["name"], "get_weather", "{name}: {out}");
+        assert!(out["arguments"]["city"].is_string(), "{name}: {out}");
+        if let Some(n) = id_len {
+            let id = out["id"].as_str().expect("id");
+            assert!(
+                id.len() == n && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "{name}: {id}"
+            );
+        }
+        assert!(
+            ["stop", "length", "tool_calls"].contains(&out["final_finish"].as_str().unwrap_or("")),
+            "{name}: {out}"
+        );
+        assert_eq!(out["streamed"]["name"], "get_weather", "{name}: {out}");
+        assert_eq!(
+            serde_json::from_str::<Value>(out["streamed"]["arguments"].as_str().expect("args"))
+                .expect("streamed arguments"),
+            out["arguments"],
+            "{name}"
+        );
+    }
+}

@@ -226,7 +226,14 @@ impl ChatTemplate {
                     character: c,
                 });
             }
-            let mut msg = ChatMessage::new(m.role.clone(), mark_content(&m.content));
+            // Empty content stays empty: templates test it (`{% if message.content %}`), and
+            // there is no client text to mark.
+            let content = if m.content.is_empty() {
+                String::new()
+            } else {
+                mark_content(&m.content)
+            };
+            let mut msg = ChatMessage::new(m.role.clone(), content);
             msg.tool_call_id = m.tool_call_id.clone();
             msg.tool_calls = m
                 .tool_calls

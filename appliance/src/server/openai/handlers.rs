@@ -240,7 +240,12 @@ impl ToolContext {
         }
         Some(ToolAnswer {
             content,
-            calls: super::tools::openai_calls(&self.request_id, &calls, streamed),
+            calls: super::tools::openai_calls(
+                &self.model.engine,
+                &self.request_id,
+                &calls,
+                streamed,
+            ),
             names: calls.into_iter().map(|c| c.name).collect(),
         })
     }

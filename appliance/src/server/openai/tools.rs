@@ -127,16 +127,23 @@ pub fn split(
     Some((content, calls))
 }
 
-/// OpenAI's `tool_calls` for `calls`; ids are `call_` + the request id + the index, unique
-/// in the service and traceable to the audit record.
-pub fn openai_calls(request_id: &str, calls: &[ParsedCall], with_index: bool) -> Value {
+/// OpenAI's `tool_calls` for `calls`; ids come from the request id and the call's index
+/// ([`ToolFormat::call_id`]: what the model's template accepts back), traceable to the audit
+/// record.
+pub fn openai_calls(
+    engine: &Engine,
+    request_id: &str,
+    calls: &[ParsedCall],
+    with_index: bool,
+) -> Value {
+    let format = format(engine);
     Value::Array(
         calls
             .iter()
             .enumerate()
             .map(|(i, c)| {
                 let mut v = json!({
-                    "id": call_id(request_id, i),
+                    "id": format.call_id(request_id, i),
                     "type": "function",
                     "function": {"name": c.name, "arguments": c.arguments.to_string()},
                 });
@@ -147,14 +154,4 @@ pub fn openai_calls(request_id: &str, calls: &[ParsedCall], with_index: bool) ->
             })
             .collect(),
     )
-}
-
-fn call_id(request_id: &str, i: usize) -> String {
-    // Request ids are hex; keep the id short and within [A-Za-z0-9_-].
-    let short: String = request_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(16)
-        .collect();
-    format!("call_{short}_{i}")
 }
