@@ -47,7 +47,7 @@ SCHEMA = {
 EMBED_TEXT = ("The patient is a 71-year-old woman admitted through the emergency department with "
               "chest pain radiating to the left arm, shortness of breath and nausea; troponin was "
               "elevated and the electrocardiogram showed ST depression in the lateral leads, so she "
-              "was started on dual antiplatelet therapy.")
+              "was started on dual antiplatelet therapy. Her pain settled.")
 
 
 def client_for(args):
