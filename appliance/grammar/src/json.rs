@@ -27,7 +27,7 @@ pub enum JsonGrammarError {
 /// How every grammar lays out its JSON (see the module docs). Also refuses schema features
 /// llguidance cannot enforce rather than ignoring them (`lenient: false`), and has no
 /// retriever, so a `$ref` to a URL is an error, never a fetch.
-fn layout() -> Value {
+pub(crate) fn layout() -> Value {
     json!({
         "whitespace_flexible": false,
         "item_separator": ", ",

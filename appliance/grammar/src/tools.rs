@@ -107,7 +107,7 @@ impl ToolFormat {
         }
         let call = json!({
             "anyOf": tools.iter().map(|t| self.call_schema(t)).collect::<Vec<_>>(),
-            "x-guidance": layout(),
+            "x-guidance": crate::json::layout(),
         });
         let call = serde_json::to_string(&call).map_err(|e| e.to_string())?;
         let lark = match self {
@@ -259,15 +259,6 @@ pub fn openai_tool(t: &ToolSpec) -> Value {
     }
     function.insert("parameters".into(), t.parameters.clone());
     json!({"type": "function", "function": function})
-}
-
-fn layout() -> Value {
-    json!({
-        "whitespace_flexible": false,
-        "item_separator": ", ",
-        "key_separator": ": ",
-        "lenient": false,
-    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,15 @@ fn api_reference() -> Value {
         .expect("reference JSON")
 }
 
+/// A JSON array of numbers.
+fn numbers(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|x| x.as_f64().expect("a number"))
+        .collect()
+}
+
 /// The client preamble: mTLS as `airlock dev` prints it.
 fn client(dev: &Dev) -> String {
     let pki = dev.fixture.pki("ca.crt");
@@ -303,25 +312,13 @@ print(json.dumps({{"id": raw.headers["x-request-id"], "vectors": [d.embedding fo
         .as_array()
         .expect("vectors")
         .iter()
-        .map(|v| {
-            v.as_array()
-                .expect("vector")
-                .iter()
-                .map(|x| x.as_f64().expect("number"))
-                .collect()
-        })
+        .map(numbers)
         .collect();
     let expected: Vec<Vec<f64>> = reference["embeddings"]["vectors"]
         .as_array()
         .expect("ref vectors")
         .iter()
-        .map(|v| {
-            v.as_array()
-                .expect("vector")
-                .iter()
-                .map(|x| x.as_f64().expect("number"))
-                .collect()
-        })
+        .map(numbers)
         .collect();
     assert_eq!(vectors.len(), expected.len());
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
@@ -341,12 +338,7 @@ print(json.dumps({{"id": raw.headers["x-request-id"], "vectors": [d.embedding fo
     }
     // Sentences 0 and 1 say the same thing; 2 is about a budget.
     assert!(dot(&vectors[0], &vectors[1]) > dot(&vectors[0], &vectors[2]) + 0.05);
-    let float: Vec<f64> = out["float"]
-        .as_array()
-        .expect("float")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect();
+    let float = numbers(&out["float"]);
     let worst = float
         .iter()
         .zip(&vectors[0])

@@ -69,6 +69,8 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    /// Whether the template reads `tools` (found once, at compile time).
+    uses_tools: bool,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -100,10 +102,15 @@ impl ChatTemplate {
                 model: model.to_owned(),
                 source,
             })?;
+        let uses_tools = env
+            .get_template(TEMPLATE_NAME)
+            .map(|t| t.undeclared_variables(false).contains("tools"))
+            .unwrap_or(false);
         Ok(Self {
             env,
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
+            uses_tools,
         })
     }
 
@@ -148,10 +155,7 @@ impl ChatTemplate {
 
     /// Whether the template uses the `tools` variable (it knows how to present tools).
     pub fn uses_tools(&self) -> bool {
-        self.env
-            .get_template(TEMPLATE_NAME)
-            .map(|t| t.undeclared_variables(false).contains("tools"))
-            .unwrap_or(false)
+        self.uses_tools
     }
 }
 

@@ -16,7 +16,6 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use crate::server::audit::request_event;
-use crate::server::body::read_body;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::server::subject::Subject;
@@ -194,13 +193,7 @@ pub async fn embeddings(
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let limits = &state.policy.limits;
-    let body = read_body(&state, payload).await?;
-    if state.models.is_empty() {
-        return Err(ApiError::Unavailable {
-            message: "no model is loaded yet (install and activate a bundle)".into(),
-            code: "model_not_loaded",
-        });
-    }
+    let body = super::handlers::inference_body(&state, payload).await?;
     let request = parse(&body)?;
     let subject = Subject::from_request(&req)?.map(Subject::into_string);
     let model = state

@@ -74,13 +74,7 @@ async fn generate(
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let limits = &state.policy.limits;
-    let body = read_body(&state, payload).await?;
-    if state.models.is_empty() {
-        return Err(ApiError::Unavailable {
-            message: "no model is loaded yet (install and activate a bundle)".into(),
-            code: "model_not_loaded",
-        });
-    }
+    let body = inference_body(&state, payload).await?;
     let generation = request::parse(endpoint, &body, limits.max_completion_tokens)?;
     let subject = Subject::from_request(&req)?.map(Subject::into_string);
     let model = state
@@ -320,6 +314,22 @@ impl Logprobs {
     fn write(&mut self, tokens: &[airlock_engine::TokenLogprobs]) -> serde_json::Value {
         self.writer.write(self.model.engine.tokenizer(), tokens)
     }
+}
+
+/// The body of an inference request (within `max_body_bytes`: 413), once a model is there to
+/// answer it (503 `model_not_loaded` otherwise: parsing waits until it could matter).
+pub(super) async fn inference_body(
+    state: &AppState,
+    payload: web::Payload,
+) -> Result<Bytes, ApiError> {
+    let body = read_body(state, payload).await?;
+    if state.models.is_empty() {
+        return Err(ApiError::Unavailable {
+            message: "no model is loaded yet (install and activate a bundle)".into(),
+            code: "model_not_loaded",
+        });
+    }
+    Ok(body)
 }
 
 fn submit_error(e: SubmitError) -> ApiError {
