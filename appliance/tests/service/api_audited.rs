@@ -297,12 +297,17 @@ pub(crate) fn printed_python_example(printed: &str) -> String {
 
 /// The ```python block of README.md's "OpenAI-compatible API" section.
 fn readme_python_example() -> String {
+    readme_python_block("## The OpenAI-compatible API")
+}
+
+/// The first ```python block of README.md after the line `heading`.
+pub(crate) fn readme_python_block(heading: &str) -> String {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
             .expect("README.md");
     let section = &readme[readme
-        .find("## The OpenAI-compatible API")
-        .expect("API section")..];
+        .find(heading)
+        .unwrap_or_else(|| panic!("README.md has no {heading:?}"))..];
     let start = section.find("```python\n").expect("python block") + "```python\n".len();
     let end = start + section[start..].find("```").expect("block end");
     section[start..end].to_owned()

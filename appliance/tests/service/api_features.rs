@@ -472,19 +472,6 @@ fn bad_structured_logprob_and_embedding_parameters_are_named() {
     assert_eq!(client.get("/healthz").status, 200);
 }
 
-/// The README's continuation of the printed example (`### Structured outputs, tool calls,
-/// logprobs and embeddings`).
-fn readme_continuation() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README.md");
-    let section = &readme[readme
-        .find("### Structured outputs, tool calls, logprobs and embeddings")
-        .expect("README section")..];
-    let start = section.find("```python\n").expect("python block") + "```python\n".len();
-    let end = start + section[start..].find("```").expect("block end");
-    section[start..end].to_owned()
-}
-
 /// Tried as a new user would: the Python example `airlock dev` prints, continued with the
 /// README's block (a Pydantic `response_format`, a tool, `logprobs=True`,
 /// `client.embeddings.create`),
@@ -494,7 +481,10 @@ fn readme_continuation() -> String {
 fn the_readme_example_continued_works_and_each_call_is_audited() {
     let mut dev = Dev::start();
     let printed = crate::api_audited::printed_python_example(&dev.printed());
-    let script = printed + &readme_continuation();
+    let script = printed
+        + &crate::api_audited::readme_python_block(
+            "### Structured outputs, tool calls, logprobs and embeddings",
+        );
     let out = run_python(&script);
     let lines: Vec<&str> = out.lines().collect();
     // The streamed answer, the parsed patient, the top alternatives, the embedding line.

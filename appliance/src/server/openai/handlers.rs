@@ -245,14 +245,28 @@ impl ToolContext {
     }
 }
 
-/// Records the calls an answer made (names are `[A-Za-z0-9_-]{1,64}` from the request's
-/// tools, at most `MAX_TOOLS` distinct: bounded).
-fn record_calls(finisher: &mut Finisher, answer: &ToolAnswer) {
-    if let Some(record) = finisher.record.as_mut() {
+/// Reads the calls in a finished answer `text` (a request with tools), records them on the
+/// response record (names are `[A-Za-z0-9_-]{1,64}` from the request's tools: bounded), and
+/// gives the record's status and the finish reason: `tool_calls` when the answer ended
+/// naturally with calls.
+fn read_calls(
+    tools: Option<&ToolContext>,
+    finisher: &mut Finisher,
+    text: &str,
+    finish: Finish,
+    streamed: bool,
+) -> (Option<ToolAnswer>, &'static str, FinishReason) {
+    let answer = tools.and_then(|t| t.answer(text, streamed));
+    if let (Some(answer), Some(record)) = (&answer, finisher.record.as_mut()) {
         record
             .params
             .insert("tool_calls".into(), answer.names.join(","));
     }
+    let (status, reason) = match (&answer, finish) {
+        (Some(_), Finish::Stop) => ("tool_calls", FinishReason::ToolCalls),
+        _ => (status_of(finish), finish_reason(finish)),
+    };
+    (answer, status, reason)
 }
 
 /// Compiles `format` against the model's vocabulary (off the I/O threads: indexing the
@@ -694,14 +708,8 @@ async fn collect(
                 finisher.completion_tokens = completion_tokens as u64;
                 finisher.cached_tokens = Some(cached_tokens as u64);
                 let text = finisher.output.clone();
-                let answer = tools.as_ref().and_then(|t| t.answer(&text, false));
-                let (status, reason) = match (&answer, finish) {
-                    (Some(_), Finish::Stop) => ("tool_calls", FinishReason::ToolCalls),
-                    _ => (status_of(finish), finish_reason(finish)),
-                };
-                if let Some(answer) = &answer {
-                    record_calls(&mut finisher, answer);
-                }
+                let (answer, status, reason) =
+                    read_calls(tools.as_ref(), &mut finisher, &text, finish, false);
                 // The answer is shown only once its record is durable.
                 if !finisher.finish(status).await {
                     return Err(ApiError::from(crate::server::audit::AuditUnavailable));
@@ -808,14 +816,8 @@ fn sse_stream(
                         finisher.cached_tokens = Some(cached_tokens as u64);
                         let mut out = String::new();
                         let text = finisher.output.clone();
-                        let answer = tools.as_ref().and_then(|t| t.answer(&text, true));
-                        let (status, reason) = match (&answer, finish) {
-                            (Some(_), Finish::Stop) => ("tool_calls", FinishReason::ToolCalls),
-                            _ => (status_of(finish), finish_reason(finish)),
-                        };
-                        if let Some(answer) = &answer {
-                            record_calls(&mut finisher, answer);
-                        }
+                        let (answer, status, reason) =
+                            read_calls(tools.as_ref(), &mut finisher, &text, finish, true);
                         if finisher.finish(status).await {
                             if let Some(t) = tools.as_mut() {
                                 // The held-back answer: its text, then its calls.
